@@ -1,0 +1,10 @@
+//! Numerics shared by every positional encoding.
+//!
+//! - [`math`]: `const fn` f64 elementary functions (sin/cos in turns, exp, ln,
+//!   pow, sqrt) that build angle tables at compile time or at run time with the
+//!   same code, so both paths give bit-identical tables.
+//! - [`fixed`]: Q15 fixed point: integer phases in turns, a quarter-wave
+//!   sine table, saturating Q15 rotation with a Q31 accumulator.
+
+pub mod fixed;
+pub mod math;
