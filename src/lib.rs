@@ -26,5 +26,7 @@
 pub mod error;
 pub mod num;
 pub mod pos;
+pub mod sampler;
+pub mod tokenizer;
 
 pub use error::Error;
