@@ -61,6 +61,30 @@ pub enum Error {
         /// The number of heads.
         heads: usize,
     },
+    /// The image or file ends before a structure it declares.
+    Truncated,
+    /// The image does not start with the microformer magic bytes.
+    BadMagic,
+    /// The image's format version is not the one this crate reads.
+    UnsupportedVersion {
+        /// The version found.
+        version: u32,
+    },
+    /// The image names an architecture this crate does not run.
+    UnsupportedArch,
+    /// A header or directory field holds a value no writer produces (unknown flag,
+    /// non-zero reserved bytes, wrong length).
+    Malformed,
+    /// The image (or a tensor in it) is not 4-byte aligned in memory.
+    Misaligned,
+    /// The stored checksum does not match the image's contents.
+    ChecksumMismatch,
+    /// A tensor the header calls for is missing or out of canonical order.
+    MissingTensor,
+    /// Dimensions contradict each other (heads vs kv heads, rotary vs head dim, shapes).
+    InconsistentDimensions,
+    /// A tensor's dtype, length, alignment or offsets are invalid.
+    BadTensor,
 }
 
 impl fmt::Display for Error {
@@ -68,8 +92,14 @@ impl fmt::Display for Error {
         match *self {
             Error::OddDimension { dim } => write!(f, "dimension {dim} must be even"),
             Error::ZeroDimension => f.write_str("a dimension, count or length is zero"),
-            Error::RotaryDimTooLarge { rotary_dim, head_dim } => {
-                write!(f, "rotary dimension {rotary_dim} exceeds head dimension {head_dim}")
+            Error::RotaryDimTooLarge {
+                rotary_dim,
+                head_dim,
+            } => {
+                write!(
+                    f,
+                    "rotary dimension {rotary_dim} exceeds head dimension {head_dim}"
+                )
             }
             Error::InvalidFactor => f.write_str("scaling factor must be finite and > 0"),
             Error::InvalidParameter => f.write_str("parameter out of its valid range"),
@@ -87,6 +117,20 @@ impl fmt::Display for Error {
             }
             Error::InvalidHead { head, heads } => {
                 write!(f, "head {head} invalid for {heads} heads")
+            }
+            Error::Truncated => f.write_str("truncated: data ends before a declared structure"),
+            Error::BadMagic => f.write_str("not a microformer image (bad magic)"),
+            Error::UnsupportedVersion { version } => {
+                write!(f, "unsupported image format version {version}")
+            }
+            Error::UnsupportedArch => f.write_str("unsupported architecture"),
+            Error::Malformed => f.write_str("malformed header or directory field"),
+            Error::Misaligned => f.write_str("image or tensor not 4-byte aligned"),
+            Error::ChecksumMismatch => f.write_str("checksum mismatch: the image is corrupted"),
+            Error::MissingTensor => f.write_str("a required tensor is missing or out of order"),
+            Error::InconsistentDimensions => f.write_str("inconsistent dimensions"),
+            Error::BadTensor => {
+                f.write_str("invalid tensor record (dtype, length, alignment or offset)")
             }
         }
     }

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod image;
 pub mod num;
 pub mod pos;
 pub mod sampler;
