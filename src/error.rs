@@ -85,6 +85,41 @@ pub enum Error {
     InconsistentDimensions,
     /// A tensor's dtype, length, alignment or offsets are invalid.
     BadTensor,
+    /// A tokenizer entry declares a length that is zero or negative.
+    InvalidTokenLength {
+        /// The entry (token id).
+        token: usize,
+        /// The length it declares.
+        len: i32,
+    },
+    /// A tokenizer file holds bytes after its `expected` entries (more tokens than the model's vocabulary).
+    VocabSizeMismatch {
+        /// Entries expected (the model's vocabulary size).
+        expected: usize,
+        /// Bytes left after the last expected entry.
+        trailing_bytes: usize,
+    },
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange {
+        /// The token id.
+        token: u32,
+        /// The vocabulary size.
+        vocab_size: usize,
+    },
+    /// A piece the tokenizer needs (the dummy-prefix `" "`) is not in the vocabulary.
+    TokenNotInVocab,
+    /// A prebuilt tokenizer index (offsets or sorted ids) disagrees with the tokenizer data.
+    CorruptIndex {
+        /// The first index entry found wrong.
+        entry: usize,
+    },
+    /// A value that must be finite (logit maximum, softmax sum) is NaN or infinite.
+    NotFinite,
+    /// Every position of a session's context is used: reset it or open a longer one.
+    ContextFull {
+        /// The session's context length.
+        context: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -131,6 +166,27 @@ impl fmt::Display for Error {
             Error::InconsistentDimensions => f.write_str("inconsistent dimensions"),
             Error::BadTensor => {
                 f.write_str("invalid tensor record (dtype, length, alignment or offset)")
+            }
+            Error::InvalidTokenLength { token, len } => {
+                write!(f, "tokenizer entry {token} has invalid length {len}")
+            }
+            Error::VocabSizeMismatch {
+                expected,
+                trailing_bytes,
+            } => write!(
+                f,
+                "tokenizer has {trailing_bytes} bytes after its {expected} expected entries"
+            ),
+            Error::TokenOutOfRange { token, vocab_size } => {
+                write!(f, "token {token} outside a vocabulary of {vocab_size}")
+            }
+            Error::TokenNotInVocab => f.write_str("a required piece is not in the vocabulary"),
+            Error::CorruptIndex { entry } => {
+                write!(f, "prebuilt tokenizer index is wrong at entry {entry}")
+            }
+            Error::NotFinite => f.write_str("a value that must be finite is NaN or infinite"),
+            Error::ContextFull { context } => {
+                write!(f, "context of {context} positions is full")
             }
         }
     }
