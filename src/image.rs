@@ -351,7 +351,7 @@ impl Header {
             self.vocab_size,
             self.seq_len,
         ];
-        if dims.iter().any(|&d| d == 0) {
+        if dims.contains(&0) {
             return Err(Error::InconsistentDimensions);
         }
         // Bound every dimension so that products below cannot overflow u32/usize.

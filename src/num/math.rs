@@ -24,15 +24,15 @@
 /// 2π.
 pub const TAU: f64 = core::f64::consts::TAU;
 /// ln 2, high part (exact product with small integers), Cody–Waite.
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
 /// ln 2, low part.
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// ln 2.
 pub const LN2: f64 = core::f64::consts::LN_2;
 
 /// Rounds half away from zero. Valid for `|x| < 2^62`.
 pub const fn round(x: f64) -> f64 {
-    if !(x.abs() < 4.0e18) {
+    if x.is_nan() || x.abs() >= 4.0e18 {
         return x;
     }
     let i = x as i64;
@@ -49,7 +49,7 @@ pub const fn round(x: f64) -> f64 {
 
 /// Largest integer not greater than `x`. Valid for `|x| < 2^62`.
 pub const fn floor(x: f64) -> f64 {
-    if !(x.abs() < 4.0e18) {
+    if x.is_nan() || x.abs() >= 4.0e18 {
         return x;
     }
     let i = x as i64;
