@@ -224,7 +224,7 @@ mod tests {
         }
         assert!(worst < 1e-13);
         // exact quarter turns
-        assert_eq!(sin_cos_turns(0.25), (1.0, 0.0 * -1.0 + 0.0));
+        assert_eq!(sin_cos_turns(0.25), (1.0, 0.0));
         assert_eq!(sin_cos_turns(0.0), (0.0, 1.0));
         assert_eq!(sin_cos_turns(0.5).1, -1.0);
     }

@@ -1,1 +1,776 @@
-//! (in progress)
+//! Rotary position embedding (RoPE): precomputed cos/sin tables in f32 and Q15,
+//! integer phases, and the rotation of q/k heads in both pair layouts.
+//!
+//! # Formula
+//!
+//! For a head `x` whose first `d = 2·pairs` dims are rotary (partial rotary:
+//! the dims past `d` are left untouched), pair `i` at position `p` is rotated
+//! by the angle `p·ω_i` and scaled by the attention factor `a`:
+//!
+//! ```text
+//! x0' = a·(x0·cos(p·ω_i) − x1·sin(p·ω_i))
+//! x1' = a·(x0·sin(p·ω_i) + x1·cos(p·ω_i))
+//! ```
+//!
+//! with `ω_i` and `a` from [`RopeConfig`] (every Hugging Face scaling rule, see
+//! [`crate::pos::rope_scaling`]). Which dims form pair `i` is the
+//! [`RopeLayout`]:
+//!
+//! - [`RopeLayout::Interleaved`]: `(x[2i], x[2i+1])`, as GPT-J, Meta's Llama
+//!   reference (`view_as_complex`) and llama2.c's `run.c`;
+//! - [`RopeLayout::HalfSplit`]: `(x[i], x[i + d/2])`, as GPT-NeoX and Hugging
+//!   Face Llama (`q·cos + rotate_half(q)·sin`, `modeling_llama.py`).
+//!
+//! Sources: Su et al., *RoFormer* (arXiv:2104.09864); Hugging Face transformers
+//! `modeling_rope_utils.py` and `modeling_llama.py` (`apply_rotary_pos_emb`);
+//! llama2.c `run.c`.
+//!
+//! # Tables and how they are built
+//!
+//! - [`RopeTable`]: f32 rows `[position][pair]` of `a·cos`, `a·sin`. Each entry
+//!   is [`entry_f32`]: the angle is formed in f64 as turns
+//!   `t = p·(ω/2π)` (never `p·ω` in f32), `(sin, cos)(2πt)` by
+//!   [`math::sin_cos_turns`] (exact reduction, ~2 ulp), times `a`, rounded
+//!   once to f32. The same `const fn` builds the compile-time
+//!   [`crate::pos::rope_const::ConstRopeTable`], so both are bit-identical.
+//! - [`RopeTableQ15`]: the same rows in Q15, `round(32768·a·cos)` saturating
+//!   to `[−32768, 32767]` ([`entry_q15`]). With `a > 1` (YaRN, LongRoPE) the
+//!   entries with `|a·cos| ≥ 1` saturate: use
+//!   [`fill_unscaled`](RopeTableQ15::fill_unscaled) and fold `a²` into the
+//!   score scale instead (q and k both carry one `a`).
+//! - [`RopePhases`]: no table at all: one `u64` phase step per pair
+//!   ([`fixed::phase_step`], 64 fractional bits of a turn); the phase at `p` is
+//!   exact wrapping integer arithmetic rounded once ([`fixed::phase_at`]), and
+//!   cos/sin come from the shared quarter-wave table ([`fixed::sin_cos_q15`]),
+//!   times `a` in Q30 when `a ≠ 1`.
+//!
+//! # Error bounds (checked at every position 0..=65535 in `tests/rope.rs`)
+//!
+//! - f32 table entry vs the exact `a·cos(p·ω)`: one f32 rounding, at most
+//!   half an ulp, `≤ 2^-24·|a·cos|` (≤ 3e-8 for `a ≤ 1`, 6e-8 for YaRN's
+//!   `a = 1.21`), plus the f64 angle error ≈ `p·ω·2^-52` (< 2e-11 rad at
+//!   `p = 65535`): far under 1e-6 absolute.
+//! - f32 rotation: each output within `3·2^-24·√(x0² + x1²)` of the exact
+//!   rotation (table rounding, two products, one sum), so the norm is kept
+//!   to `≈ 4.3·2^-24` relative.
+//! - Q15 table entry: ≤ 0.5 LSB (2^-16) of the value saturated to Q15.
+//! - [`RopePhases`] cos/sin: ≤ 1.2 LSB for `a = 1` (quarter-wave table,
+//!   see [`crate::num::fixed`]); ≤ `1.2·a + 0.5` LSB otherwise.
+//! - Q15 rotation ([`fixed::rotate_q15`], Q30 accumulator, saturating)
+//!   against the exact rotation of the same Q15 input (saturated), for
+//!   `|x0|, |x1| ≤ 1`: with the Q15 table ≤ 0.5 + 0.5 + 0.5 = 1.5 LSB, up to
+//!   2 LSB where `cos ≈ ±1` is stored 1 LSB short as 32767; with phases
+//!   ≤ 1.2 + 1.2 + 0.5 = 2.9 LSB.
+//!
+//! Measured worst over the seven `tables.json` configurations, 65536
+//! positions each: f32 5.96e-8 (YaRN, `a = 1.21`; 2.98e-8 for `a = 1`),
+//! Q15 table 0.50 LSB, phases 1.02 LSB (`a = 1`) and 1.67 LSB (`a = 1.21`),
+//! Q15 rotation 1.89 LSB (table) and 2.13 LSB (phases).
+//!
+//! # Memory
+//!
+//! A table holds `positions × pairs` cos and as many sin entries:
+//! `8·positions·pairs` bytes in f32, `4·positions·pairs` in Q15. For 512
+//! positions × 4 frequencies (head dim 8): 16 KiB in f32, 8 KiB in Q15.
+//! [`RopePhases`] needs 8 bytes per pair (32 bytes for 4 pairs) plus the
+//! shared 514-byte quarter-wave table, for any number of positions.
+//! Tables live in caller storage (flash or RAM); nothing is allocated.
+//!
+//! Cost per pair: f32, 4 multiplies + 2 adds; Q15, 4 multiplies into two
+//! `i32` accumulators; phases add one 64-bit multiply and two table reads.
+
+use crate::num::fixed::{self, Q15};
+use crate::num::math;
+use crate::pos::rope_scaling::RopeConfig;
+use crate::Error;
+
+/// Which dims of a head form rotary pair `i` (`d` = rotary dim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Pairs `(2i, 2i+1)`: GPT-J, Meta Llama, llama2.c.
+    Interleaved,
+    /// Pairs `(i, i + d/2)`: GPT-NeoX, Hugging Face Llama (`rotate_half`).
+    HalfSplit,
+}
+
+/// One f32 table entry `(a·cos(p·ω), a·sin(p·ω))`: the angle in f64 turns
+/// `p·(ω/2π)`, [`math::sin_cos_turns`], times `a`, rounded once to f32.
+///
+/// The single definition shared by [`RopeTable::fill`] and the compile-time
+/// [`crate::pos::rope_const::ConstRopeTable`], so both agree bit for bit.
+pub const fn entry_f32(inv_freq: f64, attention_factor: f64, position: usize) -> (f32, f32) {
+    let (s, c) = math::sin_cos_turns(position as f64 * (inv_freq / math::TAU));
+    ((c * attention_factor) as f32, (s * attention_factor) as f32)
+}
+
+/// One Q15 table entry: `round(32768·a·cos(p·ω))`, likewise for sin,
+/// saturating to `[−32768, 32767]`.
+pub const fn entry_q15(inv_freq: f64, attention_factor: f64, position: usize) -> (Q15, Q15) {
+    let (s, c) = math::sin_cos_turns(position as f64 * (inv_freq / math::TAU));
+    (
+        fixed::q15_from_f64(c * attention_factor),
+        fixed::q15_from_f64(s * attention_factor),
+    )
+}
+
+/// Mutable pairs of a head in one layout (private iterator).
+enum PairsMut<'h, T> {
+    Interleaved(core::slice::ChunksExactMut<'h, T>),
+    HalfSplit(core::iter::Zip<core::slice::IterMut<'h, T>, core::slice::IterMut<'h, T>>),
+}
+
+impl<'h, T> Iterator for PairsMut<'h, T> {
+    type Item = (&'h mut T, &'h mut T);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            PairsMut::Interleaved(chunks) => {
+                let (a, rest) = chunks.next()?.split_first_mut()?;
+                Some((a, rest.first_mut()?))
+            }
+            PairsMut::HalfSplit(zip) => zip.next(),
+        }
+    }
+}
+
+/// Pairs `start..start + count` of a head whose rotary part has `pairs` pairs.
+///
+/// Errors: [`Error::RotaryDimTooLarge`] when `head.len() < 2·pairs`,
+/// [`Error::LengthMismatch`] when `start + count > pairs`.
+fn pairs_mut<T>(
+    layout: RopeLayout,
+    pairs: usize,
+    start: usize,
+    count: usize,
+    head: &mut [T],
+) -> Result<PairsMut<'_, T>, Error> {
+    let head_dim = head.len();
+    let rotary_dim = pairs.saturating_mul(2);
+    let rotary = head.get_mut(..rotary_dim).ok_or(Error::RotaryDimTooLarge {
+        rotary_dim,
+        head_dim,
+    })?;
+    let end = start.saturating_add(count);
+    if end > pairs {
+        return Err(Error::LengthMismatch {
+            expected: pairs,
+            got: end,
+        });
+    }
+    Ok(match layout {
+        RopeLayout::Interleaved => {
+            let part = rotary.get_mut(2 * start..2 * end).unwrap_or_default();
+            PairsMut::Interleaved(part.chunks_exact_mut(2))
+        }
+        RopeLayout::HalfSplit => {
+            let (lo, hi) = rotary.split_at_mut(pairs);
+            let lo = lo.get_mut(start..end).unwrap_or_default();
+            let hi = hi.get_mut(start..end).unwrap_or_default();
+            PairsMut::HalfSplit(lo.iter_mut().zip(hi.iter_mut()))
+        }
+    })
+}
+
+fn check_cos_sin(cos: usize, sin: usize) -> Result<(), Error> {
+    if cos == sin {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            expected: cos,
+            got: sin,
+        })
+    }
+}
+
+/// Rotates pairs `start..start + cos.len()` of `head` (rotary part of
+/// `pairs` pairs, in `layout`) by the given f32 cos/sin: the building block
+/// of [`RopeTable::rotate`] and [`crate::pos::rope2d`].
+///
+/// Errors: [`Error::LengthMismatch`] (`cos`/`sin` lengths differ, or the
+/// range passes `pairs`), [`Error::RotaryDimTooLarge`] (`head.len() < 2·pairs`).
+pub fn rotate_pairs_f32(
+    layout: RopeLayout,
+    pairs: usize,
+    start: usize,
+    cos: &[f32],
+    sin: &[f32],
+    head: &mut [f32],
+) -> Result<(), Error> {
+    check_cos_sin(cos.len(), sin.len())?;
+    for (((a, b), &c), &s) in pairs_mut(layout, pairs, start, cos.len(), head)?
+        .zip(cos)
+        .zip(sin)
+    {
+        let (x0, x1) = (*a, *b);
+        *a = x0 * c - x1 * s;
+        *b = x0 * s + x1 * c;
+    }
+    Ok(())
+}
+
+/// Q15 counterpart of [`rotate_pairs_f32`], with [`fixed::rotate_q15`].
+pub fn rotate_pairs_q15(
+    layout: RopeLayout,
+    pairs: usize,
+    start: usize,
+    cos: &[Q15],
+    sin: &[Q15],
+    head: &mut [Q15],
+) -> Result<(), Error> {
+    check_cos_sin(cos.len(), sin.len())?;
+    for (((a, b), &c), &s) in pairs_mut(layout, pairs, start, cos.len(), head)?
+        .zip(cos)
+        .zip(sin)
+    {
+        (*a, *b) = fixed::rotate_q15(*a, *b, c, s);
+    }
+    Ok(())
+}
+
+/// Row storage shared by the f32 and Q15 tables.
+#[derive(Debug, Clone, Copy)]
+struct Rows<'a, T> {
+    cos: &'a [T],
+    sin: &'a [T],
+    pairs: usize,
+}
+
+impl<'a, T> Rows<'a, T> {
+    fn new(cos: &'a [T], sin: &'a [T], pairs: usize) -> Result<Self, Error> {
+        if pairs == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        check_cos_sin(cos.len(), sin.len())?;
+        if cos.len() < pairs {
+            return Err(Error::BufferTooSmall {
+                needed: pairs,
+                got: cos.len(),
+            });
+        }
+        if cos.len() % pairs != 0 {
+            return Err(Error::LengthMismatch {
+                expected: cos.len() / pairs * pairs,
+                got: cos.len(),
+            });
+        }
+        Ok(Self { cos, sin, pairs })
+    }
+
+    fn positions(&self) -> usize {
+        self.cos.len().checked_div(self.pairs).unwrap_or(0)
+    }
+
+    fn row(&self, position: usize) -> Result<(&'a [T], &'a [T]), Error> {
+        let out = Error::PositionOutOfRange {
+            position,
+            len: self.positions(),
+        };
+        let start = position.checked_mul(self.pairs).ok_or(out)?;
+        let end = start.checked_add(self.pairs).ok_or(out)?;
+        match (self.cos.get(start..end), self.sin.get(start..end)) {
+            (Some(c), Some(s)) if self.pairs > 0 => Ok((c, s)),
+            _ => Err(out),
+        }
+    }
+}
+
+/// Pairs whose inverse frequency [`fill_rows`] keeps at once.
+const FILL_BLOCK: usize = 16;
+
+/// Fills rows `first_position..` of a `[position][pair]` table with `entry`;
+/// returns the number of rows (`cos.len() / pairs`).
+fn fill_rows<T>(
+    cfg: &RopeConfig<'_>,
+    seq_len: usize,
+    first_position: usize,
+    attention_factor: f64,
+    cos: &mut [T],
+    sin: &mut [T],
+    entry: impl Fn(f64, f64, usize) -> (T, T),
+) -> Result<usize, Error> {
+    cfg.validate()?;
+    check_cos_sin(cos.len(), sin.len())?;
+    let pairs = cfg.pairs();
+    let rows = cos.len() / pairs;
+    if rows == 0 {
+        return Err(Error::BufferTooSmall {
+            needed: pairs,
+            got: cos.len(),
+        });
+    }
+    if first_position.checked_add(rows - 1).is_none() {
+        return Err(Error::PositionOutOfRange {
+            position: first_position,
+            len: usize::MAX,
+        });
+    }
+    // Row-major writes; the inverse frequencies of up to FILL_BLOCK pairs are
+    // computed once per call and kept on the stack (8·FILL_BLOCK bytes).
+    let mut w = [0.0f64; FILL_BLOCK];
+    let mut i0 = 0;
+    while i0 < pairs {
+        let n = FILL_BLOCK.min(pairs - i0);
+        let w = w.get_mut(..n).unwrap_or_default();
+        for (k, wk) in w.iter_mut().enumerate() {
+            *wk = cfg.inv_freq(i0 + k, seq_len);
+        }
+        let rows_iter = cos.chunks_exact_mut(pairs).zip(sin.chunks_exact_mut(pairs));
+        for (r, (crow, srow)) in rows_iter.enumerate() {
+            let p = first_position + r;
+            let crow = crow.get_mut(i0..i0 + n).unwrap_or_default();
+            let srow = srow.get_mut(i0..i0 + n).unwrap_or_default();
+            for ((c, s), &wk) in crow.iter_mut().zip(srow.iter_mut()).zip(w.iter()) {
+                (*c, *s) = entry(wk, attention_factor, p);
+            }
+        }
+        i0 += n;
+    }
+    Ok(rows)
+}
+
+/// f32 cos/sin rows, row-major `[position][pair]`, already multiplied by the
+/// attention factor, in caller storage (see the [module docs](self)).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeTable<'a> {
+    rows: Rows<'a, f32>,
+}
+
+impl<'a> RopeTable<'a> {
+    /// Views filled storage as a table of `cos.len() / pairs` positions.
+    ///
+    /// Errors: [`Error::ZeroDimension`] (`pairs = 0`), [`Error::LengthMismatch`]
+    /// (lengths differ or are not a whole number of rows),
+    /// [`Error::BufferTooSmall`] (less than one row).
+    pub fn new(cos: &'a [f32], sin: &'a [f32], pairs: usize) -> Result<Self, Error> {
+        Ok(Self {
+            rows: Rows::new(cos, sin, pairs)?,
+        })
+    }
+
+    /// A table view without checks (for [`crate::pos::rope_const`], whose
+    /// shape is fixed by its type).
+    pub(crate) const fn from_parts(cos: &'a [f32], sin: &'a [f32], pairs: usize) -> Self {
+        Self {
+            rows: Rows { cos, sin, pairs },
+        }
+    }
+
+    /// Fills rows for positions `first_position..` (as many as
+    /// `cos.len() / pairs`, with `pairs = cfg.pairs()`; a partial last row is
+    /// left untouched) and returns the number of rows filled. Fill a long
+    /// table in chunks by moving `first_position`.
+    ///
+    /// Errors: `cfg`'s [`RopeConfig::validate`] error,
+    /// [`Error::LengthMismatch`] (`cos` and `sin` lengths differ),
+    /// [`Error::BufferTooSmall`] (less than one row),
+    /// [`Error::PositionOutOfRange`] (positions overflow `usize`).
+    pub fn fill(
+        cfg: &RopeConfig<'_>,
+        seq_len: usize,
+        first_position: usize,
+        cos: &mut [f32],
+        sin: &mut [f32],
+    ) -> Result<usize, Error> {
+        let a = cfg.attention_factor(seq_len);
+        fill_rows(cfg, seq_len, first_position, a, cos, sin, entry_f32)
+    }
+
+    /// Number of positions (rows).
+    pub fn positions(&self) -> usize {
+        self.rows.positions()
+    }
+
+    /// Number of pairs per row.
+    pub fn pairs(&self) -> usize {
+        self.rows.pairs
+    }
+
+    /// The `(cos, sin)` row of `position`.
+    ///
+    /// Errors: [`Error::PositionOutOfRange`].
+    pub fn row(&self, position: usize) -> Result<(&'a [f32], &'a [f32]), Error> {
+        self.rows.row(position)
+    }
+
+    /// Rotates the first `2·pairs` dims of one head vector (`head.len() >=
+    /// 2·pairs`; the rest is untouched: partial rotary) at `position`.
+    ///
+    /// Errors: [`Error::PositionOutOfRange`], [`Error::RotaryDimTooLarge`].
+    pub fn rotate(
+        &self,
+        layout: RopeLayout,
+        position: usize,
+        head: &mut [f32],
+    ) -> Result<(), Error> {
+        let (c, s) = self.row(position)?;
+        rotate_pairs_f32(layout, self.pairs(), 0, c, s, head)
+    }
+}
+
+/// Q15 cos/sin rows, row-major `[position][pair]` (see the [module docs](self)).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeTableQ15<'a> {
+    rows: Rows<'a, Q15>,
+}
+
+impl<'a> RopeTableQ15<'a> {
+    /// Views filled storage as a table; errors as [`RopeTable::new`].
+    pub fn new(cos: &'a [Q15], sin: &'a [Q15], pairs: usize) -> Result<Self, Error> {
+        Ok(Self {
+            rows: Rows::new(cos, sin, pairs)?,
+        })
+    }
+
+    /// Fills rows with `round(32768·a·cos)`, `round(32768·a·sin)` (saturating)
+    /// for positions `first_position..`; returns the rows filled. Errors as
+    /// [`RopeTable::fill`].
+    pub fn fill(
+        cfg: &RopeConfig<'_>,
+        seq_len: usize,
+        first_position: usize,
+        cos: &mut [Q15],
+        sin: &mut [Q15],
+    ) -> Result<usize, Error> {
+        let a = cfg.attention_factor(seq_len);
+        fill_rows(cfg, seq_len, first_position, a, cos, sin, entry_q15)
+    }
+
+    /// As [`fill`](Self::fill) but without the attention factor (pure
+    /// rotation, never saturates except `1.0 → 32767`): for `a > 1`, apply
+    /// `a²` to the attention scores instead.
+    pub fn fill_unscaled(
+        cfg: &RopeConfig<'_>,
+        seq_len: usize,
+        first_position: usize,
+        cos: &mut [Q15],
+        sin: &mut [Q15],
+    ) -> Result<usize, Error> {
+        fill_rows(cfg, seq_len, first_position, 1.0, cos, sin, entry_q15)
+    }
+
+    /// Number of positions (rows).
+    pub fn positions(&self) -> usize {
+        self.rows.positions()
+    }
+
+    /// Number of pairs per row.
+    pub fn pairs(&self) -> usize {
+        self.rows.pairs
+    }
+
+    /// The `(cos, sin)` row of `position`. Errors: [`Error::PositionOutOfRange`].
+    pub fn row(&self, position: usize) -> Result<(&'a [Q15], &'a [Q15]), Error> {
+        self.rows.row(position)
+    }
+
+    /// Rotates the first `2·pairs` dims of a Q15 head at `position` with
+    /// [`fixed::rotate_q15`]. Errors as [`RopeTable::rotate`].
+    pub fn rotate(
+        &self,
+        layout: RopeLayout,
+        position: usize,
+        head: &mut [Q15],
+    ) -> Result<(), Error> {
+        let (c, s) = self.row(position)?;
+        rotate_pairs_q15(layout, self.pairs(), 0, c, s, head)
+    }
+}
+
+/// `1.0` in the Q30 attention scale of [`RopePhases`].
+const ONE_Q30: i64 = 1 << 30;
+
+/// Phase-based Q15 RoPE: one `u64` phase step per pair, no table per position
+/// (see the [module docs](self)).
+#[derive(Debug, Clone, Copy)]
+pub struct RopePhases<'a> {
+    steps: &'a [u64],
+    attention_q30: i64,
+}
+
+impl<'a> RopePhases<'a> {
+    /// Computes the phase steps of `cfg` into `steps[..pairs]` and keeps the
+    /// attention factor `a` (applied to cos/sin in Q30, saturating).
+    ///
+    /// Errors: `cfg`'s [`RopeConfig::validate`] error,
+    /// [`Error::BufferTooSmall`] (`steps.len() < pairs`),
+    /// [`Error::InvalidFactor`] (`a >= 65536`).
+    pub fn new(cfg: &RopeConfig<'_>, seq_len: usize, steps: &'a mut [u64]) -> Result<Self, Error> {
+        Self::build(cfg, seq_len, cfg.attention_factor(seq_len), steps)
+    }
+
+    /// As [`new`](Self::new) without the attention factor (pure rotation).
+    pub fn new_unscaled(
+        cfg: &RopeConfig<'_>,
+        seq_len: usize,
+        steps: &'a mut [u64],
+    ) -> Result<Self, Error> {
+        Self::build(cfg, seq_len, 1.0, steps)
+    }
+
+    fn build(
+        cfg: &RopeConfig<'_>,
+        seq_len: usize,
+        a: f64,
+        steps: &'a mut [u64],
+    ) -> Result<Self, Error> {
+        cfg.validate()?;
+        let pairs = cfg.pairs();
+        let got = steps.len();
+        let steps = steps
+            .get_mut(..pairs)
+            .ok_or(Error::BufferTooSmall { needed: pairs, got })?;
+        for (i, s) in steps.iter_mut().enumerate() {
+            *s = fixed::phase_step(cfg.inv_freq(i, seq_len));
+        }
+        Self::from_steps(steps, a)
+    }
+
+    /// Uses precomputed phase steps (e.g. from a model image in flash;
+    /// `steps[i] = fixed::phase_step(ω_i)`) with attention factor `a`.
+    ///
+    /// Errors: [`Error::ZeroDimension`] (no steps), [`Error::InvalidFactor`]
+    /// (`a` not finite, `<= 0` or `>= 65536`).
+    pub fn from_steps(steps: &'a [u64], attention_factor: f64) -> Result<Self, Error> {
+        if steps.is_empty() {
+            return Err(Error::ZeroDimension);
+        }
+        if !(attention_factor > 0.0 && attention_factor < 65536.0) {
+            return Err(Error::InvalidFactor);
+        }
+        Ok(Self {
+            steps,
+            attention_q30: math::round(attention_factor * ONE_Q30 as f64) as i64,
+        })
+    }
+
+    /// Number of pairs.
+    pub fn pairs(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The phase steps (8 bytes per pair).
+    pub fn steps(&self) -> &'a [u64] {
+        self.steps
+    }
+
+    fn position_u32(position: usize) -> Result<u32, Error> {
+        let len = u32::MAX as usize;
+        if position >= len {
+            return Err(Error::PositionOutOfRange { position, len });
+        }
+        Ok(position as u32)
+    }
+
+    #[inline]
+    fn scale(&self, v: Q15) -> Q15 {
+        if self.attention_q30 == ONE_Q30 {
+            return v;
+        }
+        let x = (v as i64 * self.attention_q30 + (1 << 29)) >> 30;
+        x.clamp(i16::MIN as i64, i16::MAX as i64) as i16
+    }
+
+    #[inline]
+    fn cos_sin_at(&self, step: u64, position: u32) -> (Q15, Q15) {
+        let (s, c) = fixed::sin_cos_q15(fixed::phase_at(step, position));
+        (self.scale(c), self.scale(s))
+    }
+
+    /// `(a·cos, a·sin)` of pair `pair` at `position`, in Q15.
+    ///
+    /// Errors: [`Error::PositionOutOfRange`] (`position >= 2^32 − 1`),
+    /// [`Error::LengthMismatch`] (`pair >= pairs`).
+    pub fn cos_sin_q15(&self, position: usize, pair: usize) -> Result<(Q15, Q15), Error> {
+        let p = Self::position_u32(position)?;
+        let step = self.steps.get(pair).ok_or(Error::LengthMismatch {
+            expected: self.steps.len(),
+            got: pair,
+        })?;
+        Ok(self.cos_sin_at(*step, p))
+    }
+
+    /// Writes the `(a·cos, a·sin)` row of `position` into `cos[..pairs]`,
+    /// `sin[..pairs]`: compute it once per token, then rotate every q and k
+    /// head with [`rotate_pairs_q15`].
+    ///
+    /// Errors: [`Error::PositionOutOfRange`], [`Error::BufferTooSmall`].
+    pub fn fill_row(&self, position: usize, cos: &mut [Q15], sin: &mut [Q15]) -> Result<(), Error> {
+        let p = Self::position_u32(position)?;
+        let pairs = self.steps.len();
+        let got = cos.len().min(sin.len());
+        let small = Error::BufferTooSmall { needed: pairs, got };
+        let cos = cos.get_mut(..pairs).ok_or(small)?;
+        let sin = sin.get_mut(..pairs).ok_or(small)?;
+        for ((c, s), &step) in cos.iter_mut().zip(sin.iter_mut()).zip(self.steps) {
+            (*c, *s) = self.cos_sin_at(step, p);
+        }
+        Ok(())
+    }
+
+    /// Rotates the first `2·pairs` dims of a Q15 head at `position`.
+    ///
+    /// Errors: [`Error::PositionOutOfRange`], [`Error::RotaryDimTooLarge`].
+    pub fn rotate(
+        &self,
+        layout: RopeLayout,
+        position: usize,
+        head: &mut [Q15],
+    ) -> Result<(), Error> {
+        let p = Self::position_u32(position)?;
+        let pairs = self.steps.len();
+        for ((a, b), &step) in pairs_mut(layout, pairs, 0, pairs, head)?.zip(self.steps) {
+            let (c, s) = self.cos_sin_at(step, p);
+            (*a, *b) = fixed::rotate_q15(*a, *b, c, s);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pos::rope_scaling::{RopeScaling, YarnParams};
+
+    const CFG: RopeConfig<'static> = RopeConfig::new(10_000.0, 8, 512);
+
+    #[test]
+    fn entries_match_std() {
+        for p in [0usize, 1, 7, 511, 65535] {
+            for i in 0..4 {
+                let w = CFG.inv_freq(i, 0);
+                let (c, s) = entry_f32(w, 1.0, p);
+                let x = p as f64 * 10_000f64.powf(-((2 * i) as f64) / 8.0);
+                assert!((c as f64 - x.cos()).abs() < 1e-7, "{p} {i}");
+                assert!((s as f64 - x.sin()).abs() < 1e-7, "{p} {i}");
+                let (cq, sq) = entry_q15(w, 1.0, p);
+                assert!((cq as f64 - (x.cos() * 32768.0).min(32767.0)).abs() <= 0.5 + 1e-9);
+                assert!((sq as f64 - (x.sin() * 32768.0).min(32767.0)).abs() <= 0.5 + 1e-9);
+            }
+        }
+        assert_eq!(entry_f32(1.0, 1.0, 0), (1.0, 0.0));
+        assert_eq!(entry_q15(1.0, 1.0, 0), (32767, 0));
+        assert_eq!(entry_q15(1.0, 2.0, 0), (32767, 0)); // saturates
+    }
+
+    #[test]
+    fn layouts_pick_the_right_dims() {
+        let mut cos = [0f32; 4 * 3];
+        let mut sin = [0f32; 4 * 3];
+        assert_eq!(RopeTable::fill(&CFG, 0, 0, &mut cos, &mut sin), Ok(3));
+        let t = RopeTable::new(&cos, &sin, 4).unwrap();
+        let (c, s) = t.row(1).unwrap();
+        // interleaved: pair 0 = dims (0, 1)
+        let mut h = [1.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 9.0];
+        t.rotate(RopeLayout::Interleaved, 1, &mut h).unwrap();
+        assert_eq!((h[0], h[1]), (c[0], s[0]));
+        assert_eq!(h[8], 9.0);
+        // half split: pair 1 = dims (1, 5)
+        let mut h = [0.0f32, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        t.rotate(RopeLayout::HalfSplit, 1, &mut h).unwrap();
+        assert_eq!((h[1], h[5]), (c[1], s[1]));
+        assert_eq!(h[0], 0.0);
+    }
+
+    #[test]
+    fn errors() {
+        let mut cos = [0f32; 8];
+        let mut sin = [0f32; 8];
+        let mut short = [0f32; 3];
+        assert_eq!(
+            RopeTable::fill(&CFG, 0, 0, &mut short, &mut [0f32; 3]),
+            Err(Error::BufferTooSmall { needed: 4, got: 3 })
+        );
+        assert_eq!(
+            RopeTable::fill(&CFG, 0, 0, &mut cos, &mut short),
+            Err(Error::LengthMismatch {
+                expected: 8,
+                got: 3
+            })
+        );
+        RopeTable::fill(&CFG, 0, 5, &mut cos, &mut sin).unwrap();
+        let t = RopeTable::new(&cos, &sin, 4).unwrap();
+        assert_eq!(
+            t.row(2),
+            Err(Error::PositionOutOfRange {
+                position: 2,
+                len: 2
+            })
+        );
+        assert_eq!(
+            t.row(usize::MAX).unwrap_err(),
+            Error::PositionOutOfRange {
+                position: usize::MAX,
+                len: 2
+            }
+        );
+        let mut h = [0f32; 7];
+        assert_eq!(
+            t.rotate(RopeLayout::HalfSplit, 0, &mut h),
+            Err(Error::RotaryDimTooLarge {
+                rotary_dim: 8,
+                head_dim: 7
+            })
+        );
+        assert_eq!(
+            RopeTable::new(&cos[..7], &sin[..7], 4).unwrap_err(),
+            Error::LengthMismatch {
+                expected: 4,
+                got: 7
+            }
+        );
+        assert_eq!(
+            RopeTable::new(&cos, &sin, 0).unwrap_err(),
+            Error::ZeroDimension
+        );
+        let mut steps = [0u64; 3];
+        assert_eq!(
+            RopePhases::new(&CFG, 0, &mut steps).unwrap_err(),
+            Error::BufferTooSmall { needed: 4, got: 3 }
+        );
+        let mut steps = [0u64; 4];
+        let ph = RopePhases::new(&CFG, 0, &mut steps).unwrap();
+        assert_eq!(
+            ph.cos_sin_q15(0, 4),
+            Err(Error::LengthMismatch {
+                expected: 4,
+                got: 4
+            })
+        );
+        assert_eq!(ph.cos_sin_q15(0, 0), Ok((32767, 0)));
+        assert!(ph.cos_sin_q15(u32::MAX as usize, 0).is_err());
+        assert_eq!(
+            RopePhases::from_steps(&[1], f64::NAN).unwrap_err(),
+            Error::InvalidFactor
+        );
+    }
+
+    #[test]
+    fn first_position_offsets_rows() {
+        let mut a = ([0f32; 16], [0f32; 16]);
+        let mut b = ([0f32; 8], [0f32; 8]);
+        RopeTable::fill(&CFG, 0, 0, &mut a.0, &mut a.1).unwrap();
+        RopeTable::fill(&CFG, 0, 2, &mut b.0, &mut b.1).unwrap();
+        assert_eq!(a.0[8..], b.0[..]);
+        assert_eq!(a.1[8..], b.1[..]);
+    }
+
+    #[test]
+    fn phases_apply_attention_factor() {
+        let y = YarnParams::new(4.0, 128);
+        let cfg = RopeConfig::new(10_000.0, 8, 512).with_scaling(RopeScaling::Yarn(y));
+        let a = cfg.attention_factor(0);
+        let mut steps = [0u64; 4];
+        let ph = RopePhases::new(&cfg, 0, &mut steps).unwrap();
+        for p in 0..300usize {
+            for i in 0..4 {
+                let (c, s) = ph.cos_sin_q15(p, i).unwrap();
+                let x = p as f64 * cfg.inv_freq(i, 0);
+                let ec = (x.cos() * a * 32768.0).clamp(-32768.0, 32767.0);
+                let es = (x.sin() * a * 32768.0).clamp(-32768.0, 32767.0);
+                assert!((c as f64 - ec).abs() <= 1.2 * a + 0.5, "{p} {i}");
+                assert!((s as f64 - es).abs() <= 1.2 * a + 0.5, "{p} {i}");
+            }
+        }
+    }
+}
