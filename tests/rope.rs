@@ -356,14 +356,7 @@ struct Worst {
 /// Value of `x` in Q15 LSB, saturated to the Q15 range.
 #[inline(always)] // the helpers of the hot loop stay cheap in debug builds
 fn q15_model(x: f64) -> f64 {
-    let v = x * 32768.0;
-    if v > 32767.0 {
-        32767.0
-    } else if v < -32768.0 {
-        -32768.0
-    } else {
-        v
-    }
+    (x * 32768.0).clamp(-32768.0, 32767.0)
 }
 
 /// `|a − b|`.
