@@ -120,6 +120,15 @@ pub enum Error {
         /// The session's context length.
         context: usize,
     },
+    /// Generation was asked to start from an empty prompt (it needs at least the BOS token).
+    EmptyPrompt,
+    /// A prompt holds more tokens than the session's context.
+    PromptTooLong {
+        /// Tokens in the prompt.
+        tokens: usize,
+        /// The session's context length.
+        context: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -188,6 +197,11 @@ impl fmt::Display for Error {
             Error::ContextFull { context } => {
                 write!(f, "context of {context} positions is full")
             }
+            Error::EmptyPrompt => f.write_str("the prompt is empty: it needs at least one token"),
+            Error::PromptTooLong { tokens, context } => write!(
+                f,
+                "the prompt is {tokens} tokens, longer than the context of {context} positions"
+            ),
         }
     }
 }

@@ -23,8 +23,12 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod attn;
+pub mod convert;
 pub mod error;
+pub mod generate;
 pub mod image;
+pub mod model;
 pub mod num;
 pub mod pos;
 pub mod sampler;

@@ -8,3 +8,4 @@
 
 pub mod fixed;
 pub mod math;
+pub mod q8;

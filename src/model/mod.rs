@@ -1,0 +1,568 @@
+//! The tiny-LM runtime: a validated [`Model`] over a flash image and a
+//! [`Session`] that runs one forward pass per token in a caller-provided arena.
+//!
+//! ```text
+//! let model = Model::new(Image::parse(bytes)?)?;
+//! let mut arena = [0u32; N];                      // ≥ model.arena_bytes(context) bytes
+//! let mut s = Session::new(&model, bytemuck::cast_slice_mut(&mut arena), context)?;
+//! let logits = s.step(token)?;                    // position 0, 1, 2, ...
+//! ```
+//!
+//! The forward pass is llama2.c's `run.c` (f32 weights) and `runq.c` (Q8_0
+//! weights), operation for operation, for the Llama architecture
+//! ([`crate::image::Arch::Llama`]):
+//!
+//! 1. `x` = token embedding row (a Q8 row is dequantized, `q · scale`, as `runq.c`
+//!    dequantizes its table).
+//! 2. Per layer: `xb = rmsnorm(x)` (`ss = Σx²/n + eps; ss = 1/sqrtf(ss); o = w·(ss·x)`);
+//!    `q, k, v = Wq·xb, Wk·xb, Wv·xb` (+ biases with `FLAG_QKV_BIAS`); RoPE on the
+//!    first `rotary_dim` dims of every q and k head from the image's cos/sin rows
+//!    (interleaved pairs `(2i, 2i+1)` or half-split `(i, i + rotary_dim/2)`); k, v
+//!    into the KV cache; attention ([`crate::attn::attend_cached`]: GQA head
+//!    mapping, `score/sqrtf(head_dim)`, softmax, weighted values, sliding window
+//!    from the header); `x += Wo·att`; `xb = rmsnorm(x)`;
+//!    `hb = silu(W1·xb) · (W3·xb)` with `silu(v) = v·(1/(1 + expf(−v)))`;
+//!    `x += W2·hb`.
+//! 3. `x = rmsnorm(x)`; logits `= Wcls·x` (the token embedding when tied).
+//!
+//! A Q8 matrix multiplies the activation quantized per group (`runq.c`'s
+//! `quantize`: int8 + one scale per group), with one `i32` dot product per group
+//! scaled by both scales. An f32 matrix multiplies the f32 activation with the
+//! sequential sum of `run.c` (see [`weights::matvec_f32`]). Images may mix both.
+//!
+//! Maths: `libm::expf`/`sqrtf` (the same functions `run.c` calls; `libm`'s
+//! `expf` may differ from glibc's in the last bit of some inputs).
+//!
+//! Memory: weights are read in place from the image; all working memory — the
+//! activations, one attention score row, the logits, the f32 KV cache
+//! `2 · n_layers · context · kv_dim` values and, for Q8 images, the quantized
+//! activation — is carved from one arena of [`Model::arena_bytes`] bytes.
+
+pub mod weights;
+
+use crate::attn::{self, AttnConfig, KvCache, KvWrite, NoBias};
+use crate::image::{self, Header, Image, TensorData, TensorKind};
+use crate::num::q8;
+use crate::pos::rope::RopeLayout;
+use crate::Error;
+pub use weights::{LayerWeights, Matrix, QuantizedInput};
+
+/// A validated model: the image plus the dimensions and global tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    image: Image<'a>,
+    dim: usize,
+    hidden_dim: usize,
+    n_layers: usize,
+    head_dim: usize,
+    q_dim: usize,
+    kv_dim: usize,
+    vocab_size: usize,
+    seq_len: usize,
+    rotary_dim: usize,
+    layout: RopeLayout,
+    norm_eps: f32,
+    attn: AttnConfig,
+    embedding: Matrix<'a>,
+    output: Matrix<'a>,
+    final_norm: &'a [f32],
+    rope_cos: &'a [f32],
+    rope_sin: &'a [f32],
+    /// Largest input width of a Q8 matrix (0: no Q8 matrix).
+    q8_cols: usize,
+    /// The Q8 group size (0: no Q8 matrix).
+    q8_group: usize,
+}
+
+fn dims(h: &Header) -> [usize; 3] {
+    [h.dim as usize, h.q_dim(), h.kv_dim()]
+}
+
+impl<'a> Model<'a> {
+    /// Validates that `image` is a runnable model: a supported architecture, every
+    /// tensor present with a usable dtype (norms, biases and RoPE tables f32;
+    /// matrices f32 or Q8), RoPE tables covering `seq_len` positions.
+    pub fn new(image: Image<'a>) -> Result<Self, Error> {
+        let h = *image.header();
+        // `Arch::Llama` is the only architecture `Image::parse` accepts.
+        let [dim, q_dim, kv_dim] = dims(&h);
+        let head_dim = h.head_dim as usize;
+        let rotary_dim = h.rotary_dim as usize;
+        let seq_len = h.seq_len as usize;
+        let attn = AttnConfig::new(h.n_heads as usize, h.n_kv_heads as usize, head_dim)?
+            .with_window(h.sliding_window as usize);
+        let embedding = Matrix::from_image(&image, TensorKind::TokenEmbedding, 0)?;
+        let output = if h.has(image::FLAG_TIED_EMBEDDINGS) {
+            embedding
+        } else {
+            Matrix::from_image(&image, TensorKind::Output, 0)?
+        };
+        let final_norm = weights::vector(&image, TensorKind::FinalNorm, 0)?;
+        let rope_cos = weights::vector(&image, TensorKind::RopeCos, 0)?;
+        let rope_sin = weights::vector(&image, TensorKind::RopeSin, 0)?;
+        let mut q8_cols = 0;
+        let mut note = |m: &Matrix<'_>| {
+            if m.q8_group().is_some() {
+                q8_cols = q8_cols.max(m.cols());
+            }
+        };
+        note(&embedding);
+        note(&output);
+        for l in 0..h.n_layers as usize {
+            let lw = LayerWeights::from_image(&image, l)?;
+            for m in lw.matrices() {
+                note(&m);
+            }
+        }
+        if q8_cols > 0 && h.group_size == 0 {
+            return Err(Error::InconsistentDimensions);
+        }
+        let layout = if h.has(image::FLAG_ROPE_INTERLEAVED) {
+            RopeLayout::Interleaved
+        } else {
+            RopeLayout::HalfSplit
+        };
+        Ok(Model {
+            image,
+            dim,
+            hidden_dim: h.hidden_dim as usize,
+            n_layers: h.n_layers as usize,
+            head_dim,
+            q_dim,
+            kv_dim,
+            vocab_size: h.vocab_size as usize,
+            seq_len,
+            rotary_dim,
+            layout,
+            norm_eps: h.norm_eps,
+            attn,
+            embedding,
+            output,
+            final_norm,
+            rope_cos,
+            rope_sin,
+            q8_cols,
+            q8_group: if q8_cols > 0 {
+                h.group_size as usize
+            } else {
+                0
+            },
+        })
+    }
+
+    /// The image.
+    pub const fn image(&self) -> &Image<'a> {
+        &self.image
+    }
+
+    /// The image header.
+    pub const fn header(&self) -> &Header {
+        self.image.header()
+    }
+
+    /// Vocabulary size (logits per step).
+    pub const fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The longest usable context (positions covered by the RoPE tables).
+    pub const fn max_context(&self) -> usize {
+        self.seq_len
+    }
+
+    /// Whether any matrix is stored as Q8.
+    pub const fn is_quantized(&self) -> bool {
+        self.q8_cols > 0
+    }
+
+    /// The tokenizer bytes (llama2.c format) when the image carries them.
+    pub fn tokenizer(&self) -> Option<&'a [u8]> {
+        match self.image.tensor(TensorKind::Tokenizer, 0) {
+            Ok(TensorData::U8(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The weights of layer `layer`.
+    pub fn layer(&self, layer: usize) -> Result<LayerWeights<'a>, Error> {
+        LayerWeights::from_image(&self.image, layer)
+    }
+
+    /// The f32 values an arena holds, in carving order, for `context` positions.
+    fn f32_segments(&self, context: usize) -> [usize; 13] {
+        let cache = self
+            .n_layers
+            .saturating_mul(context)
+            .saturating_mul(self.kv_dim);
+        [
+            self.dim,                 // x
+            self.dim.max(self.q_dim), // xb
+            self.dim,                 // xb2
+            self.hidden_dim,          // hb
+            self.hidden_dim,          // hb2
+            self.q_dim,               // q
+            self.kv_dim,              // k
+            self.kv_dim,              // v
+            context,                  // att
+            self.vocab_size,          // logits
+            cache,                    // key cache
+            cache,                    // value cache
+            self.q8_scale_count(),    // quantized activation scales
+        ]
+    }
+
+    fn q8_scale_count(&self) -> usize {
+        self.q8_cols.checked_div(self.q8_group).unwrap_or(0)
+    }
+
+    /// Exact arena bytes a [`Session`] of `context` positions needs when the
+    /// arena starts 4-byte aligned (e.g. a `[u32]` or `[f32]` cast to bytes); an
+    /// unaligned arena needs up to 3 more. Saturates at `usize::MAX`.
+    pub fn arena_bytes(&self, context: usize) -> usize {
+        self.f32_segments(context)
+            .iter()
+            .fold(0usize, |a, &n| a.saturating_add(n.saturating_mul(4)))
+            .saturating_add(self.q8_cols)
+    }
+}
+
+/// Splits `n` values of `T` off the front of `rest`, after padding to `T`'s alignment.
+fn carve<'s, T: bytemuck::Pod>(rest: &mut &'s mut [u8], n: usize) -> Result<&'s mut [T], Error> {
+    let buf = core::mem::take(rest);
+    let pad = buf.as_ptr().align_offset(core::mem::align_of::<T>());
+    let bytes = n.checked_mul(core::mem::size_of::<T>());
+    let (Some(bytes), true) = (bytes, pad != usize::MAX) else {
+        return Err(Error::InvalidParameter);
+    };
+    let Some(total) = pad.checked_add(bytes).filter(|&t| t <= buf.len()) else {
+        // Restore the caller's view so the error path can report sizes.
+        *rest = buf;
+        return Err(Error::BufferTooSmall {
+            needed: pad.saturating_add(bytes),
+            got: rest.len(),
+        });
+    };
+    let (mine, tail) = buf.split_at_mut(total);
+    *rest = tail;
+    bytemuck::try_cast_slice_mut(&mut mine[pad..]).map_err(|_| Error::Misaligned)
+}
+
+/// One generation: the position, the KV cache and the activations, all in the arena.
+#[derive(Debug)]
+pub struct Session<'s> {
+    model: &'s Model<'s>,
+    context: usize,
+    pos: usize,
+    x: &'s mut [f32],
+    xb: &'s mut [f32],
+    xb2: &'s mut [f32],
+    hb: &'s mut [f32],
+    hb2: &'s mut [f32],
+    q: &'s mut [f32],
+    k: &'s mut [f32],
+    v: &'s mut [f32],
+    att: &'s mut [f32],
+    logits: &'s mut [f32],
+    cache: KvCache<'s>,
+    qs: &'s mut [f32],
+    qx: &'s mut [i8],
+}
+
+impl<'s> Session<'s> {
+    /// Opens a session of `context` positions over `arena` (at least
+    /// [`Model::arena_bytes`]`(context)` bytes; any alignment).
+    ///
+    /// Errors: `context` zero ([`Error::ZeroDimension`]) or beyond the image's
+    /// tables ([`Error::PositionOutOfRange`]); the arena too small
+    /// ([`Error::BufferTooSmall`] with the bytes needed for this arena's alignment).
+    pub fn new(model: &'s Model<'s>, arena: &'s mut [u8], context: usize) -> Result<Self, Error> {
+        if context == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        if context > model.seq_len {
+            return Err(Error::PositionOutOfRange {
+                position: context - 1,
+                len: model.seq_len,
+            });
+        }
+        let got = arena.len();
+        let pad = arena.as_ptr().align_offset(4);
+        let needed = model.arena_bytes(context).saturating_add(pad);
+        if pad == usize::MAX || got < needed {
+            return Err(Error::BufferTooSmall { needed, got });
+        }
+        let [x, xb, xb2, hb, hb2, q, k, v, att, logits, kc, vc, qs] = model.f32_segments(context);
+        let mut rest = arena;
+        let x = carve(&mut rest, x)?;
+        let xb = carve(&mut rest, xb)?;
+        let xb2 = carve(&mut rest, xb2)?;
+        let hb = carve(&mut rest, hb)?;
+        let hb2 = carve(&mut rest, hb2)?;
+        let q = carve(&mut rest, q)?;
+        let k = carve(&mut rest, k)?;
+        let v = carve(&mut rest, v)?;
+        let att = carve(&mut rest, att)?;
+        let logits = carve(&mut rest, logits)?;
+        let keys = carve(&mut rest, kc)?;
+        let values = carve(&mut rest, vc)?;
+        let qs = carve(&mut rest, qs)?;
+        let qx = carve(&mut rest, model.q8_cols)?;
+        let cache = KvCache::new(keys, values, model.n_layers, context, model.kv_dim)?;
+        Ok(Session {
+            model,
+            context,
+            pos: 0,
+            x,
+            xb,
+            xb2,
+            hb,
+            hb2,
+            q,
+            k,
+            v,
+            att,
+            logits,
+            cache,
+            qs,
+            qx,
+        })
+    }
+
+    /// The model.
+    pub const fn model(&self) -> &'s Model<'s> {
+        self.model
+    }
+
+    /// The position the next [`Session::step`] runs at (tokens consumed so far).
+    pub const fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The session's context length.
+    pub const fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Starts over at position 0 (the cache is overwritten as positions are reused).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// The logits of the last step.
+    pub fn logits(&self) -> &[f32] {
+        self.logits
+    }
+
+    /// The logits of the last step, mutable (samplers scale them in place).
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        self.logits
+    }
+
+    /// Quantizes `x` into the session's Q8 activation buffer when `mats` holds a
+    /// Q8 matrix; returns the quantized input to pass to it.
+    fn quantize_for<'q>(
+        qx: &'q mut [i8],
+        qs: &'q mut [f32],
+        x: &[f32],
+        mats: &[&Matrix<'_>],
+    ) -> Result<Option<QuantizedInput<'q>>, Error> {
+        let Some(group) = mats.iter().find_map(|m| m.q8_group()) else {
+            return Ok(None);
+        };
+        let n = x.len();
+        let g = n / group;
+        let got = qx.len();
+        let (Some(values), Some(scales)) = (qx.get_mut(..n), qs.get_mut(..g)) else {
+            return Err(Error::BufferTooSmall { needed: n, got });
+        };
+        q8::quantize(x, group, values, scales)?;
+        Ok(Some(QuantizedInput { values, scales }))
+    }
+
+    /// Runs one forward pass for `token` at [`Session::position`] and advances;
+    /// returns the logits (`vocab_size` values).
+    ///
+    /// Errors: `token >= vocab_size` ([`Error::TokenOutOfRange`]); every position
+    /// used ([`Error::ContextFull`]). Neither changes the session.
+    pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
+        let m = self.model;
+        if token as usize >= m.vocab_size {
+            return Err(Error::TokenOutOfRange {
+                token,
+                vocab_size: m.vocab_size,
+            });
+        }
+        let pos = self.pos;
+        if pos >= self.context {
+            return Err(Error::ContextFull {
+                context: self.context,
+            });
+        }
+        let dim = m.dim;
+        let pairs = m.rotary_dim / 2;
+        let cos = &m.rope_cos[pos * pairs..(pos + 1) * pairs];
+        let sin = &m.rope_sin[pos * pairs..(pos + 1) * pairs];
+
+        m.embedding.row_into(token as usize, self.x)?;
+        for l in 0..m.n_layers {
+            let w = m.layer(l)?;
+            let xb = &mut self.xb[..dim];
+            rmsnorm(xb, self.x, w.attn_norm, m.norm_eps);
+            let xq = Self::quantize_for(self.qx, self.qs, xb, &[&w.wq, &w.wk, &w.wv])?;
+            w.wq.matvec(self.q, xb, xq)?;
+            w.wk.matvec(self.k, xb, xq)?;
+            w.wv.matvec(self.v, xb, xq)?;
+            if let Some([bq, bk, bv]) = w.qkv_bias {
+                add(self.q, bq);
+                add(self.k, bk);
+                add(self.v, bv);
+            }
+            rope(self.q, m.head_dim, m.rotary_dim, m.layout, cos, sin);
+            rope(self.k, m.head_dim, m.rotary_dim, m.layout, cos, sin);
+            self.cache.store(l, pos, self.k, self.v)?;
+
+            let xa = &mut self.xb[..m.q_dim];
+            attn::attend_cached(&m.attn, &self.cache, l, pos, self.q, &NoBias, self.att, xa)?;
+            let xq = Self::quantize_for(self.qx, self.qs, xa, &[&w.wo])?;
+            w.wo.matvec(self.xb2, xa, xq)?;
+            add(self.x, self.xb2);
+
+            let xb = &mut self.xb[..dim];
+            rmsnorm(xb, self.x, w.ffn_norm, m.norm_eps);
+            let xq = Self::quantize_for(self.qx, self.qs, xb, &[&w.w_gate, &w.w_up])?;
+            w.w_gate.matvec(self.hb, xb, xq)?;
+            w.w_up.matvec(self.hb2, xb, xq)?;
+            for (h, &u) in self.hb.iter_mut().zip(self.hb2.iter()) {
+                let mut val = *h;
+                val *= 1.0 / (1.0 + libm::expf(-val));
+                val *= u;
+                *h = val;
+            }
+            let xq = Self::quantize_for(self.qx, self.qs, self.hb, &[&w.w_down])?;
+            w.w_down.matvec(xb, self.hb, xq)?;
+            add(self.x, xb);
+        }
+        rmsnorm_in_place(self.x, m.final_norm, m.norm_eps);
+        let xq = Self::quantize_for(self.qx, self.qs, self.x, &[&m.output])?;
+        m.output.matvec(self.logits, self.x, xq)?;
+        self.pos += 1;
+        Ok(self.logits)
+    }
+}
+
+/// `a += b`.
+#[inline]
+fn add(a: &mut [f32], b: &[f32]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// `1/sqrtf(Σx²/n + eps)`, as `run.c`.
+#[inline]
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let mut ss = 0.0f32;
+    for &v in x {
+        ss += v * v;
+    }
+    ss /= x.len() as f32;
+    ss += eps;
+    1.0 / libm::sqrtf(ss)
+}
+
+/// `o = w · (ss · x)`, as `run.c`'s `rmsnorm`.
+pub fn rmsnorm(o: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let ss = rms_scale(x, eps);
+    for ((o, &xv), &wv) in o.iter_mut().zip(x).zip(weight) {
+        *o = wv * (ss * xv);
+    }
+}
+
+/// [`rmsnorm`] with the output over the input.
+pub fn rmsnorm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let ss = rms_scale(x, eps);
+    for (xv, &wv) in x.iter_mut().zip(weight) {
+        *xv = wv * (ss * *xv);
+    }
+}
+
+/// Rotates the first `rotary_dim` dims of every head of `v` (`[heads][head_dim]`)
+/// by one position's `cos`/`sin` row (`rotary_dim/2` values), as `run.c`
+/// (`v0·c − v1·s`, `v0·s + v1·c`) for interleaved pairs and as Hugging Face's
+/// `rotate_half` for half-split pairs.
+pub fn rope(
+    v: &mut [f32],
+    head_dim: usize,
+    rotary_dim: usize,
+    layout: RopeLayout,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    if rotary_dim == 0 || head_dim == 0 {
+        return;
+    }
+    for head in v.chunks_exact_mut(head_dim) {
+        let Some(rot) = head.get_mut(..rotary_dim) else {
+            return;
+        };
+        match layout {
+            RopeLayout::Interleaved => {
+                for ((pair, &c), &s) in rot.chunks_exact_mut(2).zip(cos).zip(sin) {
+                    let v0 = pair[0];
+                    let v1 = pair[1];
+                    pair[0] = v0 * c - v1 * s;
+                    pair[1] = v0 * s + v1 * c;
+                }
+            }
+            RopeLayout::HalfSplit => {
+                let (a, b) = rot.split_at_mut(rotary_dim / 2);
+                for (((x0, x1), &c), &s) in a.iter_mut().zip(b.iter_mut()).zip(cos).zip(sin) {
+                    let v0 = *x0;
+                    let v1 = *x1;
+                    *x0 = v0 * c - v1 * s;
+                    *x1 = v1 * c + v0 * s;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_layouts() {
+        let mut v = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        // head_dim 6, rotary 4: dims 4, 5 untouched.
+        rope(
+            &mut v,
+            6,
+            4,
+            RopeLayout::Interleaved,
+            &[0.0, 1.0],
+            &[1.0, 0.0],
+        );
+        assert_eq!(v, [-2.0, 1.0, 3.0, 4.0, 5.0, 6.0]);
+        let mut v = [1.0f32, 2.0, 3.0, 4.0];
+        rope(
+            &mut v,
+            4,
+            4,
+            RopeLayout::HalfSplit,
+            &[0.0, 1.0],
+            &[1.0, 0.0],
+        );
+        // pair (0, 2) rotated by 90°, pair (1, 3) unrotated.
+        assert_eq!(v, [-3.0, 2.0, 1.0, 4.0]);
+    }
+
+    #[test]
+    fn rmsnorm_formula() {
+        let x = [3.0f32, 4.0];
+        let mut o = [0.0; 2];
+        rmsnorm(&mut o, &x, &[1.0, 2.0], 0.0);
+        let s = 1.0 / (12.5f32).sqrt();
+        assert_eq!(o, [3.0 * s, 2.0 * (s * 4.0)]);
+    }
+}

@@ -1,0 +1,327 @@
+//! Typed views of the image's weights and the kernels that apply them.
+
+use crate::image::{Image, TensorData, TensorKind};
+use crate::num::q8;
+use crate::Error;
+
+/// A weight matrix `[rows][cols]`, row-major, borrowed from the image.
+#[derive(Debug, Clone, Copy)]
+pub enum Matrix<'a> {
+    /// f32 values.
+    F32 {
+        /// `rows · cols` values.
+        w: &'a [f32],
+        /// Output width.
+        rows: usize,
+        /// Input width.
+        cols: usize,
+    },
+    /// Q8_0 values with one scale per `group` values of a row.
+    Q8 {
+        /// `rows · cols` int8 values.
+        values: &'a [i8],
+        /// `rows · cols / group` scales.
+        scales: &'a [f32],
+        /// Values per scale (divides `cols`).
+        group: usize,
+        /// Output width.
+        rows: usize,
+        /// Input width.
+        cols: usize,
+    },
+}
+
+/// A quantized activation vector (values and one scale per group), when the
+/// matrix it feeds is Q8.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizedInput<'q> {
+    /// int8 values.
+    pub values: &'q [i8],
+    /// One scale per group.
+    pub scales: &'q [f32],
+}
+
+impl<'a> Matrix<'a> {
+    /// The image tensor `kind` of `layer` as a matrix of the header's shape.
+    pub fn from_image(image: &Image<'a>, kind: TensorKind, layer: usize) -> Result<Self, Error> {
+        let (rows, cols) = image.header().expected_shape(kind);
+        match image.tensor(kind, layer)? {
+            TensorData::F32(w) if w.len() == rows * cols => Ok(Matrix::F32 { w, rows, cols }),
+            TensorData::Q8 {
+                values,
+                scales,
+                group,
+            } if group != 0
+                && cols % group == 0
+                && values.len() == rows * cols
+                && scales.len() == rows * cols / group =>
+            {
+                Ok(Matrix::Q8 {
+                    values,
+                    scales,
+                    group,
+                    rows,
+                    cols,
+                })
+            }
+            _ => Err(Error::BadTensor),
+        }
+    }
+
+    /// Output width.
+    pub const fn rows(&self) -> usize {
+        match *self {
+            Matrix::F32 { rows, .. } | Matrix::Q8 { rows, .. } => rows,
+        }
+    }
+
+    /// Input width.
+    pub const fn cols(&self) -> usize {
+        match *self {
+            Matrix::F32 { cols, .. } | Matrix::Q8 { cols, .. } => cols,
+        }
+    }
+
+    /// The Q8 group size, `None` for f32.
+    pub const fn q8_group(&self) -> Option<usize> {
+        match *self {
+            Matrix::F32 { .. } => None,
+            Matrix::Q8 { group, .. } => Some(group),
+        }
+    }
+
+    /// Copies row `row` into `out` (`cols` values), dequantizing a Q8 row as
+    /// `runq.c` dequantizes its token embedding table (`q · scale` in f32).
+    pub fn row_into(&self, row: usize, out: &mut [f32]) -> Result<(), Error> {
+        let cols = self.cols();
+        if row >= self.rows() {
+            return Err(Error::PositionOutOfRange {
+                position: row,
+                len: self.rows(),
+            });
+        }
+        if out.len() != cols {
+            return Err(Error::LengthMismatch {
+                expected: cols,
+                got: out.len(),
+            });
+        }
+        match *self {
+            Matrix::F32 { w, .. } => out.copy_from_slice(&w[row * cols..(row + 1) * cols]),
+            Matrix::Q8 {
+                values,
+                scales,
+                group,
+                ..
+            } => {
+                let gpr = cols / group;
+                q8::dequantize(
+                    &values[row * cols..(row + 1) * cols],
+                    &scales[row * gpr..(row + 1) * gpr],
+                    group,
+                    out,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `out = W · x`. A Q8 matrix multiplies the quantized `xq` (which must be
+    /// `x` quantized with the matrix's group); an f32 matrix multiplies `x`.
+    pub fn matvec(
+        &self,
+        out: &mut [f32],
+        x: &[f32],
+        xq: Option<QuantizedInput<'_>>,
+    ) -> Result<(), Error> {
+        if out.len() != self.rows() {
+            return Err(Error::LengthMismatch {
+                expected: self.rows(),
+                got: out.len(),
+            });
+        }
+        if x.len() != self.cols() {
+            return Err(Error::LengthMismatch {
+                expected: self.cols(),
+                got: x.len(),
+            });
+        }
+        match *self {
+            Matrix::F32 { w, .. } => {
+                matvec_f32(out, w, x);
+                Ok(())
+            }
+            Matrix::Q8 {
+                values,
+                scales,
+                group,
+                cols,
+                ..
+            } => {
+                let xq = xq.ok_or(Error::InvalidParameter)?;
+                let n = cols / group;
+                if xq.values.len() < cols || xq.scales.len() < n {
+                    return Err(Error::LengthMismatch {
+                        expected: cols,
+                        got: xq.values.len(),
+                    });
+                }
+                q8::matvec(
+                    out,
+                    values,
+                    scales,
+                    &xq.values[..cols],
+                    &xq.scales[..n],
+                    group,
+                )
+            }
+        }
+    }
+}
+
+/// `out = W · x` for an f32 matrix `W` `[out.len()][x.len()]`.
+///
+/// Every output is the plain sequential sum `Σ_j w[i][j]·x[j]` of `run.c`'s
+/// `matmul`, so results are bit-identical to it. Speed comes from computing four
+/// rows at once (each with its own accumulator, each summed in order): every
+/// `x[j]` load feeds four multiply-adds and the four dependency chains overlap
+/// in the FPU pipeline.
+pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
+    let n = x.len();
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let full = out.len() / 4 * 4;
+    let mut blocks = out.chunks_exact_mut(4);
+    let mut wblocks = w.chunks_exact(4 * n);
+    for (o, wb) in (&mut blocks).zip(&mut wblocks) {
+        let (r0, rest) = wb.split_at(n);
+        let (r1, rest) = rest.split_at(n);
+        let (r2, r3) = rest.split_at(n);
+        let (mut a0, mut a1, mut a2, mut a3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        for ((((&xj, &w0), &w1), &w2), &w3) in x.iter().zip(r0).zip(r1).zip(r2).zip(r3) {
+            a0 += w0 * xj;
+            a1 += w1 * xj;
+            a2 += w2 * xj;
+            a3 += w3 * xj;
+        }
+        o[0] = a0;
+        o[1] = a1;
+        o[2] = a2;
+        o[3] = a3;
+    }
+    let rest = blocks.into_remainder();
+    let done = full * n;
+    for (o, row) in rest.iter_mut().zip(w[done..].chunks_exact(n)) {
+        let mut a = 0.0f32;
+        for (&xj, &wj) in x.iter().zip(row) {
+            a += wj * xj;
+        }
+        *o = a;
+    }
+}
+
+/// The weights of one transformer layer.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerWeights<'a> {
+    /// Attention RMSNorm weight `[dim]`.
+    pub attn_norm: &'a [f32],
+    /// Query projection `[q_dim][dim]`.
+    pub wq: Matrix<'a>,
+    /// Key projection `[kv_dim][dim]`.
+    pub wk: Matrix<'a>,
+    /// Value projection `[kv_dim][dim]`.
+    pub wv: Matrix<'a>,
+    /// q/k/v biases, when the image has them.
+    pub qkv_bias: Option<[&'a [f32]; 3]>,
+    /// Attention output projection `[dim][q_dim]`.
+    pub wo: Matrix<'a>,
+    /// Feed-forward RMSNorm weight `[dim]`.
+    pub ffn_norm: &'a [f32],
+    /// SwiGLU gate (`w1`) `[hidden][dim]`.
+    pub w_gate: Matrix<'a>,
+    /// SwiGLU up (`w3`) `[hidden][dim]`.
+    pub w_up: Matrix<'a>,
+    /// SwiGLU down (`w2`) `[dim][hidden]`.
+    pub w_down: Matrix<'a>,
+}
+
+/// An f32 vector tensor (norm weight, bias) of the expected length.
+pub fn vector<'a>(image: &Image<'a>, kind: TensorKind, layer: usize) -> Result<&'a [f32], Error> {
+    let (rows, cols) = image.header().expected_shape(kind);
+    match image.tensor(kind, layer)? {
+        TensorData::F32(v) if v.len() == rows * cols => Ok(v),
+        _ => Err(Error::BadTensor),
+    }
+}
+
+impl<'a> LayerWeights<'a> {
+    /// Looks up layer `layer`'s tensors in the image.
+    pub fn from_image(image: &Image<'a>, layer: usize) -> Result<Self, Error> {
+        use TensorKind::*;
+        let qkv_bias = if image.header().has(crate::image::FLAG_QKV_BIAS) {
+            Some([
+                vector(image, Bq, layer)?,
+                vector(image, Bk, layer)?,
+                vector(image, Bv, layer)?,
+            ])
+        } else {
+            None
+        };
+        Ok(LayerWeights {
+            attn_norm: vector(image, AttnNorm, layer)?,
+            wq: Matrix::from_image(image, Wq, layer)?,
+            wk: Matrix::from_image(image, Wk, layer)?,
+            wv: Matrix::from_image(image, Wv, layer)?,
+            qkv_bias,
+            wo: Matrix::from_image(image, Wo, layer)?,
+            ffn_norm: vector(image, FfnNorm, layer)?,
+            w_gate: Matrix::from_image(image, WGate, layer)?,
+            w_up: Matrix::from_image(image, WUp, layer)?,
+            w_down: Matrix::from_image(image, WDown, layer)?,
+        })
+    }
+
+    /// The matrices, in forward order.
+    pub const fn matrices(&self) -> [Matrix<'a>; 7] {
+        [
+            self.wq,
+            self.wk,
+            self.wv,
+            self.wo,
+            self.w_gate,
+            self.w_up,
+            self.w_down,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_matvec_equals_sequential_sum_bitwise() {
+        let mut s = 1u32;
+        let mut rnd = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s as f32 / u32::MAX as f32 - 0.5
+        };
+        for (d, n) in [(1, 1), (3, 5), (4, 7), (7, 64), (13, 172)] {
+            let w: Vec<f32> = (0..d * n).map(|_| rnd()).collect();
+            let x: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let mut out = vec![0.0; d];
+            matvec_f32(&mut out, &w, &x);
+            for i in 0..d {
+                let mut v = 0.0f32;
+                for j in 0..n {
+                    v += w[i * n + j] * x[j];
+                }
+                assert_eq!(out[i].to_bits(), v.to_bits(), "({d},{n}) row {i}");
+            }
+        }
+    }
+}

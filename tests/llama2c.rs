@@ -1,0 +1,1198 @@
+//! llama2.c checkpoints through the converter and the runtime, against what
+//! llama2.c's `run.c` printed for the same models
+//! (`../shared/models/reference-llama2c.json`).
+//!
+//! The checkpoints are read from `../shared/models/` (never copied here).
+
+// The run.c/runq.c transcription below keeps C's index loops on purpose.
+#![allow(clippy::needless_range_loop)]
+
+use microformer::convert::llama2c::{
+    self, Checkpoint, Config, ImageOptions, Quant, Tensor, Version, Weight,
+};
+use microformer::image::{Image, TensorSource};
+use microformer::model::{Model, Session};
+use microformer::sampler::{ProbIndex, Sampler};
+use microformer::tokenizer::{self, Tokenizer};
+use microformer::Error;
+use serde_json::Value;
+
+const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/");
+
+/// Bytes in a 4-byte aligned buffer.
+#[derive(Clone)]
+struct Buf {
+    words: Vec<u32>,
+    len: usize,
+}
+
+impl Buf {
+    fn zeroed(len: usize) -> Self {
+        Buf {
+            words: vec![0; len.div_ceil(4)],
+            len,
+        }
+    }
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut s = Self::zeroed(b.len());
+        s.bytes_mut().copy_from_slice(b);
+        s
+    }
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
+
+fn read(name: &str) -> Buf {
+    let b = std::fs::read(format!("{MODELS}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"));
+    Buf::from_bytes(&b)
+}
+
+fn reference() -> Value {
+    let s = std::fs::read_to_string(format!("{MODELS}reference-llama2c.json")).unwrap();
+    serde_json::from_str(&s).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// RoPE tables as run.c computes its angles, with the host's f32 libm.
+fn rope_tables(head_size: usize, context: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = context * head_size / 2;
+    let (mut c, mut s) = (vec![0.0; n], vec![0.0; n]);
+    let rows = llama2c::fill_rope_tables(
+        head_size,
+        &mut c,
+        &mut s,
+        |b, e| b.powf(e),
+        |x| x.cos(),
+        |x| x.sin(),
+    )
+    .unwrap();
+    assert_eq!(rows, context);
+    (c, s)
+}
+
+fn convert_with(ck: &Checkpoint<'_>, quant: Quant, context: usize, tok: Option<&[u8]>) -> Buf {
+    let (cos, sin) = rope_tables(ck.config().head_size(), context);
+    let opts = ImageOptions {
+        quant,
+        context,
+        rope_cos: &cos,
+        rope_sin: &sin,
+        tokenizer: tok,
+    };
+    let sizes = llama2c::sizes(ck, &opts).unwrap();
+    let mut scratch = vec![0u32; sizes.scratch_words];
+    let mut sources = vec![TensorSource::U8(&[]); sizes.n_tensors];
+    let mut out = Buf::zeroed(sizes.image_bytes);
+    let len = llama2c::to_image(ck, &opts, &mut scratch, &mut sources, out.bytes_mut()).unwrap();
+    assert_eq!(len, sizes.image_bytes);
+    out
+}
+
+fn convert(ck: &Checkpoint<'_>, quant: Quant) -> Buf {
+    convert_with(ck, quant, ck.config().seq_len, None)
+}
+
+fn arena_for(model: &Model<'_>, context: usize) -> Vec<u32> {
+    vec![0u32; model.arena_bytes(context).div_ceil(4)]
+}
+
+/// run.c's argmax: first maximum.
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for i in 1..v.len() {
+        if v[i] > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// run.c's generate loop: token = BOS at pos 0; next = the prompt token while
+/// pos < n_prompt - 1, else sampled; stop when next == BOS or after `steps`.
+/// Returns every `next` printed.
+fn generate(
+    model: &Model<'_>,
+    prompt: &[u32],
+    steps: usize,
+    mut sample: impl FnMut(&mut [f32]) -> u32,
+) -> Vec<u32> {
+    let steps = steps.min(model.max_context());
+    let mut arena = arena_for(model, steps);
+    let mut s = Session::new(model, bytemuck::cast_slice_mut(&mut arena), steps).unwrap();
+    let mut token = prompt[0];
+    let mut pos = 0;
+    let mut out = Vec::new();
+    while pos < steps {
+        s.step(token).unwrap();
+        let next = if pos + 1 < prompt.len() {
+            prompt[pos + 1]
+        } else {
+            sample(s.logits_mut())
+        };
+        pos += 1;
+        if next == 1 {
+            break;
+        }
+        out.push(next);
+        token = next;
+    }
+    out
+}
+
+fn greedy(model: &Model<'_>, steps: usize) -> Vec<u32> {
+    generate(model, &[1], steps, |l| argmax(l))
+}
+
+fn case<'v>(r: &'v Value, model: &str, args: Option<&str>) -> &'v Value {
+    r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == model && args.is_none_or(|a| c["args"] == a))
+        .unwrap()
+}
+
+fn first_mismatch(a: &[u32], b: &[u32]) -> Option<usize> {
+    (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
+}
+
+#[test]
+fn checkpoints_parse_as_legacy() {
+    let a = read("aidreams260K.bin");
+    let ck = Checkpoint::parse(a.bytes()).unwrap();
+    assert_eq!(ck.version(), Version::Legacy);
+    assert_eq!(
+        *ck.config(),
+        Config {
+            dim: 64,
+            hidden_dim: 172,
+            n_layers: 4,
+            n_heads: 4,
+            n_kv_heads: 4,
+            vocab_size: 512,
+            seq_len: 128,
+            shared_classifier: true
+        }
+    );
+    let s = read("stories260K.bin");
+    let ck = Checkpoint::parse(s.bytes()).unwrap();
+    assert_eq!(
+        (
+            ck.config().n_heads,
+            ck.config().n_kv_heads,
+            ck.config().seq_len
+        ),
+        (8, 4, 512)
+    );
+    // The legacy freq_cis table holds cos(p·θ^(-2j/hs)): position 1, pair 0 = cos(1).
+    let Tensor::F32(re) = ck.tensor(Weight::FreqCisReal, 0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(re.len(), 512 * 4);
+    // (torch's f32 table, within one f32 ulp of cos(1))
+    assert!((re[4] as f64 - 1f64.cos()).abs() < 6e-8, "{}", re[4]);
+}
+
+#[test]
+fn stories260k_greedy_matches_run_c() {
+    let r = reference();
+    let c = case(&r, "stories260K.bin", None);
+    let want = ids(c);
+    let steps = c["steps"].as_u64().unwrap() as usize;
+    let buf = read("stories260K.bin");
+    let ck = Checkpoint::parse(buf.bytes()).unwrap();
+    let img = convert(&ck, Quant::F32);
+    let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+    let got = greedy(&model, steps);
+    assert_eq!(
+        first_mismatch(&got, &want),
+        None,
+        "got {got:?}\nwant {want:?}"
+    );
+    println!("stories260K: {} greedy ids equal run.c's", got.len());
+}
+
+#[test]
+fn aidreams260k_greedy_matches_run_c_and_v1_is_identical() {
+    let r = reference();
+    let c = case(&r, "aidreams260K.bin", Some("-t 0 -n 128"));
+    let want = ids(c);
+    let buf = read("aidreams260K.bin");
+    let ck = Checkpoint::parse(buf.bytes()).unwrap();
+    let img = convert(&ck, Quant::F32);
+    let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+    let got = greedy(&model, 128);
+    assert_eq!(
+        first_mismatch(&got, &want),
+        None,
+        "got {got:?}\nwant {want:?}"
+    );
+
+    // The same weights written by export.py's version1_export convert to the very
+    // same image bytes, hence the same ids.
+    let v1 = Buf::from_bytes(&write_v1(&ck));
+    let ck1 = Checkpoint::parse(v1.bytes()).unwrap();
+    assert_eq!(ck1.version(), Version::V1);
+    assert_eq!(ck1.config(), ck.config());
+    let img1 = convert(&ck1, Quant::F32);
+    assert!(
+        img1.bytes() == img.bytes(),
+        "v1 image differs from v0 image"
+    );
+    let model1 = Model::new(Image::parse(img1.bytes()).unwrap()).unwrap();
+    assert_eq!(greedy(&model1, 128), want);
+}
+
+#[test]
+fn stories260k_v1_matches_run_c() {
+    let r = reference();
+    let want = ids(case(&r, "stories260K.bin", None));
+    let buf = read("stories260K.bin");
+    let ck = Checkpoint::parse(buf.bytes()).unwrap();
+    let v1 = Buf::from_bytes(&write_v1(&ck));
+    let ck1 = Checkpoint::parse(v1.bytes()).unwrap();
+    let img = convert(&ck1, Quant::F32);
+    let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+    assert_eq!(greedy(&model, 200), want);
+}
+
+#[test]
+fn reduced_context_reproduces_the_prefix() {
+    let r = reference();
+    let want = ids(case(&r, "stories260K.bin", None));
+    let buf = read("stories260K.bin");
+    let ck = Checkpoint::parse(buf.bytes()).unwrap();
+    let full = convert(&ck, Quant::F32);
+    let img = convert_with(&ck, Quant::F32, 64, None);
+    let image = Image::parse(img.bytes()).unwrap();
+    assert_eq!(image.header().seq_len, 64);
+    assert_eq!(image.header().train_context, 512);
+    // Two tables of (512 - 64) rows × 4 pairs fewer.
+    assert_eq!(full.len - img.len, 2 * 448 * 4 * 4);
+    let model = Model::new(image).unwrap();
+    assert_eq!(model.max_context(), 64);
+    assert_eq!(greedy(&model, 64), want[..64]);
+}
+
+#[test]
+fn aidreams260k_prompt_and_top_p_match_run_c() {
+    let r = reference();
+    let buf = read("aidreams260K.bin");
+    let tok_file = std::fs::read(format!("{MODELS}aidreams260K.tok512.bin")).unwrap();
+    let ck = Checkpoint::parse(buf.bytes()).unwrap();
+    // The tokenizer travels inside the image.
+    let img = convert_with(&ck, Quant::F32, 128, Some(&tok_file));
+    let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+    let tok_bytes = model.tokenizer().unwrap();
+    assert_eq!(tok_bytes, &tok_file[..]);
+    let (mut offsets, mut sorted) = (vec![0u32; 512], vec![0u32; 512]);
+    let tok = Tokenizer::new(tok_bytes, 512, &mut offsets, &mut sorted).unwrap();
+    let text_of = |ids: &[u32]| {
+        let mut out = Vec::new();
+        let mut prev = 1;
+        for &t in ids {
+            out.extend_from_slice(tokenizer::safe_piece(tok.decode(prev, t).unwrap()));
+            prev = t;
+        }
+        out.push(b'\n');
+        String::from_utf8(out).unwrap()
+    };
+
+    // greedy, no prompt: text too
+    let c = case(&r, "aidreams260K.bin", Some("-t 0 -n 128"));
+    let got = greedy(&model, 128);
+    assert_eq!(got, ids(c));
+    assert_eq!(text_of(&got), c["text"].as_str().unwrap());
+
+    // greedy with a prompt
+    let c = case(
+        &r,
+        "aidreams260K.bin",
+        Some("-t 0 -n 100 -i I was flying over"),
+    );
+    let prompt = c["prompt"].as_str().unwrap();
+    let mut p = vec![0u32; tokenizer::max_encoded_len(prompt.len())];
+    let mut scratch = p.clone();
+    let n = tok
+        .encode(prompt.as_bytes(), true, false, &mut p, &mut scratch)
+        .unwrap();
+    let got = generate(&model, &p[..n], 100, |l| argmax(l));
+    assert_eq!(first_mismatch(&got, &ids(c)), None, "{got:?}");
+    assert_eq!(text_of(&got), c["text"].as_str().unwrap());
+
+    // seeded top-p
+    let c = case(&r, "aidreams260K.bin", Some("-t 1.0 -p 0.9 -s 42 -n 128"));
+    let mut sampler = Sampler::new(1.0, 0.9, 42).unwrap();
+    let mut pi = vec![ProbIndex::default(); 512];
+    let got = generate(&model, &[1], 128, |l| sampler.sample(l, &mut pi).unwrap());
+    assert_eq!(first_mismatch(&got, &ids(c)), None, "{got:?}");
+    assert_eq!(text_of(&got), c["text"].as_str().unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// export.py's writers (version1_export, version2_export), from the v0 tensors.
+
+fn f32s(ck: &Checkpoint<'_>, w: Weight, l: usize) -> Vec<f32> {
+    match ck.tensor(w, l).unwrap() {
+        Tensor::F32(v) => v.to_vec(),
+        Tensor::Q8 { .. } => panic!("f32 expected"),
+    }
+}
+
+fn v1_header(c: &Config, version: i32) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&0x616b_3432u32.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
+    for v in [
+        c.dim,
+        c.hidden_dim,
+        c.n_layers,
+        c.n_heads,
+        c.n_kv_heads,
+        c.vocab_size,
+        c.seq_len,
+    ] {
+        h.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    h.push(c.shared_classifier as u8);
+    h
+}
+
+fn pad256(mut h: Vec<u8>) -> Vec<u8> {
+    assert!(h.len() <= 256);
+    h.resize(256, 0);
+    h
+}
+
+const NORMS: [Weight; 2] = [Weight::AttnNorm, Weight::FfnNorm];
+const MATRICES: [Weight; 7] = [
+    Weight::Wq,
+    Weight::Wk,
+    Weight::Wv,
+    Weight::Wo,
+    Weight::W1,
+    Weight::W2,
+    Weight::W3,
+];
+
+fn write_v1(ck: &Checkpoint<'_>) -> Vec<u8> {
+    let c = ck.config();
+    let mut out = pad256(v1_header(c, 1));
+    let mut put = |v: Vec<f32>| out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    for w in NORMS {
+        for l in 0..c.n_layers {
+            put(f32s(ck, w, l));
+        }
+    }
+    put(f32s(ck, Weight::FinalNorm, 0));
+    put(f32s(ck, Weight::TokenEmbedding, 0));
+    for w in MATRICES {
+        for l in 0..c.n_layers {
+            put(f32s(ck, w, l));
+        }
+    }
+    if !c.shared_classifier {
+        put(f32s(ck, Weight::Classifier, 0));
+    }
+    out
+}
+
+/// export.py's `quantize_q80`: per flattened group, `scale = max|w| / 127`,
+/// `int8 = torch.round(w / scale)` (round half to even).
+fn quantize_q80(w: &[f32], g: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = Vec::with_capacity(w.len());
+    let mut s = Vec::with_capacity(w.len() / g);
+    for grp in w.chunks_exact(g) {
+        let wmax = grp.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let scale = wmax / 127.0;
+        s.push(scale);
+        q.extend(grp.iter().map(|&x| (x / scale).round_ties_even() as i8));
+    }
+    (q, s)
+}
+
+fn write_v2(ck: &Checkpoint<'_>) -> (Vec<u8>, usize) {
+    let g = llama2c::default_group_size(ck.config());
+    (write_v2_group(ck, g), g)
+}
+
+fn write_v2_group(ck: &Checkpoint<'_>, g: usize) -> Vec<u8> {
+    let c = ck.config();
+    let mut h = v1_header(c, 2);
+    h.extend_from_slice(&(g as i32).to_le_bytes());
+    let mut out = pad256(h);
+    for w in NORMS {
+        for l in 0..c.n_layers {
+            out.extend(f32s(ck, w, l).iter().flat_map(|x| x.to_le_bytes()));
+        }
+    }
+    out.extend(
+        f32s(ck, Weight::FinalNorm, 0)
+            .iter()
+            .flat_map(|x| x.to_le_bytes()),
+    );
+    let mut mats = vec![f32s(ck, Weight::TokenEmbedding, 0)];
+    for w in MATRICES {
+        for l in 0..c.n_layers {
+            mats.push(f32s(ck, w, l));
+        }
+    }
+    if !c.shared_classifier {
+        mats.push(f32s(ck, Weight::Classifier, 0));
+    }
+    for m in mats {
+        let (q, s) = quantize_q80(&m, g);
+        out.extend(q.iter().map(|&x| x as u8));
+        out.extend(s.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    out
+}
+
+/// Teacher-forced streams: BOS then each reference case's ids, cut to the context.
+fn streams(r: &Value, name: &str, cap: usize) -> Vec<Vec<u32>> {
+    r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["model"] == name)
+        .map(|c| {
+            let mut s = vec![1];
+            s.extend(ids(c));
+            s.truncate(cap);
+            s
+        })
+        .collect()
+}
+
+/// Logits at every position of a teacher-forced stream (BOS first).
+fn all_logits(m: &Model<'_>, stream: &[u32]) -> Vec<Vec<f32>> {
+    let mut arena = arena_for(m, stream.len());
+    let mut s = Session::new(m, bytemuck::cast_slice_mut(&mut arena), stream.len()).unwrap();
+    stream
+        .iter()
+        .map(|&t| s.step(t).unwrap().to_vec())
+        .collect()
+}
+
+/// Top-1 agreement of a model with reference logits over the streams, and the
+/// largest logit difference.
+fn agreement(want: &[Vec<Vec<f32>>], m: &Model<'_>, streams: &[Vec<u32>]) -> (usize, usize, f32) {
+    let (mut agree, mut total, mut worst) = (0, 0, 0.0f32);
+    for (w, s) in want.iter().zip(streams) {
+        let mut arena = arena_for(m, s.len());
+        let mut sess = Session::new(m, bytemuck::cast_slice_mut(&mut arena), s.len()).unwrap();
+        for (wl, &t) in w.iter().zip(s) {
+            let l = sess.step(t).unwrap();
+            agree += (argmax(wl) == argmax(l)) as usize;
+            total += 1;
+            for (x, y) in wl.iter().zip(l) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    (agree, total, worst)
+}
+
+#[test]
+fn q8_images_agree_with_f32() {
+    let r = reference();
+    for (name, cap, floor) in [
+        ("aidreams260K.bin", 128, 0.98),
+        ("stories260K.bin", 512, 0.85),
+    ] {
+        let buf = read(name);
+        let ck = Checkpoint::parse(buf.bytes()).unwrap();
+        let streams = streams(&r, name, cap);
+        let f32_img = convert(&ck, Quant::F32);
+        let f32_model = Model::new(Image::parse(f32_img.bytes()).unwrap()).unwrap();
+        assert!(!f32_model.is_quantized());
+        let want: Vec<_> = streams.iter().map(|s| all_logits(&f32_model, s)).collect();
+
+        let (v2_bytes, g) = write_v2(&ck);
+        let v2 = Buf::from_bytes(&v2_bytes);
+        let ck2 = Checkpoint::parse(v2.bytes()).unwrap();
+        assert_eq!(ck2.version(), Version::V2 { group_size: g });
+        assert_eq!(g, 64);
+        let v2_img = convert(&ck2, Quant::Q8 { group_size: g });
+        let q8_img = convert(&ck, Quant::Q8 { group_size: g });
+        assert!(
+            q8_img.len < f32_img.len / 2,
+            "{} vs {}",
+            q8_img.len,
+            f32_img.len
+        );
+        let mut variants = vec![
+            ("v2 file -> Q8", v2_img, true),
+            ("--quant q8", q8_img, true),
+        ];
+        // Measurements for the report only (not asserted): skipped in debug builds.
+        if !cfg!(debug_assertions) {
+            variants.push((
+                "--quant q8, group 4",
+                convert(&ck, Quant::Q8 { group_size: 4 }),
+                false,
+            ));
+            variants.push((
+                "control: v2 weights dequantized, f32 arithmetic",
+                convert(&ck2, Quant::F32),
+                false,
+            ));
+        }
+        for (label, img, asserted) in &variants {
+            let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+            let (agree, total, worst) = agreement(&want, &model, &streams);
+            let rate = agree as f64 / total as f64;
+            println!(
+                "{name} {label}: top-1 agreement {agree}/{total} = {:.2} %, largest logit error {worst:.4} ({} image bytes, f32 {})",
+                100.0 * rate,
+                img.len,
+                f32_img.len
+            );
+            if *asserted {
+                assert!(model.is_quantized());
+                assert!(rate >= floor, "{name} {label}: agreement {rate}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// run.c / runq.c transcribed with flat arrays and straight loops, reading the
+// checkpoint directly: the runtime must give the same logits bit for bit
+// (`expf` is libm's on both sides; `run.c` uses glibc's, which differs from it
+// by one ulp on about 0.8 % of inputs).
+
+fn ref_rmsnorm(o: &mut [f32], x: &[f32], w: &[f32]) {
+    let mut ss = 0.0f32;
+    for j in 0..x.len() {
+        ss += x[j] * x[j];
+    }
+    ss /= x.len() as f32;
+    ss += 1e-5f32;
+    ss = 1.0f32 / ss.sqrt();
+    for j in 0..x.len() {
+        o[j] = w[j] * (ss * x[j]);
+    }
+}
+
+fn ref_softmax(x: &mut [f32]) {
+    let mut max_val = x[0];
+    for i in 1..x.len() {
+        if x[i] > max_val {
+            max_val = x[i];
+        }
+    }
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max_val);
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// `W (d,n) @ x`: run.c's `matmul`, or runq.c's `quantize` + `matmul` for a Q8
+/// tensor whose rows are whole groups; other Q8 tensors are dequantized
+/// (`q · s`) and multiplied in f32, as the converter stores them.
+fn ref_matmul(t: Tensor<'_>, x: &[f32], d: usize) -> Vec<f32> {
+    let n = x.len();
+    let mut out = vec![0.0f32; d];
+    match t {
+        Tensor::F32(w) => {
+            for i in 0..d {
+                let mut val = 0.0f32;
+                for j in 0..n {
+                    val += w[i * n + j] * x[j];
+                }
+                out[i] = val;
+            }
+        }
+        Tensor::Q8 {
+            values,
+            scales,
+            group: gs,
+        } if n % gs == 0 => {
+            let mut xq = vec![0i8; n];
+            let mut xs = vec![0.0f32; n / gs];
+            for g in 0..n / gs {
+                let mut wmax = 0.0f32;
+                for i in 0..gs {
+                    let v = x[g * gs + i].abs();
+                    if v > wmax {
+                        wmax = v;
+                    }
+                }
+                let scale = wmax / 127.0f32;
+                xs[g] = scale;
+                for i in 0..gs {
+                    xq[g * gs + i] = (x[g * gs + i] / scale).round() as i8;
+                }
+            }
+            for i in 0..d {
+                let mut val = 0.0f32;
+                let mut ival = 0i32;
+                let base = i * n;
+                let mut j = 0;
+                while j + gs <= n {
+                    for k in 0..gs {
+                        ival += xq[j + k] as i32 * values[base + j + k] as i32;
+                    }
+                    val += ival as f32 * scales[(base + j) / gs] * xs[j / gs];
+                    ival = 0;
+                    j += gs;
+                }
+                out[i] = val;
+            }
+        }
+        Tensor::Q8 {
+            values,
+            scales,
+            group,
+        } => {
+            let w: Vec<f32> = (0..values.len())
+                .map(|i| values[i] as f32 * scales[i / group])
+                .collect();
+            return ref_matmul(Tensor::F32(&w), x, d);
+        }
+    }
+    out
+}
+
+fn ref_vec(ck: &Checkpoint<'_>, w: Weight, l: usize) -> Vec<f32> {
+    f32s(ck, w, l)
+}
+
+/// Logits at every position of `stream` (teacher-forced).
+fn ref_forward(ck: &Checkpoint<'_>, stream: &[u32], cos: &[f32], sin: &[f32]) -> Vec<Vec<f32>> {
+    let c = *ck.config();
+    let (dim, hidden, nl, nh) = (c.dim, c.hidden_dim, c.n_layers, c.n_heads);
+    let hs = c.head_size();
+    let kv_dim = c.kv_dim();
+    let kv_mul = nh / c.n_kv_heads;
+    let seq = stream.len();
+    let emb: Vec<f32> = match ck.tensor(Weight::TokenEmbedding, 0).unwrap() {
+        Tensor::F32(v) => v.to_vec(),
+        Tensor::Q8 {
+            values,
+            scales,
+            group,
+        } => (0..values.len())
+            .map(|i| values[i] as f32 * scales[i / group])
+            .collect(),
+    };
+    let mut key_cache = vec![0.0f32; nl * seq * kv_dim];
+    let mut value_cache = vec![0.0f32; nl * seq * kv_dim];
+    let mut all = Vec::new();
+    for (pos, &token) in stream.iter().enumerate() {
+        let mut x = emb[token as usize * dim..(token as usize + 1) * dim].to_vec();
+        let mut xb = vec![0.0f32; dim];
+        for l in 0..nl {
+            let t = |w| ck.tensor(w, l).unwrap();
+            ref_rmsnorm(&mut xb, &x, &ref_vec(ck, Weight::AttnNorm, l));
+            let mut q = ref_matmul(t(Weight::Wq), &xb, dim);
+            let mut k = ref_matmul(t(Weight::Wk), &xb, kv_dim);
+            let v = ref_matmul(t(Weight::Wv), &xb, kv_dim);
+            let mut i = 0;
+            while i < dim {
+                let head_dim = i % hs;
+                let fcr = cos[pos * hs / 2 + head_dim / 2];
+                let fci = sin[pos * hs / 2 + head_dim / 2];
+                let rotn = if i < kv_dim { 2 } else { 1 };
+                for r in 0..rotn {
+                    let vec = if r == 0 { &mut q } else { &mut k };
+                    let v0 = vec[i];
+                    let v1 = vec[i + 1];
+                    vec[i] = v0 * fcr - v1 * fci;
+                    vec[i + 1] = v0 * fci + v1 * fcr;
+                }
+                i += 2;
+            }
+            let loff = l * seq * kv_dim;
+            key_cache[loff + pos * kv_dim..loff + (pos + 1) * kv_dim].copy_from_slice(&k);
+            value_cache[loff + pos * kv_dim..loff + (pos + 1) * kv_dim].copy_from_slice(&v);
+            for h in 0..nh {
+                let qh = &q[h * hs..(h + 1) * hs];
+                let mut att = vec![0.0f32; pos + 1];
+                for t in 0..=pos {
+                    let kt = &key_cache[loff + t * kv_dim + (h / kv_mul) * hs..];
+                    let mut score = 0.0f32;
+                    for i in 0..hs {
+                        score += qh[i] * kt[i];
+                    }
+                    score /= (hs as f32).sqrt();
+                    att[t] = score;
+                }
+                ref_softmax(&mut att);
+                let o = &mut xb[h * hs..(h + 1) * hs];
+                o.fill(0.0);
+                for t in 0..=pos {
+                    let vt = &value_cache[loff + t * kv_dim + (h / kv_mul) * hs..];
+                    for i in 0..hs {
+                        o[i] += att[t] * vt[i];
+                    }
+                }
+            }
+            let xb2 = ref_matmul(t(Weight::Wo), &xb, dim);
+            for i in 0..dim {
+                x[i] += xb2[i];
+            }
+            ref_rmsnorm(&mut xb, &x, &ref_vec(ck, Weight::FfnNorm, l));
+            let mut hb = ref_matmul(t(Weight::W1), &xb, hidden);
+            let hb2 = ref_matmul(t(Weight::W3), &xb, hidden);
+            for i in 0..hidden {
+                let mut val = hb[i];
+                val *= 1.0f32 / (1.0f32 + libm::expf(-val));
+                val *= hb2[i];
+                hb[i] = val;
+            }
+            let out = ref_matmul(t(Weight::W2), &hb, dim);
+            for i in 0..dim {
+                x[i] += out[i];
+            }
+        }
+        let xf = x.clone();
+        ref_rmsnorm(&mut x, &xf, &ref_vec(ck, Weight::FinalNorm, 0));
+        all.push(ref_matmul(
+            ck.tensor(Weight::Classifier, 0).unwrap(),
+            &x,
+            c.vocab_size,
+        ));
+    }
+    all
+}
+
+fn assert_bitwise(model: &Model<'_>, ck: &Checkpoint<'_>, stream: &[u32], label: &str) {
+    let (cos, sin) = rope_tables(ck.config().head_size(), ck.config().seq_len);
+    let want = ref_forward(ck, stream, &cos, &sin);
+    let mut arena = arena_for(model, stream.len());
+    let mut s = Session::new(model, bytemuck::cast_slice_mut(&mut arena), stream.len()).unwrap();
+    for (p, &t) in stream.iter().enumerate() {
+        let got = s.step(t).unwrap();
+        for (i, (a, b)) in got.iter().zip(&want[p]).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{label}: position {p}, logit {i}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn f32_forward_is_run_c_bit_for_bit() {
+    let r = reference();
+    let buf = read("stories260K.bin");
+    let ck = Checkpoint::parse(buf.bytes()).unwrap();
+    let stream = &streams(&r, "stories260K.bin", 512)[0];
+    let img = convert(&ck, Quant::F32);
+    let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+    assert_bitwise(&model, &ck, stream, "stories260K f32");
+}
+
+#[test]
+fn q8_forward_is_runq_c_bit_for_bit() {
+    let r = reference();
+    for name in ["stories260K.bin", "aidreams260K.bin"] {
+        let buf = read(name);
+        let ck = Checkpoint::parse(buf.bytes()).unwrap();
+        let stream = &streams(&r, name, 64)[0];
+        // Group 4 divides every row (hidden 172): every matrix is Q8, pure runq.c.
+        // Group 64 (export.py's choice): W2's rows of 172 stay f32 (runq.c itself
+        // would skip their last 44 columns).
+        for g in [4, 64] {
+            let v2 = Buf::from_bytes(&write_v2_group(&ck, g));
+            let ck2 = Checkpoint::parse(v2.bytes()).unwrap();
+            let img = convert(&ck2, Quant::Q8 { group_size: g });
+            let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+            assert_bitwise(&model, &ck2, stream, &format!("{name} v2 group {g}"));
+        }
+        // --quant q8 from the f32 file stores runq.c's quantize of the weights
+        // (C `round`: half away from zero, where export.py rounds half to even).
+        let img = convert(&ck, Quant::Q8 { group_size: 64 });
+        let image = Image::parse(img.bytes()).unwrap();
+        use microformer::image::{TensorData, TensorKind};
+        let TensorData::Q8 { values, scales, .. } = image.tensor(TensorKind::Wq, 1).unwrap() else {
+            panic!()
+        };
+        let w = f32s(&ck, Weight::Wq, 1);
+        for (gi, grp) in w.chunks_exact(64).enumerate() {
+            let wmax = grp
+                .iter()
+                .fold(0.0f32, |m, x| if x.abs() > m { x.abs() } else { m });
+            let scale = wmax / 127.0;
+            assert_eq!(scales[gi], scale);
+            for (k, &x) in grp.iter().enumerate() {
+                assert_eq!(values[gi * 64 + k], (x / scale).round() as i8);
+            }
+        }
+    }
+}
+
+#[test]
+fn v2_dequantized_to_f32_equals_runq_dequantize() {
+    let buf = read("aidreams260K.bin");
+    let ck = Checkpoint::parse(buf.bytes()).unwrap();
+    let (v2_bytes, g) = write_v2(&ck);
+    let v2 = Buf::from_bytes(&v2_bytes);
+    let ck2 = Checkpoint::parse(v2.bytes()).unwrap();
+    let img = convert(&ck2, Quant::F32);
+    let image = Image::parse(img.bytes()).unwrap();
+    let Tensor::Q8 { values, scales, .. } = ck2.tensor(Weight::W2, 3).unwrap() else {
+        panic!()
+    };
+    let microformer::image::TensorData::F32(w2) = image
+        .tensor(microformer::image::TensorKind::WDown, 3)
+        .unwrap()
+    else {
+        panic!()
+    };
+    for (i, &x) in w2.iter().enumerate() {
+        assert_eq!(x, values[i] as f32 * scales[i / g]);
+    }
+    // With Q8 output, W2 (rows of 172, not a multiple of 64) stays f32 while the
+    // other matrices keep the file's int8 values and scales.
+    let img = convert(&ck2, Quant::Q8 { group_size: g });
+    let image = Image::parse(img.bytes()).unwrap();
+    use microformer::image::{TensorData, TensorKind};
+    assert!(matches!(
+        image.tensor(TensorKind::WDown, 0).unwrap(),
+        TensorData::F32(_)
+    ));
+    let TensorData::Q8 {
+        values: iv,
+        scales: is,
+        group,
+    } = image.tensor(TensorKind::WGate, 2).unwrap()
+    else {
+        panic!()
+    };
+    let Tensor::Q8 {
+        values: fv,
+        scales: fs,
+        ..
+    } = ck2.tensor(Weight::W1, 2).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((iv, is, group), (fv, fs, g));
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+fn with_word(b: &Buf, at: usize, v: i32) -> Buf {
+    let mut c = b.clone();
+    c.bytes_mut()[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    c
+}
+
+fn parse_err(b: &[u8]) -> Error {
+    Checkpoint::parse(b).unwrap_err()
+}
+
+#[test]
+fn malformed_checkpoints_give_typed_errors() {
+    let v0 = read("aidreams260K.bin");
+    let ck = Checkpoint::parse(v0.bytes()).unwrap();
+    let v1 = Buf::from_bytes(&write_v1(&ck));
+    let v2 = Buf::from_bytes(&write_v2(&ck).0);
+
+    assert_eq!(parse_err(&[]), Error::Truncated);
+    for b in [&v0, &v1, &v2] {
+        let len = b.bytes().len();
+        for cut in [3, 20, 27, 28, 200, 255, 256, 1000, len / 2, len - 1] {
+            assert_eq!(parse_err(&b.bytes()[..cut]), Error::Truncated, "cut {cut}");
+        }
+        // Longer than the header says.
+        let mut long = b.bytes().to_vec();
+        long.extend_from_slice(&[0; 4]);
+        let long = Buf::from_bytes(&long);
+        assert_eq!(
+            parse_err(long.bytes()),
+            Error::LengthMismatch {
+                expected: len,
+                got: len + 4
+            }
+        );
+        // Not 4-byte aligned in memory.
+        let mut shifted = Buf::zeroed(len + 1);
+        shifted.bytes_mut()[1..].copy_from_slice(b.bytes());
+        assert_eq!(parse_err(&shifted.bytes()[1..]), Error::Misaligned);
+    }
+
+    // Bad v1/v2 magic: one byte changed.
+    for b in [&v1, &v2] {
+        for at in 0..4 {
+            let mut m = b.clone();
+            m.bytes_mut()[at] ^= 0x20;
+            assert_eq!(parse_err(m.bytes()), Error::BadMagic, "byte {at}");
+        }
+    }
+    // Bad version.
+    for v in [0, 3, -1] {
+        assert_eq!(
+            parse_err(with_word(&v1, 4, v).bytes()),
+            Error::UnsupportedVersion { version: v as u32 }
+        );
+    }
+    // Shared-classifier byte and padding.
+    let mut s = v1.clone();
+    s.bytes_mut()[36] = 2;
+    assert_eq!(parse_err(s.bytes()), Error::Malformed);
+    let mut s = v2.clone();
+    s.bytes_mut()[100] = 1;
+    assert_eq!(parse_err(s.bytes()), Error::Malformed);
+    // v2 group size: zero, negative, not dividing the tensors.
+    let g_at = 37;
+    let mut z = v2.clone();
+    z.bytes_mut()[g_at..g_at + 4].copy_from_slice(&0i32.to_le_bytes());
+    assert_eq!(parse_err(z.bytes()), Error::ZeroDimension);
+    z.bytes_mut()[g_at..g_at + 4].copy_from_slice(&(-64i32).to_le_bytes());
+    assert_eq!(parse_err(z.bytes()), Error::InconsistentDimensions);
+    z.bytes_mut()[g_at..g_at + 4].copy_from_slice(&48i32.to_le_bytes());
+    assert_eq!(parse_err(z.bytes()), Error::InconsistentDimensions);
+
+    // Inconsistent dimensions, in the legacy header (offset 0) and the v1 one (8).
+    for (b, base) in [(&v0, 0), (&v1, 8)] {
+        let field = |i: usize| base + 4 * i;
+        // dim % n_heads != 0
+        assert_eq!(
+            parse_err(with_word(b, field(3), 3).bytes()),
+            Error::InconsistentDimensions
+        );
+        // n_heads % n_kv_heads != 0
+        assert_eq!(
+            parse_err(with_word(b, field(4), 3).bytes()),
+            Error::InconsistentDimensions
+        );
+        // odd head size (dim 64, 32 heads -> 2 is even; 64 heads -> 1 is odd)
+        let odd = with_word(&with_word(b, field(3), 64), field(4), 64);
+        assert_eq!(parse_err(odd.bytes()), Error::InconsistentDimensions);
+        // negative and zero dims
+        assert_eq!(
+            parse_err(with_word(b, field(1), -172).bytes()),
+            Error::InconsistentDimensions
+        );
+        for i in [1, 2, 3, 4, 6] {
+            assert_eq!(
+                parse_err(with_word(b, field(i), 0).bytes()),
+                Error::ZeroDimension,
+                "field {i}"
+            );
+        }
+        // a consistent header that does not match the file length
+        assert!(matches!(
+            parse_err(with_word(b, field(2), 3).bytes()),
+            Error::LengthMismatch { .. }
+        ));
+        assert_eq!(
+            parse_err(with_word(b, field(2), 5).bytes()),
+            Error::Truncated
+        );
+    }
+    // A legacy vocab of zero, and a first word that is no dimension at all.
+    assert_eq!(
+        parse_err(with_word(&v0, 20, 0).bytes()),
+        Error::ZeroDimension
+    );
+    assert_eq!(
+        parse_err(with_word(&v0, 0, 1 << 24).bytes()),
+        Error::BadMagic
+    );
+    // v1 has no negative-vocab convention.
+    assert_eq!(
+        parse_err(with_word(&v1, 8 + 20, -512).bytes()),
+        Error::InconsistentDimensions
+    );
+    // A non-shared legacy checkpoint needs its classifier.
+    assert_eq!(
+        parse_err(with_word(&v0, 20, -512).bytes()),
+        Error::Truncated
+    );
+}
+
+#[test]
+fn conversion_option_errors() {
+    let v0 = read("aidreams260K.bin");
+    let ck = Checkpoint::parse(v0.bytes()).unwrap();
+    let (cos, sin) = rope_tables(16, 128);
+    let opts = ImageOptions {
+        quant: Quant::F32,
+        context: 128,
+        rope_cos: &cos,
+        rope_sin: &sin,
+        tokenizer: None,
+    };
+    let check = |o: ImageOptions<'_>, e: Error| assert_eq!(llama2c::sizes(&ck, &o), Err(e));
+    check(ImageOptions { context: 0, ..opts }, Error::ZeroDimension);
+    check(
+        ImageOptions {
+            context: 129,
+            ..opts
+        },
+        Error::PositionOutOfRange {
+            position: 128,
+            len: 128,
+        },
+    );
+    check(
+        ImageOptions {
+            context: 64,
+            ..opts
+        },
+        Error::LengthMismatch {
+            expected: 64 * 8,
+            got: 128 * 8,
+        },
+    );
+    for g in [0, 6, 8192] {
+        check(
+            ImageOptions {
+                quant: Quant::Q8 { group_size: g },
+                ..opts
+            },
+            Error::InvalidParameter,
+        );
+    }
+    // A v2 file converts only with its own group size.
+    let v2 = Buf::from_bytes(&write_v2(&ck).0);
+    let ck2 = Checkpoint::parse(v2.bytes()).unwrap();
+    let o2 = ImageOptions {
+        quant: Quant::Q8 { group_size: 32 },
+        ..opts
+    };
+    assert_eq!(llama2c::sizes(&ck2, &o2), Err(Error::InvalidParameter));
+
+    // Buffers too small.
+    let o = ImageOptions {
+        quant: Quant::Q8 { group_size: 64 },
+        ..opts
+    };
+    let sz = llama2c::sizes(&ck, &o).unwrap();
+    let mut scratch = vec![0u32; sz.scratch_words - 1];
+    let mut sources = vec![TensorSource::U8(&[]); sz.n_tensors];
+    let mut out = Buf::zeroed(sz.image_bytes);
+    assert!(matches!(
+        llama2c::to_image(&ck, &o, &mut scratch, &mut sources, out.bytes_mut()),
+        Err(Error::BufferTooSmall { .. })
+    ));
+    let mut scratch = vec![0u32; sz.scratch_words];
+    let mut sources = vec![TensorSource::U8(&[]); sz.n_tensors - 1];
+    assert_eq!(
+        llama2c::to_image(&ck, &o, &mut scratch, &mut sources, out.bytes_mut()),
+        Err(Error::BufferTooSmall {
+            needed: sz.n_tensors,
+            got: sz.n_tensors - 1
+        })
+    );
+    let mut scratch = vec![0u32; sz.scratch_words];
+    let mut sources = vec![TensorSource::U8(&[]); sz.n_tensors];
+    let mut small = Buf::zeroed(sz.image_bytes - 4);
+    assert_eq!(
+        llama2c::to_image(&ck, &o, &mut scratch, &mut sources, small.bytes_mut()),
+        Err(Error::BufferTooSmall {
+            needed: sz.image_bytes,
+            got: sz.image_bytes - 4
+        })
+    );
+}
+
+#[test]
+fn session_errors_and_arena_size() {
+    let v0 = read("aidreams260K.bin");
+    let ck = Checkpoint::parse(v0.bytes()).unwrap();
+    for quant in [Quant::F32, Quant::Q8 { group_size: 64 }] {
+        let img = convert(&ck, quant);
+        let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+        let ctx = 3;
+        let need = model.arena_bytes(ctx);
+        // Exact: f32 activations, one score row, logits, the KV cache and (Q8)
+        // the quantized activation (largest Q8 input: 64; scales: 64/64).
+        let q8 = if model.is_quantized() { 64 + 4 } else { 0 };
+        let f32s = 64 + 64 + 64 + 172 + 172 + 64 + 64 + 64 + ctx + 512 + 2 * 4 * ctx * 64;
+        assert_eq!(need, 4 * f32s + q8);
+
+        let mut arena = vec![0u32; need.div_ceil(4) + 1];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
+        assert!(matches!(
+            Session::new(&model, &mut bytes[..need - 1], ctx),
+            Err(Error::BufferTooSmall { .. })
+        ));
+        assert_eq!(
+            Session::new(&model, &mut bytes[..need], 0).unwrap_err(),
+            Error::ZeroDimension
+        );
+        assert_eq!(
+            Session::new(&model, &mut bytes[..need], 129).unwrap_err(),
+            Error::PositionOutOfRange {
+                position: 128,
+                len: 128
+            }
+        );
+        // An unaligned arena needs the padding on top.
+        assert_eq!(
+            Session::new(&model, &mut bytes[1..need], ctx).unwrap_err(),
+            Error::BufferTooSmall {
+                needed: need + 3,
+                got: need - 1
+            }
+        );
+        let first = Session::new(&model, &mut bytes[1..need + 4], ctx)
+            .unwrap()
+            .step(1)
+            .unwrap()
+            .to_vec();
+
+        let mut s = Session::new(&model, &mut bytes[..need], ctx).unwrap();
+        assert_eq!(
+            s.step(512).unwrap_err(),
+            Error::TokenOutOfRange {
+                token: 512,
+                vocab_size: 512
+            }
+        );
+        assert_eq!(s.position(), 0);
+        assert_eq!(s.step(1).unwrap(), &first[..]);
+        s.step(5).unwrap();
+        s.step(6).unwrap();
+        assert_eq!(s.position(), 3);
+        assert_eq!(s.step(7).unwrap_err(), Error::ContextFull { context: 3 });
+        assert_eq!(s.position(), 3);
+        s.reset();
+        assert_eq!(s.position(), 0);
+        assert_eq!(s.step(1).unwrap(), &first[..]);
+        assert_eq!(s.context(), 3);
+    }
+}
+
+#[test]
+fn fill_rope_tables_is_run_c_formula() {
+    let (c, s) = rope_tables(8, 3);
+    for p in 0..3 {
+        for j in 0..4 {
+            let freq = 1.0f32 / 10000f32.powf((2 * j) as f32 / 8.0);
+            let val = p as f32 * freq;
+            assert_eq!(c[p * 4 + j].to_bits(), val.cos().to_bits());
+            assert_eq!(s[p * 4 + j].to_bits(), val.sin().to_bits());
+        }
+    }
+    let (mut c, mut s) = (vec![0.0; 7], vec![0.0; 7]);
+    assert!(llama2c::fill_rope_tables(8, &mut c, &mut s, f32::powf, f32::cos, f32::sin).is_err());
+    assert_eq!(
+        llama2c::fill_rope_tables(7, &mut c, &mut s, f32::powf, f32::cos, f32::sin),
+        Err(Error::OddDimension { dim: 7 })
+    );
+}
