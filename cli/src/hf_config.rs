@@ -704,6 +704,203 @@ impl HfConfig {
     }
 }
 
+/// The dimensions and conventions of a Llama-family checkpoint (llama, qwen2,
+/// mistral, phi3): RMSNorm, SwiGLU, RoPE, grouped-query attention.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaDims {
+    /// `hidden_size`.
+    pub hidden_size: usize,
+    /// `intermediate_size` (the SwiGLU width).
+    pub intermediate_size: usize,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: usize,
+    /// `num_attention_heads`.
+    pub num_attention_heads: usize,
+    /// `num_key_value_heads` (default: `num_attention_heads`).
+    pub num_key_value_heads: usize,
+    /// `head_dim` (default: `hidden_size / num_attention_heads`).
+    pub head_dim: usize,
+    /// `vocab_size`.
+    pub vocab_size: usize,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: usize,
+    /// `rms_norm_eps` (default: the model class's, 1e-6; Phi-3: 1e-5).
+    pub rms_norm_eps: f64,
+    /// `tie_word_embeddings` (default false, as every one of these classes).
+    pub tie_word_embeddings: bool,
+    /// Sliding attention window applied to every layer, if any (Mistral and
+    /// Phi-3 `sliding_window`; Qwen2 when `use_sliding_window` covers all layers).
+    pub sliding_window: Option<usize>,
+    /// `bos_token_id`, if given.
+    pub bos_token_id: Option<usize>,
+    /// `eos_token_id` (the first one of a list), if given.
+    pub eos_token_id: Option<usize>,
+}
+
+impl HfConfig {
+    /// The dimensions of a Llama-family model (llama, qwen2, mistral, phi3).
+    ///
+    /// Errors name the key: missing or malformed values, zero dimensions, heads
+    /// that do not divide, an activation other than SiLU, attention windows that
+    /// differ between layers.
+    pub fn llama_dims(&self) -> Result<LlamaDims> {
+        let raw = &self.raw;
+        let mt = self.model_type;
+        if !matches!(
+            mt,
+            ModelType::Llama | ModelType::Qwen2 | ModelType::Mistral | ModelType::Phi3
+        ) {
+            bail!(
+                "model_type {} is not a Llama-family model (supported: llama, qwen2, mistral, phi3)",
+                mt.name()
+            );
+        }
+        let hidden_size = req_usize(raw, "hidden_size", "")?;
+        let intermediate_size = req_usize(raw, "intermediate_size", "")?;
+        let num_hidden_layers = req_usize(raw, "num_hidden_layers", "")?;
+        let num_attention_heads = req_usize(raw, "num_attention_heads", "")?;
+        let num_key_value_heads =
+            opt_usize(raw, "num_key_value_heads", "")?.unwrap_or(num_attention_heads);
+        let vocab_size = req_usize(raw, "vocab_size", "")?;
+        let max_position_embeddings = req_usize(raw, "max_position_embeddings", "")?;
+        for (key, v) in [
+            ("hidden_size", hidden_size),
+            ("intermediate_size", intermediate_size),
+            ("num_hidden_layers", num_hidden_layers),
+            ("num_attention_heads", num_attention_heads),
+            ("num_key_value_heads", num_key_value_heads),
+            ("vocab_size", vocab_size),
+            ("max_position_embeddings", max_position_embeddings),
+        ] {
+            if v == 0 {
+                bail!("{key} is 0");
+            }
+        }
+        if num_attention_heads % num_key_value_heads != 0 {
+            bail!(
+                "num_attention_heads {num_attention_heads} is not a multiple of num_key_value_heads {num_key_value_heads}"
+            );
+        }
+        let head_dim = match opt_usize(raw, "head_dim", "")? {
+            Some(d) => d,
+            None => {
+                if hidden_size % num_attention_heads != 0 {
+                    bail!(
+                        "hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads} (and no head_dim is given)"
+                    );
+                }
+                hidden_size / num_attention_heads
+            }
+        };
+        if head_dim == 0 || head_dim % 2 != 0 {
+            bail!("head_dim {head_dim} must be even and > 0");
+        }
+        let default_eps = if mt == ModelType::Phi3 { 1e-5 } else { 1e-6 };
+        let rms_norm_eps = opt_f64(raw, "rms_norm_eps", "")?.unwrap_or(default_eps);
+        if !(rms_norm_eps.is_finite() && rms_norm_eps >= 0.0) {
+            bail!("rms_norm_eps must be a finite number >= 0, got {rms_norm_eps}");
+        }
+        let tie_word_embeddings = opt_bool(raw, "tie_word_embeddings", "")?.unwrap_or(false);
+        match raw.get("hidden_act") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(a)) if a == "silu" || a == "swish" => {}
+            Some(v) => bail!("hidden_act {v} is not supported (microformer runs SwiGLU with silu)"),
+        }
+        for key in ["mlp_bias"] {
+            if opt_bool(raw, key, "")? == Some(true) {
+                bail!("{key} is true: feed-forward biases are not supported");
+            }
+        }
+        let sliding_window = self.uniform_window(num_hidden_layers)?;
+        let token = |key: &str| -> Result<Option<usize>> {
+            match raw.get(key) {
+                Some(Value::Array(a)) => match a.first() {
+                    Some(v) => as_usize(v, "", key).map(Some),
+                    None => Ok(None),
+                },
+                _ => opt_usize(raw, key, ""),
+            }
+        };
+        Ok(LlamaDims {
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            vocab_size,
+            max_position_embeddings,
+            rms_norm_eps,
+            tie_word_embeddings,
+            sliding_window,
+            bos_token_id: token("bos_token_id")?,
+            eos_token_id: token("eos_token_id")?,
+        })
+    }
+
+    /// The sliding window every layer uses (`None`: full attention), or an error
+    /// when layers differ (`layer_types` mixing full and sliding attention).
+    fn uniform_window(&self, n_layers: usize) -> Result<Option<usize>> {
+        let raw = &self.raw;
+        let mt = self.model_type;
+        let window = match mt {
+            ModelType::Llama => return Ok(None),
+            ModelType::Qwen2 => {
+                if opt_bool(raw, "use_sliding_window", "")? == Some(true) {
+                    opt_usize(raw, "sliding_window", "")?
+                } else {
+                    None
+                }
+            }
+            _ => opt_usize(raw, "sliding_window", "")?,
+        };
+        // Which layers slide: `layer_types` when given, else Qwen2's max_window_layers rule.
+        let sliding_layers = match raw.get("layer_types") {
+            Some(Value::Array(types)) => {
+                if types.len() != n_layers {
+                    bail!(
+                        "layer_types has {} entries for {n_layers} layers",
+                        types.len()
+                    );
+                }
+                let mut n = 0;
+                for t in types {
+                    match t.as_str() {
+                        Some("full_attention") => {}
+                        Some("sliding_attention") => n += 1,
+                        _ => bail!("layer_types entry {t} is not supported"),
+                    }
+                }
+                n
+            }
+            None | Some(Value::Null) => {
+                if window.is_none() {
+                    0
+                } else if mt == ModelType::Qwen2 {
+                    let from = opt_usize(raw, "max_window_layers", "")?.unwrap_or(n_layers);
+                    n_layers.saturating_sub(from)
+                } else {
+                    n_layers
+                }
+            }
+            Some(v) => bail!("key \"layer_types\" must be a list, got {v}"),
+        };
+        match (sliding_layers, window) {
+            (0, _) => Ok(None),
+            (n, Some(w)) if n == n_layers => {
+                if w == 0 {
+                    bail!("sliding_window is 0");
+                }
+                Ok(Some(w))
+            }
+            (n, Some(_)) => bail!(
+                "{n} of {n_layers} layers use a sliding window: layers with different attention windows are not supported"
+            ),
+            (_, None) => bail!("layer_types asks for sliding attention but sliding_window is not set"),
+        }
+    }
+}
+
 fn key_name(ctx: &str, key: &str) -> String {
     if ctx.is_empty() {
         format!("\"{key}\"")
@@ -870,5 +1067,57 @@ mod tests {
         let e = spec(r#"{"model_type":"llama","head_dim":8,"max_position_embeddings":4,"rope_scaling":{"type":"wobbly"}}"#)
             .unwrap_err();
         assert!(e.0.contains("unknown rope type"), "{e}");
+    }
+
+    fn dims(extra: &str) -> Result<LlamaDims> {
+        HfConfig::parse(&format!(
+            r#"{{"hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,"num_attention_heads":8,
+                "vocab_size":128,"max_position_embeddings":64{extra}}}"#
+        ))?
+        .llama_dims()
+    }
+
+    #[test]
+    fn llama_dims_defaults_and_windows() {
+        let d = dims(r#","model_type":"llama","sliding_window":16"#).unwrap();
+        assert_eq!(
+            (
+                d.num_key_value_heads,
+                d.head_dim,
+                d.rms_norm_eps,
+                d.tie_word_embeddings
+            ),
+            (8, 8, 1e-6, false)
+        );
+        assert_eq!(d.sliding_window, None); // llama has no window
+        let d = dims(r#","model_type":"phi3","eos_token_id":[7,9],"bos_token_id":null"#).unwrap();
+        assert_eq!(
+            (d.rms_norm_eps, d.eos_token_id, d.bos_token_id),
+            (1e-5, Some(7), None)
+        );
+        let d = dims(r#","model_type":"mistral","sliding_window":16"#).unwrap();
+        assert_eq!(d.sliding_window, Some(16));
+        let d = dims(r#","model_type":"mistral","sliding_window":null"#).unwrap();
+        assert_eq!(d.sliding_window, None);
+        // Qwen2: the window only with use_sliding_window, and only if every layer slides
+        let d = dims(r#","model_type":"qwen2","sliding_window":16"#).unwrap();
+        assert_eq!(d.sliding_window, None);
+        let d = dims(r#","model_type":"qwen2","sliding_window":16,"use_sliding_window":true,"max_window_layers":0"#)
+            .unwrap();
+        assert_eq!(d.sliding_window, Some(16));
+        let e = dims(r#","model_type":"qwen2","sliding_window":16,"use_sliding_window":true,"max_window_layers":1"#)
+            .unwrap_err();
+        assert!(e.0.contains("1 of 2 layers use a sliding window"), "{e}");
+        let e = dims(r#","model_type":"mistral","sliding_window":16,"layer_types":["full_attention","sliding_attention"]"#)
+            .unwrap_err();
+        assert!(e.0.contains("1 of 2 layers"), "{e}");
+        let e = dims(r#","model_type":"gpt2""#).unwrap_err();
+        assert!(e.0.contains("not a Llama-family model"), "{e}");
+        let e = dims(r#","model_type":"llama","hidden_act":"gelu""#).unwrap_err();
+        assert!(e.0.contains("hidden_act"), "{e}");
+        let e = dims(r#","model_type":"llama","num_key_value_heads":3"#).unwrap_err();
+        assert!(e.0.contains("not a multiple"), "{e}");
+        let e = dims(r#","model_type":"llama","mlp_bias":true"#).unwrap_err();
+        assert!(e.0.contains("mlp_bias"), "{e}");
     }
 }

@@ -1,0 +1,202 @@
+//! `microformer convert`: a llama2.c checkpoint or a Hugging Face model directory
+//! into a microformer model image.
+//!
+//! - llama2.c `.bin` (legacy v0, v1 f32, v2 Q8_0): read with
+//!   [`microformer::convert::llama2c`]; the RoPE table is computed as `run.c`
+//!   computes its angles (f32 `powf`, `pos · freq` in f32, `cosf`/`sinf` of the host's
+//!   maths library), so the image reproduces `run.c` token for token. Default
+//!   context: the checkpoint's `seq_len`.
+//! - A Hugging Face directory (`config.json` + `model.safetensors`, or shards with
+//!   `model.safetensors.index.json`): see [`crate::hf_import`]. Default context:
+//!   `min(max_position_embeddings, 2048)`.
+//!
+//! `--tokenizer` embeds a llama2.c tokenizer file (checked against the model's
+//! vocabulary); `--quant q8` stores the matrices as Q8_0 (`runq.c`'s quantizer).
+
+use std::path::{Path, PathBuf};
+
+use microformer::convert::llama2c::{self, Checkpoint, ImageOptions, Version};
+use microformer::image::{Header, TensorSource};
+use microformer::tokenizer::Tokenizer;
+
+use crate::error::{bail, CliError, Result};
+use crate::files;
+use crate::hf_import;
+
+/// Matrix storage in the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuantArg {
+    /// 32-bit floats (a v2 checkpoint is dequantized exactly as runq.c does).
+    F32,
+    /// int8 with one f32 scale per group (llama2.c runq.c's Q8_0).
+    Q8,
+}
+
+/// Arguments of `microformer convert`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConvertArgs {
+    /// A llama2.c checkpoint (.bin: legacy v0, v1 or v2) or a Hugging Face model
+    /// directory (config.json + model.safetensors) of type llama, qwen2, mistral or phi3.
+    pub src: PathBuf,
+    /// The image file to write.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// A llama2.c tokenizer file (tokenizer.bin format) to embed in the image.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// How to store the weight matrices.
+    #[arg(long, value_enum, default_value_t = QuantArg::F32)]
+    pub quant: QuantArg,
+    /// Q8 group size, a multiple of 4 [default: a v2 checkpoint's own, else 64 halved until it divides dim].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(4..=4096))]
+    pub group_size: Option<u64>,
+    /// Positions the image covers (its RoPE table and largest context) [default: llama2.c: the
+    /// checkpoint's seq_len; Hugging Face: min(max_position_embeddings, 2048)]. Dynamic NTK and
+    /// LongRoPE choose their frequencies for this length.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub context: Option<u64>,
+}
+
+/// Validates a llama2.c tokenizer file for a vocabulary.
+pub fn check_tokenizer(data: &[u8], vocab_size: usize) -> Result<()> {
+    let mut offsets = vec![0u32; vocab_size];
+    let mut sorted = vec![0u32; vocab_size];
+    Tokenizer::new(data, vocab_size, &mut offsets, &mut sorted).map_err(|e| {
+        CliError::runtime(format!(
+            "the tokenizer does not fit the model's vocabulary of {vocab_size}: {e}"
+        ))
+    })?;
+    Ok(())
+}
+
+fn to_usize(v: Option<u64>, what: &str) -> Result<Option<usize>> {
+    v.map(|v| usize::try_from(v).map_err(|_| CliError::new(format!("{what} {v} is too large"))))
+        .transpose()
+}
+
+/// Runs the subcommand.
+pub fn run(args: &ConvertArgs) -> Result<()> {
+    let context = to_usize(args.context, "--context")?;
+    let group = to_usize(args.group_size, "--group-size")?;
+    if let Some(g) = group {
+        if args.quant != QuantArg::Q8 {
+            bail!("--group-size needs --quant q8");
+        }
+        if g % 4 != 0 {
+            bail!("--group-size {g} is not a multiple of 4");
+        }
+    }
+    let tokenizer = match &args.tokenizer {
+        Some(p) => Some(files::read(p)?),
+        None => None,
+    };
+    let src = &args.src;
+    let (bytes, header, what) = if src.is_dir() {
+        let opts = hf_import::Options {
+            context,
+            quant: match args.quant {
+                QuantArg::F32 => hf_import::Quant::F32,
+                QuantArg::Q8 => hf_import::Quant::Q8 {
+                    group_size: group.unwrap_or(0),
+                },
+            },
+            tokenizer,
+        };
+        let (bytes, s) = hf_import::convert(src, &opts, true)
+            .map_err(|e| e.context(format!("converting {}", src.display())))?;
+        (bytes, s.header, format!("Hugging Face {}", s.model_type))
+    } else {
+        let (bytes, header, version) = llama2c_image(src, args.quant, group, context, tokenizer)?;
+        let v = match version {
+            Version::Legacy => "v0",
+            Version::V1 => "v1",
+            Version::V2 { .. } => "v2",
+        };
+        (bytes, header, format!("llama2.c {v}"))
+    };
+    files::write_atomic(&args.output, &bytes)?;
+    eprintln!(
+        "microformer: wrote {} ({what}; {} bytes, {} layers, context {}, {}{})",
+        args.output.display(),
+        bytes.len(),
+        header.n_layers,
+        header.seq_len,
+        if header.group_size == 0 { "f32" } else { "q8" },
+        if header.has(microformer::image::FLAG_TOKENIZER) {
+            ", tokenizer"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// Converts a llama2.c checkpoint file.
+pub fn llama2c_image(
+    path: &Path,
+    quant: QuantArg,
+    group: Option<usize>,
+    context: Option<usize>,
+    tokenizer: Option<Vec<u8>>,
+) -> Result<(Vec<u8>, Header, Version)> {
+    let data = files::Aligned::new(&files::read(path)?);
+    let ck = Checkpoint::parse(data.bytes()).map_err(|e| {
+        CliError::runtime(format!(
+            "{}: neither a Hugging Face model directory nor a valid llama2.c checkpoint: {e}",
+            path.display()
+        ))
+    })?;
+    let c = *ck.config();
+    let context = context.unwrap_or(c.seq_len);
+    if context > c.seq_len {
+        bail!(
+            "--context {context} exceeds the checkpoint's context of {} positions",
+            c.seq_len
+        );
+    }
+    let quant = match quant {
+        QuantArg::F32 => llama2c::Quant::F32,
+        QuantArg::Q8 => {
+            let g = group
+                .or(ck.group_size())
+                .unwrap_or_else(|| llama2c::default_group_size(&c));
+            if let Some(file_g) = ck.group_size() {
+                if g != file_g {
+                    bail!("--group-size {g} differs from the v2 checkpoint's group size {file_g}");
+                }
+            }
+            if g % 4 != 0 {
+                bail!(
+                    "no Q8 group size of a multiple of 4 divides dim {}: give --group-size",
+                    c.dim
+                );
+            }
+            llama2c::Quant::Q8 { group_size: g }
+        }
+    };
+    if let Some(t) = &tokenizer {
+        check_tokenizer(t, c.vocab_size)?;
+    }
+    let hs = c.head_size();
+    let n = context * (hs / 2);
+    let (mut cos, mut sin) = (vec![0f32; n], vec![0f32; n]);
+    llama2c::fill_rope_tables(hs, &mut cos, &mut sin, f32::powf, f32::cos, f32::sin)?;
+    let opts = ImageOptions {
+        quant,
+        context,
+        rope_cos: &cos,
+        rope_sin: &sin,
+        tokenizer: tokenizer.as_deref(),
+    };
+    let sizes = llama2c::sizes(&ck, &opts)?;
+    let mut scratch = vec![0u32; sizes.scratch_words];
+    let mut sources = vec![TensorSource::U8(&[]); sizes.n_tensors];
+    let mut out = vec![0u8; sizes.image_bytes];
+    let len = llama2c::to_image(&ck, &opts, &mut scratch, &mut sources, &mut out)
+        .map_err(|e| CliError::runtime(format!("cannot convert {}: {e}", path.display())))?;
+    out.truncate(len);
+    let header = *microformer::image::Image::parse(files::Aligned::new(&out).bytes())
+        .map_err(|e| CliError::runtime(format!("the written image does not parse: {e}")))?
+        .header();
+    Ok((out, header, ck.version()))
+}

@@ -1,0 +1,270 @@
+//! `microformer run`: llama2.c's `run` on a model image.
+//!
+//! Same flags and semantics as `run.c` (`-i` prompt, `-n` steps, `-t`
+//! temperature, `-p` top-p, `-s` seed): the prompt is encoded with the image's
+//! tokenizer with BOS first, then [`microformer::generate::generate`] runs
+//! `run.c`'s loop (prompt tokens forced, then sampled; stop when BOS comes next
+//! or after `steps` positions, `steps` clipped to the image's context). The text
+//! is printed as `run.c` prints it — every piece through `decode(prev, next)` and
+//! `safe_printf`, then one final newline — or, with `--ids`, the token ids `run.c`
+//! emits (every token after the first, prompt tokens included), separated by
+//! spaces, then a newline.
+//!
+//! Departures from `run.c`, all deliberate:
+//! - seed 0 (the default) is never replaced by the clock: it stands for the
+//!   fixed seed [`SEED_FOR_ZERO`] (0 is a fixed point of xorshift, so some
+//!   non-zero state must replace it); a negative seed wraps to `u64` as `run.c`'s
+//!   `atoi` into an `unsigned long long` does;
+//! - a negative or non-finite temperature, or a top-p outside `[0, 1]`, is an
+//!   error instead of being clamped;
+//! - nothing is printed on stderr (no tok/s line).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use microformer::generate::{self, Generated};
+use microformer::sampler::{ProbIndex, Sampler};
+use microformer::tokenizer::{self, Tokenizer};
+
+use crate::error::{bail, fail, CliError, Result};
+use crate::files::ImageFile;
+
+/// The RNG seed used when `--seed 0` (the default) is given: 2^64/φ, the
+/// golden-ratio constant, a well-mixed non-zero xorshift state.
+pub const SEED_FOR_ZERO: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Arguments of `microformer run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// A model image written by `microformer convert`.
+    pub image: PathBuf,
+    /// The prompt text (run.c -i), encoded with the image's tokenizer, BOS first.
+    #[arg(short = 'i', long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// The prompt as token ids (e.g. 1,345,23), used as given: the first id starts the
+    /// sequence. Needs no tokenizer.
+    #[arg(long, value_name = "LIST", conflicts_with = "prompt", value_parser = parse_ids)]
+    pub prompt_ids: Option<TokenList>,
+    /// Positions to run (run.c -n); 0 or more than the image's context: the whole context.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 256)]
+    pub steps: usize,
+    /// Sampling temperature (run.c -t); 0 = greedy argmax.
+    #[arg(
+        short = 't',
+        long,
+        value_name = "T",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub temperature: f32,
+    /// Top-p (nucleus) threshold in [0, 1] (run.c -p); 0 or 1 = plain multinomial sampling.
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "P",
+        default_value_t = 0.9,
+        allow_negative_numbers = true
+    )]
+    pub top_p: f32,
+    /// RNG seed (run.c -s). 0, the default, is deterministic: it stands for the fixed seed
+    /// 0x9E3779B97F4A7C15 (never the clock). Negative seeds wrap to u64 as in run.c.
+    #[arg(short = 's', long, value_name = "S", default_value = "0", value_parser = parse_seed, allow_negative_numbers = true)]
+    pub seed: u64,
+    /// Print the token ids run.c would emit (space-separated) instead of the text.
+    #[arg(long)]
+    pub ids: bool,
+}
+
+/// A list of token ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenList(pub Vec<u32>);
+
+/// Parses `1,2,3` (spaces allowed around the commas).
+pub fn parse_ids(s: &str) -> std::result::Result<TokenList, String> {
+    let mut out = Vec::new();
+    for item in s.split(',') {
+        let t = item.trim();
+        if t.is_empty() {
+            return Err(format!("empty item in the token list \"{s}\""));
+        }
+        out.push(
+            t.parse::<u32>()
+                .map_err(|e| format!("bad token id \"{t}\": {e}"))?,
+        );
+    }
+    Ok(TokenList(out))
+}
+
+/// Parses a seed: a `u64`, or a negative `i64` wrapped to `u64` (run.c).
+pub fn parse_seed(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    if let Ok(v) = t.parse::<u64>() {
+        return Ok(v);
+    }
+    t.parse::<i64>()
+        .map(|v| v as u64)
+        .map_err(|e| format!("bad seed \"{t}\": {e}"))
+}
+
+/// The RNG state for a seed given on the command line.
+pub fn rng_state(seed: u64) -> u64 {
+    if seed == 0 {
+        SEED_FOR_ZERO
+    } else {
+        seed
+    }
+}
+
+/// Why the emit callback stopped generation.
+enum Stop {
+    Cli(CliError),
+    /// The reader went away (`| head`): not an error.
+    BrokenPipe,
+}
+
+impl From<microformer::Error> for Stop {
+    fn from(e: microformer::Error) -> Self {
+        Stop::Cli(generation_error(e))
+    }
+}
+
+/// Request errors (the prompt, a token id) are usage errors; the rest runtime.
+pub fn generation_error(e: microformer::Error) -> CliError {
+    use microformer::Error as E;
+    match e {
+        E::EmptyPrompt | E::PromptTooLong { .. } | E::TokenOutOfRange { .. } => {
+            CliError::new(e.to_string())
+        }
+        _ => CliError::runtime(format!("generation failed: {e}")),
+    }
+}
+
+fn io_stop(e: std::io::Error) -> Stop {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Stop::BrokenPipe
+    } else {
+        Stop::Cli(CliError::runtime(format!("cannot write the output: {e}")))
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: &RunArgs) -> Result<()> {
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        bail!(
+            "--temperature must be a finite number >= 0, got {}",
+            args.temperature
+        );
+    }
+    if !(args.top_p.is_finite() && (0.0..=1.0).contains(&args.top_p)) {
+        bail!("--top-p must be in [0, 1], got {}", args.top_p);
+    }
+    let file = ImageFile::load(&args.image)?;
+    let model = file.model()?;
+    let header = *model.header();
+    let vocab = model.vocab_size();
+
+    let mut offsets = vec![0u32; vocab];
+    let mut sorted = vec![0u32; vocab];
+    let tok: Option<Tokenizer<'_>> = match model.tokenizer() {
+        Some(data) => Some(
+            Tokenizer::new(data, vocab, &mut offsets, &mut sorted).map_err(|e| {
+                CliError::runtime(format!(
+                    "{}: the image's tokenizer is invalid: {e}",
+                    file.path
+                ))
+            })?,
+        ),
+        None => None,
+    };
+    if tok.is_none() && !args.ids {
+        bail!(
+            "{} has no tokenizer: convert it with --tokenizer to print text, or print token ids with --ids",
+            file.path
+        );
+    }
+
+    let prompt: Vec<u32> = match (&args.prompt, &args.prompt_ids) {
+        (Some(text), _) => {
+            let Some(tok) = &tok else {
+                bail!(
+                    "{} has no tokenizer to encode --prompt: convert it with --tokenizer, or give --prompt-ids",
+                    file.path
+                );
+            };
+            let n = tokenizer::max_encoded_len(text.len());
+            let (mut out, mut scratch) = (vec![0u32; n], vec![0u32; n]);
+            let len = tok
+                .encode(text.as_bytes(), true, false, &mut out, &mut scratch)
+                .map_err(|e| CliError::runtime(format!("cannot encode the prompt: {e}")))?;
+            out.truncate(len);
+            out
+        }
+        (None, Some(ids)) => ids.0.clone(),
+        // run.c encodes the empty prompt: BOS alone.
+        (None, None) => vec![header.bos_id],
+    };
+    if prompt.is_empty() {
+        bail!("the prompt is empty: it needs at least one token");
+    }
+    if let Some(&t) = prompt.iter().find(|&&t| t as usize >= vocab) {
+        bail!("prompt token {t} is outside the vocabulary of {vocab} (ids 0..{vocab})");
+    }
+    let context = model.max_context();
+    if prompt.len() > context {
+        bail!(
+            "the prompt is {} tokens, longer than the image's context of {context} positions",
+            prompt.len()
+        );
+    }
+
+    let mut arena = vec![0u8; model.arena_bytes(context) + 3];
+    let mut session = microformer::model::Session::new(&model, &mut arena, context)
+        .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
+    let mut sampler = Sampler::new(args.temperature, args.top_p, rng_state(args.seed))?;
+    let mut scratch = if sampler.uses_topp() {
+        vec![ProbIndex::default(); vocab]
+    } else {
+        Vec::new()
+    };
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut first = true;
+    let result: std::result::Result<Generated, Stop> = generate::generate(
+        &mut session,
+        &mut sampler,
+        &mut scratch,
+        &prompt,
+        args.steps,
+        Some(header.bos_id),
+        |prev, next| {
+            if args.ids {
+                let sep = if first { "" } else { " " };
+                first = false;
+                write!(out, "{sep}{next}").map_err(io_stop)
+            } else {
+                // Checked above: text mode has a tokenizer.
+                let Some(tok) = &tok else {
+                    return Err(Stop::Cli(CliError::runtime("no tokenizer")));
+                };
+                let piece = tok.decode(prev, next)?;
+                out.write_all(tokenizer::safe_piece(piece))
+                    .and_then(|()| out.flush())
+                    .map_err(io_stop)
+            }
+        },
+    );
+    match result {
+        Ok(_) => {}
+        Err(Stop::BrokenPipe) => return Ok(()),
+        Err(Stop::Cli(e)) => {
+            let _ = out.flush();
+            return Err(e);
+        }
+    }
+    match out.write_all(b"\n").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => fail!("cannot write the output: {e}"),
+    }
+}

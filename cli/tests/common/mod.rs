@@ -1,0 +1,265 @@
+//! Helpers shared by the CLI's integration tests: running the built binary,
+//! temporary directories, reading and writing safetensors files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Map, Value};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_microformer");
+
+/// `../shared` from the project root.
+pub fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// `../shared/models/<name>`.
+pub fn model(name: &str) -> PathBuf {
+    shared().join("models").join(name)
+}
+
+/// `../shared/fixtures/hf/<name>`.
+pub fn hf_fixture(name: &str) -> PathBuf {
+    shared().join("fixtures/hf").join(name)
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TmpDir(pub PathBuf);
+
+impl TmpDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "microformer-test-{}-{tag}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TmpDir(p)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a run of the binary gave.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs the binary with these arguments.
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let out: Output = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run microformer");
+    Run {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs and asserts success.
+pub fn ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> Run {
+    let r = run(args);
+    assert_eq!(r.code, Some(0), "{args:?} failed: {}", r.stderr);
+    r
+}
+
+/// Runs, asserts the exit status, one `microformer: error:` line containing
+/// `needle`, and no panic.
+pub fn fails<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    args: &[S],
+    code: i32,
+    needle: &str,
+) -> Run {
+    let r = run(args);
+    assert_eq!(r.code, Some(code), "{args:?}: stderr {}", r.stderr);
+    assert!(
+        !r.stderr.contains("panicked"),
+        "{args:?} panicked: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(needle),
+        "{args:?}: stderr {:?} lacks {needle:?}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.starts_with("microformer: error: "),
+        "{args:?}: stderr {:?}",
+        r.stderr
+    );
+    r
+}
+
+/// A command-line error caught by clap: exit status 2, clap's `error:` message.
+pub fn bad_flags<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], needle: &str) {
+    let r = run(args);
+    assert_eq!(r.code, Some(2), "{args:?}: stderr {}", r.stderr);
+    assert!(
+        !r.stderr.contains("panicked"),
+        "{args:?} panicked: {}",
+        r.stderr
+    );
+    assert!(r.stderr.starts_with("error:"), "{args:?}: {}", r.stderr);
+    assert!(
+        r.stderr.contains(needle),
+        "{args:?}: {:?} lacks {needle:?}",
+        r.stderr
+    );
+}
+
+/// A comma-separated id list.
+pub fn id_list(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses space-separated ids.
+pub fn parse_ids(s: &str) -> Vec<u32> {
+    s.split_whitespace().map(|t| t.parse().unwrap()).collect()
+}
+
+/// A JSON file.
+pub fn json(path: &Path) -> Value {
+    let t = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&t).unwrap()
+}
+
+/// A JSON array of integers.
+pub fn u32s(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// A safetensors file in memory: its header entries and data section.
+pub struct St {
+    pub header: Map<String, Value>,
+    pub data: Vec<u8>,
+}
+
+impl St {
+    pub fn read(path: &Path) -> St {
+        let b = std::fs::read(path).unwrap();
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        let Value::Object(header) = serde_json::from_slice(&b[8..8 + n]).unwrap() else {
+            panic!("header")
+        };
+        St {
+            header,
+            data: b[8 + n..].to_vec(),
+        }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let text = Value::Object(self.header.clone()).to_string();
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    pub fn shape(&self, name: &str) -> Vec<usize> {
+        self.header[name]["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect()
+    }
+
+    /// An F32 tensor's values.
+    pub fn f32(&self, name: &str) -> Vec<f32> {
+        let e = &self.header[name];
+        assert_eq!(e["dtype"], "F32");
+        let o = e["data_offsets"].as_array().unwrap();
+        let (b, end) = (
+            o[0].as_u64().unwrap() as usize,
+            o[1].as_u64().unwrap() as usize,
+        );
+        self.data[b..end]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    /// Adds (or replaces) an F32 tensor, appending its data.
+    pub fn put(&mut self, name: &str, shape: &[usize], values: &[f32]) {
+        assert_eq!(shape.iter().product::<usize>(), values.len());
+        let begin = self.data.len();
+        for v in values {
+            self.data.extend_from_slice(&v.to_le_bytes());
+        }
+        self.header.insert(
+            name.into(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, self.data.len()]}),
+        );
+    }
+
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.header.remove(name).is_some()
+    }
+
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, self.bytes()).unwrap();
+    }
+}
+
+/// Copies a Hugging Face fixture directory's config.json and model.safetensors.
+pub fn copy_fixture(name: &str, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(hf_fixture(name).join(f), to.join(f)).unwrap();
+    }
+}
+
+/// Edits a config.json in place.
+pub fn edit_config(dir: &Path, f: impl FnOnce(&mut Map<String, Value>)) {
+    let p = dir.join("config.json");
+    let Value::Object(mut m) = json(&p) else {
+        panic!("config")
+    };
+    f(&mut m);
+    std::fs::write(&p, Value::Object(m).to_string()).unwrap();
+}
+
+/// Worst absolute difference between two logit tables (same shapes asserted).
+pub fn max_abs_diff(a: &Value, b: &Value) -> f64 {
+    let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+    assert_eq!(a.len(), b.len(), "positions");
+    let mut worst = 0.0f64;
+    for (ra, rb) in a.iter().zip(b) {
+        let (ra, rb) = (ra.as_array().unwrap(), rb.as_array().unwrap());
+        assert_eq!(ra.len(), rb.len(), "vocab");
+        for (x, y) in ra.iter().zip(rb) {
+            worst = worst.max((x.as_f64().unwrap() - y.as_f64().unwrap()).abs());
+        }
+    }
+    worst
+}

@@ -1,0 +1,342 @@
+//! llama2.c's `generate` loop as a reusable, heap-free piece: prompt forcing,
+//! sampling, the BOS stop rule and the step budget, for the host tool and for
+//! firmware alike.
+//!
+//! The loop is `run.c`'s (karpathy/llama2.c, `generate`), statement for statement:
+//!
+//! ```text
+//! token = prompt[0]
+//! for pos in 0..steps:
+//!     logits = session.step(token)                 // position pos
+//!     next = prompt[pos + 1]   if pos < n_prompt - 1
+//!            sampler.sample(logits)   otherwise
+//!     if next == stop: break                       // run.c: BOS (1) delimits sequences
+//!     emit(token, next)                            // run.c: decode(token, next), print
+//!     token = next
+//! ```
+//!
+//! `steps` counts positions (forward passes), as run.c's `-n`: `0`, or more than
+//! the session's context, means the whole context (run.c clips to `seq_len`).
+//! Each pass emits at most one token, so at most `steps` tokens are emitted —
+//! prompt tokens included (they are emitted as they are forced, as run.c prints
+//! them). A prompt longer than `steps` is therefore cut, as in run.c.
+//!
+//! The prompt comes from the caller (usually [`crate::tokenizer::Tokenizer::encode`]
+//! with BOS first); the sampler's scratch (`vocab_size` [`ProbIndex`] entries when
+//! [`Sampler::uses_topp`], otherwise none) comes from the caller too, so the loop
+//! allocates nothing. The emit callback returns the caller's error type, which
+//! must convert from [`Error`]; its first error stops the loop.
+//!
+//! Errors, all checked before the first forward pass so that nothing is emitted:
+//! an empty prompt ([`Error::EmptyPrompt`]), a prompt longer than the session's
+//! context ([`Error::PromptTooLong`]), a prompt token outside the vocabulary
+//! ([`Error::TokenOutOfRange`]); then whatever [`Session::step`] and
+//! [`Sampler::sample`] report.
+
+use crate::model::Session;
+use crate::sampler::{ProbIndex, Sampler};
+use crate::Error;
+
+/// What a [`generate`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Generated {
+    /// Forward passes run (positions used).
+    pub positions: usize,
+    /// Tokens passed to the emit callback (prompt tokens after the first included).
+    pub emitted: usize,
+    /// Whether the loop ended on the stop token (rather than the step budget).
+    pub stopped: bool,
+}
+
+/// The step budget `generate` uses for `steps` in a context of `context`
+/// positions: `steps`, or the whole context when `steps` is 0 or larger (run.c).
+pub const fn clip_steps(steps: usize, context: usize) -> usize {
+    if steps == 0 || steps > context {
+        context
+    } else {
+        steps
+    }
+}
+
+/// Runs llama2.c's generation loop (see the module documentation) from
+/// position 0 of `session` (it is reset first).
+///
+/// `stop`: the token that ends the sequence when it comes next, unemitted —
+/// llama2.c uses BOS (`Some(1)`; the image header's `bos_id`); `None` never stops
+/// early. `emit(prev, next)` receives every emitted token with the one before it
+/// (the pair llama2.c's `decode` takes).
+pub fn generate<E: From<Error>>(
+    session: &mut Session<'_>,
+    sampler: &mut Sampler,
+    scratch: &mut [ProbIndex],
+    prompt: &[u32],
+    steps: usize,
+    stop: Option<u32>,
+    mut emit: impl FnMut(u32, u32) -> Result<(), E>,
+) -> Result<Generated, E> {
+    let context = session.context();
+    let vocab_size = session.model().vocab_size();
+    let (&first, forced) = prompt.split_first().ok_or(Error::EmptyPrompt)?;
+    if prompt.len() > context {
+        return Err(Error::PromptTooLong {
+            tokens: prompt.len(),
+            context,
+        }
+        .into());
+    }
+    if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
+        return Err(Error::TokenOutOfRange { token, vocab_size }.into());
+    }
+    sampler.validate()?;
+    let steps = clip_steps(steps, context);
+    session.reset();
+
+    let mut done = Generated {
+        positions: 0,
+        emitted: 0,
+        stopped: false,
+    };
+    let mut token = first;
+    for pos in 0..steps {
+        session.step(token)?;
+        done.positions += 1;
+        let next = match forced.get(pos) {
+            Some(&t) => t,
+            None => sampler.sample(session.logits_mut(), scratch)?,
+        };
+        if Some(next) == stop {
+            done.stopped = true;
+            break;
+        }
+        emit(token, next)?;
+        done.emitted += 1;
+        token = next;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{self, Arch, Header, Image, TensorSource};
+    use crate::model::Model;
+    use crate::sampler::sample_argmax;
+
+    /// Bytes at a 4-byte aligned address.
+    struct Aligned {
+        words: Vec<u32>,
+        len: usize,
+    }
+
+    impl Aligned {
+        fn bytes(&self) -> &[u8] {
+            &bytemuck::cast_slice(&self.words)[..self.len]
+        }
+    }
+
+    const VOCAB: usize = 11;
+    const CONTEXT: usize = 12;
+
+    /// A tiny random Llama image (pseudo-random weights, exact tables unneeded).
+    fn tiny_image() -> Aligned {
+        let h = Header {
+            arch: Arch::Llama,
+            flags: image::FLAG_ROPE_INTERLEAVED,
+            dim: 8,
+            hidden_dim: 12,
+            n_layers: 2,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 4,
+            vocab_size: VOCAB as u32,
+            seq_len: CONTEXT as u32,
+            rotary_dim: 4,
+            sliding_window: 0,
+            norm_eps: 1e-5,
+            group_size: 0,
+            bos_id: 1,
+            eos_id: 2,
+            n_tensors: 0,
+            image_len: 0,
+            train_context: CONTEXT as u32,
+        };
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut rnd = || crate::sampler::random_f32(&mut state) * 2.0 - 1.0;
+        let data: Vec<Vec<f32>> = image::slots(&h)
+            .map(|(k, _)| {
+                let (r, c) = h.expected_shape(k);
+                (0..r * c).map(|_| rnd()).collect()
+            })
+            .collect();
+        let srcs: Vec<TensorSource<'_>> = data.iter().map(|v| TensorSource::F32(v)).collect();
+        let len = image::image_len(&srcs);
+        let mut out = Aligned {
+            words: vec![0; len.div_ceil(4)],
+            len,
+        };
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out.words);
+        assert_eq!(image::write(&h, &srcs, bytes), Ok(len));
+        out
+    }
+
+    fn run(
+        model: &Model<'_>,
+        prompt: &[u32],
+        steps: usize,
+        stop: Option<u32>,
+    ) -> Result<(Vec<(u32, u32)>, Generated), Error> {
+        let mut arena = vec![0u8; model.arena_bytes(CONTEXT) + 3];
+        let mut s = Session::new(model, &mut arena, CONTEXT)?;
+        let mut sampler = Sampler::new(0.0, 0.9, 7)?;
+        let mut out = Vec::new();
+        let g = generate::<Error>(
+            &mut s,
+            &mut sampler,
+            &mut [],
+            prompt,
+            steps,
+            stop,
+            |a, b| {
+                out.push((a, b));
+                Ok(())
+            },
+        )?;
+        Ok((out, g))
+    }
+
+    /// The same loop written out with the session and argmax.
+    fn reference(model: &Model<'_>, prompt: &[u32], steps: usize) -> Vec<u32> {
+        let mut arena = vec![0u8; model.arena_bytes(CONTEXT) + 3];
+        let mut s = Session::new(model, &mut arena, CONTEXT).unwrap();
+        let mut token = prompt[0];
+        let mut out = Vec::new();
+        for pos in 0..steps {
+            let logits = s.step(token).unwrap();
+            let next = if pos + 1 < prompt.len() {
+                prompt[pos + 1]
+            } else {
+                sample_argmax(logits).unwrap()
+            };
+            out.push(next);
+            token = next;
+        }
+        out
+    }
+
+    #[test]
+    fn forces_the_prompt_then_samples() {
+        let buf = tiny_image();
+        let model = Model::new(Image::parse(buf.bytes()).unwrap()).unwrap();
+        let prompt = [3, 5, 7];
+        let (pairs, g) = run(&model, &prompt, 9, None).unwrap();
+        let want = reference(&model, &prompt, 9);
+        let got: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        assert_eq!(got, want);
+        assert_eq!(&got[..2], &[5, 7]);
+        // prev is the token before next
+        assert_eq!(pairs[0].0, 3);
+        for w in pairs.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+        }
+        assert_eq!(
+            g,
+            Generated {
+                positions: 9,
+                emitted: 9,
+                stopped: false
+            }
+        );
+        // steps 0 and steps > context mean the whole context
+        for steps in [0, CONTEXT + 5] {
+            let (pairs, g) = run(&model, &prompt, steps, None).unwrap();
+            assert_eq!((g.positions, pairs.len()), (CONTEXT, CONTEXT));
+        }
+        // a prompt longer than steps is cut, as run.c
+        let (pairs, _) = run(&model, &[3, 5, 7, 9, 4], 2, None).unwrap();
+        assert_eq!(pairs, vec![(3, 5), (5, 7)]);
+    }
+
+    #[test]
+    fn stop_token_ends_unemitted() {
+        let buf = tiny_image();
+        let model = Model::new(Image::parse(buf.bytes()).unwrap()).unwrap();
+        // A forced BOS stops the loop like a sampled one.
+        let (pairs, g) = run(&model, &[1, 5, 1, 7], 10, Some(1)).unwrap();
+        assert_eq!(pairs, vec![(1, 5)]);
+        assert_eq!(
+            g,
+            Generated {
+                positions: 2,
+                emitted: 1,
+                stopped: true
+            }
+        );
+        // Stopping on a sampled token: choose the greedy token at position 2 as stop.
+        let want = reference(&model, &[3], 6);
+        let stop = want[2];
+        let first = want.iter().position(|&t| t == stop).unwrap();
+        let (pairs, g) = run(&model, &[3], 6, Some(stop)).unwrap();
+        assert_eq!(pairs.len(), first);
+        assert!(g.stopped);
+    }
+
+    #[test]
+    fn errors_are_typed_and_emit_nothing() {
+        let buf = tiny_image();
+        let model = Model::new(Image::parse(buf.bytes()).unwrap()).unwrap();
+        assert_eq!(run(&model, &[], 4, None).unwrap_err(), Error::EmptyPrompt);
+        let long = [3u32; CONTEXT + 1];
+        assert_eq!(
+            run(&model, &long, 4, None).unwrap_err(),
+            Error::PromptTooLong {
+                tokens: CONTEXT + 1,
+                context: CONTEXT
+            }
+        );
+        assert_eq!(
+            run(&model, &[3, VOCAB as u32], 4, None).unwrap_err(),
+            Error::TokenOutOfRange {
+                token: VOCAB as u32,
+                vocab_size: VOCAB
+            }
+        );
+        // top-p without scratch: the sampler's error comes through
+        let mut arena = vec![0u8; model.arena_bytes(CONTEXT) + 3];
+        let mut s = Session::new(&model, &mut arena, CONTEXT).unwrap();
+        let mut sampler = Sampler::new(1.0, 0.9, 7).unwrap();
+        let e = generate::<Error>(&mut s, &mut sampler, &mut [], &[3], 4, None, |_, _| Ok(()));
+        assert_eq!(
+            e.unwrap_err(),
+            Error::BufferTooSmall {
+                needed: VOCAB,
+                got: 0
+            }
+        );
+        // the callback's error stops the loop
+        let mut calls = 0;
+        let e = generate::<Error>(
+            &mut s,
+            &mut sampler,
+            &mut [],
+            &[3, 4, 5],
+            4,
+            None,
+            |_, _| {
+                calls += 1;
+                Err(Error::NotFinite)
+            },
+        );
+        assert_eq!((e.unwrap_err(), calls), (Error::NotFinite, 1));
+        // the session is reset: reusing it (now at position 1) gives the reference
+        assert_eq!(s.position(), 1);
+        let mut greedy = Sampler::new(0.0, 0.9, 7).unwrap();
+        let mut got = Vec::new();
+        generate::<Error>(&mut s, &mut greedy, &mut [], &[3], 5, None, |_, t| {
+            got.push(t);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, reference(&model, &[3], 5));
+    }
+}
