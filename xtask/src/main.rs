@@ -1,13 +1,29 @@
 //! `cargo xtask` — developer tasks for microformer.
 //!
-//! - `cargo xtask test`: installs the Cortex-M rustup targets a fresh machine lacks, then runs
-//!   formatting and clippy checks, every host test, and the library builds for the Cortex-M
-//!   targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`, `thumbv7em-none-eabihf`,
-//!   `thumbv8m.main-none-eabihf`).
+//! - `cargo xtask test`: everything CI runs, in two stages.
+//!   1. Host stage: installs the Cortex-M rustup targets (and rustfmt, clippy) a fresh machine
+//!      lacks; runs formatting and clippy checks (the root workspace, and the board crates under
+//!      `boards/` for their own targets), every host test, and the library builds for the
+//!      Cortex-M targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`, `thumbv7em-none-eabihf`,
+//!      `thumbv8m.main-none-eabihf`).
+//!   2. On-target stage (as `cargo xtask qemu-tests`).
+//! - `cargo xtask qemu-tests`: the on-target stage alone. Installs what a fresh machine lacks
+//!   (the rustup targets; `qemu-system-arm` through apt-get when running as root;
+//!   `defmt-print` through `cargo install`), runs the host half of the host/target comparison
+//!   (`boards/firmware`'s host test), then, for each QEMU board (Cortex-M0, M3, M4F, M33), its
+//!   on-target test suites (`cargo test` in the board crate: every suite binary boots under
+//!   QEMU) and its firmware's self-check (`cargo run`). A failing test, a fault or a QEMU run
+//!   past `QEMU_TIMEOUT` seconds (default 60) fails the stage. One summary line per core.
 //!
-//! Tool output goes to stderr; a failing step stops the run with a non-zero exit code.
+//! Tool output goes to stderr; a failing step stops the run (after the other boards have run,
+//! in the on-target stage) with a non-zero exit code.
 
-use std::process::{Command, ExitCode};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// Cortex-M targets the library must build for: M0/M0+, M3, M4F/M7F, M33.
 const TARGETS: &[&str] = &[
@@ -17,13 +33,65 @@ const TARGETS: &[&str] = &[
     "thumbv8m.main-none-eabihf",
 ];
 
+/// A QEMU board crate under `boards/`.
+struct Board {
+    /// Directory under `boards/` (and package name).
+    dir: &'static str,
+    /// The core, for the summary.
+    core: &'static str,
+    /// Its rustup target (set in the crate's `.cargo/config.toml`).
+    target: &'static str,
+    /// QEMU machine.
+    machine: &'static str,
+}
+
+const BOARDS: &[Board] = &[
+    Board {
+        dir: "qemu-m0",
+        core: "Cortex-M0",
+        target: "thumbv6m-none-eabi",
+        machine: "microbit",
+    },
+    Board {
+        dir: "qemu-m3",
+        core: "Cortex-M3",
+        target: "thumbv7m-none-eabi",
+        machine: "mps2-an385",
+    },
+    Board {
+        dir: "qemu-m4f",
+        core: "Cortex-M4F",
+        target: "thumbv7em-none-eabihf",
+        machine: "mps2-an386",
+    },
+    Board {
+        dir: "qemu-m33",
+        core: "Cortex-M33",
+        target: "thumbv8m.main-none-eabihf",
+        machine: "mps2-an505",
+    },
+];
+
+/// The shared crate of the boards' workspace (host-tested).
+const FIRMWARE: &str = "microformer-firmware";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("qemu-tests") => qemu_tests().map(|_| ()),
         Some("-h") | Some("--help") | None => {
-            eprintln!("usage: cargo xtask test");
-            eprintln!("  test   install missing targets, then fmt, clippy, host tests, Cortex-M builds");
+            eprintln!("usage: cargo xtask <task>");
+            eprintln!(
+                "  test         host stage (install missing targets; fmt, clippy, host tests,"
+            );
+            eprintln!(
+                "               Cortex-M builds; fmt and clippy of boards/), then qemu-tests"
+            );
+            eprintln!("  qemu-tests   on-target stage: install qemu-system-arm and defmt-print if");
+            eprintln!(
+                "               missing, run every board's tests under QEMU (M0, M3, M4F, M33)"
+            );
             return if args.is_empty() {
                 ExitCode::from(2)
             } else {
@@ -41,18 +109,75 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a command, echoing it on stderr; fails on a non-zero exit.
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: $ {program} {}", args.join(" "));
-    let status = Command::new(program)
-        .args(args)
+/// The repository root (the xtask crate sits in `<root>/xtask`).
+fn root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}
+
+/// The boards' workspace.
+fn boards_dir() -> PathBuf {
+    root().join("boards")
+}
+
+/// A command for a board crate or the boards' workspace: run in `dir`, with the boards' shared
+/// target directory, and without variables that would override the boards' own configuration
+/// (`RUSTFLAGS` replaces the link arguments of `.cargo/config.toml`; `CARGO_BUILD_TARGET` the
+/// board's target).
+fn boards_command(dir: &Path, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir)
+        .env("CARGO_TARGET_DIR", root().join("target").join("boards"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    cmd
+}
+
+fn describe(cmd: &Command) -> String {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    format!("{} {}", cmd.get_program().to_string_lossy(), args.join(" "))
+}
+
+/// Runs a command, echoing it (and its directory, when not the root) on stderr; fails on a
+/// non-zero exit.
+fn run_cmd(cmd: &mut Command) -> Result<(), String> {
+    let line = describe(cmd);
+    match cmd.get_current_dir() {
+        Some(d) if d != root() => eprintln!("xtask: $ (cd {}) {line}", d.display()),
+        _ => eprintln!("xtask: $ {line}"),
+    }
+    let start = Instant::now();
+    let status = cmd
         .status()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        .map_err(|e| format!("cannot start `{line}`: {e}"))?;
+    if start.elapsed() >= Duration::from_secs(1) {
+        eprintln!("xtask:   ({})", secs(start.elapsed()));
+    }
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+        Err(format!("`{line}` failed ({status})"))
     }
+}
+
+/// Runs a program with arguments at the repository root.
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    run_cmd(Command::new(program).args(args).current_dir(root()))
+}
+
+/// Whether `program args` runs and exits successfully (its output is discarded).
+fn works(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// Adds the rustup targets that are not installed yet (skips the others).
@@ -78,34 +203,372 @@ fn ensure_targets() -> Result<(), String> {
 
 /// Adds a rustup component (rustfmt, clippy) when its cargo subcommand is missing.
 fn ensure_component(subcommand: &str, component: &str) -> Result<(), String> {
-    let ok = Command::new("cargo")
-        .args([subcommand, "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
+    if works("cargo", &[subcommand, "--version"]) {
         Ok(())
     } else {
         run("rustup", &["component", "add", component])
     }
 }
 
+/// Whether this process runs as root (apt-get needs it).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs `qemu-system-arm` with apt-get when it is missing and we are root.
+fn ensure_qemu() -> Result<(), String> {
+    if works("qemu-system-arm", &["--version"]) {
+        eprintln!("xtask: qemu-system-arm already installed");
+        return Ok(());
+    }
+    if !is_root() || !works("apt-get", &["--version"]) {
+        return Err("qemu-system-arm is missing: install it (Debian/Ubuntu: \
+                    `sudo apt-get install qemu-system-arm`) and rerun"
+            .into());
+    }
+    run("apt-get", &["update"])?;
+    run_cmd(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "qemu-system-arm",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if works("qemu-system-arm", &["--version"]) {
+        Ok(())
+    } else {
+        Err("qemu-system-arm still does not run after apt-get install".into())
+    }
+}
+
+/// Installs `defmt-print` (1.x, the decoder for defmt 1 frames) when it is missing.
+fn ensure_defmt_print() -> Result<(), String> {
+    let version = Command::new("defmt-print")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if version.starts_with("defmt-print 1.") {
+        eprintln!("xtask: {} already installed", version.trim());
+        return Ok(());
+    }
+    run(
+        "cargo",
+        &["install", "defmt-print", "--locked", "--version", "^1"],
+    )?;
+    if works("defmt-print", &["--version"]) {
+        Ok(())
+    } else {
+        Err("defmt-print is installed but not on PATH (add ~/.cargo/bin to PATH)".into())
+    }
+}
+
 fn test() -> Result<(), String> {
+    let start = Instant::now();
+    host_stage()?;
+    let host = start.elapsed();
+    let on_target = qemu_tests()?;
+    eprintln!(
+        "xtask: all tests passed (host stage {}, on-target stage {}, total {})",
+        secs(host),
+        secs(on_target),
+        secs(start.elapsed())
+    );
+    Ok(())
+}
+
+fn host_stage() -> Result<(), String> {
+    eprintln!("xtask: === host stage ===");
     ensure_targets()?;
     ensure_component("fmt", "rustfmt")?;
     ensure_component("clippy", "clippy")?;
     run("cargo", &["fmt", "--all", "--check"])?;
     run(
         "cargo",
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     )?;
     run("cargo", &["test", "--workspace"])?;
     for target in TARGETS {
         run(
             "cargo",
-            &["build", "-p", "microformer", "--lib", "--release", "--target", target],
+            &[
+                "build",
+                "-p",
+                "microformer",
+                "--lib",
+                "--release",
+                "--target",
+                target,
+            ],
         )?;
     }
-    eprintln!("xtask: all tests passed");
+    // The boards' workspace: formatting (its own packages only: `--all` would also format
+    // the library, a path dependency) and clippy, the shared crate on the host (with its
+    // build-script helpers), each board for its own target.
+    let boards = boards_dir();
+    let mut fmt = boards_command(&boards, "cargo");
+    fmt.args(["fmt", "--check", "-p", FIRMWARE]);
+    for b in BOARDS {
+        fmt.args(["-p", b.dir]);
+    }
+    run_cmd(&mut fmt)?;
+    run_cmd(boards_command(&boards, "cargo").args([
+        "clippy",
+        "-p",
+        FIRMWARE,
+        "--all-targets",
+        "--features",
+        "std",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    for b in BOARDS {
+        run_cmd(boards_command(&boards.join(b.dir), "cargo").args([
+            "clippy",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
     Ok(())
+}
+
+/// The on-target stage; returns its duration.
+fn qemu_tests() -> Result<Duration, String> {
+    let start = Instant::now();
+    eprintln!("xtask: === on-target stage ===");
+    ensure_targets()?;
+    ensure_qemu()?;
+    ensure_defmt_print()?;
+    eprintln!("xtask: tools ready ({})", secs(start.elapsed()));
+    let boards = boards_dir();
+    // The host half of the comparison: every case passes its own checks on the host and is
+    // run by an on-target suite (the boards' build scripts compute the expected values).
+    let host = Instant::now();
+    run_cmd(boards_command(&boards, "cargo").args(["test", "-p", FIRMWARE]))?;
+    eprintln!(
+        "xtask: host run of the on-target cases passed ({})",
+        secs(host.elapsed())
+    );
+    let mut results = Vec::new();
+    for b in BOARDS {
+        results.push((b, run_board(b)));
+    }
+    eprintln!("xtask: on-target results:");
+    let (mut passed, mut failed) = (0, 0);
+    let mut failures = Vec::new();
+    for (b, r) in &results {
+        eprintln!("xtask:   {}", r.summary(b));
+        passed += r.passed;
+        failed += r.failed;
+        if !r.ok() {
+            failures.push(b.dir);
+        }
+    }
+    let expected = results
+        .first()
+        .map(|(_, r)| r.passed + r.failed + r.not_run);
+    if let Some((b, _)) = results
+        .iter()
+        .find(|(_, r)| Some(r.passed + r.failed + r.not_run) != expected)
+    {
+        failures.push(b.dir);
+        eprintln!("xtask: {} did not run the same tests as the others", b.dir);
+    }
+    eprintln!("qemu: {passed} passed, {failed} failed");
+    if failures.is_empty() {
+        eprintln!("xtask: on-target stage passed in {}", secs(start.elapsed()));
+        Ok(start.elapsed())
+    } else {
+        failures.dedup();
+        Err(format!("on-target tests failed on {}", failures.join(", ")))
+    }
+}
+
+/// What one board's run gave.
+#[derive(Default)]
+struct BoardRun {
+    suites: usize,
+    passed: usize,
+    failed: usize,
+    not_run: usize,
+    tests_ok: bool,
+    selfcheck_ok: bool,
+    error: Option<String>,
+    time: Duration,
+}
+
+impl BoardRun {
+    fn ok(&self) -> bool {
+        self.tests_ok && self.selfcheck_ok && self.failed == 0 && self.passed > 0
+    }
+
+    fn summary(&self, b: &Board) -> String {
+        let mut s = format!(
+            "{:<10} {:<26} {:<9} {:<11} {} suites, {} passed, {} failed",
+            b.core, b.target, b.dir, b.machine, self.suites, self.passed, self.failed
+        );
+        if self.not_run > 0 {
+            s += &format!(", {} not run", self.not_run);
+        }
+        s += if self.selfcheck_ok {
+            ", self-check ok"
+        } else {
+            ", self-check FAILED"
+        };
+        s += &format!(" ({})", secs(self.time));
+        if let Some(e) = &self.error {
+            s += &format!(": {e}");
+        }
+        s
+    }
+}
+
+/// Counts defmt-test's progress lines as the suites run: `(i/n) running `name`...` then
+/// `all tests passed!`; a suite whose binary stops (failed test, fault, timeout) after test `i`
+/// has `i − 1` passed, 1 failed, `n − i` not run.
+#[derive(Default)]
+struct Progress {
+    current: Option<(usize, usize, bool)>,
+    run: BoardRun,
+}
+
+impl Progress {
+    fn line(&mut self, line: &str) {
+        if let Some((i, n)) = parse_running(line) {
+            if i == 1 {
+                self.close();
+                self.run.suites += 1;
+            }
+            self.current = Some((i, n, false));
+        } else if line.contains("all tests passed!") {
+            if let Some((_, n, done)) = &mut self.current {
+                if !*done {
+                    self.run.passed += *n;
+                    *done = true;
+                }
+            }
+        }
+    }
+
+    /// Settles the suite in progress.
+    fn close(&mut self) {
+        if let Some((i, n, done)) = self.current.take() {
+            if !done {
+                self.run.passed += i - 1;
+                self.run.failed += 1;
+                self.run.not_run += n - i;
+            }
+        }
+    }
+}
+
+/// `(i, n)` of a defmt-test line `(i/n) running `name`...`.
+fn parse_running(line: &str) -> Option<(usize, usize)> {
+    let rest = &line[line.find('(')? + 1..];
+    let (i, rest) = rest.split_once('/')?;
+    let (n, rest) = rest.split_once(')')?;
+    if !rest.trim_start().starts_with("running") {
+        return None;
+    }
+    Some((i.trim().parse().ok()?, n.trim().parse().ok()?))
+}
+
+/// Runs a command, echoing its output to stderr as it comes, and returns its success and
+/// every output line (stdout and stderr, each in order).
+fn run_streaming(cmd: &mut Command, lines: &mut dyn FnMut(&str)) -> Result<bool, String> {
+    let line = describe(cmd);
+    if let Some(d) = cmd.get_current_dir() {
+        eprintln!("xtask: $ (cd {}) {line}", d.display());
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{line}`: {e}"))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let pumps: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            for l in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    for l in rx {
+        eprintln!("{l}");
+        lines(&l);
+    }
+    for p in pumps {
+        let _ = p.join();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("`{line}` did not finish: {e}"))?;
+    Ok(status.success())
+}
+
+/// A board's on-target suites (`cargo test`, every suite even after a failure) and its
+/// firmware's self-check (`cargo run`).
+fn run_board(b: &Board) -> BoardRun {
+    let start = Instant::now();
+    let dir = boards_dir().join(b.dir);
+    eprintln!("xtask: --- {} ({}, {}) ---", b.dir, b.core, b.target);
+    let mut progress = Progress::default();
+    let tests = run_streaming(
+        boards_command(&dir, "cargo").args(["test", "--no-fail-fast"]),
+        &mut |l| progress.line(l),
+    );
+    progress.close();
+    let mut r = progress.run;
+    match tests {
+        Ok(ok) => r.tests_ok = ok,
+        Err(e) => r.error = Some(e),
+    }
+    let mut identical = false;
+    let run = run_streaming(boards_command(&dir, "cargo").arg("run"), &mut |l| {
+        identical |= l.contains("bit-identical to the host")
+    });
+    match run {
+        Ok(ok) => r.selfcheck_ok = ok && identical,
+        Err(e) => r.error = Some(e),
+    }
+    r.time = start.elapsed();
+    r
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
