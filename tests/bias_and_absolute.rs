@@ -455,38 +455,39 @@ fn sinusoidal_split_matches_hugging_face() {
 }
 
 #[test]
-fn split_fixture_is_float32_torch() {
-    // Emulating torch's float32 pipeline (each operation correctly rounded to f32)
-    // reproduces the fixture to 1 float32 ulp at 1.0: the 1.4e-6 departures from the
-    // exact table are the fixture's own float32 rounding, not an error of ours.
+fn split_float32_table_matches_hf_within_1e6() {
+    // The fixture is torch float32 end to end; `fill_split_float32` builds the table
+    // the same way (each operation rounded to f32) and must agree within 1e-6 — in
+    // fact within one float32 ulp of 1.0. This also shows that the 1.4e-6 departures
+    // of the exact table (`fill_split`) are the fixture's own float32 rounding.
     let fx = fixtures();
     let e = &fx["sinusoidal_split"][0];
     let n = e["num_positions"].as_u64().unwrap() as usize;
     let dim = e["dim"].as_u64().unwrap() as usize;
     let pad = e["padding_idx"].as_u64().unwrap() as usize;
     let want = table_of(e);
-    let half = dim / 2;
-    let neg_step = (-(10000f64.ln() / (half - 1) as f64)) as f32;
+    let mut got = vec![f32::NAN; n * dim];
+    sinusoidal::fill_split_float32(n, dim, Some(pad), &mut got).unwrap();
     let mut worst = 0.0f64;
     for (r, want_row) in want.iter().enumerate().take(n) {
-        if r == pad {
-            continue;
-        }
-        for i in 0..half {
-            let arg = i as f32 * neg_step;
-            let freq = (arg as f64).exp() as f32;
-            let angle = r as f32 * freq;
-            let s = (angle as f64).sin() as f32;
-            let c = (angle as f64).cos() as f32;
-            worst = worst
-                .max((s as f64 - want_row[i]).abs())
-                .max((c as f64 - want_row[half + i]).abs());
+        for (c, &w) in want_row.iter().enumerate() {
+            let d = (got[r * dim + c] as f64 - w).abs();
+            assert!(d <= 1e-6, "row {r} col {c}: {d:e}");
+            worst = worst.max(d);
         }
     }
-    println!("float32 emulation vs split fixture: worst {worst:e}");
+    println!("float32 split table vs HF: worst {worst:e}");
     assert!(
         worst <= f32::EPSILON as f64 / 2.0 + 1e-12,
         "worst {worst:e}"
+    );
+    // An odd dim keeps its zero column; errors as `fill_split`.
+    let mut odd = vec![1.0f32; 8 * 9];
+    sinusoidal::fill_split_float32(8, 9, None, &mut odd).unwrap();
+    assert!(odd.chunks(9).all(|row| row[8] == 0.0));
+    assert_eq!(
+        sinusoidal::fill_split_float32(4, 3, None, &mut odd),
+        Err(Error::InvalidParameter)
     );
 }
 

@@ -258,6 +258,48 @@ pub fn fill_split(
     Ok(())
 }
 
+/// The split table exactly as XGLM/fairseq build it in PyTorch float32: the
+/// frequency exponent `i·f32(−ln(10000)/(⌊dim/2⌋−1))`, the frequency `exp` of it,
+/// and the angle `row·freq` are each rounded to f32 (torch's float32 tensors),
+/// then sine and cosine of that f32 angle are rounded once.
+///
+/// This is the table a checkpoint trained with that code saw, so it is the one to
+/// use to reproduce its logits; it departs from the exact table ([`fill_split`]) by
+/// the float32 angle rounding, up to ≈ `|angle|·2^-22` (1.4e-6 at row 62 of a
+/// 16-dim table). Against Hugging Face's own table it agrees within one f32 ulp of
+/// 1.0 (6e-8, `tests/bias_and_absolute.rs`). Errors as [`fill_split`].
+pub fn fill_split_float32(
+    num_positions: usize,
+    dim: usize,
+    padding_idx: Option<usize>,
+    out: &mut [f32],
+) -> Result<(), Error> {
+    check_split(num_positions, dim, padding_idx)?;
+    let needed = check_size(num_positions, dim, out.len())?;
+    let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall {
+        needed,
+        got: needed,
+    })?;
+    let half = dim / 2;
+    let neg_step = -(math::ln(BASE) / (half - 1) as f64) as f32;
+    for i in 0..half {
+        let freq = math::exp((i as f32 * neg_step) as f64) as f32;
+        for (r, row) in out.chunks_exact_mut(dim).enumerate() {
+            let angle = r as f32 * freq;
+            let (s, c) = math::sin_cos(angle as f64);
+            put(row, i, s as f32);
+            put(row, half + i, c as f32);
+        }
+    }
+    if dim % 2 == 1 {
+        for row in out.chunks_exact_mut(dim) {
+            put(row, dim - 1, 0.0);
+        }
+    }
+    zero_row(out, dim, padding_idx, 0.0);
+    Ok(())
+}
+
 /// The interleaved row of `position` into `out[..dim]`, without a table.
 ///
 /// Costs `dim` f64 sine/cosine evaluations: for building tables, not per token on
