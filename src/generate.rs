@@ -160,6 +160,7 @@ mod tests {
             n_tensors: 0,
             image_len: 0,
             train_context: CONTEXT as u32,
+            block: image::Block::LLAMA,
         };
         let mut state = 0x1234_5678_9abc_def0u64;
         let mut rnd = || crate::sampler::random_f32(&mut state) * 2.0 - 1.0;

@@ -19,17 +19,28 @@
 //! `header_size`, `arch`, `flags`, `dim`, `hidden_dim`, `n_layers`, `n_heads`,
 //! `n_kv_heads`, `head_dim`, `vocab_size`, `seq_len` (positions the tables and the
 //! context cover), `rotary_dim`, `sliding_window` (0: none), `norm_eps` (f32),
-//! `group_size` (Q8 group, 0 when no tensor is Q8), `bos_id`, `eos_id`, `n_tensors`,
-//! `image_len`, `train_context` (the checkpoint's `max_position_embeddings`), then
-//! reserved bytes that must be zero.
+//! `group_size` (the default Q8 group, 0 when no Q8 tensor uses it), `bos_id`,
+//! `eos_id`, `n_tensors`, `image_len`, `train_context` (the checkpoint's `max_position_embeddings`), then
+//! the block shape ([`Block`]: one word of four byte-sized kinds — norm, FFN,
+//! residual, position hook — then `pos_offset`, `embed_scale` (f32) and
+//! `attn_scale` (f32); all zero is the Llama block every version-1 image had),
+//! then reserved bytes that must be zero.
 //!
 //! Tensors appear in the canonical order of [`slots`]: the global tensors, then
 //! each layer's tensors in a fixed order, so [`Image::tensor`] finds a tensor in
 //! O(1) with no search at run time.
 //!
 //! Numeric formats: `F32` (row-major `[rows][cols]`), `Q8` (llama2.c `runq.c` Q8_0:
-//! int8 values row-major, then one f32 scale per `group_size` consecutive values,
-//! `value = q · scale`), `U8` (raw bytes, e.g. the tokenizer).
+//! int8 values row-major, then one f32 scale per `group` consecutive values of a
+//! row, `value = q · scale`), `U8` (raw bytes, e.g. the tokenizer).
+//!
+//! A Q8 tensor's group is its record's last word (`TensorRecord::group`), or the
+//! header's `group_size` when that word is 0. Every group is a multiple of 4 of at
+//! most 4096 that divides the tensor's row length, so one model may store, say,
+//! `w_down` (rows of 172) in groups of 4 and the other matrices in groups of 64.
+//! Images whose Q8 tensors all use the header's group write 0 there, byte for byte
+//! what readers that predate per-tensor groups expect; those readers reject a
+//! non-zero word as [`Error::Malformed`] rather than misread it.
 //!
 //! The checksum is a Fletcher-style pair of 64-bit running sums over the image's
 //! little-endian u32 words ([`checksum`]): any single changed byte changes it.
@@ -58,16 +69,37 @@ pub const FLAG_ROPE_INTERLEAVED: u32 = 1 << 1;
 pub const FLAG_QKV_BIAS: u32 = 1 << 2;
 /// Header flag: the image carries a tokenizer (`Tokenizer` tensor).
 pub const FLAG_TOKENIZER: u32 = 1 << 3;
+/// Header flag: the attention output projection has a bias (`Bo`: GPT-2, XGLM,
+/// BLOOM, GPT-NeoX, Phi).
+pub const FLAG_O_BIAS: u32 = 1 << 4;
+/// Header flag: every feed-forward matrix has a bias (`BUp`, `BDown`, and `BGate`
+/// in a SwiGLU block).
+pub const FLAG_MLP_BIAS: u32 = 1 << 5;
+/// Header flag: the output head has a bias (`OutputBias`: GPT-J, Phi); also with
+/// tied embeddings.
+pub const FLAG_OUTPUT_BIAS: u32 = 1 << 6;
+/// Header flag: the token embedding is normalised before layer 0 (`EmbedNorm`,
+/// plus `EmbedNormBias` for a biased LayerNorm: BLOOM's `word_embeddings_layernorm`).
+pub const FLAG_EMBED_NORM: u32 = 1 << 7;
 /// Every flag this version knows; others are rejected.
-const KNOWN_FLAGS: u32 =
-    FLAG_TIED_EMBEDDINGS | FLAG_ROPE_INTERLEAVED | FLAG_QKV_BIAS | FLAG_TOKENIZER;
+const KNOWN_FLAGS: u32 = FLAG_TIED_EMBEDDINGS
+    | FLAG_ROPE_INTERLEAVED
+    | FLAG_QKV_BIAS
+    | FLAG_TOKENIZER
+    | FLAG_O_BIAS
+    | FLAG_MLP_BIAS
+    | FLAG_OUTPUT_BIAS
+    | FLAG_EMBED_NORM;
 
 /// Model architecture family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u32)]
 pub enum Arch {
-    /// Llama family: RMSNorm, SwiGLU, RoPE, GQA (Llama, Qwen2, Mistral, Phi-3, llama2.c).
+    /// Decoder-only transformer with a KV cache. The header's [`Block`] says how
+    /// a layer is built: all zero is the Llama family (RMSNorm, SwiGLU, RoPE, GQA:
+    /// Llama, Qwen2, Mistral, Phi-3, llama2.c); other blocks give GPT-2, XGLM,
+    /// BLOOM, MPT, GPT-J, GPT-NeoX and Phi.
     Llama = 1,
 }
 
@@ -123,6 +155,21 @@ pub enum TensorKind {
     RopeSin = 5,
     /// Tokenizer bytes (llama2.c tokenizer format) `[1][n_bytes]`, U8.
     Tokenizer = 6,
+    /// Absolute position table `[seq_len + pos_offset][dim]` (learned: GPT-2 `wpe`;
+    /// sinusoidal: XGLM's table with its `offset = 2` leading rows), with
+    /// [`PositionHook::Table`].
+    PosEmbedding = 7,
+    /// Embedding norm weight `[1][dim]` (with [`FLAG_EMBED_NORM`]).
+    EmbedNorm = 8,
+    /// Embedding norm bias `[1][dim]` (with [`FLAG_EMBED_NORM`] and [`NormKind::LayerNorm`]).
+    EmbedNormBias = 9,
+    /// Final norm bias `[1][dim]` ([`NormKind::LayerNorm`]).
+    FinalNormBias = 10,
+    /// Output head bias `[1][vocab_size]` (with [`FLAG_OUTPUT_BIAS`]).
+    OutputBias = 11,
+    /// ALiBi slopes `[1][n_heads]`, f32 as Hugging Face computes them, with
+    /// [`PositionHook::Alibi`].
+    AlibiSlopes = 12,
     /// Attention norm weight `[1][dim]` (per layer).
     AttnNorm = 16,
     /// Query projection `[n_heads·head_dim][dim]`.
@@ -141,12 +188,26 @@ pub enum TensorKind {
     Wo = 23,
     /// Feed-forward norm weight `[1][dim]`.
     FfnNorm = 24,
-    /// SwiGLU gate projection (`w1`) `[hidden_dim][dim]`.
+    /// SwiGLU gate projection (`w1`) `[hidden_dim][dim]` (SwiGLU blocks only).
     WGate = 25,
-    /// SwiGLU up projection (`w3`) `[hidden_dim][dim]`.
+    /// SwiGLU up projection (`w3`) `[hidden_dim][dim]`; the MLP's first matrix
+    /// (`c_fc`, `fc1`, `dense_h_to_4h`, `up_proj`, `fc_in`) in a GELU block.
     WUp = 26,
-    /// SwiGLU down projection (`w2`) `[dim][hidden_dim]`.
+    /// SwiGLU down projection (`w2`) `[dim][hidden_dim]`; the MLP's second
+    /// matrix (`c_proj`, `fc2`, `dense_4h_to_h`) in a GELU block.
     WDown = 27,
+    /// Attention norm bias `[1][dim]` ([`NormKind::LayerNorm`]).
+    AttnNormBias = 28,
+    /// Attention output bias `[1][dim]` (with [`FLAG_O_BIAS`]).
+    Bo = 29,
+    /// Feed-forward norm bias `[1][dim]` ([`NormKind::LayerNorm`], when `FfnNorm` exists).
+    FfnNormBias = 30,
+    /// Gate bias `[1][hidden_dim]` (SwiGLU with [`FLAG_MLP_BIAS`]).
+    BGate = 31,
+    /// Up (first MLP matrix) bias `[1][hidden_dim]` (with [`FLAG_MLP_BIAS`]).
+    BUp = 32,
+    /// Down (second MLP matrix) bias `[1][dim]` (with [`FLAG_MLP_BIAS`]).
+    BDown = 33,
 }
 
 impl TensorKind {
@@ -160,6 +221,12 @@ impl TensorKind {
             4 => RopeCos,
             5 => RopeSin,
             6 => Tokenizer,
+            7 => PosEmbedding,
+            8 => EmbedNorm,
+            9 => EmbedNormBias,
+            10 => FinalNormBias,
+            11 => OutputBias,
+            12 => AlibiSlopes,
             16 => AttnNorm,
             17 => Wq,
             18 => Wk,
@@ -172,6 +239,12 @@ impl TensorKind {
             25 => WGate,
             26 => WUp,
             27 => WDown,
+            28 => AttnNormBias,
+            29 => Bo,
+            30 => FfnNormBias,
+            31 => BGate,
+            32 => BUp,
+            33 => BDown,
             _ => return None,
         })
     }
@@ -188,6 +261,160 @@ impl TensorKind {
             self,
             TokenEmbedding | Output | Wq | Wk | Wv | Wo | WGate | WUp | WDown
         )
+    }
+}
+
+/// Normalisation used by every norm of the model (block word, byte 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum NormKind {
+    /// RMSNorm `w · x/√(mean(x²) + eps)` (Llama, llama2.c).
+    Rms = 0,
+    /// LayerNorm `w · (x − mean)/√(var + eps) + b`: every norm weight has a bias
+    /// tensor (GPT-2, XGLM, BLOOM, GPT-J, GPT-NeoX, Phi).
+    LayerNorm = 1,
+    /// LayerNorm without bias (MPT).
+    LayerNormNoBias = 2,
+}
+
+/// The feed-forward network (block word, byte 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum FfnKind {
+    /// `down(silu(gate·x) ⊙ up·x)` (Llama).
+    SwiGlu = 0,
+    /// `down(gelu_tanh(up·x))`, GELU's tanh approximation
+    /// `½x(1 + tanh(√(2/π)(x + 0.044715x³)))` (GPT-2 `gelu_new`, BLOOM, GPT-J, Phi).
+    GeluTanh = 1,
+    /// `down(gelu(up·x))`, exact GELU `½x(1 + erf(x/√2))` (XGLM, MPT, GPT-NeoX `gelu`).
+    Gelu = 2,
+}
+
+/// How attention and the feed-forward network join the residual stream (block
+/// word, byte 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Residual {
+    /// `x = x + attn(norm₁(x))`, then `x = x + ffn(norm₂(x))` (Llama, GPT-2, ...).
+    Sequential = 0,
+    /// `x = attn(n) + ffn(n) + x` with one norm `n = norm₁(x)`: no `FfnNorm`
+    /// (GPT-J, Phi).
+    ParallelShared = 1,
+    /// `x = ffn(norm₂(x)) + attn(norm₁(x)) + x` (GPT-NeoX `use_parallel_residual`).
+    Parallel = 2,
+}
+
+/// Where positions enter the model (block word, byte 3): one hook per scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum PositionHook {
+    /// Rotate q and k by the `RopeCos`/`RopeSin` rows (`rotary_dim` dims per head).
+    Rope = 0,
+    /// Add `−m_h·(i − j)` to the scores, slopes from `AlibiSlopes`; `rotary_dim` 0.
+    Alibi = 1,
+    /// Add `PosEmbedding` row `position + pos_offset` to the token embedding;
+    /// `rotary_dim` 0.
+    Table = 2,
+}
+
+/// The shape of a transformer block beyond the header's dimensions: header
+/// words 18 to 21. All zero ([`Block::LLAMA`]) is the Llama block, so every image
+/// written before these words existed reads as before.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Block {
+    /// Norm kind (word 18, byte 0).
+    pub norm: NormKind,
+    /// Feed-forward kind (word 18, byte 1).
+    pub ffn: FfnKind,
+    /// Residual wiring (word 18, byte 2).
+    pub residual: Residual,
+    /// Position hook (word 18, byte 3).
+    pub position: PositionHook,
+    /// With [`PositionHook::Table`]: the table row of position 0 (XGLM: 2). Word 19.
+    pub pos_offset: u32,
+    /// Multiplier of the token embedding (XGLM `scale_embedding`: `√d_model`);
+    /// 0: none. Word 20, f32.
+    pub embed_scale: f32,
+    /// Multiplier of `q·k` before the softmax (MPT `softmax_scale`; 1 for GPT-2
+    /// with `scale_attn_weights: false`); 0: divide by `√head_dim` as `run.c`. Word 21, f32.
+    pub attn_scale: f32,
+}
+
+impl Block {
+    /// The Llama block: RMSNorm, SwiGLU, sequential residual, RoPE, no scales.
+    pub const LLAMA: Block = Block {
+        norm: NormKind::Rms,
+        ffn: FfnKind::SwiGlu,
+        residual: Residual::Sequential,
+        position: PositionHook::Rope,
+        pos_offset: 0,
+        embed_scale: 0.0,
+        attn_scale: 0.0,
+    };
+
+    /// The four header words.
+    pub fn to_words(&self) -> [u32; 4] {
+        let kinds = u32::from_le_bytes([
+            self.norm as u8,
+            self.ffn as u8,
+            self.residual as u8,
+            self.position as u8,
+        ]);
+        [
+            kinds,
+            self.pos_offset,
+            self.embed_scale.to_bits(),
+            self.attn_scale.to_bits(),
+        ]
+    }
+
+    /// Decodes the four header words ([`Error::Malformed`] for an unknown kind).
+    pub fn from_words(w: [u32; 4]) -> Result<Block, Error> {
+        let [norm, ffn, residual, position] = w[0].to_le_bytes();
+        Ok(Block {
+            norm: match norm {
+                0 => NormKind::Rms,
+                1 => NormKind::LayerNorm,
+                2 => NormKind::LayerNormNoBias,
+                _ => return Err(Error::Malformed),
+            },
+            ffn: match ffn {
+                0 => FfnKind::SwiGlu,
+                1 => FfnKind::GeluTanh,
+                2 => FfnKind::Gelu,
+                _ => return Err(Error::Malformed),
+            },
+            residual: match residual {
+                0 => Residual::Sequential,
+                1 => Residual::ParallelShared,
+                2 => Residual::Parallel,
+                _ => return Err(Error::Malformed),
+            },
+            position: match position {
+                0 => PositionHook::Rope,
+                1 => PositionHook::Alibi,
+                2 => PositionHook::Table,
+                _ => return Err(Error::Malformed),
+            },
+            pos_offset: w[1],
+            embed_scale: f32::from_bits(w[2]),
+            attn_scale: f32::from_bits(w[3]),
+        })
+    }
+
+    /// Whether the norms carry bias tensors.
+    pub const fn norm_bias(&self) -> bool {
+        matches!(self.norm, NormKind::LayerNorm)
+    }
+
+    /// Whether the block has its own feed-forward norm (`FfnNorm`).
+    pub const fn ffn_norm(&self) -> bool {
+        !matches!(self.residual, Residual::ParallelShared)
     }
 }
 
@@ -221,7 +448,8 @@ pub struct Header {
     pub sliding_window: u32,
     /// Norm epsilon.
     pub norm_eps: f32,
-    /// Q8 group size (0 when no tensor is Q8).
+    /// The default Q8 group size: the group of every Q8 tensor whose record does
+    /// not name its own (0 when no Q8 tensor relies on it).
     pub group_size: u32,
     /// Beginning-of-sequence token id.
     pub bos_id: u32,
@@ -233,6 +461,8 @@ pub struct Header {
     pub image_len: u32,
     /// The checkpoint's training context (`max_position_embeddings`), for reference.
     pub train_context: u32,
+    /// How a layer is built (header words 18 to 21; [`Block::LLAMA`] when zero).
+    pub block: Block,
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Result<u32, Error> {
@@ -285,7 +515,8 @@ impl Header {
             self.image_len,
             self.train_context,
         ];
-        for (i, w) in words.iter().enumerate() {
+        let block = self.block.to_words();
+        for (i, w) in words.iter().chain(&block).enumerate() {
             b[8 + 4 * i..12 + 4 * i].copy_from_slice(&w.to_le_bytes());
         }
         b
@@ -328,8 +559,9 @@ impl Header {
             n_tensors: w(15)?,
             image_len: w(16)?,
             train_context: w(17)?,
+            block: Block::from_words([w(18)?, w(19)?, w(20)?, w(21)?])?,
         };
-        if b[20 + 4 * 18..HEADER_SIZE].iter().any(|&x| x != 0) {
+        if b[20 + 4 * 22..HEADER_SIZE].iter().any(|&x| x != 0) {
             return Err(Error::Malformed);
         }
         h.validate()?;
@@ -358,10 +590,12 @@ impl Header {
         if dims.iter().any(|&d| d > (1 << 20)) || self.n_layers > 1024 {
             return Err(Error::InconsistentDimensions);
         }
+        let rope = matches!(self.block.position, PositionHook::Rope);
         if self.n_heads % self.n_kv_heads != 0
             || self.rotary_dim % 2 != 0
             || self.rotary_dim > self.head_dim
-            || self.head_dim % 2 != 0
+            || (rope && self.head_dim % 2 != 0)
+            || (!rope && self.rotary_dim != 0)
             || self.bos_id >= self.vocab_size
             || self.eos_id >= self.vocab_size
         {
@@ -370,10 +604,30 @@ impl Header {
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
             return Err(Error::InconsistentDimensions);
         }
-        if self.group_size != 0 && (self.group_size % 4 != 0 || self.group_size > 4096) {
+        if self.group_size != 0 && !valid_group(self.group_size) {
             return Err(Error::InconsistentDimensions);
         }
+        let b = &self.block;
+        let table = matches!(b.position, PositionHook::Table);
+        if (b.pos_offset != 0 && !table) || b.pos_offset > (1 << 20) {
+            return Err(Error::InconsistentDimensions);
+        }
+        for scale in [b.embed_scale, b.attn_scale] {
+            if !(scale.is_finite() && scale >= 0.0) {
+                return Err(Error::InconsistentDimensions);
+            }
+        }
         Ok(())
+    }
+
+    /// The group a Q8 tensor with this record `group` word uses: its own, or the
+    /// header's when the word is 0 (0 if neither is set).
+    pub const fn q8_group(&self, record_group: u32) -> u32 {
+        if record_group != 0 {
+            record_group
+        } else {
+            self.group_size
+        }
     }
 
     /// `(rows, cols)` a tensor of this kind must have (the tokenizer's `cols` is free).
@@ -385,8 +639,14 @@ impl Header {
         match kind {
             TokenEmbedding | Output => (vocab, dim),
             FinalNorm | AttnNorm | FfnNorm => (1, dim),
+            EmbedNorm | EmbedNormBias | FinalNormBias | AttnNormBias | FfnNormBias => (1, dim),
             RopeCos | RopeSin => (self.seq_len as usize, (self.rotary_dim / 2) as usize),
             Tokenizer => (1, 0),
+            PosEmbedding => (self.seq_len as usize + self.block.pos_offset as usize, dim),
+            OutputBias => (1, vocab),
+            AlibiSlopes => (1, self.n_heads as usize),
+            Bo | BDown => (1, dim),
+            BGate | BUp => (1, hidden),
             Wq => (self.q_dim(), dim),
             Wk | Wv => (self.kv_dim(), dim),
             Bq => (1, self.q_dim()),
@@ -396,6 +656,11 @@ impl Header {
             WDown => (dim, hidden),
         }
     }
+}
+
+/// Whether `g` can be a Q8 group size: a non-zero multiple of 4, at most 4096.
+pub const fn valid_group(g: u32) -> bool {
+    g != 0 && g % 4 == 0 && g <= 4096
 }
 
 /// One tensor directory entry.
@@ -418,6 +683,9 @@ pub struct TensorRecord {
     pub len: u32,
     /// Q8: byte offset of the f32 scales; 0 otherwise.
     pub scale_offset: u32,
+    /// Q8: this tensor's group size, or 0 for the header's `group_size`; always 0
+    /// for other dtypes.
+    pub group: u32,
 }
 
 impl TensorRecord {
@@ -433,6 +701,7 @@ impl TensorRecord {
             self.offset,
             self.len,
             self.scale_offset,
+            self.group,
         ];
         for (i, w) in words.iter().enumerate() {
             b[8 + 4 * i..12 + 4 * i].copy_from_slice(&w.to_le_bytes());
@@ -440,7 +709,8 @@ impl TensorRecord {
         b
     }
 
-    /// Decodes a record (kind and dtype must be known; reserved bytes zero).
+    /// Decodes a record (kind and dtype must be known; reserved bytes zero; a
+    /// non-zero `group` only on a Q8 record).
     pub fn parse(b: &[u8]) -> Result<TensorRecord, Error> {
         if b.len() < RECORD_SIZE {
             return Err(Error::Truncated);
@@ -449,7 +719,8 @@ impl TensorRecord {
             TensorKind::from_u16(u16::from_le_bytes([b[0], b[1]])).ok_or(Error::Malformed)?;
         let layer = u16::from_le_bytes([b[2], b[3]]);
         let dtype = DType::from_u8(b[4]).ok_or(Error::Malformed)?;
-        if b[5..8].iter().chain(&b[28..32]).any(|&x| x != 0) {
+        let group = rd_u32(b, 28)?;
+        if b[5..8].iter().any(|&x| x != 0) || (group != 0 && dtype != DType::Q8) {
             return Err(Error::Malformed);
         }
         Ok(TensorRecord {
@@ -461,22 +732,33 @@ impl TensorRecord {
             offset: rd_u32(b, 16)?,
             len: rd_u32(b, 20)?,
             scale_offset: rd_u32(b, 24)?,
+            group,
         })
     }
 }
 
 /// Global tensors in canonical order (before the layers).
-const GLOBAL_ORDER: [TensorKind; 6] = [
+///
+/// Kinds a Llama header (block all zero, no new flag) omits sit between the
+/// older ones, so a Llama image's order is the one version 1 always had.
+const GLOBAL_ORDER: [TensorKind; 12] = [
     TensorKind::TokenEmbedding,
+    TensorKind::PosEmbedding,
+    TensorKind::EmbedNorm,
+    TensorKind::EmbedNormBias,
     TensorKind::FinalNorm,
+    TensorKind::FinalNormBias,
     TensorKind::Output,
+    TensorKind::OutputBias,
     TensorKind::RopeCos,
     TensorKind::RopeSin,
+    TensorKind::AlibiSlopes,
     TensorKind::Tokenizer,
 ];
 /// Per-layer tensors in canonical order.
-const LAYER_ORDER: [TensorKind; 12] = [
+const LAYER_ORDER: [TensorKind; 18] = [
     TensorKind::AttnNorm,
+    TensorKind::AttnNormBias,
     TensorKind::Wq,
     TensorKind::Wk,
     TensorKind::Wv,
@@ -484,20 +766,46 @@ const LAYER_ORDER: [TensorKind; 12] = [
     TensorKind::Bk,
     TensorKind::Bv,
     TensorKind::Wo,
+    TensorKind::Bo,
     TensorKind::FfnNorm,
+    TensorKind::FfnNormBias,
     TensorKind::WGate,
     TensorKind::WUp,
     TensorKind::WDown,
+    TensorKind::BGate,
+    TensorKind::BUp,
+    TensorKind::BDown,
 ];
 
-/// Whether a header's flags call for a tensor of this kind.
+/// Whether a header's flags and block call for a tensor of this kind.
 const fn present(h: &Header, kind: TensorKind) -> bool {
+    use TensorKind::*;
+    let b = &h.block;
+    let swiglu = matches!(b.ffn, FfnKind::SwiGlu);
     match kind {
-        TensorKind::Output => !h.has(FLAG_TIED_EMBEDDINGS),
-        TensorKind::Tokenizer => h.has(FLAG_TOKENIZER),
-        TensorKind::Bq | TensorKind::Bk | TensorKind::Bv => h.has(FLAG_QKV_BIAS),
-        _ => true,
+        Output => !h.has(FLAG_TIED_EMBEDDINGS),
+        OutputBias => h.has(FLAG_OUTPUT_BIAS),
+        Tokenizer => h.has(FLAG_TOKENIZER),
+        Bq | Bk | Bv => h.has(FLAG_QKV_BIAS),
+        Bo => h.has(FLAG_O_BIAS),
+        RopeCos | RopeSin => matches!(b.position, PositionHook::Rope),
+        AlibiSlopes => matches!(b.position, PositionHook::Alibi),
+        PosEmbedding => matches!(b.position, PositionHook::Table),
+        EmbedNorm => h.has(FLAG_EMBED_NORM),
+        EmbedNormBias => h.has(FLAG_EMBED_NORM) && b.norm_bias(),
+        FinalNormBias | AttnNormBias => b.norm_bias(),
+        FfnNorm => b.ffn_norm(),
+        FfnNormBias => b.ffn_norm() && b.norm_bias(),
+        WGate => swiglu,
+        BGate => swiglu && h.has(FLAG_MLP_BIAS),
+        BUp | BDown => h.has(FLAG_MLP_BIAS),
+        TokenEmbedding | FinalNorm | AttnNorm | Wq | Wk | Wv | Wo | WUp | WDown => true,
     }
+}
+
+/// Whether a header calls for a tensor of this kind (its flags and block).
+pub const fn has_tensor(h: &Header, kind: TensorKind) -> bool {
+    present(h, kind)
 }
 
 /// Number of global tensors for a header.
@@ -633,18 +941,17 @@ impl<'a> Image<'a> {
         if dir_end > body {
             return Err(Error::Truncated);
         }
-        let mut any_q8 = false;
         for (i, (kind, layer)) in slots(&header).enumerate() {
             let at = HEADER_SIZE + i * RECORD_SIZE;
             let r = TensorRecord::parse(&bytes[at..at + RECORD_SIZE])?;
             if r.kind != kind || r.layer != layer {
                 return Err(Error::MissingTensor);
             }
+            if r.dtype == DType::Q8 && !valid_group(header.q8_group(r.group)) {
+                // No group at all (record and header both 0), or a bad own group.
+                return Err(Error::InconsistentDimensions);
+            }
             img.check_record(&r, dir_end, body)?;
-            any_q8 |= r.dtype == DType::Q8;
-        }
-        if any_q8 && header.group_size == 0 {
-            return Err(Error::InconsistentDimensions);
         }
         Ok(img)
     }
@@ -682,7 +989,7 @@ impl<'a> Image<'a> {
                 r.kind == TensorKind::Tokenizer && r.len as usize == n && in_bounds(r.offset, n)
             }
             DType::Q8 => {
-                let g = h.group_size as usize;
+                let g = h.q8_group(r.group) as usize;
                 r.kind.quantizable()
                     && g != 0
                     && (r.cols as usize) % g == 0
@@ -752,7 +1059,10 @@ impl<'a> Image<'a> {
             ),
             DType::U8 => TensorData::U8(slice(r.offset, n)?),
             DType::Q8 => {
-                let g = self.header.group_size as usize;
+                let g = self.header.q8_group(r.group) as usize;
+                if g == 0 {
+                    return Err(Error::BadTensor);
+                }
                 TensorData::Q8 {
                     values: bytemuck::cast_slice(slice(r.offset, n)?),
                     scales: bytemuck::try_cast_slice(slice(r.scale_offset, 4 * (n / g))?)
@@ -769,7 +1079,7 @@ impl<'a> Image<'a> {
 pub enum TensorSource<'b> {
     /// f32 values, row-major.
     F32(&'b [f32]),
-    /// Q8_0 values and one scale per `group_size` values.
+    /// Q8_0 values and one scale per header `group_size` values.
     Q8 {
         /// int8 values, row-major.
         values: &'b [i8],
@@ -778,13 +1088,24 @@ pub enum TensorSource<'b> {
     },
     /// Raw bytes (the tokenizer).
     U8(&'b [u8]),
+    /// Q8_0 values and one scale per `group` values, with this tensor's own group
+    /// (a multiple of 4, at most 4096, dividing the row length). The record names
+    /// the group unless it equals the header's `group_size`.
+    Q8Grouped {
+        /// int8 values, row-major.
+        values: &'b [i8],
+        /// One scale per group.
+        scales: &'b [f32],
+        /// Values per scale.
+        group: usize,
+    },
 }
 
 impl TensorSource<'_> {
     fn dtype(&self) -> DType {
         match self {
             TensorSource::F32(_) => DType::F32,
-            TensorSource::Q8 { .. } => DType::Q8,
+            TensorSource::Q8 { .. } | TensorSource::Q8Grouped { .. } => DType::Q8,
             TensorSource::U8(_) => DType::U8,
         }
     }
@@ -793,7 +1114,8 @@ impl TensorSource<'_> {
     fn padded_bytes(&self) -> usize {
         let raw = match self {
             TensorSource::F32(v) => 4 * v.len(),
-            TensorSource::Q8 { values, scales } => {
+            TensorSource::Q8 { values, scales }
+            | TensorSource::Q8Grouped { values, scales, .. } => {
                 values.len().next_multiple_of(ALIGN) + 4 * scales.len()
             }
             TensorSource::U8(b) => b.len(),
@@ -855,6 +1177,18 @@ pub fn write(
                     && values.len() == n
                     && scales.len() == n / g
             }
+            TensorSource::Q8Grouped {
+                values,
+                scales,
+                group,
+            } => {
+                let g = *group;
+                kind.quantizable()
+                    && u32::try_from(g).is_ok_and(valid_group)
+                    && cols % g == 0
+                    && values.len() == n
+                    && scales.len() == n / g
+            }
         };
         if !len_ok {
             return Err(Error::BadTensor);
@@ -868,6 +1202,7 @@ pub fn write(
             offset: data_at as u32,
             len: 0,
             scale_offset: 0,
+            group: 0,
         };
         match t {
             TensorSource::F32(v) => {
@@ -880,7 +1215,13 @@ pub fn write(
                 rec.len = b.len() as u32;
                 out[data_at..data_at + b.len()].copy_from_slice(b);
             }
-            TensorSource::Q8 { values, scales } => {
+            TensorSource::Q8 { values, scales }
+            | TensorSource::Q8Grouped { values, scales, .. } => {
+                if let TensorSource::Q8Grouped { group, .. } = t {
+                    // `len_ok` checked that the group fits a u32.
+                    let g = *group as u32;
+                    rec.group = if g == h.group_size { 0 } else { g };
+                }
                 rec.len = values.len() as u32;
                 for (j, &q) in values.iter().enumerate() {
                     out[data_at + j] = q as u8;
@@ -943,6 +1284,7 @@ mod tests {
             n_tensors: 0,
             image_len: 0,
             train_context: 3,
+            block: Block::LLAMA,
         }
     }
 
@@ -1126,6 +1468,473 @@ mod tests {
         assert_eq!(
             write(&bad, &[], &mut out).unwrap_err(),
             Error::InconsistentDimensions
+        );
+    }
+
+    /// An owned tensor for [`build_with`].
+    enum Owned {
+        F32(Vec<f32>),
+        Q8(Vec<i8>, Vec<f32>, Option<usize>),
+        U8(Vec<u8>),
+    }
+
+    /// Writes an image whose tensors `make(kind, layer, rows, cols)` chooses.
+    fn build_with(h: &Header, make: impl Fn(TensorKind, u16, usize, usize) -> Owned) -> Buf {
+        let owned: Vec<Owned> = slots(h)
+            .map(|(k, l)| {
+                let (r, c) = h.expected_shape(k);
+                make(k, l, r, c)
+            })
+            .collect();
+        let srcs: Vec<TensorSource> = owned
+            .iter()
+            .map(|o| match o {
+                Owned::F32(v) => TensorSource::F32(v),
+                Owned::U8(b) => TensorSource::U8(b),
+                Owned::Q8(values, scales, None) => TensorSource::Q8 { values, scales },
+                Owned::Q8(values, scales, Some(group)) => TensorSource::Q8Grouped {
+                    values,
+                    scales,
+                    group: *group,
+                },
+            })
+            .collect();
+        let len = image_len(&srcs);
+        let mut buf = Buf(vec![0; len / 4]);
+        assert_eq!(write(h, &srcs, buf.bytes_mut()), Ok(len));
+        buf
+    }
+
+    /// Q8 values `i·7 mod 255 − 127` and scales `0.25 + i` in groups of `g`.
+    fn q8(n: usize, g: usize, own: Option<usize>) -> Owned {
+        Owned::Q8(
+            (0..n)
+                .map(|i| ((i * 7) % 255) as i32 - 127)
+                .map(|v| v as i8)
+                .collect(),
+            (0..n / g).map(|i| 0.25 + i as f32).collect(),
+            own,
+        )
+    }
+
+    /// Layer tensors: Wq in the header's group, WGate in groups of 8 (named),
+    /// WDown (rows of 12) in groups of 12, WUp in a named group equal to the
+    /// header's (stored as 0).
+    fn grouped(k: TensorKind, _l: u16, r: usize, c: usize) -> Owned {
+        match k {
+            TensorKind::Tokenizer => Owned::U8(b"tok".to_vec()),
+            TensorKind::Wq => q8(r * c, 4, None),
+            TensorKind::WGate => q8(r * c, 8, Some(8)),
+            TensorKind::WDown => q8(r * c, 12, Some(12)),
+            TensorKind::WUp => q8(r * c, 4, Some(4)),
+            _ => Owned::F32((0..r * c).map(|i| i as f32).collect()),
+        }
+    }
+
+    /// The record of slot `i` (bytes `at..at + RECORD_SIZE`).
+    fn slot_at(h: &Header, kind: TensorKind, layer: u16) -> usize {
+        let i = slots(h).position(|s| s == (kind, layer)).unwrap();
+        HEADER_SIZE + i * RECORD_SIZE
+    }
+
+    #[test]
+    fn per_tensor_q8_groups() {
+        let h = header();
+        let buf = build_with(&h, grouped);
+        let img = Image::parse(buf.bytes()).unwrap();
+        for (kind, group, named) in [
+            (TensorKind::Wq, 4, 0),
+            (TensorKind::WGate, 8, 8),
+            (TensorKind::WDown, 12, 12),
+            (TensorKind::WUp, 4, 0),
+        ] {
+            for layer in 0..2 {
+                assert_eq!(img.record(kind, layer).unwrap().group, named, "{kind:?}");
+                let TensorData::Q8 {
+                    values,
+                    scales,
+                    group: g,
+                } = img.tensor(kind, layer).unwrap()
+                else {
+                    panic!("{kind:?} not Q8")
+                };
+                let n = values.len();
+                assert_eq!((g, scales.len()), (group, n / group), "{kind:?}");
+                assert_eq!(values[9], 63 - 127);
+                assert_eq!(scales[1], 1.25);
+            }
+        }
+        assert_eq!(img.record(TensorKind::WDown, 0).unwrap().dtype, DType::Q8);
+        // Without a header group every Q8 tensor must name its own.
+        let mut h0 = h;
+        h0.group_size = 0;
+        let own = build_with(&h0, |k, l, r, c| match k {
+            TensorKind::Wq => q8(r * c, 4, Some(4)),
+            _ => grouped(k, l, r, c),
+        });
+        let img = Image::parse(own.bytes()).unwrap();
+        assert_eq!(img.header().group_size, 0);
+        assert_eq!(img.record(TensorKind::Wq, 1).unwrap().group, 4);
+        assert!(matches!(
+            img.tensor(TensorKind::WUp, 1).unwrap(),
+            TensorData::Q8 { group: 4, .. }
+        ));
+        let mut none = own.clone();
+        let at = slot_at(&h0, TensorKind::Wq, 1) + 28;
+        none.bytes_mut()[at] = 0;
+        reseal(&mut none);
+        assert_eq!(
+            Image::parse(none.bytes()).unwrap_err(),
+            Error::InconsistentDimensions
+        );
+
+        // Record defects, resealed so that the checksum passes.
+        let with_group = |kind: TensorKind, g: u32| {
+            let mut b = buf.clone();
+            let at = slot_at(&h, kind, 1) + 28;
+            b.bytes_mut()[at..at + 4].copy_from_slice(&g.to_le_bytes());
+            reseal(&mut b);
+            Image::parse(b.bytes()).map(|_| ())
+        };
+        // A group on an f32 tensor.
+        assert_eq!(with_group(TensorKind::Wo, 4), Err(Error::Malformed));
+        // Not a multiple of 4, or over 4096.
+        assert_eq!(
+            with_group(TensorKind::WGate, 6),
+            Err(Error::InconsistentDimensions)
+        );
+        assert_eq!(
+            with_group(TensorKind::WGate, 8192),
+            Err(Error::InconsistentDimensions)
+        );
+        // Does not divide the row (WDown's rows hold 12 values).
+        assert_eq!(with_group(TensorKind::WDown, 8), Err(Error::BadTensor));
+        // A group that divides the row but whose scales would run past the data
+        // (layer 1's WDown is the last tensor).
+        assert_eq!(with_group(TensorKind::WDown, 4), Err(Error::BadTensor));
+        assert_eq!(with_group(TensorKind::WGate, 8), Ok(()));
+
+        // The writer refuses groups that are invalid or do not divide the rows.
+        let mut out = vec![0u8; 1 << 16];
+        for (g, kind) in [
+            (6, TensorKind::WGate),
+            (8, TensorKind::WDown),
+            (0, TensorKind::WUp),
+        ] {
+            let owned: Vec<Owned> = slots(&h)
+                .map(|(k, l)| {
+                    let (r, c) = h.expected_shape(k);
+                    if k == kind {
+                        Owned::Q8(vec![0; r * c], vec![1.0; r * c / g.max(1)], Some(g))
+                    } else {
+                        grouped(k, l, r, c)
+                    }
+                })
+                .collect();
+            let srcs: Vec<TensorSource> = owned
+                .iter()
+                .map(|o| match o {
+                    Owned::F32(v) => TensorSource::F32(v),
+                    Owned::U8(b) => TensorSource::U8(b),
+                    Owned::Q8(values, scales, None) => TensorSource::Q8 { values, scales },
+                    Owned::Q8(values, scales, Some(group)) => TensorSource::Q8Grouped {
+                        values,
+                        scales,
+                        group: *group,
+                    },
+                })
+                .collect();
+            assert_eq!(
+                write(&h, &srcs, &mut out).unwrap_err(),
+                Error::BadTensor,
+                "group {g} for {kind:?}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    fn llama() -> Header {
+        Header {
+            arch: Arch::Llama,
+            flags: FLAG_QKV_BIAS | FLAG_TOKENIZER,
+            dim: 8,
+            hidden_dim: 12,
+            n_layers: 1,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 4,
+            vocab_size: 5,
+            seq_len: 3,
+            rotary_dim: 4,
+            sliding_window: 0,
+            norm_eps: 1e-5,
+            group_size: 0,
+            bos_id: 1,
+            eos_id: 2,
+            n_tensors: 0,
+            image_len: 0,
+            train_context: 3,
+            block: Block::LLAMA,
+        }
+    }
+
+    /// A GPT-2-like header: LayerNorm, GELU MLP, learned table with an offset.
+    fn gpt() -> Header {
+        Header {
+            flags: FLAG_TIED_EMBEDDINGS | FLAG_QKV_BIAS | FLAG_O_BIAS | FLAG_MLP_BIAS,
+            n_kv_heads: 2,
+            rotary_dim: 0,
+            block: Block {
+                norm: NormKind::LayerNorm,
+                ffn: FfnKind::GeluTanh,
+                residual: Residual::Sequential,
+                position: PositionHook::Table,
+                pos_offset: 2,
+                embed_scale: 8.0,
+                attn_scale: 0.5,
+            },
+            ..llama()
+        }
+    }
+
+    fn kinds(h: &Header) -> Vec<TensorKind> {
+        slots(h).filter(|&(_, l)| l == 0).map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn llama_images_keep_their_order_and_bytes() {
+        use TensorKind::*;
+        let h = llama();
+        // The version-1 order, before the block words existed.
+        assert_eq!(
+            kinds(&h),
+            [
+                TokenEmbedding,
+                FinalNorm,
+                Output,
+                RopeCos,
+                RopeSin,
+                Tokenizer,
+                AttnNorm,
+                Wq,
+                Wk,
+                Wv,
+                Bq,
+                Bk,
+                Bv,
+                Wo,
+                FfnNorm,
+                WGate,
+                WUp,
+                WDown
+            ]
+        );
+        // The Llama block writes zeros where the reserved bytes were, and zeros
+        // read back as the Llama block.
+        let b = h.to_bytes();
+        assert!(b[92..HEADER_SIZE].iter().all(|&x| x == 0));
+        assert_eq!(Header::parse(&b).unwrap().block, Block::LLAMA);
+    }
+
+    #[test]
+    fn block_words_round_trip() {
+        let h = gpt();
+        let b = h.to_bytes();
+        assert_eq!(b[92..96], [1, 1, 0, 2]); // norm, ffn, residual, position
+        assert_eq!(rd_u32(&b, 96).unwrap(), 2);
+        assert_eq!(f32::from_bits(rd_u32(&b, 100).unwrap()), 8.0);
+        assert_eq!(f32::from_bits(rd_u32(&b, 104).unwrap()), 0.5);
+        assert!(b[108..HEADER_SIZE].iter().all(|&x| x == 0));
+        assert_eq!(Header::parse(&b).unwrap(), h);
+        for (kind, residual) in [
+            (0u8, Residual::Sequential),
+            (1, Residual::ParallelShared),
+            (2, Residual::Parallel),
+        ] {
+            let mut w = b;
+            w[94] = kind;
+            assert_eq!(Header::parse(&w).unwrap().block.residual, residual);
+        }
+    }
+
+    #[test]
+    fn slots_follow_flags_and_block() {
+        use TensorKind::*;
+        assert_eq!(
+            kinds(&gpt()),
+            [
+                TokenEmbedding,
+                PosEmbedding,
+                FinalNorm,
+                FinalNormBias,
+                AttnNorm,
+                AttnNormBias,
+                Wq,
+                Wk,
+                Wv,
+                Bq,
+                Bk,
+                Bv,
+                Wo,
+                Bo,
+                FfnNorm,
+                FfnNormBias,
+                WUp,
+                WDown,
+                BUp,
+                BDown
+            ]
+        );
+        // GPT-J/Phi: one norm for both branches, biased head, RoPE.
+        let mut j = gpt();
+        j.flags = FLAG_MLP_BIAS | FLAG_OUTPUT_BIAS;
+        j.rotary_dim = 2;
+        j.block.residual = Residual::ParallelShared;
+        j.block.position = PositionHook::Rope;
+        j.block.pos_offset = 0;
+        assert_eq!(
+            kinds(&j),
+            [
+                TokenEmbedding,
+                FinalNorm,
+                FinalNormBias,
+                Output,
+                OutputBias,
+                RopeCos,
+                RopeSin,
+                AttnNorm,
+                AttnNormBias,
+                Wq,
+                Wk,
+                Wv,
+                Wo,
+                WUp,
+                WDown,
+                BUp,
+                BDown
+            ]
+        );
+        // MPT: LayerNorm without bias, no biases, ALiBi.
+        let mut m = gpt();
+        m.flags = FLAG_TIED_EMBEDDINGS;
+        m.block.norm = NormKind::LayerNormNoBias;
+        m.block.position = PositionHook::Alibi;
+        m.block.pos_offset = 0;
+        assert_eq!(
+            kinds(&m),
+            [
+                TokenEmbedding,
+                FinalNorm,
+                AlibiSlopes,
+                AttnNorm,
+                Wq,
+                Wk,
+                Wv,
+                Wo,
+                FfnNorm,
+                WUp,
+                WDown
+            ]
+        );
+        // BLOOM: the embedding LayerNorm; SwiGLU with biases has a gate bias.
+        let mut bl = m;
+        bl.flags |= FLAG_EMBED_NORM;
+        bl.block.norm = NormKind::LayerNorm;
+        assert_eq!(
+            kinds(&bl)[..4],
+            [TokenEmbedding, EmbedNorm, EmbedNormBias, FinalNorm]
+        );
+        let mut sw = llama();
+        sw.flags |= FLAG_MLP_BIAS;
+        assert_eq!(kinds(&sw)[15..], [WGate, WUp, WDown, BGate, BUp, BDown]);
+        // Shapes of the new kinds.
+        let h = gpt();
+        assert_eq!(h.expected_shape(PosEmbedding), (3 + 2, 8));
+        assert_eq!(h.expected_shape(AlibiSlopes), (1, 2));
+        assert_eq!(h.expected_shape(OutputBias), (1, 5));
+        assert_eq!(h.expected_shape(BUp), (1, 12));
+        assert_eq!(h.expected_shape(BDown), (1, 8));
+    }
+
+    #[test]
+    fn gpt_image_round_trip() {
+        let h = gpt();
+        let data: Vec<Vec<f32>> = slots(&h)
+            .map(|(k, l)| {
+                let (r, c) = h.expected_shape(k);
+                (0..r * c)
+                    .map(|i| (k as u16 * 100 + l) as f32 + i as f32)
+                    .collect()
+            })
+            .collect();
+        let srcs: Vec<TensorSource<'_>> = data.iter().map(|v| TensorSource::F32(v)).collect();
+        let len = image_len(&srcs);
+        let mut words = vec![0u32; len / 4];
+        let out: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        assert_eq!(write(&h, &srcs, out), Ok(len));
+        let img = Image::parse(out).unwrap();
+        assert_eq!(img.header().block, h.block);
+        match img.tensor(TensorKind::PosEmbedding, 0).unwrap() {
+            TensorData::F32(v) => {
+                assert_eq!(v.len(), 5 * 8);
+                assert_eq!(v[39], 700.0 + 39.0);
+            }
+            _ => panic!("dtype"),
+        }
+        assert_eq!(
+            img.tensor(TensorKind::RopeCos, 0).unwrap_err(),
+            Error::MissingTensor
+        );
+        assert!(img.record(TensorKind::BDown, 0).is_some());
+        assert!(img.record(TensorKind::WGate, 0).is_none());
+    }
+
+    #[test]
+    fn inconsistent_blocks_are_rejected() {
+        let b = gpt().to_bytes();
+        for (at, v) in [(92, 3u8), (93, 3), (94, 3), (95, 3)] {
+            let mut w = b;
+            w[at] = v;
+            assert_eq!(
+                Header::parse(&w).unwrap_err(),
+                Error::Malformed,
+                "byte {at}"
+            );
+        }
+        let mut w = b;
+        w[108] = 1; // reserved
+        assert_eq!(Header::parse(&w).unwrap_err(), Error::Malformed);
+        let bad = |f: &dyn Fn(&mut Header)| {
+            let mut h = gpt();
+            f(&mut h);
+            h.validate()
+        };
+        assert_eq!(bad(&|_| {}), Ok(()));
+        let inconsistent = Err(Error::InconsistentDimensions);
+        // RoPE dims without the RoPE hook, an offset without a table
+        assert_eq!(bad(&|h| h.rotary_dim = 2), inconsistent);
+        assert_eq!(
+            bad(&|h| {
+                h.block.position = PositionHook::Alibi;
+            }),
+            inconsistent
+        );
+        assert_eq!(bad(&|h| h.block.embed_scale = -1.0), inconsistent);
+        assert_eq!(bad(&|h| h.block.attn_scale = f32::NAN), inconsistent);
+        assert_eq!(bad(&|h| h.block.embed_scale = f32::INFINITY), inconsistent);
+        assert_eq!(bad(&|h| h.flags |= 1 << 8), Err(Error::Malformed));
+        // an odd head dimension is fine without RoPE (ALiBi models)
+        assert_eq!(
+            bad(&|h| {
+                h.block.position = PositionHook::Alibi;
+                h.block.pos_offset = 0;
+                h.head_dim = 3;
+            }),
+            Ok(())
         );
     }
 }

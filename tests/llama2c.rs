@@ -8,7 +8,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use microformer::convert::llama2c::{
-    self, Checkpoint, Config, ImageOptions, Quant, Tensor, Version, Weight,
+    self, Checkpoint, Config, ImageOptions, Precision, Quant, Tensor, Version, Weight,
 };
 use microformer::image::{Image, TensorSource};
 use microformer::model::{Model, Session};
@@ -505,9 +505,112 @@ fn agreement(want: &[Vec<Vec<f32>>], m: &Model<'_>, streams: &[Vec<u32>]) -> (us
     (agree, total, worst)
 }
 
+/// Storage `(kind, layer, group)` for stories260K chosen offline, within the
+/// 352 KiB flash goal, by a greedy rate–distortion allocation over per-tensor
+/// sensitivities: the KL divergence from the f32 logits when that one tensor
+/// alone is stored in Q8 with a given group (4, 8, 16, 32, 64 or the whole row),
+/// measured on 16 of the f32 model's own temperature-1 samples (seeds 101–116),
+/// never on the reference stream. Group 0 is f32; tensors not listed use groups
+/// of 64 (`w_down`: the whole row, 172).
+const STORIES_ALLOCATED_352K: &[(&str, usize, usize)] = &[
+    ("emb", 0, 8),
+    ("wq", 0, 4),
+    ("wk", 0, 0),
+    ("wv", 0, 4),
+    ("wo", 0, 8),
+    ("w1", 0, 16),
+    ("w2", 0, 4),
+    ("w3", 0, 16),
+    ("wq", 1, 8),
+    ("wk", 1, 4),
+    ("wv", 1, 8),
+    ("wo", 1, 16),
+    ("w1", 1, 16),
+    ("w2", 1, 4),
+    ("wq", 2, 32),
+    ("wk", 2, 8),
+    ("wv", 2, 32),
+    ("wo", 2, 32),
+    ("w3", 2, 32),
+    ("wq", 3, 32),
+    ("wk", 3, 16),
+    ("wv", 3, 32),
+    ("wk", 4, 32),
+];
+
+fn kind_name(kind: microformer::image::TensorKind) -> &'static str {
+    use microformer::image::TensorKind as K;
+    match kind {
+        K::TokenEmbedding | K::Output => "emb",
+        K::Wq => "wq",
+        K::Wk => "wk",
+        K::Wv => "wv",
+        K::Wo => "wo",
+        K::WGate => "w1",
+        K::WDown => "w2",
+        K::WUp => "w3",
+        _ => "other",
+    }
+}
+
+/// Groups of 64, or whole rows where 64 does not divide them.
+fn groups_of_64_or_rows(_: microformer::image::TensorKind, _: usize, cols: usize) -> Precision {
+    Precision::Q8 {
+        group_size: if cols % 64 == 0 { 64 } else { cols },
+    }
+}
+
+/// A policy from a `(kind, layer, group)` table (group 0: f32) over
+/// [`groups_of_64_or_rows`].
+fn table_policy(
+    table: &'static [(&'static str, usize, usize)],
+) -> impl Fn(microformer::image::TensorKind, usize, usize) -> Precision {
+    move |kind, layer, cols| match table
+        .iter()
+        .find(|(k, l, _)| *k == kind_name(kind) && *l == layer)
+    {
+        Some((_, _, 0)) => Precision::F32,
+        Some(&(_, _, g)) => Precision::Q8 { group_size: g },
+        None => groups_of_64_or_rows(kind, layer, cols),
+    }
+}
+
+fn convert_policy(ck: &Checkpoint<'_>, policy: llama2c::Policy<'_>) -> Buf {
+    let context = ck.config().seq_len;
+    let (cos, sin) = rope_tables(ck.config().head_size(), context);
+    let opts = ImageOptions {
+        quant: Quant::F32,
+        context,
+        rope_cos: &cos,
+        rope_sin: &sin,
+        tokenizer: None,
+    };
+    let sizes = llama2c::sizes_with(ck, &opts, policy).unwrap();
+    let mut scratch = vec![0u32; sizes.scratch_words];
+    let mut sources = vec![TensorSource::U8(&[]); sizes.n_tensors];
+    let mut out = Buf::zeroed(sizes.image_bytes);
+    let len = llama2c::to_image_with(
+        ck,
+        &opts,
+        policy,
+        &mut scratch,
+        &mut sources,
+        out.bytes_mut(),
+    )
+    .unwrap();
+    assert_eq!(len, sizes.image_bytes);
+    out
+}
+
+/// The flash goal for a model image.
+const FLASH_GOAL: usize = 352 * 1024;
+
 #[test]
 fn q8_images_agree_with_f32() {
     let r = reference();
+    // stories260K cannot reach 98 % with 8-bit weights at all (see
+    // `stories260k_needs_more_than_8_bit_weights`): its floor stays at what the
+    // Q8 images measure (88–90 %), the 98 % bar holds for aidreams260K.
     for (name, cap, floor) in [
         ("aidreams260K.bin", 128, 0.98),
         ("stories260K.bin", 512, 0.85),
@@ -527,23 +630,45 @@ fn q8_images_agree_with_f32() {
         assert_eq!(g, 64);
         let v2_img = convert(&ck2, Quant::Q8 { group_size: g });
         let q8_img = convert(&ck, Quant::Q8 { group_size: g });
+        let fit_img = convert(&ck, Quant::Q8Fit { group_size: g });
         assert!(
             q8_img.len < f32_img.len / 2,
             "{} vs {}",
             q8_img.len,
             f32_img.len
         );
+        // Every matrix Q8 (w_down in groups of 4): within the flash goal.
+        assert!(fit_img.len <= FLASH_GOAL, "{}", fit_img.len);
         let mut variants = vec![
-            ("v2 file -> Q8", v2_img, true),
-            ("--quant q8", q8_img, true),
+            ("v2 file -> Q8 (w_down f32)", v2_img, true),
+            ("Q8 group 64 (w_down f32)", q8_img, true),
+            ("Q8Fit group 64 (w_down in groups of 4)", fit_img, true),
         ];
         // Measurements for the report only (not asserted): skipped in debug builds.
         if !cfg!(debug_assertions) {
             variants.push((
-                "--quant q8, group 4",
+                "Q8, groups 64, w_down whole rows (172)",
+                convert_policy(&ck, &groups_of_64_or_rows),
+                false,
+            ));
+            variants.push((
+                "Q8 group 4 everywhere",
                 convert(&ck, Quant::Q8 { group_size: 4 }),
                 false,
             ));
+            variants.push((
+                "v2 -> Q8Fit (w_down requantized, groups of 4)",
+                convert(&ck2, Quant::Q8Fit { group_size: 64 }),
+                false,
+            ));
+            if name == "stories260K.bin" {
+                let allocated = table_policy(STORIES_ALLOCATED_352K);
+                variants.push((
+                    "sensitivity-allocated within 352 KiB",
+                    convert_policy(&ck, &allocated),
+                    false,
+                ));
+            }
             variants.push((
                 "control: v2 weights dequantized, f32 arithmetic",
                 convert(&ck2, Quant::F32),
@@ -565,6 +690,187 @@ fn q8_images_agree_with_f32() {
                 assert!(rate >= floor, "{name} {label}: agreement {rate}");
             }
         }
+    }
+}
+
+/// A v1 file of the checkpoint with every matrix value (embedding included,
+/// norms not) passed through `f`.
+fn write_v1_mapped(ck: &Checkpoint<'_>, f: impl Fn(f32) -> f32) -> Vec<u8> {
+    let c = ck.config();
+    let mut out = pad256(v1_header(c, 1));
+    let mut put = |v: Vec<f32>, map: bool| {
+        out.extend(
+            v.iter()
+                .flat_map(|&x| if map { f(x) } else { x }.to_le_bytes()),
+        )
+    };
+    for w in NORMS {
+        for l in 0..c.n_layers {
+            put(f32s(ck, w, l), false);
+        }
+    }
+    put(f32s(ck, Weight::FinalNorm, 0), false);
+    put(f32s(ck, Weight::TokenEmbedding, 0), true);
+    for w in MATRICES {
+        for l in 0..c.n_layers {
+            put(f32s(ck, w, l), true);
+        }
+    }
+    if !c.shared_classifier {
+        put(f32s(ck, Weight::Classifier, 0), true);
+    }
+    out
+}
+
+/// `x` rounded to `bits` significant bits (the implicit one included), ties
+/// away from zero: 8 is bfloat16's precision, 11 is float16's.
+fn round_significand(x: f32, bits: u32) -> f32 {
+    let drop = 24 - bits;
+    let b = x.to_bits();
+    f32::from_bits((b + (1 << (drop - 1))) & !((1 << drop) - 1))
+}
+
+/// Why stories260K's Q8 images stay below 98 %: the model needs more than 8
+/// significant bits in its weights. Rounding every weight to 8 significant bits
+/// (bfloat16), with f32 arithmetic and no activation quantization, already
+/// drops below 98 % on the reference stream; 11 bits (float16) keep it. An int8
+/// value with any per-group scale `s` that does not clip (`s ≥ max|x|/127`) has
+/// the error bound `s/2`, at least twice the 8-bit bound `|x|·2⁻⁹ ≤ 127·s·2⁻⁹`
+/// for every value it represents, so no group size, scale search or rounding
+/// order makes int8 weights finer than this control. aidreams260K, by contrast,
+/// keeps 98 % with bfloat16 weights.
+#[test]
+fn stories260k_needs_more_than_8_bit_weights() {
+    let r = reference();
+    for (name, cap, bits, above) in [
+        ("stories260K.bin", 512, 8, false),
+        ("stories260K.bin", 512, 11, true),
+        ("aidreams260K.bin", 128, 8, true),
+    ] {
+        let buf = read(name);
+        let ck = Checkpoint::parse(buf.bytes()).unwrap();
+        let streams = streams(&r, name, cap);
+        let f32_img = convert(&ck, Quant::F32);
+        let f32_model = Model::new(Image::parse(f32_img.bytes()).unwrap()).unwrap();
+        let want: Vec<_> = streams.iter().map(|s| all_logits(&f32_model, s)).collect();
+        let v1 = Buf::from_bytes(&write_v1_mapped(&ck, |x| round_significand(x, bits)));
+        let ck1 = Checkpoint::parse(v1.bytes()).unwrap();
+        let img = convert(&ck1, Quant::F32);
+        let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+        let (agree, total, worst) = agreement(&want, &model, &streams);
+        let rate = agree as f64 / total as f64;
+        println!(
+            "{name} weights rounded to {bits} significant bits: top-1 agreement {agree}/{total} = {:.2} %, largest logit error {worst:.4}",
+            100.0 * rate
+        );
+        assert_eq!(rate >= 0.98, above, "{name}, {bits} bits: {rate}");
+    }
+}
+
+/// Per-tensor groups through the converter and the runtime: `Q8Fit` stores
+/// `w_down` (rows of 172) in groups of 4 and the rest in groups of 64, from f32
+/// weights (`runq.c`'s quantize) and from a v2 file (its int8 values kept where
+/// the group is its own, `w_down` requantized); the runtime's logits equal the
+/// runq.c transcription over the image's tensors bit for bit; a policy can mix
+/// f32 and any valid group per tensor.
+#[test]
+fn per_tensor_groups_are_runq_c_bit_for_bit() {
+    use microformer::image::{TensorData, TensorKind as K};
+    let r = reference();
+    for name in ["stories260K.bin", "aidreams260K.bin"] {
+        let buf = read(name);
+        let ck = Checkpoint::parse(buf.bytes()).unwrap();
+        let c = *ck.config();
+        let stream = &streams(&r, name, 48)[0];
+        let (cos, sin) = rope_tables(c.head_size(), c.seq_len);
+        let v2 = Buf::from_bytes(&write_v2(&ck).0);
+        let ck2 = Checkpoint::parse(v2.bytes()).unwrap();
+        for (label, src) in [("f32 file", &ck), ("v2 file", &ck2)] {
+            let img = convert(src, Quant::Q8Fit { group_size: 64 });
+            let image = Image::parse(img.bytes()).unwrap();
+            assert_eq!(image.header().group_size, 64);
+            for l in 0..c.n_layers {
+                assert_eq!(image.record(K::WDown, l).unwrap().group, 4);
+                assert_eq!(image.record(K::WGate, l).unwrap().group, 0);
+                assert_eq!(image.record(K::Wq, l).unwrap().group, 0);
+            }
+            // w_down holds runq.c's quantize of the (v2: dequantized) weights in
+            // groups of 4.
+            let w2: Vec<f32> = match src.tensor(Weight::W2, 1).unwrap() {
+                Tensor::F32(v) => v.to_vec(),
+                Tensor::Q8 {
+                    values,
+                    scales,
+                    group,
+                } => (0..values.len())
+                    .map(|i| values[i] as f32 * scales[i / group])
+                    .collect(),
+            };
+            let TensorData::Q8 {
+                values,
+                scales,
+                group: 4,
+            } = image.tensor(K::WDown, 1).unwrap()
+            else {
+                panic!("w_down not Q8 in groups of 4")
+            };
+            for (gi, grp) in w2.chunks_exact(4).enumerate() {
+                let wmax = grp
+                    .iter()
+                    .fold(0.0f32, |m, x| if x.abs() > m { x.abs() } else { m });
+                let scale = wmax / 127.0;
+                assert_eq!(scales[gi], scale);
+                for (k, &x) in grp.iter().enumerate() {
+                    assert_eq!(values[gi * 4 + k], (x / scale).round() as i8);
+                }
+            }
+            // A v2 file's own groups are kept as they are.
+            if let Tensor::Q8 { values: fv, .. } = src.tensor(Weight::W1, 2).unwrap() {
+                let TensorData::Q8 { values: iv, .. } = image.tensor(K::WGate, 2).unwrap() else {
+                    panic!()
+                };
+                assert_eq!(iv, fv);
+            }
+            let model = Model::new(image).unwrap();
+            let want = ref_forward_with(&c, &|w, l| image_tensor(&image, w, l), stream, &cos, &sin);
+            assert_logits_bitwise(&model, &want, stream, &format!("{name} {label} Q8Fit"));
+        }
+
+        // A policy: f32 embedding, layer 0's attention in groups of 4 and its w_up
+        // f32, w_down in whole rows, the rest in groups of 32.
+        let policy = |kind: K, layer: usize, cols: usize| match (kind, layer) {
+            (K::TokenEmbedding | K::Output, _) => Precision::F32,
+            (K::Wq | K::Wk | K::Wv | K::Wo, 0) => Precision::Q8 { group_size: 4 },
+            (K::WUp, 0) => Precision::F32,
+            (K::WDown, _) => Precision::Q8 { group_size: cols },
+            _ => Precision::Q8 { group_size: 32 },
+        };
+        let img = convert_policy(&ck, &policy);
+        let image = Image::parse(img.bytes()).unwrap();
+        // The first Q8 matrix (layer 0's wq) sets the header's group.
+        assert_eq!(image.header().group_size, 4);
+        assert!(matches!(
+            image.tensor(K::TokenEmbedding, 0).unwrap(),
+            TensorData::F32(_)
+        ));
+        assert!(matches!(
+            image.tensor(K::WUp, 0).unwrap(),
+            TensorData::F32(_)
+        ));
+        assert_eq!(image.record(K::Wo, 0).unwrap().group, 0);
+        assert_eq!(image.record(K::Wq, 1).unwrap().group, 32);
+        assert_eq!(image.record(K::WDown, 3).unwrap().group, 172);
+        let model = Model::new(image).unwrap();
+        // Largest Q8 input: w_down's 172 values in one group; most scales per
+        // row: layer 0's 64 / 4.
+        let f32_model_bytes = {
+            let f = convert(&ck, Quant::F32);
+            let m = Model::new(Image::parse(f.bytes()).unwrap()).unwrap();
+            m.arena_bytes(7)
+        };
+        assert_eq!(model.arena_bytes(7), f32_model_bytes + 172 + 4 * 16);
+        let want = ref_forward_with(&c, &|w, l| image_tensor(&image, w, l), stream, &cos, &sin);
+        assert_logits_bitwise(&model, &want, stream, &format!("{name} policy"));
     }
 }
 
@@ -671,19 +977,42 @@ fn ref_matmul(t: Tensor<'_>, x: &[f32], d: usize) -> Vec<f32> {
     out
 }
 
-fn ref_vec(ck: &Checkpoint<'_>, w: Weight, l: usize) -> Vec<f32> {
-    f32s(ck, w, l)
+/// Where the reference reads a tensor (one layer's): the checkpoint, or an image.
+type Tensors<'t> = dyn Fn(Weight, usize) -> Tensor<'t> + 't;
+
+fn ref_vec(get: &Tensors<'_>, w: Weight, l: usize) -> Vec<f32> {
+    match get(w, l) {
+        Tensor::F32(v) => v.to_vec(),
+        Tensor::Q8 { .. } => panic!("f32 expected"),
+    }
 }
 
 /// Logits at every position of `stream` (teacher-forced).
 fn ref_forward(ck: &Checkpoint<'_>, stream: &[u32], cos: &[f32], sin: &[f32]) -> Vec<Vec<f32>> {
-    let c = *ck.config();
+    ref_forward_with(
+        ck.config(),
+        &|w, l| ck.tensor(w, l).unwrap(),
+        stream,
+        cos,
+        sin,
+    )
+}
+
+/// [`ref_forward`] over the tensors `get` returns.
+fn ref_forward_with(
+    c: &Config,
+    get: &Tensors<'_>,
+    stream: &[u32],
+    cos: &[f32],
+    sin: &[f32],
+) -> Vec<Vec<f32>> {
+    let c = *c;
     let (dim, hidden, nl, nh) = (c.dim, c.hidden_dim, c.n_layers, c.n_heads);
     let hs = c.head_size();
     let kv_dim = c.kv_dim();
     let kv_mul = nh / c.n_kv_heads;
     let seq = stream.len();
-    let emb: Vec<f32> = match ck.tensor(Weight::TokenEmbedding, 0).unwrap() {
+    let emb: Vec<f32> = match get(Weight::TokenEmbedding, 0) {
         Tensor::F32(v) => v.to_vec(),
         Tensor::Q8 {
             values,
@@ -700,8 +1029,8 @@ fn ref_forward(ck: &Checkpoint<'_>, stream: &[u32], cos: &[f32], sin: &[f32]) ->
         let mut x = emb[token as usize * dim..(token as usize + 1) * dim].to_vec();
         let mut xb = vec![0.0f32; dim];
         for l in 0..nl {
-            let t = |w| ck.tensor(w, l).unwrap();
-            ref_rmsnorm(&mut xb, &x, &ref_vec(ck, Weight::AttnNorm, l));
+            let t = |w| get(w, l);
+            ref_rmsnorm(&mut xb, &x, &ref_vec(get, Weight::AttnNorm, l));
             let mut q = ref_matmul(t(Weight::Wq), &xb, dim);
             let mut k = ref_matmul(t(Weight::Wk), &xb, kv_dim);
             let v = ref_matmul(t(Weight::Wv), &xb, kv_dim);
@@ -749,7 +1078,7 @@ fn ref_forward(ck: &Checkpoint<'_>, stream: &[u32], cos: &[f32], sin: &[f32]) ->
             for i in 0..dim {
                 x[i] += xb2[i];
             }
-            ref_rmsnorm(&mut xb, &x, &ref_vec(ck, Weight::FfnNorm, l));
+            ref_rmsnorm(&mut xb, &x, &ref_vec(get, Weight::FfnNorm, l));
             let mut hb = ref_matmul(t(Weight::W1), &xb, hidden);
             let hb2 = ref_matmul(t(Weight::W3), &xb, hidden);
             for i in 0..hidden {
@@ -764,12 +1093,8 @@ fn ref_forward(ck: &Checkpoint<'_>, stream: &[u32], cos: &[f32], sin: &[f32]) ->
             }
         }
         let xf = x.clone();
-        ref_rmsnorm(&mut x, &xf, &ref_vec(ck, Weight::FinalNorm, 0));
-        all.push(ref_matmul(
-            ck.tensor(Weight::Classifier, 0).unwrap(),
-            &x,
-            c.vocab_size,
-        ));
+        ref_rmsnorm(&mut x, &xf, &ref_vec(get, Weight::FinalNorm, 0));
+        all.push(ref_matmul(get(Weight::Classifier, 0), &x, c.vocab_size));
     }
     all
 }
@@ -777,6 +1102,46 @@ fn ref_forward(ck: &Checkpoint<'_>, stream: &[u32], cos: &[f32], sin: &[f32]) ->
 fn assert_bitwise(model: &Model<'_>, ck: &Checkpoint<'_>, stream: &[u32], label: &str) {
     let (cos, sin) = rope_tables(ck.config().head_size(), ck.config().seq_len);
     let want = ref_forward(ck, stream, &cos, &sin);
+    assert_logits_bitwise(model, &want, stream, label);
+}
+
+/// The image's tensors as the reference reads them (Q8 matrices with their own
+/// groups; the classifier is the token embedding when tied).
+fn image_tensor<'i>(image: &Image<'i>, w: Weight, l: usize) -> Tensor<'i> {
+    use microformer::image::{TensorData, TensorKind as K, FLAG_TIED_EMBEDDINGS};
+    let kind = match w {
+        Weight::TokenEmbedding => K::TokenEmbedding,
+        Weight::Classifier if image.header().has(FLAG_TIED_EMBEDDINGS) => K::TokenEmbedding,
+        Weight::Classifier => K::Output,
+        Weight::AttnNorm => K::AttnNorm,
+        Weight::Wq => K::Wq,
+        Weight::Wk => K::Wk,
+        Weight::Wv => K::Wv,
+        Weight::Wo => K::Wo,
+        Weight::FfnNorm => K::FfnNorm,
+        Weight::W1 => K::WGate,
+        Weight::W2 => K::WDown,
+        Weight::W3 => K::WUp,
+        Weight::FinalNorm => K::FinalNorm,
+        Weight::FreqCisReal | Weight::FreqCisImag => panic!("no such image tensor"),
+    };
+    match image.tensor(kind, l).unwrap() {
+        TensorData::F32(v) => Tensor::F32(v),
+        TensorData::Q8 {
+            values,
+            scales,
+            group,
+        } => Tensor::Q8 {
+            values,
+            scales,
+            group,
+        },
+        TensorData::U8(_) => panic!("bytes"),
+    }
+}
+
+/// The runtime's logits over `stream` equal `want` bit for bit.
+fn assert_logits_bitwise(model: &Model<'_>, want: &[Vec<f32>], stream: &[u32], label: &str) {
     let mut arena = arena_for(model, stream.len());
     let mut s = Session::new(model, bytemuck::cast_slice_mut(&mut arena), stream.len()).unwrap();
     for (p, &t) in stream.iter().enumerate() {
@@ -1059,22 +1424,49 @@ fn conversion_option_errors() {
         },
     );
     for g in [0, 6, 8192] {
-        check(
-            ImageOptions {
-                quant: Quant::Q8 { group_size: g },
-                ..opts
-            },
-            Error::InvalidParameter,
-        );
+        for quant in [Quant::Q8 { group_size: g }, Quant::Q8Fit { group_size: g }] {
+            check(ImageOptions { quant, ..opts }, Error::InvalidParameter);
+        }
     }
     // A v2 file converts only with its own group size.
     let v2 = Buf::from_bytes(&write_v2(&ck).0);
     let ck2 = Checkpoint::parse(v2.bytes()).unwrap();
-    let o2 = ImageOptions {
-        quant: Quant::Q8 { group_size: 32 },
-        ..opts
-    };
-    assert_eq!(llama2c::sizes(&ck2, &o2), Err(Error::InvalidParameter));
+    for quant in [
+        Quant::Q8 { group_size: 32 },
+        Quant::Q8Fit { group_size: 32 },
+    ] {
+        let o2 = ImageOptions { quant, ..opts };
+        assert_eq!(llama2c::sizes(&ck2, &o2), Err(Error::InvalidParameter));
+    }
+    // A policy's group must be valid and divide the rows (w_down's: 172).
+    use microformer::image::TensorKind as K;
+    for (bad, kind) in [
+        (64, K::WDown),
+        (6, K::Wq),
+        (0, K::Wq),
+        (8192, K::TokenEmbedding),
+    ] {
+        let policy = move |k: K, _: usize, _: usize| {
+            if k == kind {
+                Precision::Q8 { group_size: bad }
+            } else {
+                Precision::F32
+            }
+        };
+        for c in [&ck, &ck2] {
+            assert_eq!(
+                llama2c::sizes_with(c, &opts, &policy),
+                Err(Error::InvalidParameter),
+                "group {bad} for {kind:?}"
+            );
+        }
+    }
+    // An all-f32 policy gives the f32 image, header group 0.
+    let all_f32 = |_: K, _: usize, _: usize| Precision::F32;
+    assert_eq!(
+        llama2c::sizes_with(&ck, &opts, &all_f32),
+        llama2c::sizes(&ck, &opts)
+    );
 
     // Buffers too small.
     let o = ImageOptions {

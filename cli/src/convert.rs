@@ -36,7 +36,8 @@ pub enum QuantArg {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConvertArgs {
     /// A llama2.c checkpoint (.bin: legacy v0, v1 or v2) or a Hugging Face model
-    /// directory (config.json + model.safetensors) of type llama, qwen2, mistral or phi3.
+    /// directory (config.json + model.safetensors) of type llama, qwen2, mistral, phi3,
+    /// gpt2, xglm, bloom, mpt, gptj, gpt_neox or phi.
     pub src: PathBuf,
     /// The image file to write.
     #[arg(short, long, value_name = "OUT")]
@@ -104,6 +105,9 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         };
         let (bytes, s) = hf_import::convert(src, &opts, true)
             .map_err(|e| e.context(format!("converting {}", src.display())))?;
+        for w in &s.warnings {
+            eprintln!("microformer: warning: {w}");
+        }
         (bytes, s.header, format!("Hugging Face {}", s.model_type))
     } else {
         let (bytes, header, version) = llama2c_image(src, args.quant, group, context, tokenizer)?;
@@ -171,7 +175,9 @@ pub fn llama2c_image(
                     c.dim
                 );
             }
-            llama2c::Quant::Q8 { group_size: g }
+            // Matrices whose rows are not whole groups (w_down: 172 columns for
+            // group 64) get the largest multiple of 4 that divides the row.
+            llama2c::Quant::Q8Fit { group_size: g }
         }
     };
     if let Some(t) = &tokenizer {

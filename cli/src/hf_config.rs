@@ -466,8 +466,12 @@ impl HfConfig {
         }
 
         // Rotary dimension.
-        let rotary_dim = if mt == ModelType::GptJ && raw.contains_key("rotary_dim") {
-            opt_usize(raw, "rotary_dim", "")?.unwrap_or(head_dim)
+        let rotary_dim = if mt == ModelType::GptJ {
+            match raw.get("rotary_dim") {
+                // GPTJConfig's default when the key is absent; null rotates whole heads.
+                None => 64,
+                Some(_) => opt_usize(raw, "rotary_dim", "")?.unwrap_or(head_dim),
+            }
         } else {
             let (factor, key) = match opt_f64(d, "partial_rotary_factor", ctx)? {
                 Some(f) => (Some(f), "partial_rotary_factor"),
@@ -1044,6 +1048,15 @@ mod tests {
             (gptj.head_dim, gptj.rotary_dim, gptj.layout, gptj.theta),
             (16, 6, PairLayout::Interleaved, 10000.0)
         );
+        // GPTJConfig: rotary_dim 64 when absent, whole heads when null
+        let gptj =
+            spec(r#"{"model_type":"gptj","n_embd":512,"n_head":4,"n_positions":32}"#).unwrap();
+        assert_eq!((gptj.head_dim, gptj.rotary_dim), (128, 64));
+        let gptj = spec(
+            r#"{"model_type":"gptj","n_embd":64,"n_head":4,"n_positions":32,"rotary_dim":null}"#,
+        )
+        .unwrap();
+        assert_eq!(gptj.rotary_dim, 16);
         let phi = spec(
             r#"{"model_type":"phi","hidden_size":80,"num_attention_heads":2,"max_position_embeddings":64,
                 "partial_rotary_factor":0.4}"#,

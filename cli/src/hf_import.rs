@@ -1,18 +1,14 @@
 //! Hugging Face checkpoints (`config.json` + `model.safetensors`) into model images.
 //!
-//! Supported `model_type`s, all RMSNorm + SwiGLU + RoPE with grouped-query
-//! attention (image [`Arch::Llama`]):
-//!
-//! | model_type | specifics |
-//! |---|---|
-//! | `llama` | `q/k/v/o_proj`, `gate/up/down_proj` |
-//! | `qwen2` | q/k/v biases → `FLAG_QKV_BIAS` |
-//! | `mistral` | `sliding_window` → the header's sliding window |
-//! | `phi3` | fused `qkv_proj` (rows: q, then k, then v) and `gate_up_proj` (rows: gate, then up) split; LongRoPE; `sliding_window` |
-//!
-//! Conventions carried into the header: half-split RoPE pairs (`FLAG_ROPE_INTERLEAVED`
-//! clear, Hugging Face's `rotate_half`), `rotary_dim` from `partial_rotary_factor`,
-//! `norm_eps` = `rms_norm_eps`, tied embeddings from `tie_word_embeddings`.
+//! The families and how each one's tensors map onto the image are in
+//! [`crate::hf_families`]: Llama, Qwen2, Mistral and Phi-3 (RMSNorm, SwiGLU, RoPE,
+//! grouped-query attention: the Llama block), and GPT-2, XGLM, BLOOM, MPT, GPT-J,
+//! GPT-NeoX and Phi (LayerNorm, GELU MLPs, sequential or parallel blocks; learned,
+//! sinusoidal, ALiBi or partial RoPE positions), one image format for all: the
+//! header's [`microformer::image::Block`] says how a layer is built. This module
+//! reads the checkpoint, cuts fused tensors apart (q/k/v stored one after the
+//! other, per head, or in GPT-2's transposed `Conv1D` layout), quantizes, and
+//! writes the image.
 //!
 //! ## The RoPE table
 //!
@@ -25,23 +21,26 @@
 //! float32 `cos`/`sin` are accurate to about an ulp); then multiplied in f32 by the
 //! attention factor rounded to f32. Dynamic NTK and LongRoPE choose their
 //! frequencies from the sequence length: here the image's context (`--context`).
+//! GPT-J builds its table the same way in float32 (`create_sinusoidal_positions`).
 //!
-//! Every tensor in the file must be used (a stray `rotary_emb.inv_freq` buffer
-//! excepted): an unknown tensor means a model part microformer would not run
-//! (an output bias, a q/k norm, ...), and converting it silently would give wrong
-//! logits.
+//! Every tensor in the file must be used (buffers transformers drops on loading —
+//! `rotary_emb.inv_freq`, GPT-2/GPT-J `attn.bias`/`attn.masked_bias`, GPT-NeoX
+//! `attention.bias`/`attention.masked_bias` — excepted): an unknown tensor means
+//! a model part microformer would not run (a q/k norm, MPT biases with
+//! `no_bias: false`, ...), and converting it silently would give wrong logits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use microformer::image::{self, Arch, Header, TensorKind, TensorSource};
+use microformer::image::{self, Header, TensorKind, TensorSource};
 use microformer::num::q8;
 use microformer::pos::rope_scaling::RopeConfig;
 use serde_json::Value;
 
 use crate::error::{bail, fail, CliError, Result};
 use crate::files;
-use crate::hf_config::{HfConfig, LlamaDims, ModelType};
+use crate::hf_config::HfConfig;
+use crate::hf_families::{Source, Spec};
 use crate::progress::Progress;
 use crate::safetensors::{SafeTensors, StError};
 
@@ -60,7 +59,8 @@ pub enum Quant {
 /// Conversion options.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Positions of the image; default `min(max_position_embeddings, 2048)`.
+    /// Positions of the image; default `min(max_position_embeddings, 2048)`
+    /// (BLOOM, which has no limit: 2048).
     pub context: Option<usize>,
     /// Matrix storage; `Q8 { group_size: 0 }` picks the default group.
     pub quant: Quant,
@@ -68,8 +68,9 @@ pub struct Options {
     pub tokenizer: Option<Vec<u8>>,
 }
 
-/// Default context when `--context` is not given: `min(max_position_embeddings, 2048)`.
-pub const DEFAULT_MAX_CONTEXT: usize = 2048;
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| CliError::new(format!("{what} {v} is too large")))
+}
 
 /// The Q8 group size used when none is given: 64, halved while it does not
 /// divide `dim` (llama2.c `export.py`'s rule).
@@ -87,6 +88,9 @@ struct Weights {
     /// name → shard index
     index: BTreeMap<String, usize>,
     used: BTreeSet<String>,
+    /// The last fused tensor read (`name`, shape, values): its parts are read in
+    /// a row (q, k, v), so it is converted once.
+    cache: Option<(String, Vec<usize>, Vec<f32>)>,
 }
 
 fn st_err(e: StError) -> CliError {
@@ -136,6 +140,7 @@ impl Weights {
             shards,
             index,
             used: BTreeSet::new(),
+            cache: None,
         })
     }
 
@@ -151,11 +156,46 @@ impl Weights {
         self.shards[i].f32(name, shape).map_err(st_err)
     }
 
-    /// Tensors never read (stray RoPE buffers excepted).
+    /// A tensor read through the one-entry cache (fused tensors).
+    fn cached(&mut self, name: &str, shape: &[usize]) -> Result<&[f32]> {
+        let hit = matches!(&self.cache, Some((n, s, _)) if n == name && s == shape);
+        if !hit {
+            let v = self.get(name, shape)?;
+            self.cache = Some((name.to_string(), shape.to_vec(), v));
+        }
+        match &self.cache {
+            Some((_, _, v)) => Ok(v),
+            None => fail!("internal: empty tensor cache"),
+        }
+    }
+
+    /// The checkpoint's name for `name`: itself, without the base-model `prefix`
+    /// (checkpoints saved from the base model: the original GPT-2 and BLOOM files
+    /// name `h.0.attn.c_attn.weight`, not `transformer.h.0...`), or, for the output
+    /// head, another of its `head_names`. `name` itself when none is present, so
+    /// that the error names what the model expects.
+    fn resolve(&self, name: &str, prefix: &str, head_names: &[&str]) -> String {
+        if self.has(name) {
+            return name.to_string();
+        }
+        if let Some(short) = name.strip_prefix(prefix).filter(|_| !prefix.is_empty()) {
+            if self.has(short) {
+                return short.to_string();
+            }
+        }
+        if head_names.contains(&name) {
+            if let Some(n) = head_names.iter().find(|n| self.has(n)) {
+                return (*n).to_string();
+            }
+        }
+        name.to_string()
+    }
+
+    /// Tensors never read (buffers excepted).
     fn unused(&self) -> Vec<&str> {
         self.index
             .keys()
-            .filter(|n| !self.used.contains(*n) && !n.ends_with("rotary_emb.inv_freq"))
+            .filter(|n| !self.used.contains(*n) && !Spec::is_buffer(n))
             .map(String::as_str)
             .collect()
     }
@@ -209,10 +249,71 @@ pub struct Summary {
     pub header: Header,
     /// The model type.
     pub model_type: &'static str,
+    /// Things the user should know (config values the image could not keep, ...).
+    pub warnings: Vec<String>,
 }
 
-fn u32_of(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| CliError::new(format!("{what} {v} is too large")))
+/// The values of one source tensor.
+fn values(w: &mut Weights, spec: &Spec, src: &Source, opts: &Options) -> Result<Owned> {
+    let name_of = |w: &Weights, name: &str| w.resolve(name, spec.prefix, spec.head_names());
+    Ok(Owned::F32(match src {
+        Source::Tensor { name, shape } => {
+            let n = name_of(w, name);
+            w.get(&n, shape)?
+        }
+        Source::Conv1d {
+            name,
+            inp,
+            out,
+            rows,
+        } => {
+            let n = name_of(w, name);
+            let v = w.cached(&n, &[*inp, *out])?;
+            // stored [inp][out]; the image wants [out][inp]
+            let mut t = Vec::with_capacity(rows.len() * inp);
+            for r in rows.clone() {
+                t.extend((0..*inp).map(|c| v[c * out + r]));
+            }
+            t
+        }
+        Source::Rows { name, shape, rows } => {
+            let n = name_of(w, name);
+            let cols: usize = shape.iter().skip(1).product();
+            let v = w.cached(&n, shape)?;
+            match v.get(rows.start * cols..rows.end * cols) {
+                Some(part) => part.to_vec(),
+                None => fail!("internal: rows {rows:?} outside {name} {shape:?}"),
+            }
+        }
+        Source::Heads {
+            name,
+            shape,
+            heads,
+            head_dim,
+            part,
+        } => {
+            let n = name_of(w, name);
+            let cols: usize = shape.iter().skip(1).product();
+            let v = w.cached(&n, shape)?;
+            let mut t = Vec::with_capacity(heads * head_dim * cols);
+            for h in 0..*heads {
+                let start = (h * 3 + part) * head_dim * cols;
+                match v.get(start..start + head_dim * cols) {
+                    Some(rows) => t.extend_from_slice(rows),
+                    None => fail!("internal: head {h} outside {name} {shape:?}"),
+                }
+            }
+            t
+        }
+        Source::Computed(kind) => match spec.computed.iter().find(|(k, _)| k == kind) {
+            Some((_, v)) => v.clone(),
+            None => fail!("internal: no computed {kind:?}"),
+        },
+        Source::Tokenizer => match &opts.tokenizer {
+            Some(t) => return Ok(Owned::U8(t.clone())),
+            None => fail!("internal: tokenizer slot without a tokenizer"),
+        },
+    }))
 }
 
 /// Converts a Hugging Face checkpoint directory into image bytes.
@@ -222,108 +323,39 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
         fail!("{}: no config.json in this directory", dir.display());
     }
     let cfg = HfConfig::load(&cfg_path)?;
-    if !matches!(
-        cfg.model_type,
-        ModelType::Llama | ModelType::Qwen2 | ModelType::Mistral | ModelType::Phi3
-    ) {
-        bail!(
-            "{}: model_type {} cannot be converted (supported: llama, qwen2, mistral, phi3)",
-            cfg_path.display(),
-            cfg.model_type.name()
-        );
-    }
-    let dims = cfg
-        .llama_dims()
-        .map_err(|e| e.context(cfg_path.display()))?;
-    let spec = cfg.rope().map_err(|e| e.context(cfg_path.display()))?;
-    if spec.head_dim != dims.head_dim {
-        bail!(
-            "{}: RoPE head dimension {} disagrees with head_dim {}",
-            cfg_path.display(),
-            spec.head_dim,
-            dims.head_dim
-        );
-    }
-    let context = opts
-        .context
-        .unwrap_or(dims.max_position_embeddings.min(DEFAULT_MAX_CONTEXT));
-    if context == 0 {
-        bail!("--context must be at least 1");
-    }
-    if context > (1 << 20) {
-        bail!("--context {context} is too large (at most {})", 1 << 20);
-    }
-    let rope_cfg = spec.config();
-    let (cos, sin) = rope_tables(&rope_cfg, context)
-        .map_err(|e| e.context(format!("{}: RoPE parameters", cfg_path.display())))?;
+    let spec = Spec::new(&cfg, opts.context).map_err(|e| e.context(cfg_path.display()))?;
 
     let mut w = Weights::load(dir)?;
+    let mut spec = spec.with_qkv_bias(|n| w.has(n))?;
 
-    let bias = w.has("model.layers.0.self_attn.q_proj.bias");
+    let dim = spec.header.dim as usize;
     let group_size = match opts.quant {
         Quant::F32 => 0,
         Quant::Q8 { group_size: 0 } => {
-            let g = default_group_size(dims.hidden_size);
+            let g = default_group_size(dim);
             if g % 4 != 0 {
                 bail!(
-                    "no default Q8 group size for hidden_size {}: give --group-size (a multiple of 4)",
-                    dims.hidden_size
+                    "no default Q8 group size for hidden_size {dim}: give --group-size (a multiple of 4)"
                 );
             }
             g
         }
         Quant::Q8 { group_size } => group_size,
     };
-    let mut flags = 0;
-    if dims.tie_word_embeddings {
-        flags |= image::FLAG_TIED_EMBEDDINGS;
-    }
-    if bias {
-        flags |= image::FLAG_QKV_BIAS;
-    }
+    let header = &mut spec.header;
+    header.group_size = u32_of(group_size, "--group-size")?;
     if opts.tokenizer.is_some() {
-        flags |= image::FLAG_TOKENIZER;
+        header.flags |= image::FLAG_TOKENIZER;
     }
-    let bos = dims.bos_token_id.unwrap_or(1);
-    let eos = dims.eos_token_id.unwrap_or(2);
-    for (what, id) in [("bos_token_id", bos), ("eos_token_id", eos)] {
-        if id >= dims.vocab_size {
-            bail!(
-                "{}: {what} {id} is outside the vocabulary of {}",
-                cfg_path.display(),
-                dims.vocab_size
-            );
-        }
-    }
-    let header = Header {
-        arch: Arch::Llama,
-        flags,
-        dim: u32_of(dims.hidden_size, "hidden_size")?,
-        hidden_dim: u32_of(dims.intermediate_size, "intermediate_size")?,
-        n_layers: u32_of(dims.num_hidden_layers, "num_hidden_layers")?,
-        n_heads: u32_of(dims.num_attention_heads, "num_attention_heads")?,
-        n_kv_heads: u32_of(dims.num_key_value_heads, "num_key_value_heads")?,
-        head_dim: u32_of(dims.head_dim, "head_dim")?,
-        vocab_size: u32_of(dims.vocab_size, "vocab_size")?,
-        seq_len: u32_of(context, "--context")?,
-        rotary_dim: u32_of(spec.rotary_dim, "rotary dimension")?,
-        sliding_window: u32_of(dims.sliding_window.unwrap_or(0), "sliding_window")?,
-        norm_eps: dims.rms_norm_eps as f32,
-        group_size: u32_of(group_size, "--group-size")?,
-        bos_id: bos as u32,
-        eos_id: eos as u32,
-        n_tensors: 0,
-        image_len: 0,
-        train_context: u32_of(dims.max_position_embeddings, "max_position_embeddings")?,
-    };
     header.validate().map_err(|e| {
         CliError::new(format!(
             "{}: these dimensions do not make a valid image: {e}",
             cfg_path.display()
         ))
     })?;
+    let header = *header;
     if let Some(t) = &opts.tokenizer {
-        crate::convert::check_tokenizer(t, dims.vocab_size)?;
+        crate::convert::check_tokenizer(t, header.vocab_size as usize)?;
     }
 
     let slots: Vec<(TensorKind, u16)> = image::slots(&header).collect();
@@ -332,20 +364,11 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
     } else {
         Progress::hidden(slots.len())
     };
-    let mut fused: BTreeMap<(u16, u16), Vec<f32>> = BTreeMap::new();
     let mut tensors: Vec<Owned> = Vec::with_capacity(slots.len());
     for &(kind, layer) in &slots {
-        let (label, values) = tensor(
-            &mut w,
-            cfg.model_type,
-            &dims,
-            kind,
-            layer,
-            &mut fused,
-            &cos,
-            &sin,
-            opts,
-        )?;
+        let src = spec.source(kind, layer)?;
+        let label = src.label();
+        let values = values(&mut w, &spec, &src, opts)?;
         progress.tick(&label);
         let owned = match values {
             Owned::F32(v) => {
@@ -365,9 +388,11 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
         tensors.push(owned);
     }
     progress.finish();
-    // With tied embeddings a stored lm_head is the embedding again (or unused).
-    if dims.tie_word_embeddings {
-        w.used.insert("lm_head.weight".into());
+    // With tied embeddings a stored head is the embedding again (or unused).
+    if header.has(image::FLAG_TIED_EMBEDDINGS) {
+        for n in spec.head_names() {
+            w.used.insert((*n).to_string());
+        }
     }
     let unused = w.unused();
     if !unused.is_empty() {
@@ -389,88 +414,10 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
         out,
         Summary {
             header,
-            model_type: cfg.model_type.name(),
+            model_type: spec.model_type,
+            warnings: spec.warnings,
         },
     ))
-}
-
-/// The image tensor `(kind, layer)`: its label and values.
-#[allow(clippy::too_many_arguments)]
-fn tensor(
-    w: &mut Weights,
-    mt: ModelType,
-    d: &LlamaDims,
-    kind: TensorKind,
-    layer: u16,
-    fused: &mut BTreeMap<(u16, u16), Vec<f32>>,
-    cos: &[f32],
-    sin: &[f32],
-    opts: &Options,
-) -> Result<(String, Owned)> {
-    use TensorKind::*;
-    let h = d.hidden_size;
-    let q_dim = d.num_attention_heads * d.head_dim;
-    let kv_dim = d.num_key_value_heads * d.head_dim;
-    let ffn = d.intermediate_size;
-    let p = format!("model.layers.{layer}.");
-    let f32_of = |w: &mut Weights, name: String, shape: &[usize]| -> Result<(String, Owned)> {
-        let v = w.get(&name, shape)?;
-        Ok((name, Owned::F32(v)))
-    };
-    match kind {
-        TokenEmbedding => f32_of(w, "model.embed_tokens.weight".into(), &[d.vocab_size, h]),
-        FinalNorm => f32_of(w, "model.norm.weight".into(), &[h]),
-        Output => f32_of(w, "lm_head.weight".into(), &[d.vocab_size, h]),
-        RopeCos => Ok(("rope cos".into(), Owned::F32(cos.to_vec()))),
-        RopeSin => Ok(("rope sin".into(), Owned::F32(sin.to_vec()))),
-        Tokenizer => match &opts.tokenizer {
-            Some(t) => Ok(("tokenizer".into(), Owned::U8(t.clone()))),
-            None => fail!("internal: tokenizer slot without a tokenizer"),
-        },
-        AttnNorm => f32_of(w, format!("{p}input_layernorm.weight"), &[h]),
-        FfnNorm => f32_of(w, format!("{p}post_attention_layernorm.weight"), &[h]),
-        Wo => f32_of(w, format!("{p}self_attn.o_proj.weight"), &[h, q_dim]),
-        WDown => f32_of(w, format!("{p}mlp.down_proj.weight"), &[h, ffn]),
-        Bq => f32_of(w, format!("{p}self_attn.q_proj.bias"), &[q_dim]),
-        Bk => f32_of(w, format!("{p}self_attn.k_proj.bias"), &[kv_dim]),
-        Bv => f32_of(w, format!("{p}self_attn.v_proj.bias"), &[kv_dim]),
-        Wq | Wk | Wv if mt == ModelType::Phi3 => {
-            let name = format!("{p}self_attn.qkv_proj.weight");
-            if kind == Wq {
-                let all = w.get(&name, &[q_dim + 2 * kv_dim, h])?;
-                let (q, kv) = all.split_at(q_dim * h);
-                let (k, v) = kv.split_at(kv_dim * h);
-                fused.insert((Wk as u16, layer), k.to_vec());
-                fused.insert((Wv as u16, layer), v.to_vec());
-                Ok((format!("{name} [q]"), Owned::F32(q.to_vec())))
-            } else {
-                let part = if kind == Wk { "k" } else { "v" };
-                match fused.remove(&(kind as u16, layer)) {
-                    Some(v) => Ok((format!("{name} [{part}]"), Owned::F32(v))),
-                    None => fail!("internal: {name} split out of order"),
-                }
-            }
-        }
-        Wq => f32_of(w, format!("{p}self_attn.q_proj.weight"), &[q_dim, h]),
-        Wk => f32_of(w, format!("{p}self_attn.k_proj.weight"), &[kv_dim, h]),
-        Wv => f32_of(w, format!("{p}self_attn.v_proj.weight"), &[kv_dim, h]),
-        WGate | WUp if mt == ModelType::Phi3 => {
-            let name = format!("{p}mlp.gate_up_proj.weight");
-            if kind == WGate {
-                let all = w.get(&name, &[2 * ffn, h])?;
-                let (gate, up) = all.split_at(ffn * h);
-                fused.insert((WUp as u16, layer), up.to_vec());
-                Ok((format!("{name} [gate]"), Owned::F32(gate.to_vec())))
-            } else {
-                match fused.remove(&(kind as u16, layer)) {
-                    Some(v) => Ok((format!("{name} [up]"), Owned::F32(v))),
-                    None => fail!("internal: {name} split out of order"),
-                }
-            }
-        }
-        WGate => f32_of(w, format!("{p}mlp.gate_proj.weight"), &[ffn, h]),
-        WUp => f32_of(w, format!("{p}mlp.up_proj.weight"), &[ffn, h]),
-    }
 }
 
 #[cfg(test)]

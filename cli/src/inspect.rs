@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use microformer::image::{self, DType, TensorKind};
+use microformer::image::{self, DType, FfnKind, NormKind, PositionHook, Residual, TensorKind};
 
 use crate::error::{fail, Result};
 use crate::files::ImageFile;
@@ -41,6 +41,18 @@ pub fn kind_name(k: TensorKind) -> &'static str {
         WGate => "w_gate",
         WUp => "w_up",
         WDown => "w_down",
+        PosEmbedding => "pos_embedding",
+        EmbedNorm => "embed_norm",
+        EmbedNormBias => "embed_norm_bias",
+        FinalNormBias => "final_norm_bias",
+        OutputBias => "output_bias",
+        AlibiSlopes => "alibi_slopes",
+        AttnNormBias => "attn_norm_bias",
+        Bo => "bo",
+        FfnNormBias => "ffn_norm_bias",
+        BGate => "b_gate",
+        BUp => "b_up",
+        BDown => "b_down",
     }
 }
 
@@ -77,6 +89,10 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         (image::FLAG_ROPE_INTERLEAVED, "rope_interleaved"),
         (image::FLAG_QKV_BIAS, "qkv_bias"),
         (image::FLAG_TOKENIZER, "tokenizer"),
+        (image::FLAG_O_BIAS, "o_bias"),
+        (image::FLAG_MLP_BIAS, "mlp_bias"),
+        (image::FLAG_OUTPUT_BIAS, "output_bias"),
+        (image::FLAG_EMBED_NORM, "embed_norm"),
     ]
     .iter()
     .filter(|(f, _)| h.has(*f))
@@ -95,15 +111,52 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             flags.join(" ")
         }
     );
+    let b = h.block;
     let _ = writeln!(
         s,
-        "rope pairs:     {}",
-        if h.has(image::FLAG_ROPE_INTERLEAVED) {
-            "interleaved (2i, 2i+1)"
-        } else {
-            "half-split (i, i + rotary_dim/2)"
+        "block:          {}, {}, {}",
+        match b.norm {
+            NormKind::Rms => "rmsnorm",
+            NormKind::LayerNorm => "layernorm",
+            NormKind::LayerNormNoBias => "layernorm (no bias)",
+        },
+        match b.ffn {
+            FfnKind::SwiGlu => "swiglu",
+            FfnKind::GeluTanh => "gelu_tanh mlp",
+            FfnKind::Gelu => "gelu mlp",
+        },
+        match b.residual {
+            Residual::Sequential => "sequential",
+            Residual::ParallelShared => "parallel (one norm)",
+            Residual::Parallel => "parallel (two norms)",
         }
     );
+    let _ = writeln!(
+        s,
+        "positions:      {}",
+        match b.position {
+            PositionHook::Rope => "rope (rotation)".to_string(),
+            PositionHook::Alibi => "alibi (score bias)".to_string(),
+            PositionHook::Table => format!("table (embedding, row position + {})", b.pos_offset),
+        }
+    );
+    if b.embed_scale != 0.0 {
+        let _ = writeln!(s, "embed_scale:    {}", b.embed_scale);
+    }
+    if b.attn_scale != 0.0 {
+        let _ = writeln!(s, "attn_scale:     {}", b.attn_scale);
+    }
+    if b.position == PositionHook::Rope {
+        let _ = writeln!(
+            s,
+            "rope pairs:     {}",
+            if h.has(image::FLAG_ROPE_INTERLEAVED) {
+                "interleaved (2i, 2i+1)"
+            } else {
+                "half-split (i, i + rotary_dim/2)"
+            }
+        );
+    }
     for (name, v) in [
         ("dim", h.dim),
         ("hidden_dim", h.hidden_dim),
@@ -144,7 +197,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         let bytes = match r.dtype {
             DType::F32 => 4 * n,
             DType::U8 => n,
-            DType::Q8 => n + 4 * (n / (h.group_size.max(1) as usize)),
+            DType::Q8 => n + 4 * (n / (h.q8_group(r.group).max(1) as usize)),
         };
         total[r.dtype as usize] += bytes;
         let _ = writeln!(

@@ -17,6 +17,7 @@ mod convert;
 mod error;
 mod files;
 mod hf_config;
+mod hf_families;
 mod hf_import;
 mod inspect;
 mod logits;

@@ -305,9 +305,10 @@ fn q8_conversion_runs_and_is_q8() {
         has_row(&info, &["wq", "0", "q8", "64x64", "4352"]),
         "{info}"
     );
-    // w_down's rows (172) are not whole groups of 64: it stays f32
+    // w_down's rows (172) are not whole groups of 64: Q8 with its own group of 4
+    // (64x172 int8 values + 2752 scales)
     assert!(
-        has_row(&info, &["w_down", "3", "f32", "64x172", "44032"]),
+        has_row(&info, &["w_down", "3", "q8", "64x172", "22016"]),
         "{info}"
     );
     let run = ok(&[

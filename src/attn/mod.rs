@@ -42,6 +42,7 @@
 //! Memory: the cache takes `2 · n_layers · positions · kv_dim` values; attention
 //! needs one score row of `positions` f32 (heads are processed one after another).
 
+use crate::num::kernels;
 use crate::Error;
 
 /// Head layout and score scaling of one attention block.
@@ -254,24 +255,88 @@ impl Rows {
     }
 }
 
-/// The shared f32 kernels over rows `[n][kv_dim]` starting at `rows[offset..]`.
+/// The shared f32 kernels over rows `[n][kv_dim]` starting at `rows[offset..]`:
+/// `out[i] = Σ_d q[d]·row_i[d]`, summed in order of `d` from `0.0`.
+///
+/// Head dimensions 8 and 16 take kernels of that width (the head vector is
+/// held in registers and the sum written out, [`kernels::dot8`]); others the
+/// generic loop. Both perform the same operations in the same order.
 #[inline]
 fn dot_rows(rows: &[f32], kv_dim: usize, q: &[f32], out: &mut [f32]) {
-    for (o, row) in out.iter_mut().zip(rows.chunks(kv_dim)) {
-        let mut s = 0.0f32;
-        for (&a, &b) in q.iter().zip(row) {
-            s += a * b;
+    if let Some(q) = q.first_chunk::<8>().filter(|_| q.len() == 8) {
+        let q = *q;
+        let mut rest = rows;
+        for o in out.iter_mut() {
+            let Some(k) = rest.first_chunk::<8>() else {
+                return;
+            };
+            *o = kernels::dot8(0.0, &q, k);
+            rest = rest.get(kv_dim..).unwrap_or(&[]);
         }
-        *o = s;
+    } else if let Some((q0, q1)) = q.split_first_chunk::<8>().filter(|_| q.len() == 16) {
+        let (q0, q1) = (*q0, q1.first_chunk::<8>().copied().unwrap_or_default());
+        let mut rest = rows;
+        for o in out.iter_mut() {
+            let Some((k0, k1)) = rest.split_first_chunk::<8>() else {
+                return;
+            };
+            let Some(k1) = k1.first_chunk::<8>() else {
+                return;
+            };
+            *o = kernels::dot8(kernels::dot8(0.0, &q0, k0), &q1, k1);
+            rest = rest.get(kv_dim..).unwrap_or(&[]);
+        }
+    } else {
+        for (o, row) in out.iter_mut().zip(rows.chunks(kv_dim)) {
+            let mut s = 0.0f32;
+            for (&a, &b) in q.iter().zip(row) {
+                s += a * b;
+            }
+            *o = s;
+        }
     }
 }
 
+/// `out = Σ_i weights[i]·row_i`, accumulated in order of `i` from `0.0` (widths
+/// 8 and 16 as [`dot_rows`]: the output is held in registers across the rows,
+/// [`kernels::axpy8`]).
 #[inline]
 fn mix_rows(rows: &[f32], kv_dim: usize, weights: &[f32], out: &mut [f32]) {
-    out.fill(0.0);
-    for (&a, row) in weights.iter().zip(rows.chunks(kv_dim)) {
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o += a * v;
+    let n = out.len();
+    if let Some(out) = out.first_chunk_mut::<8>().filter(|_| n == 8) {
+        let mut acc = [0.0f32; 8];
+        let mut rest = rows;
+        for &a in weights {
+            let Some(v) = rest.first_chunk::<8>() else {
+                break;
+            };
+            kernels::axpy8(&mut acc, a, v);
+            rest = rest.get(kv_dim..).unwrap_or(&[]);
+        }
+        *out = acc;
+    } else if let Some(out) = out.first_chunk_mut::<16>().filter(|_| n == 16) {
+        let (mut acc0, mut acc1) = ([0.0f32; 8], [0.0f32; 8]);
+        let mut rest = rows;
+        for &a in weights {
+            let Some((v0, v1)) = rest.split_first_chunk::<8>() else {
+                break;
+            };
+            let Some(v1) = v1.first_chunk::<8>() else {
+                break;
+            };
+            kernels::axpy8(&mut acc0, a, v0);
+            kernels::axpy8(&mut acc1, a, v1);
+            rest = rest.get(kv_dim..).unwrap_or(&[]);
+        }
+        let (o0, o1) = out.split_at_mut(8);
+        o0.copy_from_slice(&acc0);
+        o1.copy_from_slice(&acc1);
+    } else {
+        out.fill(0.0);
+        for (&a, row) in weights.iter().zip(rows.chunks(kv_dim)) {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o += a * v;
+            }
         }
     }
 }
@@ -478,6 +543,8 @@ impl KvRead for KvSlices<'_> {
 
 /// Softmax in place, as `run.c`: subtract the maximum, `expf`, running sum,
 /// divide. An empty slice is left alone.
+///
+/// `expf` is [`crate::num::exp::expf`], bit-identical to `libm::expf`.
 pub fn softmax(x: &mut [f32]) {
     let Some(&first) = x.first() else {
         return;
@@ -488,9 +555,15 @@ pub fn softmax(x: &mut [f32]) {
             max_val = v;
         }
     }
+    softmax_from_max(x, max_val);
+}
+
+/// [`softmax`] with the maximum already known.
+#[inline]
+fn softmax_from_max(x: &mut [f32], max_val: f32) {
     let mut sum = 0.0f32;
     for v in x.iter_mut() {
-        *v = libm::expf(*v - max_val);
+        *v = crate::num::exp::expf(*v - max_val);
         sum += *v;
     }
     for v in x.iter_mut() {
@@ -522,13 +595,19 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
         let qh = &q[h * hd..(h + 1) * hd];
         let offset = cfg.kv_head(h) * hd;
         cache.scores(layer, start, offset, qh, att)?;
+        // Scale, bias and the maximum in one pass (run.c's softmax takes the
+        // maximum of the same values in the same order).
+        let mut max_val = f32::NEG_INFINITY;
         for (j, s) in att.iter_mut().enumerate() {
             *s /= cfg.divisor;
             if B::ENABLED {
                 *s += bias.bias(h, query_pos, start + j);
             }
+            if j == 0 || *s > max_val {
+                max_val = *s;
+            }
         }
-        softmax(att);
+        softmax_from_max(att, max_val);
         cache.mix(layer, start, offset, att, &mut out[h * hd..(h + 1) * hd])?;
     }
     Ok(())

@@ -8,40 +8,66 @@
 //! let logits = s.step(token)?;                    // position 0, 1, 2, ...
 //! ```
 //!
-//! The forward pass is llama2.c's `run.c` (f32 weights) and `runq.c` (Q8_0
-//! weights), operation for operation, for the Llama architecture
-//! ([`crate::image::Arch::Llama`]):
+//! One forward step serves every model the image format describes; the
+//! header's [`Block`] picks the parts (all zero: the Llama block, which is
+//! llama2.c's `run.c` (f32 weights) and `runq.c` (Q8_0 weights), operation for
+//! operation):
 //!
 //! 1. `x` = token embedding row (a Q8 row is dequantized, `q · scale`, as `runq.c`
-//!    dequantizes its table).
-//! 2. Per layer: `xb = rmsnorm(x)` (`ss = Σx²/n + eps; ss = 1/sqrtf(ss); o = w·(ss·x)`);
-//!    `q, k, v = Wq·xb, Wk·xb, Wv·xb` (+ biases with `FLAG_QKV_BIAS`); RoPE on the
-//!    first `rotary_dim` dims of every q and k head from the image's cos/sin rows
-//!    (interleaved pairs `(2i, 2i+1)` or half-split `(i, i + rotary_dim/2)`); k, v
-//!    into the KV cache; attention ([`crate::attn::attend_cached`]: GQA head
-//!    mapping, `score/sqrtf(head_dim)`, softmax, weighted values, sliding window
-//!    from the header); `x += Wo·att`; `xb = rmsnorm(x)`;
-//!    `hb = silu(W1·xb) · (W3·xb)` with `silu(v) = v·(1/(1 + expf(−v)))`;
-//!    `x += W2·hb`.
-//! 3. `x = rmsnorm(x)`; logits `= Wcls·x` (the token embedding when tied).
+//!    dequantizes its table); `x ·= embed_scale` (XGLM's `√d_model`, when set);
+//!    position hook *embedding*: `x += PosEmbedding[pos + pos_offset]` (GPT-2's
+//!    learned `wpe`, XGLM's sinusoidal table); `x = norm(x)` with `FLAG_EMBED_NORM`
+//!    (BLOOM's `word_embeddings_layernorm`).
+//! 2. Per layer: `xb = norm₁(x)`; `q, k, v = Wq·xb, Wk·xb, Wv·xb` (+ biases with
+//!    `FLAG_QKV_BIAS`); position hook *rotation*: RoPE on the first `rotary_dim`
+//!    dims of every q and k head from the image's cos/sin rows (interleaved pairs
+//!    `(2i, 2i+1)` or half-split `(i, i + rotary_dim/2)`); k, v into the KV
+//!    cache; attention ([`crate::attn::attend_cached`]: GQA head mapping,
+//!    `score/sqrtf(head_dim)` or `score/(1/attn_scale)`, position hook *score
+//!    bias*: ALiBi `−m_h·(i − j)` from the image's slopes, softmax, weighted
+//!    values, sliding window from the header); `a = Wo·att (+ bo)`; then, by
+//!    [`Residual`]:
+//!    - sequential: `x += a`; `xb = norm₂(x)`; `x += ffn(xb)`;
+//!    - parallel, one norm (GPT-J, Phi): `x = (a + ffn(norm₁(x))) + x`;
+//!    - parallel, two norms (GPT-NeoX): `x = (ffn(norm₂(x)) + a) + x`
+//!
+//!    (the sums in Hugging Face's order). `ffn` is SwiGLU
+//!    `W2·(silu(W1·xb) · (W3·xb))` with `silu(v) = v·(1/(1 + expf(−v)))`, or an
+//!    MLP `down·gelu(up·xb + b_up) + b_down` with GELU's tanh approximation or
+//!    exact (erf) form ([`gelu_tanh`], [`gelu`]).
+//! 3. `x = norm(x)`; logits `= Wcls·x (+ output bias)` (the token embedding when tied).
+//!
+//! `norm` is RMSNorm (`ss = Σx²/n + eps; ss = 1/sqrtf(ss); o = w·(ss·x)`, as
+//! `run.c`) or LayerNorm ([`layernorm`], with or without bias), with the
+//! header's `norm_eps`.
 //!
 //! A Q8 matrix multiplies the activation quantized per group (`runq.c`'s
 //! `quantize`: int8 + one scale per group), with one `i32` dot product per group
-//! scaled by both scales. An f32 matrix multiplies the f32 activation with the
-//! sequential sum of `run.c` (see [`weights::matvec_f32`]). Images may mix both.
+//! scaled by both scales. Each Q8 matrix has its own group (the image's
+//! per-tensor group); matrices that read the same activation share its
+//! quantization when their groups agree, and quantize it again otherwise. An
+//! f32 matrix multiplies the f32 activation with the sequential sum of `run.c`
+//! (see [`weights::matvec_f32`]). Images may mix both.
 //!
 //! Maths: `libm::expf`/`sqrtf` (the same functions `run.c` calls; `libm`'s
-//! `expf` may differ from glibc's in the last bit of some inputs).
+//! `expf` may differ from glibc's in the last bit of some inputs), `tanhf`/`erff`
+//! for GELU.
 //!
 //! Memory: weights are read in place from the image; all working memory — the
 //! activations, one attention score row, the logits, the f32 KV cache
-//! `2 · n_layers · context · kv_dim` values and, for Q8 images, the quantized
-//! activation — is carved from one arena of [`Model::arena_bytes`] bytes.
+//! `2 · n_layers · context · kv_dim` values, for a parallel block the feed-forward
+//! output, and, for Q8 images, the quantized activation — is carved from one
+//! arena of [`Model::arena_bytes`] bytes.
 
 pub mod weights;
 
+#[cfg(test)]
+mod block_tests;
+
 use crate::attn::{self, AttnConfig, KvCache, KvWrite, NoBias};
-use crate::image::{self, Header, Image, TensorData, TensorKind};
+use crate::image::{
+    self, Block, FfnKind, Header, Image, NormKind, PositionHook, Residual, TensorData, TensorKind,
+};
 use crate::num::q8;
 use crate::pos::rope::RopeLayout;
 use crate::Error;
@@ -68,10 +94,25 @@ pub struct Model<'a> {
     final_norm: &'a [f32],
     rope_cos: &'a [f32],
     rope_sin: &'a [f32],
+    norm: NormKind,
+    ffn: FfnKind,
+    residual: Residual,
+    /// Token embedding multiplier (0: none).
+    embed_scale: f32,
+    /// Absolute position table `[seq_len + pos_offset][dim]` (empty: none).
+    pos_table: &'a [f32],
+    pos_offset: usize,
+    embed_norm: Option<&'a [f32]>,
+    embed_norm_bias: Option<&'a [f32]>,
+    final_norm_bias: Option<&'a [f32]>,
+    output_bias: Option<&'a [f32]>,
+    /// ALiBi slopes, one per query head (empty: no ALiBi).
+    alibi: &'a [f32],
     /// Largest input width of a Q8 matrix (0: no Q8 matrix).
     q8_cols: usize,
-    /// The Q8 group size (0: no Q8 matrix).
-    q8_group: usize,
+    /// Most groups in one Q8 matrix row (`cols / group`; 0: no Q8 matrix):
+    /// the scales of a quantized activation.
+    q8_scales: usize,
 }
 
 fn dims(h: &Header) -> [usize; 3] {
@@ -80,8 +121,9 @@ fn dims(h: &Header) -> [usize; 3] {
 
 impl<'a> Model<'a> {
     /// Validates that `image` is a runnable model: a supported architecture, every
-    /// tensor present with a usable dtype (norms, biases and RoPE tables f32;
-    /// matrices f32 or Q8), RoPE tables covering `seq_len` positions.
+    /// tensor its header calls for present with a usable dtype (norms, biases,
+    /// position tables and slopes f32; matrices f32 or Q8), position tables
+    /// covering `seq_len` positions.
     pub fn new(image: Image<'a>) -> Result<Self, Error> {
         let h = *image.header();
         // `Arch::Llama` is the only architecture `Image::parse` accepts.
@@ -89,8 +131,13 @@ impl<'a> Model<'a> {
         let head_dim = h.head_dim as usize;
         let rotary_dim = h.rotary_dim as usize;
         let seq_len = h.seq_len as usize;
-        let attn = AttnConfig::new(h.n_heads as usize, h.n_kv_heads as usize, head_dim)?
+        let b: Block = h.block;
+        let mut attn = AttnConfig::new(h.n_heads as usize, h.n_kv_heads as usize, head_dim)?
             .with_window(h.sliding_window as usize);
+        if b.attn_scale != 0.0 {
+            // `q·k · scale` as `q·k / (1/scale)` (exact for the powers of two in use).
+            attn = attn.with_divisor((1.0 / f64::from(b.attn_scale)) as f32)?;
+        }
         let embedding = Matrix::from_image(&image, TensorKind::TokenEmbedding, 0)?;
         let output = if h.has(image::FLAG_TIED_EMBEDDINGS) {
             embedding
@@ -98,24 +145,31 @@ impl<'a> Model<'a> {
             Matrix::from_image(&image, TensorKind::Output, 0)?
         };
         let final_norm = weights::vector(&image, TensorKind::FinalNorm, 0)?;
-        let rope_cos = weights::vector(&image, TensorKind::RopeCos, 0)?;
-        let rope_sin = weights::vector(&image, TensorKind::RopeSin, 0)?;
-        let mut q8_cols = 0;
+        let opt = |kind| weights::optional_vector(&image, kind, 0);
+        let rope_cos = opt(TensorKind::RopeCos)?.unwrap_or(&[]);
+        let rope_sin = opt(TensorKind::RopeSin)?.unwrap_or(&[]);
+        let pos_table = opt(TensorKind::PosEmbedding)?.unwrap_or(&[]);
+        let alibi = opt(TensorKind::AlibiSlopes)?.unwrap_or(&[]);
+        if matches!(b.position, PositionHook::Rope) && rope_cos.len() != seq_len * (rotary_dim / 2)
+        {
+            return Err(Error::BadTensor);
+        }
+        let (mut q8_cols, mut q8_scales) = (0, 0);
         let mut note = |m: &Matrix<'_>| {
-            if m.q8_group().is_some() {
+            // Each Q8 matrix has its own group (`Matrix::from_image` checked that
+            // it divides the row).
+            if let Some(g) = m.q8_group() {
                 q8_cols = q8_cols.max(m.cols());
+                q8_scales = q8_scales.max(m.cols() / g);
             }
         };
         note(&embedding);
         note(&output);
         for l in 0..h.n_layers as usize {
             let lw = LayerWeights::from_image(&image, l)?;
-            for m in lw.matrices() {
-                note(&m);
+            for m in lw.matrices().iter().flatten() {
+                note(m);
             }
-        }
-        if q8_cols > 0 && h.group_size == 0 {
-            return Err(Error::InconsistentDimensions);
         }
         let layout = if h.has(image::FLAG_ROPE_INTERLEAVED) {
             RopeLayout::Interleaved
@@ -141,12 +195,19 @@ impl<'a> Model<'a> {
             final_norm,
             rope_cos,
             rope_sin,
+            norm: b.norm,
+            ffn: b.ffn,
+            residual: b.residual,
+            embed_scale: b.embed_scale,
+            pos_table,
+            pos_offset: b.pos_offset as usize,
+            embed_norm: opt(TensorKind::EmbedNorm)?,
+            embed_norm_bias: opt(TensorKind::EmbedNormBias)?,
+            final_norm_bias: opt(TensorKind::FinalNormBias)?,
+            output_bias: opt(TensorKind::OutputBias)?,
+            alibi,
             q8_cols,
-            q8_group: if q8_cols > 0 {
-                h.group_size as usize
-            } else {
-                0
-            },
+            q8_scales,
         })
     }
 
@@ -165,7 +226,7 @@ impl<'a> Model<'a> {
         self.vocab_size
     }
 
-    /// The longest usable context (positions covered by the RoPE tables).
+    /// The longest usable context (positions covered by the position tables).
     pub const fn max_context(&self) -> usize {
         self.seq_len
     }
@@ -189,30 +250,65 @@ impl<'a> Model<'a> {
     }
 
     /// The f32 values an arena holds, in carving order, for `context` positions.
-    fn f32_segments(&self, context: usize) -> [usize; 13] {
+    fn f32_segments(&self, context: usize) -> [usize; 14] {
         let cache = self
             .n_layers
             .saturating_mul(context)
             .saturating_mul(self.kv_dim);
         [
-            self.dim,                 // x
-            self.dim.max(self.q_dim), // xb
-            self.dim,                 // xb2
-            self.hidden_dim,          // hb
-            self.hidden_dim,          // hb2
-            self.q_dim,               // q
-            self.kv_dim,              // k
-            self.kv_dim,              // v
-            context,                  // att
-            self.vocab_size,          // logits
-            cache,                    // key cache
-            cache,                    // value cache
-            self.q8_scale_count(),    // quantized activation scales
+            self.dim,                     // x
+            self.dim.max(self.q_dim),     // xb
+            self.dim,                     // xb2
+            self.hidden_dim,              // hb
+            self.swiglu(self.hidden_dim), // hb2 (the SwiGLU up projection)
+            self.parallel(self.dim),      // ffn_out (a parallel block's feed-forward output)
+            self.q_dim,                   // q
+            self.kv_dim,                  // k
+            self.kv_dim,                  // v
+            context,                      // att
+            self.vocab_size,              // logits
+            cache,                        // key cache
+            cache,                        // value cache
+            self.q8_scales,               // quantized activation scales
         ]
     }
 
-    fn q8_scale_count(&self) -> usize {
-        self.q8_cols.checked_div(self.q8_group).unwrap_or(0)
+    /// `n` for a SwiGLU block, else 0.
+    const fn swiglu(&self, n: usize) -> usize {
+        if matches!(self.ffn, FfnKind::SwiGlu) {
+            n
+        } else {
+            0
+        }
+    }
+
+    /// `n` for a parallel block, else 0.
+    const fn parallel(&self, n: usize) -> usize {
+        if matches!(self.residual, Residual::Sequential) {
+            0
+        } else {
+            n
+        }
+    }
+
+    /// The model's norm of `x` into `o` (RMSNorm, or LayerNorm with `bias`).
+    fn norm(&self, o: &mut [f32], x: &[f32], w: &[f32], bias: Option<&[f32]>) {
+        match self.norm {
+            NormKind::Rms => rmsnorm(o, x, w, self.norm_eps),
+            NormKind::LayerNorm | NormKind::LayerNormNoBias => {
+                layernorm(o, x, w, bias, self.norm_eps)
+            }
+        }
+    }
+
+    /// [`Model::norm`] in place.
+    fn norm_in_place(&self, x: &mut [f32], w: &[f32], bias: Option<&[f32]>) {
+        match self.norm {
+            NormKind::Rms => rmsnorm_in_place(x, w, self.norm_eps),
+            NormKind::LayerNorm | NormKind::LayerNormNoBias => {
+                layernorm_in_place(x, w, bias, self.norm_eps)
+            }
+        }
     }
 
     /// Exact arena bytes a [`Session`] of `context` positions needs when the
@@ -258,6 +354,7 @@ pub struct Session<'s> {
     xb2: &'s mut [f32],
     hb: &'s mut [f32],
     hb2: &'s mut [f32],
+    ffn_out: &'s mut [f32],
     q: &'s mut [f32],
     k: &'s mut [f32],
     v: &'s mut [f32],
@@ -291,13 +388,15 @@ impl<'s> Session<'s> {
         if pad == usize::MAX || got < needed {
             return Err(Error::BufferTooSmall { needed, got });
         }
-        let [x, xb, xb2, hb, hb2, q, k, v, att, logits, kc, vc, qs] = model.f32_segments(context);
+        let [x, xb, xb2, hb, hb2, ffn_out, q, k, v, att, logits, kc, vc, qs] =
+            model.f32_segments(context);
         let mut rest = arena;
         let x = carve(&mut rest, x)?;
         let xb = carve(&mut rest, xb)?;
         let xb2 = carve(&mut rest, xb2)?;
         let hb = carve(&mut rest, hb)?;
         let hb2 = carve(&mut rest, hb2)?;
+        let ffn_out = carve(&mut rest, ffn_out)?;
         let q = carve(&mut rest, q)?;
         let k = carve(&mut rest, k)?;
         let v = carve(&mut rest, v)?;
@@ -317,6 +416,7 @@ impl<'s> Session<'s> {
             xb2,
             hb,
             hb2,
+            ffn_out,
             q,
             k,
             v,
@@ -358,25 +458,31 @@ impl<'s> Session<'s> {
         self.logits
     }
 
-    /// Quantizes `x` into the session's Q8 activation buffer when `mats` holds a
-    /// Q8 matrix; returns the quantized input to pass to it.
-    fn quantize_for<'q>(
-        qx: &'q mut [i8],
-        qs: &'q mut [f32],
+    /// `out = m · x`. For a Q8 matrix `x` is first quantized with the matrix's
+    /// group into the session's activation buffer (`qx`, `qs`), unless
+    /// `*quantized` says the buffer already holds `x` in that group (several
+    /// matrices reading one input share it when their groups agree).
+    fn apply(
+        m: &Matrix<'_>,
+        out: &mut [f32],
         x: &[f32],
-        mats: &[&Matrix<'_>],
-    ) -> Result<Option<QuantizedInput<'q>>, Error> {
-        let Some(group) = mats.iter().find_map(|m| m.q8_group()) else {
-            return Ok(None);
+        qx: &mut [i8],
+        qs: &mut [f32],
+        quantized: &mut usize,
+    ) -> Result<(), Error> {
+        let Some(group) = m.q8_group() else {
+            return m.matvec(out, x, None);
         };
         let n = x.len();
-        let g = n / group;
         let got = qx.len();
-        let (Some(values), Some(scales)) = (qx.get_mut(..n), qs.get_mut(..g)) else {
+        let (Some(values), Some(scales)) = (qx.get_mut(..n), qs.get_mut(..n / group)) else {
             return Err(Error::BufferTooSmall { needed: n, got });
         };
-        q8::quantize(x, group, values, scales)?;
-        Ok(Some(QuantizedInput { values, scales }))
+        if *quantized != group {
+            q8::quantize(x, group, values, scales)?;
+            *quantized = group;
+        }
+        m.matvec(out, x, Some(QuantizedInput { values, scales }))
     }
 
     /// Runs one forward pass for `token` at [`Session::position`] and advances;
@@ -404,14 +510,33 @@ impl<'s> Session<'s> {
         let sin = &m.rope_sin[pos * pairs..(pos + 1) * pairs];
 
         m.embedding.row_into(token as usize, self.x)?;
+        if m.embed_scale != 0.0 {
+            for v in self.x.iter_mut() {
+                *v *= m.embed_scale;
+            }
+        }
+        if !m.pos_table.is_empty() {
+            let row = (pos + m.pos_offset) * dim;
+            let table = m.pos_table.get(row..row + dim);
+            add(
+                self.x,
+                table.ok_or(Error::PositionOutOfRange {
+                    position: pos,
+                    len: m.seq_len,
+                })?,
+            );
+        }
+        if let Some(w) = m.embed_norm {
+            m.norm_in_place(self.x, w, m.embed_norm_bias);
+        }
         for l in 0..m.n_layers {
             let w = m.layer(l)?;
             let xb = &mut self.xb[..dim];
-            rmsnorm(xb, self.x, w.attn_norm, m.norm_eps);
-            let xq = Self::quantize_for(self.qx, self.qs, xb, &[&w.wq, &w.wk, &w.wv])?;
-            w.wq.matvec(self.q, xb, xq)?;
-            w.wk.matvec(self.k, xb, xq)?;
-            w.wv.matvec(self.v, xb, xq)?;
+            m.norm(xb, self.x, w.attn_norm, w.attn_norm_bias);
+            let mut quantized = 0;
+            Self::apply(&w.wq, self.q, xb, self.qx, self.qs, &mut quantized)?;
+            Self::apply(&w.wk, self.k, xb, self.qx, self.qs, &mut quantized)?;
+            Self::apply(&w.wv, self.v, xb, self.qx, self.qs, &mut quantized)?;
             if let Some([bq, bk, bv]) = w.qkv_bias {
                 add(self.q, bq);
                 add(self.k, bk);
@@ -421,32 +546,137 @@ impl<'s> Session<'s> {
             rope(self.k, m.head_dim, m.rotary_dim, m.layout, cos, sin);
             self.cache.store(l, pos, self.k, self.v)?;
 
-            let xa = &mut self.xb[..m.q_dim];
-            attn::attend_cached(&m.attn, &self.cache, l, pos, self.q, &NoBias, self.att, xa)?;
-            let xq = Self::quantize_for(self.qx, self.qs, xa, &[&w.wo])?;
-            w.wo.matvec(self.xb2, xa, xq)?;
-            add(self.x, self.xb2);
-
-            let xb = &mut self.xb[..dim];
-            rmsnorm(xb, self.x, w.ffn_norm, m.norm_eps);
-            let xq = Self::quantize_for(self.qx, self.qs, xb, &[&w.w_gate, &w.w_up])?;
-            w.w_gate.matvec(self.hb, xb, xq)?;
-            w.w_up.matvec(self.hb2, xb, xq)?;
-            for (h, &u) in self.hb.iter_mut().zip(self.hb2.iter()) {
-                let mut val = *h;
-                val *= 1.0 / (1.0 + libm::expf(-val));
-                val *= u;
-                *h = val;
+            // A parallel block's feed-forward network reads the layer input:
+            // run it before attention overwrites `xb`.
+            if !matches!(m.residual, Residual::Sequential) {
+                if let (Residual::Parallel, Some(n)) = (m.residual, w.ffn_norm) {
+                    m.norm(xb, self.x, n, w.ffn_norm_bias);
+                }
+                Self::ffn_hidden(m, &w, xb, self.hb, self.hb2, self.qx, self.qs)?;
+                Self::ffn_down(&w, self.ffn_out, self.hb, self.qx, self.qs)?;
             }
-            let xq = Self::quantize_for(self.qx, self.qs, self.hb, &[&w.w_down])?;
-            w.w_down.matvec(xb, self.hb, xq)?;
-            add(self.x, xb);
+
+            let xa = &mut self.xb[..m.q_dim];
+            if m.alibi.is_empty() {
+                attn::attend_cached(&m.attn, &self.cache, l, pos, self.q, &NoBias, self.att, xa)?;
+            } else {
+                let slopes = m.alibi;
+                let alibi = |h: usize, i: usize, j: usize| {
+                    -(slopes.get(h).copied().unwrap_or(0.0) * i.abs_diff(j) as f32)
+                };
+                attn::attend_cached(&m.attn, &self.cache, l, pos, self.q, &alibi, self.att, xa)?;
+            }
+            Self::apply(&w.wo, self.xb2, xa, self.qx, self.qs, &mut 0)?;
+            if let Some(b) = w.o_bias {
+                add(self.xb2, b);
+            }
+            match m.residual {
+                Residual::Sequential => {
+                    add(self.x, self.xb2);
+                    let xb = &mut self.xb[..dim];
+                    m.norm(
+                        xb,
+                        self.x,
+                        w.ffn_norm.ok_or(Error::MissingTensor)?,
+                        w.ffn_norm_bias,
+                    );
+                    Self::ffn_hidden(m, &w, xb, self.hb, self.hb2, self.qx, self.qs)?;
+                    Self::ffn_down(&w, xb, self.hb, self.qx, self.qs)?;
+                    add(self.x, xb);
+                }
+                // GPT-J, Phi: `attn_output + feed_forward_hidden_states + residual`.
+                Residual::ParallelShared => {
+                    for ((x, &a), &f) in self
+                        .x
+                        .iter_mut()
+                        .zip(self.xb2.iter())
+                        .zip(self.ffn_out.iter())
+                    {
+                        *x += a + f; // (a + f) + x: addition commutes
+                    }
+                }
+                // GPT-NeoX: `mlp_output + attn_output + hidden_states`.
+                Residual::Parallel => {
+                    for ((x, &a), &f) in self
+                        .x
+                        .iter_mut()
+                        .zip(self.xb2.iter())
+                        .zip(self.ffn_out.iter())
+                    {
+                        *x += f + a; // (f + a) + x
+                    }
+                }
+            }
         }
-        rmsnorm_in_place(self.x, m.final_norm, m.norm_eps);
-        let xq = Self::quantize_for(self.qx, self.qs, self.x, &[&m.output])?;
-        m.output.matvec(self.logits, self.x, xq)?;
+        m.norm_in_place(self.x, m.final_norm, m.final_norm_bias);
+        Self::apply(&m.output, self.logits, self.x, self.qx, self.qs, &mut 0)?;
+        if let Some(b) = m.output_bias {
+            add(self.logits, b);
+        }
         self.pos += 1;
         Ok(self.logits)
+    }
+
+    /// The feed-forward network's hidden activation for input `xin` (`dim`),
+    /// into `hb`: SwiGLU `silu(W1·x + b1) · (W3·x + b3)` as `run.c`, or
+    /// `gelu(up·x + b_up)`.
+    #[allow(clippy::too_many_arguments)]
+    fn ffn_hidden(
+        m: &Model<'_>,
+        w: &LayerWeights<'_>,
+        xin: &[f32],
+        hb: &mut [f32],
+        hb2: &mut [f32],
+        qx: &mut [i8],
+        qs: &mut [f32],
+    ) -> Result<(), Error> {
+        let mut quantized = 0;
+        match (m.ffn, &w.w_gate) {
+            (FfnKind::SwiGlu, Some(gate)) => {
+                Self::apply(gate, hb, xin, qx, qs, &mut quantized)?;
+                Self::apply(&w.w_up, hb2, xin, qx, qs, &mut quantized)?;
+                if let Some(b) = w.b_gate {
+                    add(hb, b);
+                }
+                if let Some(b) = w.b_up {
+                    add(hb2, b);
+                }
+                for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
+                    let mut val = *h;
+                    val *= 1.0 / (1.0 + libm::expf(-val));
+                    val *= u;
+                    *h = val;
+                }
+            }
+            (FfnKind::SwiGlu, None) => return Err(Error::MissingTensor),
+            (FfnKind::GeluTanh | FfnKind::Gelu, _) => {
+                Self::apply(&w.w_up, hb, xin, qx, qs, &mut quantized)?;
+                if let Some(b) = w.b_up {
+                    add(hb, b);
+                }
+                if m.ffn == FfnKind::Gelu {
+                    hb.iter_mut().for_each(|v| *v = gelu(*v));
+                } else {
+                    hb.iter_mut().for_each(|v| *v = gelu_tanh(*v));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `out = down·hb (+ b_down)`.
+    fn ffn_down(
+        w: &LayerWeights<'_>,
+        out: &mut [f32],
+        hb: &[f32],
+        qx: &mut [i8],
+        qs: &mut [f32],
+    ) -> Result<(), Error> {
+        Self::apply(&w.w_down, out, hb, qx, qs, &mut 0)?;
+        if let Some(b) = w.b_down {
+            add(out, b);
+        }
+        Ok(())
     }
 }
 
@@ -484,6 +714,63 @@ pub fn rmsnorm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
     for (xv, &wv) in x.iter_mut().zip(weight) {
         *xv = wv * (ss * *xv);
     }
+}
+
+/// LayerNorm's `(mean, 1/sqrtf(var + eps))` of `x`: two passes in f32, the
+/// biased variance `Σ(x − mean)²/n` (PyTorch's `layer_norm`).
+#[inline]
+fn moments(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mut sum = 0.0f32;
+    for &v in x {
+        sum += v;
+    }
+    let mean = sum / n;
+    let mut ss = 0.0f32;
+    for &v in x {
+        let d = v - mean;
+        ss += d * d;
+    }
+    (mean, 1.0 / libm::sqrtf(ss / n + eps))
+}
+
+/// LayerNorm `o = (x − mean)·rstd·w + b` (`b` absent: no bias, as MPT), in
+/// PyTorch's CPU order `(x·rstd + (−rstd·mean))·w + b`.
+pub fn layernorm(o: &mut [f32], x: &[f32], weight: &[f32], bias: Option<&[f32]>, eps: f32) {
+    let (mean, rstd) = moments(x, eps);
+    let shift = -rstd * mean;
+    for ((o, &xv), &wv) in o.iter_mut().zip(x).zip(weight) {
+        *o = (xv * rstd + shift) * wv;
+    }
+    if let Some(b) = bias {
+        add(o, b);
+    }
+}
+
+/// [`layernorm`] with the output over the input.
+pub fn layernorm_in_place(x: &mut [f32], weight: &[f32], bias: Option<&[f32]>, eps: f32) {
+    let (mean, rstd) = moments(x, eps);
+    let shift = -rstd * mean;
+    for (xv, &wv) in x.iter_mut().zip(weight) {
+        *xv = (*xv * rstd + shift) * wv;
+    }
+    if let Some(b) = bias {
+        add(x, b);
+    }
+}
+
+/// `√(2/π)` in f32.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+/// GELU, tanh approximation: `½x(1 + tanh(√(2/π)(x + 0.044715x³)))` (Hugging
+/// Face `gelu_new`/`gelu_pytorch_tanh`/`gelu_fast`, BLOOM's `bloom_gelu_forward`).
+pub fn gelu_tanh(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
+}
+
+/// GELU, exact: `½x(1 + erf(x/√2))` (PyTorch `gelu`, Hugging Face `gelu`).
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// Rotates the first `rotary_dim` dims of every head of `v` (`[heads][head_dim]`)

@@ -1,7 +1,7 @@
 //! Typed views of the image's weights and the kernels that apply them.
 
 use crate::image::{Image, TensorData, TensorKind};
-use crate::num::q8;
+use crate::num::{kernels, q8};
 use crate::Error;
 
 /// A weight matrix `[rows][cols]`, row-major, borrowed from the image.
@@ -185,35 +185,56 @@ impl<'a> Matrix<'a> {
 /// `matmul`, so results are bit-identical to it. Speed comes from computing four
 /// rows at once (each with its own accumulator, each summed in order): every
 /// `x[j]` load feeds four multiply-adds and the four dependency chains overlap
-/// in the FPU pipeline.
+/// in the FPU pipeline; the columns go eight at a time, unrolled, so that the
+/// loads come in blocks and the loop costs little.
 pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
     let n = x.len();
     if n == 0 {
         out.fill(0.0);
         return;
     }
-    let full = out.len() / 4 * 4;
+    let mut rows = w.chunks_exact(n);
     let mut blocks = out.chunks_exact_mut(4);
-    let mut wblocks = w.chunks_exact(4 * n);
-    for (o, wb) in (&mut blocks).zip(&mut wblocks) {
-        let (r0, rest) = wb.split_at(n);
-        let (r1, rest) = rest.split_at(n);
-        let (r2, r3) = rest.split_at(n);
-        let (mut a0, mut a1, mut a2, mut a3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        for ((((&xj, &w0), &w1), &w2), &w3) in x.iter().zip(r0).zip(r1).zip(r2).zip(r3) {
-            a0 += w0 * xj;
-            a1 += w1 * xj;
-            a2 += w2 * xj;
-            a3 += w3 * xj;
+    for o in &mut blocks {
+        let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+            (rows.next(), rows.next(), rows.next(), rows.next())
+        else {
+            return;
+        };
+        let mut a = [0.0f32; 4];
+        // Eight columns at a time as `[f32; 8]` blocks, the rest one by one.
+        let m = n / 8;
+        let (x8, b0, b1, b2, b3) = (
+            blocks8(x, m),
+            blocks8(r0, m),
+            blocks8(r1, m),
+            blocks8(r2, m),
+            blocks8(r3, m),
+        );
+        if x8.len() == m && b0.len() == m && b1.len() == m && b2.len() == m && b3.len() == m {
+            for c in 0..m {
+                a[0] = kernels::dot8(a[0], &b0[c], &x8[c]);
+                a[1] = kernels::dot8(a[1], &b1[c], &x8[c]);
+                a[2] = kernels::dot8(a[2], &b2[c], &x8[c]);
+                a[3] = kernels::dot8(a[3], &b3[c], &x8[c]);
+            }
         }
-        o[0] = a0;
-        o[1] = a1;
-        o[2] = a2;
-        o[3] = a3;
+        let t = 8 * m;
+        for ((((&xj, &w0), &w1), &w2), &w3) in tail(x, t)
+            .iter()
+            .zip(tail(r0, t))
+            .zip(tail(r1, t))
+            .zip(tail(r2, t))
+            .zip(tail(r3, t))
+        {
+            a[0] += w0 * xj;
+            a[1] += w1 * xj;
+            a[2] += w2 * xj;
+            a[3] += w3 * xj;
+        }
+        o.copy_from_slice(&a);
     }
-    let rest = blocks.into_remainder();
-    let done = full * n;
-    for (o, row) in rest.iter_mut().zip(w[done..].chunks_exact(n)) {
+    for (o, row) in blocks.into_remainder().iter_mut().zip(rows) {
         let mut a = 0.0f32;
         for (&xj, &wj) in x.iter().zip(row) {
             a += wj * xj;
@@ -222,11 +243,28 @@ pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
     }
 }
 
-/// The weights of one transformer layer.
+/// The first `m` blocks of eight values of `v` as `[f32; 8]` (empty if `v` is shorter).
+#[inline(always)]
+fn blocks8(v: &[f32], m: usize) -> &[[f32; 8]] {
+    v.get(..8 * m)
+        .and_then(|v| bytemuck::try_cast_slice(v).ok())
+        .unwrap_or(&[])
+}
+
+/// `v[t..]` (empty if `v` is shorter).
+#[inline(always)]
+fn tail(v: &[f32], t: usize) -> &[f32] {
+    v.get(t..).unwrap_or(&[])
+}
+
+/// The weights of one transformer layer. Which optional parts exist follows
+/// the header's flags and [`crate::image::Block`].
 #[derive(Debug, Clone, Copy)]
 pub struct LayerWeights<'a> {
-    /// Attention RMSNorm weight `[dim]`.
+    /// Attention norm weight `[dim]`.
     pub attn_norm: &'a [f32],
+    /// Attention norm bias `[dim]` (LayerNorm with bias).
+    pub attn_norm_bias: Option<&'a [f32]>,
     /// Query projection `[q_dim][dim]`.
     pub wq: Matrix<'a>,
     /// Key projection `[kv_dim][dim]`.
@@ -237,14 +275,25 @@ pub struct LayerWeights<'a> {
     pub qkv_bias: Option<[&'a [f32]; 3]>,
     /// Attention output projection `[dim][q_dim]`.
     pub wo: Matrix<'a>,
-    /// Feed-forward RMSNorm weight `[dim]`.
-    pub ffn_norm: &'a [f32],
-    /// SwiGLU gate (`w1`) `[hidden][dim]`.
-    pub w_gate: Matrix<'a>,
-    /// SwiGLU up (`w3`) `[hidden][dim]`.
+    /// Attention output bias `[dim]`.
+    pub o_bias: Option<&'a [f32]>,
+    /// Feed-forward norm weight `[dim]` (none when the block's attention and
+    /// feed-forward share one norm).
+    pub ffn_norm: Option<&'a [f32]>,
+    /// Feed-forward norm bias `[dim]`.
+    pub ffn_norm_bias: Option<&'a [f32]>,
+    /// SwiGLU gate (`w1`) `[hidden][dim]` (SwiGLU blocks only).
+    pub w_gate: Option<Matrix<'a>>,
+    /// SwiGLU up (`w3`) `[hidden][dim]`; the GELU MLP's first matrix.
     pub w_up: Matrix<'a>,
-    /// SwiGLU down (`w2`) `[dim][hidden]`.
+    /// SwiGLU down (`w2`) `[dim][hidden]`; the GELU MLP's second matrix.
     pub w_down: Matrix<'a>,
+    /// Gate bias `[hidden]`.
+    pub b_gate: Option<&'a [f32]>,
+    /// Up bias `[hidden]`.
+    pub b_up: Option<&'a [f32]>,
+    /// Down bias `[dim]`.
+    pub b_down: Option<&'a [f32]>,
 }
 
 /// An f32 vector tensor (norm weight, bias) of the expected length.
@@ -253,6 +302,19 @@ pub fn vector<'a>(image: &Image<'a>, kind: TensorKind, layer: usize) -> Result<&
     match image.tensor(kind, layer)? {
         TensorData::F32(v) if v.len() == rows * cols => Ok(v),
         _ => Err(Error::BadTensor),
+    }
+}
+
+/// [`vector`] for a tensor the header may leave out: `None` when it does.
+pub fn optional_vector<'a>(
+    image: &Image<'a>,
+    kind: TensorKind,
+    layer: usize,
+) -> Result<Option<&'a [f32]>, Error> {
+    if crate::image::has_tensor(image.header(), kind) {
+        vector(image, kind, layer).map(Some)
+    } else {
+        Ok(None)
     }
 }
 
@@ -269,30 +331,42 @@ impl<'a> LayerWeights<'a> {
         } else {
             None
         };
+        let opt = |kind| optional_vector(image, kind, layer);
+        let w_gate = if crate::image::has_tensor(image.header(), WGate) {
+            Some(Matrix::from_image(image, WGate, layer)?)
+        } else {
+            None
+        };
         Ok(LayerWeights {
             attn_norm: vector(image, AttnNorm, layer)?,
+            attn_norm_bias: opt(AttnNormBias)?,
             wq: Matrix::from_image(image, Wq, layer)?,
             wk: Matrix::from_image(image, Wk, layer)?,
             wv: Matrix::from_image(image, Wv, layer)?,
             qkv_bias,
             wo: Matrix::from_image(image, Wo, layer)?,
-            ffn_norm: vector(image, FfnNorm, layer)?,
-            w_gate: Matrix::from_image(image, WGate, layer)?,
+            o_bias: opt(Bo)?,
+            ffn_norm: opt(FfnNorm)?,
+            ffn_norm_bias: opt(FfnNormBias)?,
+            w_gate,
             w_up: Matrix::from_image(image, WUp, layer)?,
             w_down: Matrix::from_image(image, WDown, layer)?,
+            b_gate: opt(BGate)?,
+            b_up: opt(BUp)?,
+            b_down: opt(BDown)?,
         })
     }
 
-    /// The matrices, in forward order.
-    pub const fn matrices(&self) -> [Matrix<'a>; 7] {
+    /// The matrices, in forward order (`None`: no gate, outside SwiGLU blocks).
+    pub const fn matrices(&self) -> [Option<Matrix<'a>>; 7] {
         [
-            self.wq,
-            self.wk,
-            self.wv,
-            self.wo,
+            Some(self.wq),
+            Some(self.wk),
+            Some(self.wv),
+            Some(self.wo),
             self.w_gate,
-            self.w_up,
-            self.w_down,
+            Some(self.w_up),
+            Some(self.w_down),
         ]
     }
 }

@@ -5,7 +5,11 @@
 //!   same code, so both paths give bit-identical tables.
 //! - [`fixed`]: Q15 fixed point: integer phases in turns, a quarter-wave
 //!   sine table, saturating Q15 rotation with a Q31 accumulator.
+//! - [`exp`]: `expf` bit-identical to `libm::expf`, inlined for the softmax.
+//! - [`kernels`]: unrolled f32 dot products and `axpy` for the hot loops.
 
+pub mod exp;
 pub mod fixed;
+pub mod kernels;
 pub mod math;
 pub mod q8;
