@@ -7,6 +7,9 @@
 //!      Cortex-M targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`, `thumbv7em-none-eabihf`,
 //!      `thumbv8m.main-none-eabihf`).
 //!   2. On-target stage (as `cargo xtask qemu-tests`).
+//!   3. Demo stage: `cargo xtask demo` for the three aidreams260K cases of
+//!      `reference-llama2c.json`, its text compared with llama2.c's byte for byte.
+//!   4. Real boards stage (as `cargo xtask boards`).
 //! - `cargo xtask qemu-tests`: the on-target stage alone. Installs what a fresh machine lacks
 //!   (the rustup targets; `qemu-system-arm` through apt-get when running as root;
 //!   `defmt-print` through `cargo install`), runs the host half of the host/target comparison
@@ -15,8 +18,23 @@
 //!   QEMU) and its firmware's self-check (`cargo run`). A failing test, a fault or a QEMU run
 //!   past `QEMU_TIMEOUT` seconds (default 60) fails the stage. One summary line per core.
 //!
+//! - `cargo xtask boards`: the real boards (STM32F429I-DISC1, nRF52840-DK, Raspberry Pi Pico),
+//!   built only (no board attached): see `boards.rs`.
+//!
+//! - `cargo xtask demo [options]`: a model on the emulated Cortex-M4F, its text on stdout (see
+//!   `demo.rs`); `cargo xtask test` ends with a demo stage comparing the three aidreams260K
+//!   cases with llama2.c's text.
+//! - `cargo xtask bench [--json]`: instructions per token under QEMU, flash and RAM (see
+//!   `bench.rs`).
+//!
 //! Tool output goes to stderr; a failing step stops the run (after the other boards have run,
 //! in the on-target stage) with a non-zero exit code.
+
+mod boards;
+
+mod bench;
+mod demo;
+mod json;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -80,18 +98,25 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("qemu-tests") => qemu_tests().map(|_| ()),
+        Some("demo") => demo::demo(&args[1..]),
+        Some("demo-tests") => demo::demo_tests().map(|_| ()),
+        Some("bench") => bench::bench(&args[1..]),
+        Some("boards") => boards::stage().map(|_| ()),
         Some("-h") | Some("--help") | None => {
             eprintln!("usage: cargo xtask <task>");
             eprintln!(
                 "  test         host stage (install missing targets; fmt, clippy, host tests,"
             );
             eprintln!(
-                "               Cortex-M builds; fmt and clippy of boards/), then qemu-tests"
+                "               Cortex-M builds; fmt and clippy of boards/), qemu-tests, boards"
             );
             eprintln!("  qemu-tests   on-target stage: install qemu-system-arm and defmt-print if");
             eprintln!(
                 "               missing, run every board's tests under QEMU (M0, M3, M4F, M33)"
             );
+            eprintln!("  demo         run a model on the emulated Cortex-M4F (--help for options)");
+            eprintln!("  bench        instructions per token, flash and RAM under QEMU [--json]");
+            eprintln!("  boards       real boards: lint, host test, release builds and sizes");
             return if args.is_empty() {
                 ExitCode::from(2)
             } else {
@@ -275,10 +300,14 @@ fn test() -> Result<(), String> {
     host_stage()?;
     let host = start.elapsed();
     let on_target = qemu_tests()?;
+    let demo = demo::demo_tests()?;
+    let real = boards::stage()?;
     eprintln!(
-        "xtask: all tests passed (host stage {}, on-target stage {}, total {})",
+        "xtask: all tests passed (host stage {}, on-target stage {}, demo stage {}, real boards {}, total {})",
         secs(host),
         secs(on_target),
+        secs(demo),
+        secs(real),
         secs(start.elapsed())
     );
     Ok(())

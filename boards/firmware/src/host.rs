@@ -5,15 +5,34 @@
 //! - [`write_expected`]: runs every case of [`crate::cases::ALL`] here, on
 //!   the host (the same library and case code the target runs), and writes
 //!   the streams as `static`s for the on-target tests to compare with.
-//! - [`write_inputs`]: the model image (`MICROFORMER_IMAGE`, a file path,
-//!   absolute or relative to the board's directory) and [`Settings`]
-//!   (`MICROFORMER_STEPS`, `MICROFORMER_SEED`, `MICROFORMER_PROMPT`).
+//! - [`write_inputs`]: the firmware's model image and [`Settings`]:
+//!   - `MICROFORMER_IMAGE`: a prebuilt image (`microformer convert`), embedded as is; or
+//!   - `MICROFORMER_CHECKPOINT`: a llama2.c checkpoint (v0, v1, v2) converted here with
+//!     the library's conversion (the same code as `microformer convert`: RoPE tables
+//!     computed as `run.c` computes its angles, with the host's f32 `powf`/`cosf`/`sinf`),
+//!     with `MICROFORMER_TOKENIZER` (a llama2.c tokenizer file), `MICROFORMER_QUANT`
+//!     (`f32`, the default, or `q8`) and `MICROFORMER_CONTEXT` (default: the
+//!     checkpoint's);
+//!   - settings: `MICROFORMER_STEPS`, `MICROFORMER_SEED`, `MICROFORMER_TEMPERATURE`,
+//!     `MICROFORMER_TOPP`, `MICROFORMER_PROMPT` (defaults: [`Settings::DEFAULT`]).
+//!
+//!   Paths are absolute or relative to the board's directory. The sizes of the
+//!   firmware's buffers for that image ([`crate::lm::buffer_sizes`]) are written
+//!   beside it.
+//! - [`write_generate`]: the images and host-computed tokens of the on-target
+//!   generation tests (`boards/suites/generate.rs`).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::{env, fs};
 
+use microformer::convert::llama2c::{self, Checkpoint, ImageOptions};
+use microformer::image::TensorSource;
+use microformer::sampler::random_f32;
+
 use crate::cases::ALL;
+use crate::lm::{self, Buffers, RunError};
+use crate::settings::Mode;
 use crate::{Out, Settings};
 
 /// An error of a build-script helper, as text for the build log.
@@ -93,32 +112,429 @@ fn parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, BuildError> 
     }
 }
 
-/// Writes `out_dir/inputs.rs` with `MODEL` (the image file named by
-/// `MICROFORMER_IMAGE`, copied to `out_dir/model.bin`, 4-byte aligned; empty
-/// when the variable is unset) and `SETTINGS`.
-pub fn write_inputs(out_dir: &Path) -> Result<(), BuildError> {
-    let model = out_dir.join("model.bin");
-    match var("MICROFORMER_IMAGE") {
-        Some(path) => {
-            fs::copy(&path, &model).map_err(|e| format!("MICROFORMER_IMAGE={path}: {e}"))?;
-            println!("cargo:rerun-if-changed={path}");
+/// Longest command line the firmware reads (QEMU's kernel path, the settings, the
+/// prompt); the prompt buffers are sized for a prompt this long.
+pub const CMDLINE_BYTES: usize = 1024;
+
+/// Bytes at a 4-byte aligned address (checkpoints and images are read in place as
+/// `f32`/`u32`).
+struct Aligned {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(bytes: &[u8]) -> Self {
+        let mut buf = vec![0u8; bytes.len() + 3];
+        let start = buf.as_ptr().align_offset(4).min(3);
+        buf[start..start + bytes.len()].copy_from_slice(bytes);
+        Aligned {
+            buf,
+            start,
+            len: bytes.len(),
         }
-        None => fs::write(&model, []).map_err(|e| format!("{}: {e}", model.display()))?,
     }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// Converts a llama2.c checkpoint into an image, as `microformer convert` does:
+/// `q8` stores the matrices as Q8_0 with the file's group size, or `export.py`'s
+/// default (64, halved until it divides `dim`); `context` defaults to the
+/// checkpoint's `seq_len`.
+pub fn convert_llama2c(
+    checkpoint: &[u8],
+    tokenizer: Option<&[u8]>,
+    q8: bool,
+    context: Option<usize>,
+) -> Result<Vec<u8>, BuildError> {
+    let data = Aligned::new(checkpoint);
+    let ck = Checkpoint::parse(data.bytes())
+        .map_err(|e| format!("not a valid llama2.c checkpoint: {e}"))?;
+    let c = *ck.config();
+    let context = context.unwrap_or(c.seq_len);
+    if context == 0 || context > c.seq_len {
+        return Err(format!(
+            "context {context} is outside the checkpoint's 1..={}",
+            c.seq_len
+        ));
+    }
+    let quant = if q8 {
+        let g = ck
+            .group_size()
+            .unwrap_or_else(|| llama2c::default_group_size(&c));
+        llama2c::Quant::Q8 { group_size: g }
+    } else {
+        llama2c::Quant::F32
+    };
+    let hs = c.head_size();
+    let n = context * (hs / 2);
+    let (mut cos, mut sin) = (vec![0f32; n], vec![0f32; n]);
+    llama2c::fill_rope_tables(hs, &mut cos, &mut sin, f32::powf, f32::cos, f32::sin)
+        .map_err(|e| format!("RoPE tables: {e}"))?;
+    let opts = ImageOptions {
+        quant,
+        context,
+        rope_cos: &cos,
+        rope_sin: &sin,
+        tokenizer,
+    };
+    let sizes = llama2c::sizes(&ck, &opts).map_err(|e| format!("cannot convert: {e}"))?;
+    let mut scratch = vec![0u32; sizes.scratch_words];
+    let mut sources = vec![TensorSource::U8(&[]); sizes.n_tensors];
+    let mut out = vec![0u8; sizes.image_bytes];
+    let len = llama2c::to_image(&ck, &opts, &mut scratch, &mut sources, &mut out)
+        .map_err(|e| format!("cannot convert: {e}"))?;
+    out.truncate(len);
+    Ok(out)
+}
+
+fn read(path: &str) -> Result<Vec<u8>, BuildError> {
+    println!("cargo:rerun-if-changed={path}");
+    fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
+/// The image the environment asks for (see the module documentation); empty
+/// when none.
+fn image_from_env() -> Result<Vec<u8>, BuildError> {
+    let image = var("MICROFORMER_IMAGE");
+    let checkpoint = var("MICROFORMER_CHECKPOINT");
+    let tokenizer = var("MICROFORMER_TOKENIZER");
+    let quant = var("MICROFORMER_QUANT");
+    let context = var("MICROFORMER_CONTEXT");
+    match (image, checkpoint) {
+        (Some(_), Some(_)) => {
+            Err("set MICROFORMER_IMAGE or MICROFORMER_CHECKPOINT, not both".into())
+        }
+        (Some(path), None) => read(&path),
+        (None, Some(path)) => {
+            let q8 = match quant.as_deref() {
+                None | Some("f32") => false,
+                Some("q8") => true,
+                Some(q) => return Err(format!("MICROFORMER_QUANT={q:?}: use f32 or q8")),
+            };
+            let context = context
+                .map(|c| {
+                    c.trim()
+                        .parse::<usize>()
+                        .map_err(|_| format!("MICROFORMER_CONTEXT={c:?} is not a number"))
+                })
+                .transpose()?;
+            let tok = tokenizer.as_deref().map(read).transpose()?;
+            convert_llama2c(&read(&path)?, tok.as_deref(), q8, context)
+                .map_err(|e| format!("MICROFORMER_CHECKPOINT={path}: {e}"))
+        }
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// The Rust expression of `settings` (a `static`'s initializer).
+fn settings_expr(s: &Settings<'_>) -> String {
+    format!(
+        "microformer_firmware::Settings {{\n    steps: {},\n    seed: {},\n    \
+         temperature: f32::from_bits({:#010x}), // {}\n    \
+         topp: f32::from_bits({:#010x}), // {}\n    prompt: {:?},\n    \
+         mode: microformer_firmware::settings::Mode::{:?},\n    stop_at_bos: {},\n}}",
+        s.steps,
+        s.seed,
+        s.temperature.to_bits(),
+        s.temperature,
+        s.topp.to_bits(),
+        s.topp,
+        s.prompt,
+        s.mode,
+        s.stop_at_bos
+    )
+}
+
+/// Writes `out_dir/inputs.rs`: `MODEL` (the image the environment names, copied to
+/// `out_dir/model.bin` and embedded 4-byte aligned; empty when none), `SETTINGS`,
+/// and the buffer sizes the firmware's `main` declares for that image:
+/// `ARENA_BYTES`, `INDEX`, `PROBS`, `TOKENS` (see [`crate::lm::Buffers`]) and
+/// `CMDLINE_BYTES`.
+pub fn write_inputs(out_dir: &Path) -> Result<(), BuildError> {
+    let image = image_from_env()?;
+    let model = out_dir.join("model.bin");
+    fs::write(&model, &image).map_err(|e| format!("{}: {e}", model.display()))?;
     let d = Settings::DEFAULT;
-    let steps: u32 = parse("MICROFORMER_STEPS", d.steps)?;
-    let seed: u64 = parse("MICROFORMER_SEED", d.seed)?;
     let prompt = var("MICROFORMER_PROMPT").unwrap_or_default();
+    let settings = Settings {
+        steps: parse("MICROFORMER_STEPS", d.steps)?,
+        seed: parse("MICROFORMER_SEED", d.seed)?,
+        temperature: parse("MICROFORMER_TEMPERATURE", d.temperature)?,
+        topp: parse("MICROFORMER_TOPP", d.topp)?,
+        prompt: &prompt,
+        mode: Mode::Generate,
+        stop_at_bos: true,
+    };
+    let [arena, index, probs, tokens] = if image.is_empty() {
+        [0; 4]
+    } else {
+        lm::buffer_sizes(
+            Aligned::new(&image).bytes(),
+            CMDLINE_BYTES.max(prompt.len()),
+        )
+        .map_err(|e| format!("the model image is not runnable: {e}"))?
+    };
     let src = format!(
         "// Generated by microformer_firmware::host::write_inputs. Do not edit.\n\n\
-         /// The model image embedded at build time (`MICROFORMER_IMAGE`), 4-byte aligned;\n\
-         /// empty when none was given.\n\
+         /// The model image embedded at build time, 4-byte aligned; empty when none was given.\n\
          pub static MODEL: &microformer_firmware::Aligned<[u8]> =\n    \
          &microformer_firmware::Aligned(*include_bytes!({model:?}));\n\n\
-         /// Run settings chosen at build time.\n\
-         pub static SETTINGS: microformer_firmware::Settings = microformer_firmware::Settings {{\n    \
-         steps: {steps},\n    seed: {seed},\n    prompt: {prompt:?},\n}};\n"
+         /// Run settings chosen at build time (the command line overrides them).\n\
+         pub static SETTINGS: microformer_firmware::Settings = {};\n\n\
+         /// Session arena bytes for the image's context (`Model::arena_bytes` + 3).\n\
+         pub const ARENA_BYTES: usize = {arena};\n\
+         /// Tokenizer index entries (2 per vocabulary entry).\n\
+         pub const INDEX: usize = {index};\n\
+         /// Top-p scratch entries (the vocabulary).\n\
+         pub const PROBS: usize = {probs};\n\
+         /// Prompt token and encoder scratch entries.\n\
+         pub const TOKENS: usize = {tokens};\n\
+         /// Bytes of the command-line buffer.\n\
+         pub const CMDLINE_BYTES: usize = {CMDLINE_BYTES};\n",
+        settings_expr(&settings)
     );
     let path = out_dir.join("inputs.rs");
+    fs::write(&path, src).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Which models a board's on-target generation tests run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestModels {
+    /// Two tiny random-weight models (f32 and Q8, made here as llama2.c
+    /// checkpoints and converted), for the Cortex-M0's 16 KiB of RAM.
+    Tiny,
+    /// llama2.c's aidreams260K (f32 and Q8), converted here from
+    /// `MICROFORMER_MODELS` (default: `../shared/models` beside the repository).
+    Aidreams,
+}
+
+/// The tiny model's shape: `dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab,
+/// seq_len`.
+const TINY: [usize; 7] = [16, 48, 2, 2, 1, 64, 24];
+
+/// A llama2.c legacy (v0) checkpoint of shape [`TINY`] with pseudo-random weights
+/// (norm weights near 1).
+pub fn tiny_checkpoint(seed: u64) -> Vec<u8> {
+    let [dim, hidden, layers, heads, kv_heads, vocab, seq] = TINY;
+    let kv_dim = dim / heads * kv_heads;
+    let hs = dim / heads;
+    let mut state = seed;
+    let mut out = Vec::new();
+    for v in TINY {
+        out.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    let mut put = |n: usize, around: f32, spread: f32| {
+        for _ in 0..n {
+            let x = around + (random_f32(&mut state) - 0.5) * spread;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    };
+    put(vocab * dim, 0.0, 2.0); // token embedding
+    put(layers * dim, 1.0, 0.5); // rms_att
+    put(layers * dim * dim, 0.0, 1.0); // wq
+    put(layers * kv_dim * dim, 0.0, 1.0); // wk
+    put(layers * kv_dim * dim, 0.0, 1.0); // wv
+    put(layers * dim * dim, 0.0, 1.0); // wo
+    put(layers * dim, 1.0, 0.5); // rms_ffn
+    put(layers * hidden * dim, 0.0, 1.0); // w1
+    put(layers * dim * hidden, 0.0, 1.0); // w2
+    put(layers * hidden * dim, 0.0, 1.0); // w3
+    put(dim, 1.0, 0.5); // rms_final
+    put(2 * seq * hs / 2, 0.0, 0.0); // freq_cis_real, freq_cis_imag (unused)
+    out
+}
+
+/// The directory of the shared reference models.
+fn models_dir() -> PathBuf {
+    match var("MICROFORMER_MODELS") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models"),
+    }
+}
+
+/// One on-target generation test: an image, settings, and the host's tokens.
+struct GenerateTest {
+    name: &'static str,
+    image: Vec<u8>,
+    steps: u32,
+    temperature: f32,
+    topp: f32,
+    seed: u64,
+    prompt: &'static str,
+}
+
+fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
+    Ok(match models {
+        TestModels::Tiny => {
+            let ck = tiny_checkpoint(0x5eed_0001);
+            let t = |name, q8, temperature, steps| -> Result<GenerateTest, BuildError> {
+                Ok(GenerateTest {
+                    name,
+                    image: convert_llama2c(&ck, None, q8, None)?,
+                    steps,
+                    temperature,
+                    topp: 0.9,
+                    seed: 7,
+                    prompt: "",
+                })
+            };
+            vec![
+                t("TINY_F32_GREEDY", false, 0.0, 0)?,
+                t("TINY_Q8_TOPP", true, 1.0, 0)?,
+            ]
+        }
+        TestModels::Aidreams => {
+            let dir = models_dir();
+            let path = |f: &str| dir.join(f).display().to_string();
+            let ck = read(&path("aidreams260K.bin"))
+                .map_err(|e| format!("{e} (set MICROFORMER_MODELS to the models folder)"))?;
+            let tok = read(&path("aidreams260K.tok512.bin"))?;
+            vec![
+                GenerateTest {
+                    name: "AIDREAMS_F32_GREEDY",
+                    image: convert_llama2c(&ck, Some(&tok), false, None)?,
+                    steps: 24,
+                    temperature: 0.0,
+                    topp: 0.9,
+                    seed: 0,
+                    prompt: "",
+                },
+                GenerateTest {
+                    name: "AIDREAMS_Q8_PROMPT_TOPP",
+                    image: convert_llama2c(&ck, Some(&tok), true, None)?,
+                    steps: 16,
+                    temperature: 1.0,
+                    topp: 0.9,
+                    seed: 42,
+                    prompt: "I was flying over",
+                },
+            ]
+        }
+    })
+}
+
+/// Runs `t` on the host with [`crate::lm::run`]: the ids and text it emits.
+fn host_tokens(t: &GenerateTest) -> Result<(Vec<u32>, Vec<u8>), BuildError> {
+    let image = Aligned::new(&t.image);
+    let [a, i, p, k] =
+        lm::buffer_sizes(image.bytes(), t.prompt.len()).map_err(|e| format!("{}: {e}", t.name))?;
+    let (mut arena, mut index) = (vec![0u8; a], vec![0u32; i]);
+    let mut probs = vec![Default::default(); p];
+    let mut tokens = vec![0u32; k];
+    let settings = Settings {
+        steps: t.steps,
+        seed: t.seed,
+        temperature: t.temperature,
+        topp: t.topp,
+        prompt: t.prompt,
+        mode: Mode::Generate,
+        stop_at_bos: true,
+    };
+    let (mut ids, mut text) = (Vec::new(), Vec::new());
+    let buffers = Buffers {
+        arena: &mut arena,
+        index: &mut index,
+        probs: &mut probs,
+        tokens: &mut tokens,
+    };
+    lm::run(
+        image.bytes(),
+        &settings,
+        buffers,
+        |_| {},
+        |tk| {
+            ids.push(tk.id);
+            text.extend_from_slice(tk.text);
+        },
+    )
+    .map_err(|e: RunError| format!("{} fails on the host: {e:?}", t.name))?;
+    Ok((ids, text))
+}
+
+/// llama2.c's first 24 ids for aidreams260K, greedy, empty prompt (`run -t 0`;
+/// `reference-llama2c.json`).
+pub const LLAMA2C_AIDREAMS_GREEDY: [u32; 24] = [
+    319, 459, 355, 260, 275, 429, 339, 315, 374, 327, 446, 262, 421, 392, 275, 280, 269, 440, 270,
+    283, 446, 299, 303, 266,
+];
+
+/// Writes `out_dir/generate.rs` for the on-target generation suite: `TESTS`, one
+/// [`crate::lm::GenerateTest`] per test — the image (`out_dir/<name>.bin`, embedded
+/// 4-byte aligned), its settings, and the ids and text the host's run of the same
+/// code emits — and `GEN_ARENA`, `GEN_INDEX`, `GEN_PROBS`, `GEN_TOKENS`, the
+/// largest buffers any test needs. The aidreams260K greedy run must give
+/// llama2.c's ids here already ([`LLAMA2C_AIDREAMS_GREEDY`]).
+pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildError> {
+    let mut src = String::from(
+        "// Generated by microformer_firmware::host::write_generate. Do not edit.\n\n\
+         use microformer_firmware::lm::GenerateTest;\n\
+         use microformer_firmware::Aligned;\n",
+    );
+    let mut max = [0usize; 4];
+    let mut list = String::new();
+    for t in generate_tests(models)? {
+        let (ids, text) = host_tokens(&t)?;
+        let llama2c: &[u32] = if t.name == "AIDREAMS_F32_GREEDY" {
+            &LLAMA2C_AIDREAMS_GREEDY
+        } else {
+            &[]
+        };
+        if !ids.starts_with(llama2c) {
+            return Err(format!(
+                "{}: the host's ids {ids:?} differ from llama2.c's {llama2c:?}",
+                t.name
+            ));
+        }
+        let sizes = lm::buffer_sizes(Aligned::new(&t.image).bytes(), t.prompt.len())
+            .map_err(|e| format!("{}: {e}", t.name))?;
+        for (m, s) in max.iter_mut().zip(sizes) {
+            *m = (*m).max(s);
+        }
+        let file = out_dir.join(format!("{}.bin", t.name.to_lowercase()));
+        fs::write(&file, &t.image).map_err(|e| format!("{}: {e}", file.display()))?;
+        let settings = Settings {
+            steps: t.steps,
+            seed: t.seed,
+            temperature: t.temperature,
+            topp: t.topp,
+            prompt: t.prompt,
+            mode: Mode::Generate,
+            stop_at_bos: true,
+        };
+        let name = t.name;
+        let _ = write!(
+            src,
+            "\nstatic {name}_IMAGE: &Aligned<[u8]> = &Aligned(*include_bytes!({file:?}));\n\
+             static {name}_IDS: [u32; {}] = {ids:?};\n\
+             static {name}_TEXT: [u8; {}] = {text:?};\n\
+             static {name}_LLAMA2C: [u32; {}] = {llama2c:?};\n",
+            ids.len(),
+            text.len(),
+            llama2c.len(),
+        );
+        let _ = write!(
+            list,
+            "    GenerateTest {{\n        name: {name:?},\n        image: &{name}_IMAGE.0,\n        \
+             settings: {},\n        ids: &{name}_IDS,\n        text: &{name}_TEXT,\n        \
+             llama2c_ids: &{name}_LLAMA2C,\n    }},\n",
+            settings_expr(&settings).replace('\n', "\n        ")
+        );
+    }
+    let [a, i, p, k] = max;
+    let _ = write!(
+        src,
+        "\n/// The generation tests, with the host's results.\n\
+         pub static TESTS: &[GenerateTest] = &[\n{list}];\n\
+         \n/// Session arena bytes of the largest test.\npub const GEN_ARENA: usize = {a};\n\
+         /// Tokenizer index entries.\npub const GEN_INDEX: usize = {i};\n\
+         /// Top-p scratch entries.\npub const GEN_PROBS: usize = {p};\n\
+         /// Prompt token entries.\npub const GEN_TOKENS: usize = {k};\n"
+    );
+    let path = out_dir.join("generate.rs");
     fs::write(&path, src).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -10,24 +10,34 @@
 //!   streams to `OUT_DIR/expected.rs`; the boards' tests (`boards/suites/`) run
 //!   the same cases **on the target** under QEMU and [`check`] them word for
 //!   word against the host's: host and target must agree bit for bit.
-//! - [`app`]: the firmware's main program (the self-check today, a language
-//!   model later), fed by [`host::write_inputs`] (a model image and
-//!   [`Settings`] chosen at build time).
+//! - [`app`]: the firmware's main program: the self-check, then the language
+//!   model ([`lm`]) in the image embedded at build time ([`host::write_inputs`]),
+//!   run with [`Settings`] chosen at build time and overridden by the command
+//!   line ([`settings`]); [`bench`] times the kernels.
+//! - [`qemu`] (feature `qemu`): semihosting command line and text, the
+//!   instruction counter, the stack's high-water mark.
 //!
 //! `no_std`; the `std` feature only adds the build-script helpers in [`host`].
-#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// Only `qemu` (reading the painted stack) allows it, and says why.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "defmt")]
 pub mod app;
+pub mod bench;
 pub mod cases;
 #[cfg(feature = "std")]
 pub mod host;
+pub mod lm;
 mod out;
+#[cfg(feature = "qemu")]
+pub mod qemu;
 pub mod selfcheck;
+pub mod settings;
 
 pub use cases::Case;
+pub use microformer;
 pub use out::{check, Failure, Out, Passed};
 
 /// Bytes aligned to 4, as [`microformer::image::Image::parse`] requires:
@@ -35,24 +45,4 @@ pub use out::{check, Failure, Out, Passed};
 #[repr(C, align(4))]
 pub struct Aligned<T: ?Sized>(pub T);
 
-/// Run settings chosen at build time (`MICROFORMER_STEPS`, `MICROFORMER_SEED`,
-/// `MICROFORMER_PROMPT`; see [`host::write_inputs`]), for the model runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Settings {
-    /// Tokens to generate.
-    pub steps: u32,
-    /// Sampler seed.
-    pub seed: u64,
-    /// Prompt text.
-    pub prompt: &'static str,
-}
-
-impl Settings {
-    /// The settings when no variable is set: 16 steps, seed 42, empty prompt.
-    pub const DEFAULT: Settings = Settings {
-        steps: 16,
-        seed: 42,
-        prompt: "",
-    };
-}
+pub use settings::{Settings, SEED_FOR_ZERO};

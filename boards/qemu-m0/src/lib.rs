@@ -8,8 +8,26 @@ use panic_probe as _; // core panics: message through defmt, then a fault
 
 pub use microformer_firmware as firmware;
 
+use firmware::qemu;
+
 /// The board, as the firmware prints it.
 pub const NAME: &str = "qemu-m0 (Cortex-M0, QEMU microbit)";
+
+/// The core clock SysTick counts (nRF51: 16 MHz); under `-icount shift=0` one instruction is
+/// 1 ns, so a tick is `10^9 / SYSTICK_HZ` instructions.
+pub const SYSTICK_HZ: u32 = 16_000_000;
+
+/// Starts the instruction counter (SysTick, see `firmware::qemu`); `None` if the core
+/// peripherals were taken already.
+pub fn counter() -> Option<qemu::Counter> {
+    cortex_m::Peripherals::take().map(|p| qemu::Counter::start(p.SYST, SYSTICK_HZ))
+}
+
+/// Counts SysTick's wraps for the instruction counter.
+#[cortex_m_rt::exception]
+fn SysTick() {
+    qemu::on_systick();
+}
 
 /// Ends the run: QEMU exits with `code`.
 pub fn exit(code: i32) -> ! {

@@ -2,7 +2,7 @@
 //! parsed back, then damaged in every way the parser must name.
 
 use microformer::image::{
-    self, Arch, Header, Image, TensorData, TensorKind, TensorSource, FLAG_TIED_EMBEDDINGS,
+    self, Arch, Block, Header, Image, TensorData, TensorKind, TensorSource, FLAG_TIED_EMBEDDINGS,
     FLAG_TOKENIZER, HEADER_SIZE,
 };
 use microformer::pos::rope::RopeTable;
@@ -34,6 +34,7 @@ const HEADER: Header = Header {
     n_tensors: 0,
     image_len: 0,
     train_context: 3,
+    block: Block::LLAMA,
 };
 
 /// Values every f32 tensor takes a prefix of (the largest has 12 × 8).

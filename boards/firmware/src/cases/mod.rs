@@ -1,5 +1,5 @@
 //! The on-target checks: every positional encoding, in f32 and fixed point,
-//! and the model image parser's typed errors.
+//! the attention block, and the model image parser's typed errors.
 //!
 //! A [`Case`] is a function of an [`Out`]: it runs library code on fixed
 //! inputs, writes every result to the stream (compared bit for bit with the
@@ -15,6 +15,7 @@ use microformer::Error;
 use crate::out::{Failure, Out};
 
 mod absolute;
+mod attention;
 mod bias;
 mod image;
 mod rope;
@@ -76,6 +77,9 @@ cases! {
     /// A tiny model image written with `image::write`, parsed back, then truncated,
     /// flipped and given bad magic, version and alignment: the typed errors.
     IMAGE => image::image,
+    /// Attention: cached decoding (GQA, sliding window, ALiBi bias) and whole sequences
+    /// (causal, bidirectional, windowed), within `2^-17` of an f64 model; the softmax.
+    ATTENTION => attention::attention,
     /// The firmware's self-check ([`crate::selfcheck`]).
     SELFCHECK => crate::selfcheck::case,
 }

@@ -1,0 +1,278 @@
+//! Run settings: build-time defaults, overridden by a command line.
+//!
+//! The QEMU boards read their command line through semihosting (QEMU's
+//! `-append "…"`, see [`crate::qemu`]); the words are `key=value`, in any order,
+//! after the program name QEMU puts first:
+//!
+//! ```text
+//! ELF steps=128 temperature=0 topp=0.9 seed=42 prompt=I was flying over
+//! ```
+//!
+//! | key | value | as llama2.c's |
+//! |---|---|---|
+//! | `steps` | positions to run; 0 or more than the context: the whole context | `-n` |
+//! | `temperature` | 0 is greedy argmax | `-t` |
+//! | `topp` | nucleus threshold in `[0, 1]`; 0 or 1: plain multinomial | `-p` |
+//! | `seed` | `u64`, or a negative `i64` wrapped to `u64`; 0 stands for [`SEED_FOR_ZERO`] | `-s` |
+//! | `prompt` | **the rest of the line**, spaces included (so it comes last) | `-i` |
+//! | `bench` | `kernels`: time the kernels instead of generating ([`crate::bench`]) | — |
+//! | `stop` | `bos` (llama2.c: BOS ends the text) or `none` (run every step: benchmarks) | — |
+//!
+//! A word without `=` is the program name (QEMU's kernel path) only in first
+//! place; anywhere else, as an unknown key or an unparsable value, it is a
+//! [`CmdlineError`]. Numbers parse as Rust's `str::parse` (correctly rounded
+//! floats: the same `f32` as the host tool's `--temperature 0.9`).
+
+/// The RNG seed used for seed 0, as `microformer run` does (0 is a fixed point of
+/// llama2.c's xorshift): 2^64/φ.
+pub const SEED_FOR_ZERO: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// What the firmware does with the embedded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Mode {
+    /// Generate and stream text (the default).
+    Generate,
+    /// Time the kernels (RoPE, ALiBi, softmax) and print instructions per call.
+    Kernels,
+}
+
+/// Run settings chosen at build time (`MICROFORMER_STEPS`, `MICROFORMER_SEED`,
+/// `MICROFORMER_TEMPERATURE`, `MICROFORMER_TOPP`, `MICROFORMER_PROMPT`; see
+/// `host::write_inputs`), then overridden by the command line
+/// ([`Settings::with_cmdline`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Settings<'a> {
+    /// Positions to run (llama2.c's `-n`); 0, or more than the context, means the
+    /// whole context.
+    pub steps: u32,
+    /// Sampler seed (llama2.c's `-s`); 0 stands for [`SEED_FOR_ZERO`].
+    pub seed: u64,
+    /// Sampling temperature (llama2.c's `-t`); 0 is greedy argmax.
+    pub temperature: f32,
+    /// Top-p threshold (llama2.c's `-p`).
+    pub topp: f32,
+    /// Prompt text (llama2.c's `-i`), encoded with BOS first.
+    pub prompt: &'a str,
+    /// Generate text, or time the kernels.
+    pub mode: Mode,
+    /// Whether BOS ends generation (llama2.c); `false` runs every step.
+    pub stop_at_bos: bool,
+}
+
+impl Settings<'static> {
+    /// The settings when no variable is set: `microformer run`'s defaults (256
+    /// steps, temperature 1.0, top-p 0.9, seed 0), empty prompt.
+    pub const DEFAULT: Settings<'static> = Settings {
+        steps: 256,
+        seed: 0,
+        temperature: 1.0,
+        topp: 0.9,
+        prompt: "",
+        mode: Mode::Generate,
+        stop_at_bos: true,
+    };
+}
+
+/// Why a command line was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CmdlineError {
+    /// Not UTF-8.
+    NotUtf8,
+    /// A word that is not `key=value` (past the program name).
+    NotKeyValue {
+        /// Byte offset of the word in the command line.
+        at: usize,
+    },
+    /// An unknown key.
+    UnknownKey {
+        /// Byte offset of the word.
+        at: usize,
+    },
+    /// A value that does not parse for its key.
+    BadValue {
+        /// The key.
+        key: Key,
+    },
+}
+
+/// The keys of a command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Key {
+    /// `steps=`
+    Steps,
+    /// `temperature=`
+    Temperature,
+    /// `topp=`
+    Topp,
+    /// `seed=`
+    Seed,
+    /// `prompt=`
+    Prompt,
+    /// `bench=`
+    Bench,
+    /// `stop=`
+    Stop,
+}
+
+impl Key {
+    fn parse(s: &str) -> Option<Key> {
+        Some(match s {
+            "steps" => Key::Steps,
+            "temperature" => Key::Temperature,
+            "topp" => Key::Topp,
+            "seed" => Key::Seed,
+            "prompt" => Key::Prompt,
+            "bench" => Key::Bench,
+            "stop" => Key::Stop,
+            _ => return None,
+        })
+    }
+}
+
+/// A seed: a `u64`, or a negative `i64` wrapped to `u64` (llama2.c's `atoi` into an
+/// `unsigned long long`).
+fn parse_seed(v: &str) -> Option<u64> {
+    v.parse::<u64>()
+        .ok()
+        .or_else(|| v.parse::<i64>().ok().map(|s| s as u64))
+}
+
+impl<'a> Settings<'a> {
+    /// These settings with the words of `cmdline` applied over them (see the
+    /// module documentation). An empty command line changes nothing.
+    pub fn with_cmdline<'c>(&self, cmdline: &'c [u8]) -> Result<Settings<'c>, CmdlineError>
+    where
+        'a: 'c,
+    {
+        let text = core::str::from_utf8(cmdline).map_err(|_| CmdlineError::NotUtf8)?;
+        let mut s: Settings<'c> = *self;
+        let mut rest = text;
+        let mut first = true;
+        loop {
+            let trimmed = rest.trim_start_matches(' ');
+            let at = text.len() - trimmed.len();
+            if trimmed.is_empty() {
+                return Ok(s);
+            }
+            let (word, tail) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+            let Some((k, v)) = word.split_once('=') else {
+                if first {
+                    // QEMU's kernel path.
+                    first = false;
+                    rest = tail;
+                    continue;
+                }
+                return Err(CmdlineError::NotKeyValue { at });
+            };
+            first = false;
+            let key = Key::parse(k).ok_or(CmdlineError::UnknownKey { at })?;
+            let bad = CmdlineError::BadValue { key };
+            match key {
+                Key::Prompt => {
+                    // The rest of the line, verbatim.
+                    s.prompt = &trimmed[k.len() + 1..];
+                    return Ok(s);
+                }
+                Key::Steps => s.steps = v.parse().map_err(|_| bad)?,
+                Key::Temperature => s.temperature = v.parse().map_err(|_| bad)?,
+                Key::Topp => s.topp = v.parse().map_err(|_| bad)?,
+                Key::Seed => s.seed = parse_seed(v).ok_or(bad)?,
+                Key::Stop => {
+                    s.stop_at_bos = match v {
+                        "bos" => true,
+                        "none" => false,
+                        _ => return Err(bad),
+                    }
+                }
+                Key::Bench => {
+                    s.mode = match v {
+                        "kernels" => Mode::Kernels,
+                        "none" => Mode::Generate,
+                        _ => return Err(bad),
+                    }
+                }
+            }
+            rest = tail;
+        }
+    }
+
+    /// The xorshift state for [`Settings::seed`] (0 becomes [`SEED_FOR_ZERO`]).
+    pub const fn rng_state(&self) -> u64 {
+        if self.seed == 0 {
+            SEED_FOR_ZERO
+        } else {
+            self.seed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Settings<'static> = Settings::DEFAULT;
+
+    #[test]
+    fn words_override_the_defaults() {
+        let s = D
+            .with_cmdline(b"/path/to/qemu-m4f steps=100 temperature=0 seed=-1 topp=0.5")
+            .unwrap();
+        assert_eq!(s.steps, 100);
+        assert_eq!(s.temperature, 0.0);
+        assert_eq!(s.topp, 0.5);
+        assert_eq!(s.seed, u64::MAX);
+        assert_eq!(s.prompt, "");
+        assert_eq!(D.with_cmdline(b"").unwrap(), D);
+        assert_eq!(D.with_cmdline(b"  elf  ").unwrap(), D);
+        assert_eq!(
+            D.with_cmdline(b"seed=0").unwrap().rng_state(),
+            SEED_FOR_ZERO
+        );
+        assert_eq!(D.with_cmdline(b"seed=42").unwrap().rng_state(), 42);
+        // the same f32 as the host tool's parse
+        let t = D.with_cmdline(b"temperature=0.9").unwrap().temperature;
+        assert_eq!(t.to_bits(), "0.9".parse::<f32>().unwrap().to_bits());
+        assert_eq!(
+            D.with_cmdline(b"bench=kernels").unwrap().mode,
+            Mode::Kernels
+        );
+        assert!(!D.with_cmdline(b"stop=none").unwrap().stop_at_bos);
+        assert!(D.with_cmdline(b"stop=bos").unwrap().stop_at_bos);
+    }
+
+    #[test]
+    fn the_prompt_is_the_rest_of_the_line() {
+        let s = D
+            .with_cmdline(b"elf steps=7 prompt=I was  flying over steps=3")
+            .unwrap();
+        assert_eq!(s.prompt, "I was  flying over steps=3");
+        assert_eq!(s.steps, 7);
+        let s = D.with_cmdline(b"elf prompt=").unwrap();
+        assert_eq!(s.prompt, "");
+    }
+
+    #[test]
+    fn bad_words_are_typed_errors() {
+        assert_eq!(
+            D.with_cmdline(b"elf steps=x"),
+            Err(CmdlineError::BadValue { key: Key::Steps })
+        );
+        assert_eq!(
+            D.with_cmdline(b"elf speed=1"),
+            Err(CmdlineError::UnknownKey { at: 4 })
+        );
+        assert_eq!(
+            D.with_cmdline(b"elf steps=1 stray"),
+            Err(CmdlineError::NotKeyValue { at: 12 })
+        );
+        assert_eq!(
+            D.with_cmdline(b"elf bench=all"),
+            Err(CmdlineError::BadValue { key: Key::Bench })
+        );
+        assert_eq!(D.with_cmdline(&[0xff]), Err(CmdlineError::NotUtf8));
+    }
+}

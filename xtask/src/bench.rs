@@ -1,0 +1,379 @@
+//! `cargo xtask bench [--json] [--quick]`: instructions per token under QEMU, and the
+//! firmware's flash and RAM.
+//!
+//! Figures, not tests: nothing here asserts on speed.
+//!
+//! - Instructions: QEMU's `-icount shift=0` makes every instruction 1 ns of virtual time, and
+//!   the firmware counts SysTick (the 25 MHz core clock of the MPS2 boards: 40 instructions a
+//!   tick, wraps counted in its interrupt) from the first forward pass to the end of the
+//!   generation loop (forward passes, sampling, decoding, the text written through
+//!   semihosting); per token = that count / positions run. Greedy, empty prompt (BOS), as
+//!   llama2.c's figures in DESIGN.md (`run -t 0 -n N`), except that a sampled BOS does not
+//!   end the run (`stop=none`): every row runs all its positions (stories260K's Q8 greedy
+//!   text reaches BOS after 165).
+//! - Runs: aidreams260K (128 steps) and stories260K (200 and 512 steps), f32 and q8, on the
+//!   Cortex-M4F and the Cortex-M33, and q8 on the Cortex-M3; each image converted by the host
+//!   tool (`microformer convert`, Q8_0 with export.py's group size) and embedded in flash.
+//! - Kernels (`bench=kernels` on the firmware's command line): instructions per RoPE-rotated
+//!   pair (f32 table, Q15 table, Q15 integer phases), per ALiBi bias row and per softmax row
+//!   of 512 keys.
+//! - Flash: the ELF's loaded sections (vector table, code, read-only data with the model
+//!   image, initialised data). RAM: the statics (`.data`, `.bss`: the session arena with its
+//!   KV cache, the tokenizer index, the sampler's scratch) plus the stack's high-water mark,
+//!   measured by painting (cortex-m-rt `paint-stack`; the firmware reports the deepest
+//!   unpainted word).
+//!
+//! Output: a Markdown table on stdout (paste it as is), or with `--json`
+//! `[{"core": …, "model": …, "quant": …, "steps": …, "instructions_per_token": …,
+//! "flash_bytes": …, "ram_bytes": …}, …]`. `--quick` runs only the Cortex-M4F stories260K
+//! rows.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::demo::{self, QemuBoard, Settings, M3, M33, M4F};
+use crate::secs;
+
+/// One measured row.
+#[derive(Debug, Clone)]
+struct Row {
+    core: &'static str,
+    model: &'static str,
+    quant: &'static str,
+    steps: u32,
+    positions: u64,
+    instructions: u64,
+    sections: Sections,
+    stack: u64,
+}
+
+impl Row {
+    fn per_token(&self) -> u64 {
+        (self.instructions + self.positions / 2)
+            .checked_div(self.positions)
+            .unwrap_or(0)
+    }
+
+    fn ram(&self) -> u64 {
+        self.sections.ram + self.stack
+    }
+}
+
+/// Bytes of an ELF's loaded sections.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sections {
+    /// Everything stored in flash: code, read-only data, `.data`'s initial values.
+    flash: u64,
+    /// `.text` (and the vector table).
+    text: u64,
+    /// `.rodata` (the model image lives here).
+    rodata: u64,
+    /// Statics in RAM (`.data`, `.bss`, `.uninit`).
+    ram: u64,
+}
+
+fn rd(b: &[u8], at: usize, n: usize) -> Result<u64, String> {
+    let s = b.get(at..at + n).ok_or("truncated ELF")?;
+    Ok(s.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64))
+}
+
+/// Reads the section headers of a 32-bit little-endian ELF.
+fn sections(elf: &Path, ram_origin: u32) -> Result<Sections, String> {
+    let b = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    if b.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 1, 1]) {
+        return Err(format!("{}: not a 32-bit little-endian ELF", elf.display()));
+    }
+    let shoff = rd(&b, 0x20, 4)? as usize;
+    let shentsize = rd(&b, 0x2e, 2)? as usize;
+    let shnum = rd(&b, 0x30, 2)? as usize;
+    let shstrndx = rd(&b, 0x32, 2)? as usize;
+    let names_off = rd(&b, shoff + shstrndx * shentsize + 16, 4)? as usize;
+    let mut s = Sections::default();
+    for i in 0..shnum {
+        let h = shoff + i * shentsize;
+        let name_at = names_off + rd(&b, h, 4)? as usize;
+        let name_len = b[name_at..].iter().position(|&c| c == 0).unwrap_or(0);
+        let name = String::from_utf8_lossy(&b[name_at..name_at + name_len]);
+        let kind = rd(&b, h + 4, 4)?;
+        let flags = rd(&b, h + 8, 4)?;
+        let addr = rd(&b, h + 12, 4)?;
+        let size = rd(&b, h + 20, 4)?;
+        const SHF_ALLOC: u64 = 2;
+        const SHT_NOBITS: u64 = 8;
+        if flags & SHF_ALLOC == 0 || size == 0 {
+            continue;
+        }
+        if kind != SHT_NOBITS {
+            s.flash += size;
+        }
+        if addr >= ram_origin as u64 {
+            s.ram += size;
+        } else if name.starts_with(".rodata") {
+            s.rodata += size;
+        } else if kind != SHT_NOBITS {
+            s.text += size;
+        }
+    }
+    Ok(s)
+}
+
+/// `key=value` from the firmware's `figures:` line.
+fn figure(log: &[String], key: &str) -> Result<u64, String> {
+    let line = log
+        .iter()
+        .find(|l| l.contains("figures:"))
+        .ok_or("the firmware printed no `figures:` line")?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no {key}= in {line:?}"))
+}
+
+/// A model the benchmarks run.
+struct BenchModel {
+    name: &'static str,
+    file: &'static str,
+    tokenizer: Option<&'static str>,
+    steps: &'static [u32],
+}
+
+const AIDREAMS: BenchModel = BenchModel {
+    name: "aidreams260K",
+    file: "aidreams260K.bin",
+    tokenizer: Some("aidreams260K.tok512.bin"),
+    steps: &[128],
+};
+const STORIES: BenchModel = BenchModel {
+    name: "stories260K",
+    file: "stories260K.bin",
+    tokenizer: None,
+    steps: &[200, 512],
+};
+
+/// A kernel timing: name, unit of work, instructions per unit.
+type Kernel = (String, String, String);
+/// A core's kernel timings.
+type CoreKernels = (&'static str, Vec<Kernel>);
+
+/// A kernel timing line: `kernel: NAME | per UNIT | N instructions`.
+fn kernel_lines(log: &[String]) -> Vec<Kernel> {
+    log.iter()
+        .filter_map(|l| {
+            let rest = &l[l.find("kernel: ")? + 8..];
+            let mut parts = rest.split(" | ");
+            let name = parts.next()?.trim().to_owned();
+            let per = parts.next()?.trim().trim_start_matches("per ").to_owned();
+            let n = parts
+                .next()?
+                .trim()
+                .trim_end_matches(" instructions")
+                .to_owned();
+            Some((name, per, n))
+        })
+        .collect()
+}
+
+/// `cargo xtask bench [--json] [--quick]`.
+pub fn bench(args: &[String]) -> Result<(), String> {
+    let mut json = false;
+    let mut quick = false;
+    for a in args {
+        match a.as_str() {
+            "--json" => json = true,
+            "--quick" => quick = true,
+            _ => {
+                return Err(format!(
+                    "unknown option {a}\nusage: cargo xtask bench [--json] [--quick]"
+                ))
+            }
+        }
+    }
+    let start = Instant::now();
+    demo::ensure_tools()?;
+    let models = match std::env::var_os("MICROFORMER_MODELS") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => crate::root().join("..").join("shared").join("models"),
+    };
+    let work = demo::work_dir()?;
+    // (board, model, quant)
+    let mut plan: Vec<(QemuBoard, &BenchModel, &'static str)> = Vec::new();
+    if quick {
+        plan.push((M4F, &STORIES, "f32"));
+    } else {
+        for board in [M4F, M33] {
+            for model in [&AIDREAMS, &STORIES] {
+                for quant in ["f32", "q8"] {
+                    plan.push((board, model, quant));
+                }
+            }
+        }
+        for model in [&AIDREAMS, &STORIES] {
+            plan.push((M3, model, "q8"));
+        }
+    }
+    let mut rows = Vec::new();
+    let mut kernels: Vec<CoreKernels> = Vec::new();
+    for (board, model, quant) in plan {
+        let image = work.join(format!("bench-{}-{quant}.mfi", model.name));
+        demo::convert(
+            &models.join(model.file),
+            model.tokenizer.map(|t| models.join(t)).as_deref(),
+            quant,
+            &image,
+        )?;
+        let elf = demo::build_firmware(&board, &image)?;
+        let sections = sections(&elf, board.ram_origin)?;
+        for &steps in model.steps {
+            let s = Settings {
+                steps,
+                temperature: 0.0,
+                ..Settings::default()
+            };
+            // `stop=none`: a BOS does not end the run, every row runs all its positions.
+            let cmdline = format!("stop=none {}", s.cmdline());
+            let run = demo::run_qemu(&board, &elf, &cmdline, true, false)?;
+            let row = Row {
+                core: board.core,
+                model: model.name,
+                quant,
+                steps,
+                positions: figure(&run.log, "positions")?,
+                instructions: figure(&run.log, "instructions")?,
+                sections,
+                stack: figure(&run.log, "stack_bytes")?,
+            };
+            eprintln!(
+                "xtask: bench {} {} {} {} steps: {} instructions/token",
+                row.core,
+                row.model,
+                row.quant,
+                row.steps,
+                row.per_token()
+            );
+            rows.push(row);
+        }
+        if !kernels.iter().any(|(c, _)| *c == board.core) {
+            let run = demo::run_qemu(&board, &elf, "bench=kernels", true, false)?;
+            kernels.push((board.core, kernel_lines(&run.log)));
+        }
+    }
+    eprintln!("xtask: bench done ({})", secs(start.elapsed()));
+    if json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"core\": \"{}\", \"model\": \"{}\", \"quant\": \"{}\", \"steps\": {}, \
+                     \"instructions_per_token\": {}, \"flash_bytes\": {}, \"ram_bytes\": {}}}",
+                    r.core,
+                    r.model,
+                    r.quant,
+                    r.steps,
+                    r.per_token(),
+                    r.sections.flash,
+                    r.ram()
+                )
+            })
+            .collect();
+        println!("[\n  {}\n]", items.join(",\n  "));
+    } else {
+        print!("{}", markdown(&rows, &kernels));
+    }
+    Ok(())
+}
+
+fn millions(n: u64) -> String {
+    format!("{:.2} M", n as f64 / 1e6)
+}
+
+fn kib(n: u64) -> String {
+    format!("{:.1} KiB", n as f64 / 1024.0)
+}
+
+fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Instructions per token under QEMU (`-icount shift=0` + SysTick), greedy from BOS, \
+         every position of the run averaged (all `steps` positions run); flash and RAM of that \
+         firmware (`cargo xtask bench`):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| core | model | weights | steps | instructions/token | flash | RAM (statics + stack peak) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} (code {}, read-only data {}) | {} ({} + {}) |",
+            r.core,
+            r.model,
+            r.quant,
+            r.steps,
+            millions(r.per_token()),
+            kib(r.sections.flash),
+            kib(r.sections.text),
+            kib(r.sections.rodata),
+            kib(r.ram()),
+            kib(r.sections.ram),
+            kib(r.stack),
+        );
+    }
+    if !kernels.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nKernels (`bench=kernels`), instructions per unit of work:\n"
+        );
+        let mut names: Vec<(String, String)> = Vec::new();
+        for (_, ks) in kernels {
+            for (n, per, _) in ks {
+                if !names.iter().any(|(m, _)| m == n) {
+                    names.push((n.clone(), per.clone()));
+                }
+            }
+        }
+        let cores: Vec<&str> = kernels.iter().map(|(c, _)| *c).collect();
+        let _ = writeln!(s, "| kernel | per | {} |", cores.join(" | "));
+        let _ = writeln!(s, "|---|---|{}", "---|".repeat(cores.len()));
+        for (n, per) in &names {
+            let vals: Vec<String> = kernels
+                .iter()
+                .map(|(_, ks)| {
+                    ks.iter()
+                        .find(|(m, _, _)| m == n)
+                        .map_or_else(|| "—".into(), |(_, _, v)| v.clone())
+                })
+                .collect();
+            let _ = writeln!(s, "| {n} | {per} | {} |", vals.join(" | "));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_firmware_lines() {
+        let log = vec![
+            "model: 1 bytes".to_owned(),
+            "figures: positions=128 tokens=128 stopped=false instructions=123456 stack_bytes=99"
+                .to_owned(),
+            "kernel: softmax, 512 scores | per row | 1234.50 instructions".to_owned(),
+        ];
+        assert_eq!(figure(&log, "positions"), Ok(128));
+        assert_eq!(figure(&log, "instructions"), Ok(123_456));
+        assert!(figure(&log, "cycles").is_err());
+        assert_eq!(
+            kernel_lines(&log),
+            vec![(
+                "softmax, 512 scores".to_owned(),
+                "row".to_owned(),
+                "1234.50".to_owned()
+            )]
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! `cargo xtask boards`: the real boards' stage (also the last stage of `cargo xtask test`).
+//!
+//! No board is attached here: the stage checks everything short of flashing.
+//!
+//! 1. Formatting and clippy of the real boards' crates: `boards/device` on the host (with
+//!    its build-script helpers) and for `thumbv7em-none-eabihf` (its defmt program), each
+//!    board crate for its own target.
+//! 2. The host test of `boards/device`: the run the boards' firmware makes, checked against
+//!    llama2.c's output, and each board's arena figures.
+//! 3. A release build of each board (STM32F429I-DISC1 and nRF52840-DK for
+//!    `thumbv7em-none-eabihf`, Raspberry Pi Pico for `thumbv6m-none-eabi`) with the model
+//!    they are sized for embedded: `aidreams260K` from `../shared/models/`, converted to
+//!    Q8_0 at each board's context by the build script. A board whose arena would not hold
+//!    the model at its context fails the stage (the firmware would stop with that error).
+//! 4. The sizes, `cargo size` style, read from each ELF's section headers: flash (`text`:
+//!    code, read-only data and the model image; `data`), RAM (`data`, `bss`: the arena and
+//!    the rest of the statics), the room left for the stack. Printed, and written to
+//!    `target/boards/sizes.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{boards_command, boards_dir, describe, ensure_targets, root, run_cmd, secs};
+
+/// The shared crate of the real boards.
+const DEVICE: &str = "microformer-device";
+
+/// A real board crate under `boards/`.
+struct RealBoard {
+    /// Directory under `boards/` (and package and binary name).
+    dir: &'static str,
+    /// The board, for the table.
+    name: &'static str,
+    /// Its rustup target (set in the crate's `.cargo/config.toml`).
+    target: &'static str,
+    /// The chip probe-rs flashes (the crate's runner).
+    chip: &'static str,
+    /// Bytes of the flash region and of the RAM region holding `.data` and `.bss`
+    /// (`memory.x`).
+    flash: u64,
+    ram: u64,
+    /// Bytes of a RAM region of its own for the stack (0: the stack shares `ram`).
+    stack_region: u64,
+}
+
+const KIB: u64 = 1024;
+
+const REAL_BOARDS: &[RealBoard] = &[
+    RealBoard {
+        dir: "stm32f429i-disco",
+        name: "STM32F429I-DISC1 (Cortex-M4F, 168 MHz)",
+        target: "thumbv7em-none-eabihf",
+        chip: "STM32F429ZITx",
+        flash: 2048 * KIB,
+        ram: 192 * KIB,
+        stack_region: 64 * KIB,
+    },
+    RealBoard {
+        dir: "nrf52840-dk",
+        name: "nRF52840-DK (Cortex-M4F, 64 MHz)",
+        target: "thumbv7em-none-eabihf",
+        chip: "nRF52840_xxAA",
+        flash: 1024 * KIB,
+        ram: 256 * KIB,
+        stack_region: 0,
+    },
+    RealBoard {
+        dir: "rp-pico",
+        name: "Raspberry Pi Pico (RP2040, Cortex-M0+, 125 MHz)",
+        target: "thumbv6m-none-eabi",
+        chip: "RP2040",
+        flash: 2048 * KIB - 256,
+        ram: 264 * KIB,
+        stack_region: 0,
+    },
+];
+
+/// The checkpoint the boards are sized for, and its tokenizer (from `../shared/models/`).
+const CHECKPOINT: &str = "aidreams260K.bin";
+const TOKENIZER: &str = "aidreams260K.tok512.bin";
+
+/// Build-time variables of the boards' build scripts: cleared so that the figures do not
+/// depend on the caller's environment.
+const BUILD_VARS: &[&str] = &[
+    "MICROFORMER_IMAGE",
+    "MICROFORMER_CHECKPOINT",
+    "MICROFORMER_TOKENIZER",
+    "MICROFORMER_QUANT",
+    "MICROFORMER_CONTEXT",
+    "MICROFORMER_STEPS",
+    "MICROFORMER_SEED",
+    "MICROFORMER_TEMPERATURE",
+    "MICROFORMER_TOPP",
+    "MICROFORMER_PROMPT",
+];
+
+/// Runs the stage; returns its duration.
+pub fn stage() -> Result<Duration, String> {
+    let start = Instant::now();
+    eprintln!("xtask: === real boards stage (builds only: no board attached) ===");
+    ensure_targets()?;
+    let boards = boards_dir();
+    let models = root().join("..").join("shared").join("models");
+    let model = [models.join(CHECKPOINT), models.join(TOKENIZER)];
+    if let Some(missing) = model.iter().find(|p| !p.is_file()) {
+        return Err(format!(
+            "{} is missing: the real boards are built and tested with it",
+            missing.display()
+        ));
+    }
+
+    let mut fmt = boards_command(&boards, "cargo");
+    fmt.args(["fmt", "--check", "-p", DEVICE]);
+    for b in REAL_BOARDS {
+        fmt.args(["-p", b.dir]);
+    }
+    run_cmd(&mut fmt)?;
+    run_cmd(boards_command(&boards, "cargo").args([
+        "clippy",
+        "-p",
+        DEVICE,
+        "--all-targets",
+        "--features",
+        "std",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_cmd(boards_command(&boards, "cargo").args([
+        "clippy",
+        "-p",
+        DEVICE,
+        "--lib",
+        "--features",
+        "defmt",
+        "--target",
+        "thumbv7em-none-eabihf",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    for b in REAL_BOARDS {
+        let mut clippy = boards_command(&boards.join(b.dir), "cargo");
+        with_model(&mut clippy, &model).args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+        run_cmd(&mut clippy)?;
+    }
+    run_cmd(boards_command(&boards, "cargo").args(["test", "-p", DEVICE, "--features", "std"]))?;
+
+    let mut rows = Vec::new();
+    for b in REAL_BOARDS {
+        let built = build(b, &model)?;
+        rows.push((b, built));
+    }
+    let table = table(&rows);
+    eprintln!("xtask: real boards, release builds with {CHECKPOINT} (Q8_0) embedded:");
+    for line in table.lines() {
+        eprintln!("xtask:   {line}");
+    }
+    let out = root().join("target").join("boards").join("sizes.md");
+    std::fs::write(&out, &table).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("xtask: wrote {}", out.display());
+    let overflow: Vec<&str> = rows
+        .iter()
+        .filter(|(_, r)| r.arena_needed > r.arena_reserved)
+        .map(|(b, _)| b.dir)
+        .collect();
+    if !overflow.is_empty() {
+        return Err(format!(
+            "the model does not fit the arena of {}",
+            overflow.join(", ")
+        ));
+    }
+    eprintln!(
+        "xtask: real boards stage passed in {} ({} boards built)",
+        secs(start.elapsed()),
+        rows.len()
+    );
+    Ok(start.elapsed())
+}
+
+/// `cmd` with the model the boards are sized for, and no other build-time variable.
+fn with_model<'c>(cmd: &'c mut Command, model: &[PathBuf; 2]) -> &'c mut Command {
+    for v in BUILD_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("MICROFORMER_CHECKPOINT", &model[0])
+        .env("MICROFORMER_TOKENIZER", &model[1])
+}
+
+/// What one board's release build gave.
+struct Built {
+    sizes: Sizes,
+    /// The build script's figures (`summary.txt`).
+    image_bytes: u64,
+    context: u64,
+    arena_needed: u64,
+    arena_reserved: u64,
+}
+
+/// Builds a board in release and reads its figures.
+fn build(b: &RealBoard, model: &[PathBuf; 2]) -> Result<Built, String> {
+    eprintln!(
+        "xtask: --- {}: {} for {} (with a probe: `cargo run --release`, probe-rs chip {}) ---",
+        b.dir, b.name, b.target, b.chip
+    );
+    let dir = boards_dir().join(b.dir);
+    let mut cmd = boards_command(&dir, "cargo");
+    with_model(&mut cmd, model).args([
+        "build",
+        "--release",
+        "--message-format=json-render-diagnostics",
+    ]);
+    eprintln!("xtask: $ (cd {}) {}", dir.display(), describe(&cmd));
+    let start = Instant::now();
+    let out = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    eprintln!("xtask:   ({})", secs(start.elapsed()));
+    if !out.status.success() {
+        return Err(format!(
+            "{}: the release build failed ({})",
+            b.dir, out.status
+        ));
+    }
+    let messages = String::from_utf8_lossy(&out.stdout);
+    let elf = messages
+        .lines()
+        .filter_map(|l| json_str(l, "executable"))
+        .find(|p| Path::new(p).file_name().is_some_and(|n| n == b.dir))
+        .ok_or_else(|| format!("{}: cargo reported no executable", b.dir))?;
+    let build_dir = format!("/build/{}-", b.dir);
+    let out_dir = messages
+        .lines()
+        .filter(|l| l.contains("\"build-script-executed\""))
+        .filter_map(|l| json_str(l, "out_dir"))
+        .find(|d| d.contains(&build_dir))
+        .ok_or_else(|| format!("{}: cargo reported no build-script output", b.dir))?;
+    let summary = Path::new(&out_dir).join("summary.txt");
+    let summary = std::fs::read_to_string(&summary)
+        .map_err(|e| format!("cannot read {}: {e}", summary.display()))?;
+    let field = |key: &str| -> Result<u64, String> {
+        summary
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("{}: no `{key}` in the build summary", b.dir))
+    };
+    let bytes = std::fs::read(&elf).map_err(|e| format!("cannot read {elf}: {e}"))?;
+    Ok(Built {
+        sizes: Sizes::of_elf(&bytes).map_err(|e| format!("{elf}: {e}"))?,
+        image_bytes: field("image_bytes")?,
+        context: field("model_context")?,
+        arena_needed: field("arena_needed")?,
+        arena_reserved: field("arena_reserved")?,
+    })
+}
+
+/// The string value of `"key":"…"` in one line of cargo's JSON messages (paths: no escapes
+/// but `\\` and `\"`).
+fn json_str(line: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let rest = &line[line.find(&pat)? + pat.len()..];
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => value.push(chars.next()?),
+            c => value.push(c),
+        }
+    }
+    None
+}
+
+/// Berkeley `size` figures of an ELF: `text` (allocated, read-only: code, read-only data,
+/// vector table, boot loader), `data` (allocated, writable, with contents: copied from
+/// flash to RAM at start), `bss` (allocated, no contents: zeroed RAM).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Sizes {
+    text: u64,
+    data: u64,
+    bss: u64,
+}
+
+impl Sizes {
+    /// Reads the section headers of a 32-bit little-endian ELF.
+    fn of_elf(elf: &[u8]) -> Result<Sizes, String> {
+        const SHF_WRITE: u32 = 1;
+        const SHF_ALLOC: u32 = 2;
+        const SHT_NOBITS: u32 = 8;
+        if elf.get(..4) != Some(b"\x7fELF") || elf.get(4) != Some(&1) || elf.get(5) != Some(&1) {
+            return Err("not a 32-bit little-endian ELF file".into());
+        }
+        let u16_at = |o: usize| -> Result<u64, String> {
+            let b = elf.get(o..o + 2).ok_or("truncated ELF")?;
+            Ok(u64::from(u16::from_le_bytes([b[0], b[1]])))
+        };
+        let u32_at = |o: usize| -> Result<u32, String> {
+            let b = elf.get(o..o + 4).ok_or("truncated ELF")?;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let shoff = u32_at(0x20)? as usize;
+        let shentsize = u16_at(0x2e)? as usize;
+        let shnum = u16_at(0x30)? as usize;
+        let mut s = Sizes::default();
+        for i in 0..shnum {
+            let h = shoff + i * shentsize;
+            let (kind, flags, size) = (u32_at(h + 4)?, u32_at(h + 8)?, u64::from(u32_at(h + 20)?));
+            if flags & SHF_ALLOC == 0 {
+                continue;
+            }
+            if kind == SHT_NOBITS {
+                s.bss += size;
+            } else if flags & SHF_WRITE != 0 {
+                s.data += size;
+            } else {
+                s.text += size;
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// `n` bytes with thin-space thousands separators, e.g. `431 820`.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn kib(n: u64) -> String {
+    format!("{:.1} KiB", n as f64 / 1024.0)
+}
+
+/// The sizes table, Markdown.
+fn table(rows: &[(&RealBoard, Built)]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| board | crate | target | text | data | bss | flash used | model image | RAM used | \
+         arena needed / reserved (context) | stack room |"
+    );
+    let _ = writeln!(t, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (b, r) in rows {
+        let s = r.sizes;
+        let flash = s.text + s.data;
+        let ram = s.data + s.bss;
+        let stack = if b.stack_region > 0 {
+            format!("{} (CCM RAM)", kib(b.stack_region))
+        } else {
+            kib(b.ram.saturating_sub(ram))
+        };
+        let _ = writeln!(
+            t,
+            "| {} | `{}` | `{}` | {} | {} | {} | {} of {} | {} | {} of {} | {} / {} ({}) | {} |",
+            b.name,
+            b.dir,
+            b.target,
+            group(s.text),
+            group(s.data),
+            group(s.bss),
+            kib(flash),
+            kib(b.flash),
+            group(r.image_bytes),
+            kib(ram),
+            kib(b.ram),
+            group(r.arena_needed),
+            group(r.arena_reserved),
+            r.context,
+            stack
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings() {
+        let l = r#"{"reason":"compiler-artifact","executable":"/t/a\"b\\c","fresh":true}"#;
+        assert_eq!(json_str(l, "executable").as_deref(), Some(r#"/t/a"b\c"#));
+        assert_eq!(json_str(l, "out_dir"), None);
+        assert_eq!(json_str(r#"{"out_dir":"/x"#, "out_dir"), None);
+    }
+
+    #[test]
+    fn thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1 000");
+        assert_eq!(group(431_820), "431 820");
+        assert_eq!(group(1_234_567), "1 234 567");
+    }
+
+    /// A 32-bit ELF with a null section and the given (type, flags, size) sections.
+    fn elf(sections: &[(u32, u32, u32)]) -> Vec<u8> {
+        let shoff = 52usize;
+        let mut e = vec![0u8; shoff + 40 * (sections.len() + 1)];
+        e[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        e[0x20..0x24].copy_from_slice(&(shoff as u32).to_le_bytes());
+        e[0x2e..0x30].copy_from_slice(&40u16.to_le_bytes());
+        e[0x30..0x32].copy_from_slice(&((sections.len() + 1) as u16).to_le_bytes());
+        for (i, &(kind, flags, size)) in sections.iter().enumerate() {
+            let h = shoff + 40 * (i + 1);
+            e[h + 4..h + 8].copy_from_slice(&kind.to_le_bytes());
+            e[h + 8..h + 12].copy_from_slice(&flags.to_le_bytes());
+            e[h + 20..h + 24].copy_from_slice(&size.to_le_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn berkeley_sizes() {
+        // .vector_table, .text (AX), .rodata (A), .data (WA), .bss and .uninit (WA,
+        // NOBITS), .defmt and .debug_info (not allocated).
+        let e = elf(&[
+            (1, 2, 428),
+            (1, 6, 39_716),
+            (1, 2, 391_676),
+            (1, 3, 56),
+            (8, 3, 188_456),
+            (8, 3, 1024),
+            (1, 0, 26),
+            (1, 0, 99_999),
+        ]);
+        assert_eq!(
+            Sizes::of_elf(&e),
+            Ok(Sizes {
+                text: 431_820,
+                data: 56,
+                bss: 189_480
+            })
+        );
+        assert!(Sizes::of_elf(b"\x7fELF\x02\x01").is_err());
+        assert!(Sizes::of_elf(&e[..60]).is_err());
+    }
+}

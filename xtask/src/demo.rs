@@ -1,0 +1,520 @@
+//! `cargo xtask demo`: a model on the emulated Cortex-M4F.
+//!
+//! Installs what a fresh machine lacks (the rustup targets, `qemu-system-arm`, `defmt-print`),
+//! converts the checkpoint with the host tool (`microformer convert`), builds the QEMU board's
+//! firmware with the image embedded in flash (`MICROFORMER_IMAGE`), and runs it under QEMU
+//! with the settings on its semihosting command line (`-append "steps=… temperature=… topp=…
+//! seed=… prompt=…"`). The device's text (semihosting stderr) goes to stdout, byte for byte;
+//! the tools' and the device's logs (defmt, decoded by `defmt-print`) go to stderr.
+//!
+//! The settings mean what they mean for llama2.c's `run` and `microformer run` (same
+//! defaults): `--steps` positions (0 or more than the context: all), `--temperature` (0:
+//! greedy), `--top-p`, `--seed` (0 stands for a fixed seed, never the clock), `--prompt`.
+//!
+//! [`demo_tests`] (a stage of `cargo xtask test`) runs the demo for every aidreams260K case
+//! of `reference-llama2c.json` and compares the printed text with llama2.c's, byte for byte.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::json::Json;
+use crate::{boards_command, boards_dir, ensure_defmt_print, ensure_qemu, ensure_targets};
+use crate::{root, run_cmd, secs};
+
+/// A QEMU board crate the demo and the benchmarks can build.
+#[derive(Debug, Clone, Copy)]
+pub struct QemuBoard {
+    /// Crate directory under `boards/` (and the binary's name).
+    pub dir: &'static str,
+    /// The core, as the benchmarks name it.
+    pub core: &'static str,
+    /// Its rustup target.
+    pub target: &'static str,
+    /// QEMU `-machine`.
+    pub machine: &'static str,
+    /// QEMU `-cpu`.
+    pub cpu: &'static str,
+    /// Where RAM starts (sections at or above it are RAM).
+    pub ram_origin: u32,
+}
+
+/// The boards with room for a 260K-parameter model (MPS2: 4 MiB flash, 4 MiB RAM).
+pub const M4F: QemuBoard = QemuBoard {
+    dir: "qemu-m4f",
+    core: "cortex-m4f",
+    target: "thumbv7em-none-eabihf",
+    machine: "mps2-an386",
+    cpu: "cortex-m4",
+    ram_origin: 0x2000_0000,
+};
+/// Cortex-M33 (Secure state).
+pub const M33: QemuBoard = QemuBoard {
+    dir: "qemu-m33",
+    core: "cortex-m33",
+    target: "thumbv8m.main-none-eabihf",
+    machine: "mps2-an505",
+    cpu: "cortex-m33",
+    ram_origin: 0x3800_0000,
+};
+/// Cortex-M3 (no FPU).
+pub const M3: QemuBoard = QemuBoard {
+    dir: "qemu-m3",
+    core: "cortex-m3",
+    target: "thumbv7m-none-eabi",
+    machine: "mps2-an385",
+    cpu: "cortex-m3",
+    ram_origin: 0x2000_0000,
+};
+
+/// Run settings, as `microformer run` takes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub prompt: String,
+    pub steps: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: i128,
+}
+
+impl Default for Settings {
+    /// `microformer run`'s (and llama2.c's) defaults, seed 0 fixed.
+    fn default() -> Self {
+        Settings {
+            prompt: String::new(),
+            steps: 256,
+            temperature: 1.0,
+            top_p: 0.9,
+            seed: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// The firmware's command line (see `boards/firmware/src/settings.rs`): the prompt last,
+    /// as it runs to the end of the line.
+    pub fn cmdline(&self) -> String {
+        let mut s = format!(
+            "steps={} temperature={} topp={} seed={}",
+            self.steps, self.temperature, self.top_p, self.seed
+        );
+        if !self.prompt.is_empty() {
+            s += " prompt=";
+            s += &self.prompt;
+        }
+        s
+    }
+}
+
+/// What `cargo xtask demo` takes.
+#[derive(Debug, Clone)]
+struct Options {
+    model: PathBuf,
+    tokenizer: Option<PathBuf>,
+    quant: String,
+    board: QemuBoard,
+    settings: Settings,
+}
+
+fn models_dir() -> PathBuf {
+    match std::env::var_os("MICROFORMER_MODELS") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("..").join("shared").join("models"),
+    }
+}
+
+const USAGE: &str =
+    "usage: cargo xtask demo [--model PATH] [--tokenizer PATH|none] [--prompt TEXT] \
+[--steps N] [--temperature T] [--top-p P] [--seed S] [--quant f32|q8] [--core m4f|m33|m3]";
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let models = models_dir();
+    let mut o = Options {
+        model: models.join("aidreams260K.bin"),
+        tokenizer: Some(models.join("aidreams260K.tok512.bin")),
+        quant: "f32".into(),
+        board: M4F,
+        settings: Settings::default(),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = |what: &str| format!("{flag} {value:?}: {what}\n{USAGE}");
+        match flag.as_str() {
+            "--model" => o.model = PathBuf::from(value),
+            "--tokenizer" if value == "none" => o.tokenizer = None,
+            "--tokenizer" => o.tokenizer = Some(PathBuf::from(value)),
+            "--prompt" | "-i" => o.settings.prompt = value.clone(),
+            "--steps" | "-n" => o.settings.steps = value.parse().map_err(|_| bad("not a count"))?,
+            "--temperature" | "-t" => {
+                o.settings.temperature = value.parse().map_err(|_| bad("not a number"))?
+            }
+            "--top-p" | "-p" => {
+                o.settings.top_p = value.parse().map_err(|_| bad("not a number"))?
+            }
+            "--seed" | "-s" => {
+                let s: i128 = value.parse().map_err(|_| bad("not an integer"))?;
+                if s < i64::MIN as i128 || s > u64::MAX as i128 {
+                    return Err(bad("out of range"));
+                }
+                o.settings.seed = s;
+            }
+            "--quant" if value == "f32" || value == "q8" => o.quant = value.clone(),
+            "--core" => {
+                o.board = match value.as_str() {
+                    "m4f" | "cortex-m4f" => M4F,
+                    "m33" | "cortex-m33" => M33,
+                    "m3" | "cortex-m3" => M3,
+                    _ => return Err(bad("the demo runs on m4f, m33 or m3")),
+                }
+            }
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    let s = &o.settings;
+    if !(s.temperature.is_finite() && s.temperature >= 0.0) {
+        return Err(format!("--temperature must be >= 0, got {}", s.temperature));
+    }
+    if !(0.0..=1.0).contains(&s.top_p) {
+        return Err(format!("--top-p must be in [0, 1], got {}", s.top_p));
+    }
+    if s.prompt.contains('\0') {
+        return Err("--prompt cannot contain a NUL byte".into());
+    }
+    Ok(o)
+}
+
+/// Installs what the demo and the benchmarks need.
+pub fn ensure_tools() -> Result<(), String> {
+    ensure_targets()?;
+    ensure_qemu()?;
+    ensure_defmt_print()
+}
+
+/// Where the demo and the benchmarks keep their images.
+pub fn work_dir() -> Result<PathBuf, String> {
+    let d = root().join("target").join("xtask");
+    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    Ok(d)
+}
+
+/// Stdout of a child process sent to our stderr (tool logs never reach stdout).
+fn to_stderr() -> Stdio {
+    Stdio::from(std::io::stderr())
+}
+
+/// Converts a llama2.c checkpoint with the host tool (`microformer convert`).
+pub fn convert(
+    model: &Path,
+    tokenizer: Option<&Path>,
+    quant: &str,
+    out: &Path,
+) -> Result<(), String> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root())
+        .args(["run", "--quiet", "-p", "microformer-cli", "--", "convert"])
+        .arg(model)
+        .arg("-o")
+        .arg(out)
+        .args(["--quant", quant])
+        .stdout(to_stderr());
+    if let Some(t) = tokenizer {
+        cmd.arg("--tokenizer").arg(t);
+    }
+    run_cmd(&mut cmd)
+}
+
+/// Builds `board`'s firmware (release) with `image` embedded; returns the ELF.
+pub fn build_firmware(board: &QemuBoard, image: &Path) -> Result<PathBuf, String> {
+    let dir = boards_dir().join(board.dir);
+    let image = image
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    run_cmd(
+        boards_command(&dir, "cargo")
+            .args(["build", "--release", "--bin", board.dir])
+            .env("MICROFORMER_IMAGE", &image)
+            .env_remove("MICROFORMER_CHECKPOINT")
+            .stdout(to_stderr()),
+    )?;
+    Ok(root()
+        .join("target")
+        .join("boards")
+        .join(board.target)
+        .join("release")
+        .join(board.dir))
+}
+
+/// What a firmware run printed: the device's text and its decoded logs.
+pub struct QemuRun {
+    /// Semihosting stderr: the generated text.
+    pub text: Vec<u8>,
+    /// defmt-print's output, line by line.
+    pub log: Vec<String>,
+}
+
+/// Waits for `child`, killing it after `limit`.
+fn wait_with_limit(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("QEMU ran past {} s: stopped", limit.as_secs()));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `elf` on `board` under QEMU with `cmdline` (`-append`), optionally counting
+/// instructions (`-icount shift=0`). The text goes to our stdout as it comes when `echo`,
+/// and is returned either way; the decoded log is echoed to stderr and returned. Fails on
+/// a non-zero exit (a failed run, a fault) or a run longer than `QEMU_TIMEOUT` seconds
+/// (default 600).
+pub fn run_qemu(
+    board: &QemuBoard,
+    elf: &Path,
+    cmdline: &str,
+    icount: bool,
+    echo: bool,
+) -> Result<QemuRun, String> {
+    let limit = std::env::var("QEMU_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let mut qemu = Command::new("qemu-system-arm");
+    qemu.args(["-machine", board.machine, "-cpu", board.cpu, "-nographic"])
+        .args(["-semihosting-config", "enable=on,target=native"]);
+    if icount {
+        qemu.args(["-icount", "shift=0"]);
+    }
+    qemu.arg("-kernel")
+        .arg(elf)
+        .arg("-append")
+        .arg(cmdline)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    eprintln!(
+        "xtask: $ qemu-system-arm -machine {} -cpu {}{} -kernel {} -append {cmdline:?} | defmt-print",
+        board.machine,
+        board.cpu,
+        if icount { " -icount shift=0" } else { "" },
+        elf.display()
+    );
+    let mut q = qemu
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
+    let frames = q.stdout.take().ok_or("no QEMU stdout")?;
+    let mut print = Command::new("defmt-print")
+        .arg("-e")
+        .arg(elf)
+        .stdin(Stdio::from(frames))
+        .stdout(Stdio::piped())
+        .stderr(to_stderr())
+        .spawn()
+        .map_err(|e| format!("cannot start defmt-print: {e}"))?;
+    let mut err = q.stderr.take().ok_or("no QEMU stderr")?;
+    let text = thread::spawn(move || {
+        use std::io::Write;
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        let out = std::io::stdout();
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if echo {
+                let mut o = out.lock();
+                let _ = o.write_all(&buf[..n]);
+                let _ = o.flush();
+            }
+        }
+        all
+    });
+    let mut decoded = print.stdout.take().ok_or("no defmt-print stdout")?;
+    let log = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = decoded.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_limit(&mut q, Duration::from_secs(limit));
+    let _ = print.wait();
+    let text = text.join().unwrap_or_default();
+    let log: Vec<String> = log
+        .join()
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for l in &log {
+        eprintln!("{l}");
+    }
+    let status = status?;
+    if !status.success() {
+        return Err(format!("the firmware failed under QEMU ({status})"));
+    }
+    Ok(QemuRun { text, log })
+}
+
+/// `cargo xtask demo [options]`.
+pub fn demo(args: &[String]) -> Result<(), String> {
+    let o = parse_args(args)?;
+    let start = Instant::now();
+    ensure_tools()?;
+    let image = work_dir()?.join(format!("demo-{}.mfi", o.quant));
+    convert(&o.model, o.tokenizer.as_deref(), &o.quant, &image)?;
+    let elf = build_firmware(&o.board, &image)?;
+    run_qemu(&o.board, &elf, &o.settings.cmdline(), true, true)?;
+    eprintln!("xtask: demo done ({})", secs(start.elapsed()));
+    Ok(())
+}
+
+/// A case's `args` (run.c's flags) as settings: `-t`, `-p`, `-s`, `-n`, and `-i` taking
+/// the rest of the line; run.c's defaults otherwise.
+fn case_settings(args: &str) -> Result<Settings, String> {
+    let mut s = Settings::default();
+    let mut rest = args.trim();
+    while !rest.is_empty() {
+        let (flag, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+        if flag == "-i" {
+            s.prompt = tail.to_owned();
+            break;
+        }
+        let (value, tail) = tail
+            .trim_start()
+            .split_once(' ')
+            .unwrap_or((tail.trim(), ""));
+        let bad = || format!("cannot read the case's args {args:?}");
+        match flag {
+            "-t" => s.temperature = value.parse().map_err(|_| bad())?,
+            "-p" => s.top_p = value.parse().map_err(|_| bad())?,
+            "-s" => s.seed = value.parse().map_err(|_| bad())?,
+            "-n" => s.steps = value.parse().map_err(|_| bad())?,
+            _ => return Err(bad()),
+        }
+        rest = tail.trim_start();
+    }
+    Ok(s)
+}
+
+/// The on-target demo stage of `cargo xtask test`: every aidreams260K case of
+/// `reference-llama2c.json`, run as `cargo xtask demo` runs it (one firmware, one QEMU run
+/// per case), must print llama2.c's text byte for byte. Returns its duration.
+pub fn demo_tests() -> Result<Duration, String> {
+    let start = Instant::now();
+    eprintln!("xtask: === demo stage ===");
+    ensure_tools()?;
+    let models = models_dir();
+    let path = models.join("reference-llama2c.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let reference = Json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cases: Vec<&Json> = reference
+        .get("cases")
+        .and_then(Json::as_array)
+        .ok_or("reference-llama2c.json: no cases")?
+        .iter()
+        .filter(|c| c.get("model").and_then(Json::as_str) == Some("aidreams260K.bin"))
+        .collect();
+    if cases.len() < 3 {
+        return Err(format!(
+            "reference-llama2c.json: {} aidreams260K cases, expected 3",
+            cases.len()
+        ));
+    }
+    let image = work_dir()?.join("demo-f32.mfi");
+    convert(
+        &models.join("aidreams260K.bin"),
+        Some(&models.join("aidreams260K.tok512.bin")),
+        "f32",
+        &image,
+    )?;
+    let elf = build_firmware(&M4F, &image)?;
+    let mut failures = Vec::new();
+    for c in &cases {
+        let args = c
+            .get("args")
+            .and_then(Json::as_str)
+            .ok_or("a case without args")?;
+        let want = c
+            .get("text")
+            .and_then(Json::as_str)
+            .ok_or("a case without text")?;
+        let s = case_settings(args)?;
+        let run = run_qemu(&M4F, &elf, &s.cmdline(), true, false)?;
+        if run.text == want.as_bytes() {
+            eprintln!(
+                "xtask: demo `{args}`: {} bytes, identical to llama2.c's text",
+                run.text.len()
+            );
+        } else {
+            let at = run
+                .text
+                .iter()
+                .zip(want.as_bytes())
+                .position(|(a, b)| a != b)
+                .unwrap_or(run.text.len().min(want.len()));
+            eprintln!(
+                "xtask: demo `{args}`: differs from llama2.c's text at byte {at}\n  device:   {:?}\n  llama2.c: {:?}",
+                String::from_utf8_lossy(&run.text),
+                want
+            );
+            failures.push(args.to_owned());
+        }
+    }
+    eprintln!(
+        "demo: {} passed, {} failed",
+        cases.len() - failures.len(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        eprintln!("xtask: demo stage passed in {}", secs(start.elapsed()));
+        Ok(start.elapsed())
+    } else {
+        Err(format!(
+            "demo texts differ from llama2.c's: {}",
+            failures.join("; ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_args_become_settings() {
+        let s = case_settings("-t 0 -n 100 -i I was flying over").unwrap();
+        assert_eq!(
+            (s.temperature, s.steps, s.prompt.as_str()),
+            (0.0, 100, "I was flying over")
+        );
+        let s = case_settings("-t 1.0 -p 0.9 -s 42 -n 128").unwrap();
+        assert_eq!(
+            (s.temperature, s.top_p, s.seed, s.steps),
+            (1.0, 0.9, 42, 128)
+        );
+        assert!(case_settings("-x 1").is_err());
+        assert_eq!(s.cmdline(), "steps=128 temperature=1 topp=0.9 seed=42");
+        let p = Settings {
+            prompt: "a b".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            p.cmdline(),
+            "steps=256 temperature=1 topp=0.9 seed=0 prompt=a b"
+        );
+    }
+}
