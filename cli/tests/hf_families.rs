@@ -19,17 +19,10 @@ use common::*;
 use microformer::image::{
     self, FfnKind, Image, NormKind, PositionHook, Residual, TensorData, TensorKind,
 };
-use serde_json::Value;
 
 /// Worst tolerated |logit − reference| (the references are printed with 7
 /// significant digits, so about 5e-6 of it is their rounding).
 const TOL: f64 = 1e-4;
-
-fn extra_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/hf")
-        .join(name)
-}
 
 /// Every fixture: (name, directory).
 fn fixtures() -> Vec<(&'static str, PathBuf)> {
@@ -52,48 +45,6 @@ fn fixtures() -> Vec<(&'static str, PathBuf)> {
         v.push((n, extra_fixture(n)));
     }
     v
-}
-
-fn convert(src: &Path, out: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "convert".to_string(),
-        src.display().to_string(),
-        "-o".into(),
-        out.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    ok(&args)
-}
-
-fn logits(img: &Path, tokens: &[u32]) -> Value {
-    let r = ok(&[
-        "logits".to_string(),
-        img.display().to_string(),
-        "--tokens".into(),
-        id_list(tokens),
-    ]);
-    let v: Value = serde_json::from_slice(&r.stdout).expect("logits JSON");
-    v["logits"].clone()
-}
-
-/// `run --ids -t 0` from `prompt`, returning the tokens generated after it.
-fn greedy(img: &Path, prompt: &[u32], new_tokens: usize) -> Vec<u32> {
-    let steps = prompt.len() - 1 + new_tokens;
-    let r = ok(&[
-        "run".to_string(),
-        img.display().to_string(),
-        "--ids".into(),
-        "-t".into(),
-        "0".into(),
-        "-n".into(),
-        steps.to_string(),
-        "--prompt-ids".into(),
-        id_list(prompt),
-    ]);
-    let ids = parse_ids(&r.text());
-    // run.c emits the prompt tokens after the first, then the generated ones.
-    assert_eq!(&ids[..prompt.len() - 1], &prompt[1..]);
-    ids[prompt.len() - 1..].to_vec()
 }
 
 #[test]

@@ -263,3 +263,54 @@ pub fn max_abs_diff(a: &Value, b: &Value) -> f64 {
     }
     worst
 }
+
+/// A fixture made for this project (`tests/fixtures/hf/`).
+pub fn extra_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hf")
+        .join(name)
+}
+
+/// `microformer convert SRC -o OUT EXTRA…`, which must succeed.
+pub fn convert(src: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "convert".to_string(),
+        src.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ok(&args)
+}
+
+/// `microformer logits IMG --tokens …`: its `logits` array.
+pub fn logits(img: &Path, tokens: &[u32]) -> Value {
+    let r = ok(&[
+        "logits".to_string(),
+        img.display().to_string(),
+        "--tokens".into(),
+        id_list(tokens),
+    ]);
+    let v: Value = serde_json::from_slice(&r.stdout).expect("logits JSON");
+    v["logits"].clone()
+}
+
+/// `run --ids -t 0` from `prompt`, returning the tokens generated after it.
+pub fn greedy(img: &Path, prompt: &[u32], new_tokens: usize) -> Vec<u32> {
+    let steps = prompt.len() - 1 + new_tokens;
+    let r = ok(&[
+        "run".to_string(),
+        img.display().to_string(),
+        "--ids".into(),
+        "-t".into(),
+        "0".into(),
+        "-n".into(),
+        steps.to_string(),
+        "--prompt-ids".into(),
+        id_list(prompt),
+    ]);
+    let ids = parse_ids(&r.text());
+    // run.c emits the prompt tokens after the first, then the generated ones.
+    assert_eq!(&ids[..prompt.len() - 1], &prompt[1..]);
+    ids[prompt.len() - 1..].to_vec()
+}
