@@ -1,13 +1,8 @@
-//! Runs on the host: hands `memory.x` to the linker and writes the firmware's inputs
-//! (`inputs.rs`: the model image and the run settings; see
-//! `microformer_device::host::write_inputs`) for this board's arena and context.
+//! Runs on the host: `memory.x` to the linker and the firmware's inputs (`inputs.rs`: the
+//! model image and the run settings) for this board's arena and context; see
+//! `microformer_firmware::host::real_board`.
 
-use std::path::{Path, PathBuf};
-
-use microformer_device::{budgets, host};
-
-fn main() -> Result<(), host::BuildError> {
-    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
-    host::linker_script(Path::new("memory.x"), &out)?;
-    host::write_inputs(&out, budgets::NRF52840_DK)
+fn main() -> Result<(), microformer_firmware::host::BuildError> {
+    use microformer_firmware::{budgets, host};
+    host::real_board(budgets::NRF52840_DK)
 }

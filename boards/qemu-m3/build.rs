@@ -1,17 +1,9 @@
-//! Runs on the host: hands `memory.x` to the linker, writes the host's results of every
-//! on-target check (`expected.rs`: the same library and check code, run here), the
-//! firmware's inputs (`inputs.rs`: a model image, settings and buffer sizes, see
-//! `microformer_firmware::host::write_inputs`) and the generation tests' models and
-//! host-computed tokens (`generate.rs`: aidreams260K, f32 and Q8).
+//! Runs on the host: `memory.x` to the linker, the host's results of every on-target check
+//! (`expected.rs`), the firmware's inputs (`inputs.rs`: a model image, settings and memory
+//! sizes) and the generation tests' models and host-computed tokens (`generate.rs`:
+//! aidreams260K, f32 and Q8); see `microformer_firmware::host::qemu_board`.
 
-use std::path::{Path, PathBuf};
-
-use microformer_firmware::host;
-
-fn main() -> Result<(), host::BuildError> {
-    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
-    host::linker_script(Path::new("memory.x"), &out)?;
-    host::write_expected(&out.join("expected.rs"))?;
-    host::write_inputs(&out)?;
-    host::write_generate(&out, host::TestModels::Aidreams)
+fn main() -> Result<(), microformer_firmware::host::BuildError> {
+    use microformer_firmware::host;
+    host::qemu_board(host::TestModels::Aidreams)
 }

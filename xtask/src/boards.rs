@@ -2,11 +2,11 @@
 //!
 //! No board is attached here: the stage checks everything short of flashing.
 //!
-//! 1. Formatting and clippy of the real boards' crates: `boards/device` on the host (with
-//!    its build-script helpers) and for `thumbv7em-none-eabihf` (its defmt program), each
-//!    board crate for its own target.
-//! 2. The host test of `boards/device`: the run the boards' firmware makes, checked against
-//!    llama2.c's output, and each board's arena figures.
+//! 1. Formatting and clippy of the real boards' crates: the shared `boards/firmware` on the
+//!    host (with its build-script helpers) and for `thumbv7em-none-eabihf` with feature
+//!    `device` (the real boards' program), each board crate for its own target.
+//! 2. The host test `boards/firmware/tests/run.rs`: the run the boards' firmware makes,
+//!    checked against llama2.c's output, and each board's arena figures.
 //! 3. A release build of each board (STM32F429I-DISC1 and nRF52840-DK for
 //!    `thumbv7em-none-eabihf`, Raspberry Pi Pico for `thumbv6m-none-eabi`) with the model
 //!    they are sized for embedded: `aidreams260K` from `../shared/models/`, converted to
@@ -22,10 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{boards_command, boards_dir, describe, ensure_targets, root, run_cmd, secs};
-
-/// The shared crate of the real boards.
-const DEVICE: &str = "microformer-device";
+use crate::{boards_command, boards_dir, describe, ensure_targets, root, run_cmd, secs, FIRMWARE};
 
 /// A real board crate under `boards/`.
 struct RealBoard {
@@ -112,7 +109,7 @@ pub fn stage() -> Result<Duration, String> {
     }
 
     let mut fmt = boards_command(&boards, "cargo");
-    fmt.args(["fmt", "--check", "-p", DEVICE]);
+    fmt.args(["fmt", "--check", "-p", FIRMWARE]);
     for b in REAL_BOARDS {
         fmt.args(["-p", b.dir]);
     }
@@ -120,7 +117,7 @@ pub fn stage() -> Result<Duration, String> {
     run_cmd(boards_command(&boards, "cargo").args([
         "clippy",
         "-p",
-        DEVICE,
+        FIRMWARE,
         "--all-targets",
         "--features",
         "std",
@@ -131,10 +128,10 @@ pub fn stage() -> Result<Duration, String> {
     run_cmd(boards_command(&boards, "cargo").args([
         "clippy",
         "-p",
-        DEVICE,
+        FIRMWARE,
         "--lib",
         "--features",
-        "defmt",
+        "device",
         "--target",
         "thumbv7em-none-eabihf",
         "--",
@@ -146,7 +143,15 @@ pub fn stage() -> Result<Duration, String> {
         with_model(&mut clippy, &model).args(["clippy", "--all-targets", "--", "-D", "warnings"]);
         run_cmd(&mut clippy)?;
     }
-    run_cmd(boards_command(&boards, "cargo").args(["test", "-p", DEVICE, "--features", "std"]))?;
+    run_cmd(boards_command(&boards, "cargo").args([
+        "test",
+        "-p",
+        FIRMWARE,
+        "--features",
+        "std",
+        "--test",
+        "run",
+    ]))?;
 
     let mut rows = Vec::new();
     for b in REAL_BOARDS {

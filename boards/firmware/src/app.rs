@@ -1,19 +1,34 @@
-//! The firmware's main program, shared by every board: the self-check
-//! ([`run`]), then the language model ([`run_model`]): the embedded image, run
-//! with the build-time [`Settings`] overridden by the command line, its text
-//! streamed to the board's text channel.
+//! The firmware's main program, shared by every board (feature `defmt`: needs a
+//! global logger):
+//!
+//! - [`self_check`] (the QEMU boards): the self-check, compared with the host's
+//!   stream, and a description of the embedded image; [`kernels`]: the kernel
+//!   timings (`bench=kernels` on a QEMU board's command line);
+//! - [`main`]: the embedded model, run with [`crate::lm::run`] and the board's
+//!   [`Settings`] (the build's; on the QEMU boards overridden by the semihosting
+//!   command line, see `crate::qemu`), the generated text handed to the
+//!   [`Board`] (QEMU: semihosting stderr, see `crate::qemu`; real boards: RTT
+//!   lines and the serial port, see `crate::device`).
+//!
+//! What a run logs, in order: the settings and the RAM block; the model (size,
+//! shape, Q8 or f32, the image's context); the arena check (bytes needed for the
+//! context against the bytes reserved, or an error naming the largest context that
+//! fits); the prompt's tokens; then, after the text, a `figures:` line (positions,
+//! tokens, instructions, the stack's high-water mark: read by `cargo xtask bench`)
+//! on a board that counts instructions, and the time and tokens per second on a
+//! board with a microsecond clock.
 
 use microformer::image::Image;
 
 use crate::cases::SELFCHECK;
-use crate::lm::{self, Buffers, RunError};
-use crate::settings::{CmdlineError, Mode};
+use crate::lm::{self, Events, Memory, Plan, RunError, Token};
+use crate::settings::CmdlineError;
 use crate::{bench, check, selfcheck, Settings};
 
-/// Runs the firmware on `board` and returns the process exit code (0: all
-/// good): the self-check (compared with the host's `expected` stream), then a
-/// description of the embedded model image, if any.
-pub fn run(board: &str, image: &[u8], settings: &Settings, expected: &[u32]) -> i32 {
+/// Runs the self-check on `board` and returns the process exit code (0: all
+/// good): compared with the host's `expected` stream, then a description of the
+/// embedded model image, if any.
+pub fn self_check(board: &str, image: &[u8], settings: &Settings, expected: &[u32]) -> i32 {
     defmt::println!("microformer firmware on {}", board);
     let passed = match check(&SELFCHECK, expected) {
         Ok(p) => p,
@@ -61,105 +76,186 @@ pub fn run(board: &str, image: &[u8], settings: &Settings, expected: &[u32]) -> 
     0
 }
 
-/// What [`run_model`] needs from its board.
-pub struct Io<'a> {
-    /// The text channel (QEMU: semihosting stderr).
-    pub text: &'a mut dyn FnMut(&[u8]),
-    /// Instructions (or cycles) so far, when the board can count them.
-    pub clock: Option<&'a dyn Fn() -> u64>,
-    /// The stack's high-water mark in bytes, when the board measures it.
-    pub stack_peak: Option<fn() -> usize>,
+/// What [`main`] needs from its board.
+pub trait Board {
+    /// A piece of generated text, as llama2.c prints it.
+    fn text(&mut self, bytes: &[u8]);
+    /// The text has ended; `generated`: the run went through (llama2.c then prints
+    /// one newline).
+    fn text_end(&mut self, generated: bool);
+    /// Instructions so far, on a board that counts them (QEMU's `-icount`).
+    fn instructions(&self) -> Option<u64> {
+        None
+    }
+    /// Microseconds since a fixed point (monotonic), on a board with a clock.
+    fn micros(&mut self) -> Option<u64> {
+        None
+    }
+    /// The stack's high-water mark in bytes, on a board that measures it.
+    fn stack_peak(&self) -> Option<usize> {
+        None
+    }
+    /// Whether the text is the board's only output: an image without a tokenizer is
+    /// then refused (see [`lm::Events::needs_tokenizer`]).
+    fn needs_tokenizer(&self) -> bool {
+        false
+    }
 }
 
-/// Runs the embedded model: `defaults` (built in) overridden by `cmdline` (see
-/// [`crate::settings`]), in `buffers`. Streams the text as llama2.c prints it (every
-/// piece, then one newline) to `io.text`, logs the model and settings, and ends with
-/// one `figures:` line (positions, tokens, instructions and the stack's
-/// high-water mark) for `cargo xtask bench`. Returns the exit code: 0, or 1 after
-/// logging the error.
-pub fn run_model(
+/// Hands the run's events to the board and reads its clocks when generation starts.
+struct Feed<'b, B: Board> {
+    board: &'b mut B,
+    start: (Option<u64>, Option<u64>),
+}
+
+impl<B: Board> Events for Feed<'_, B> {
+    fn started(&mut self, p: &Plan) {
+        defmt::println!(
+            "model: {=usize} bytes, dim {=u32}, {=u32} layers, {=u32} heads ({=u32} kv), \
+             vocab {=u32}, {=str}, image context {=u32}",
+            p.image_bytes,
+            p.dim,
+            p.n_layers,
+            p.n_heads,
+            p.n_kv_heads,
+            p.vocab_size,
+            if p.quantized { "Q8_0" } else { "f32" },
+            p.image_context
+        );
+        defmt::println!(
+            "arena: {=usize} of {=usize} bytes for a context of {=usize} positions",
+            p.arena_needed,
+            p.arena_reserved,
+            p.context
+        );
+        defmt::println!("prompt: {=usize} tokens (BOS included)", p.prompt_tokens);
+        defmt::println!("---");
+        self.start = (self.board.instructions(), self.board.micros());
+    }
+
+    fn token(&mut self, t: Token<'_>) {
+        self.board.text(t.text);
+    }
+
+    fn needs_tokenizer(&self) -> bool {
+        self.board.needs_tokenizer()
+    }
+}
+
+/// Runs the model in `image` for up to `context` positions with `settings` on
+/// `board`, in `memory`. Returns the exit code: 0, or 1 after logging the error.
+pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     image: &[u8],
-    defaults: &Settings<'_>,
-    cmdline: &[u8],
-    buffers: Buffers<'_>,
-    io: Io<'_>,
+    context: usize,
+    settings: &Settings<'_>,
+    memory: &mut Memory<ARENA, VOCAB, PROMPT>,
+    board: &mut impl Board,
 ) -> i32 {
-    let settings = match defaults.with_cmdline(cmdline) {
-        Ok(s) => s,
+    defmt::println!(
+        "settings: context {=usize}, {}, RAM block {=usize} bytes",
+        context,
+        settings,
+        Memory::<ARENA, VOCAB, PROMPT>::BYTES
+    );
+    let mut feed = Feed {
+        board,
+        start: (None, None),
+    };
+    let result = lm::run(image, context, settings, memory.buffers(), &mut feed);
+    let Feed { board, start } = feed;
+    let end = (board.instructions(), board.micros());
+    board.text_end(result.is_ok());
+    let g = match result {
+        Ok(g) => g,
         Err(e) => {
-            log_cmdline_error(e, cmdline);
+            report(&e);
             return 1;
         }
     };
-    defmt::println!("settings: {}", settings);
-    if settings.mode == Mode::Kernels {
-        return kernels(io.clock);
+    defmt::println!("---");
+    if let (Some(start), Some(end)) = (start.0, end.0) {
+        defmt::println!(
+            "figures: positions={=usize} tokens={=usize} stopped={=bool} \
+             instructions={=u64} stack_bytes={=usize}",
+            g.positions,
+            g.emitted,
+            g.stopped,
+            end - start,
+            board.stack_peak().unwrap_or(0)
+        );
     }
-    let Io {
-        text,
-        clock,
-        stack_peak,
-    } = io;
-    let now = || clock.map_or(0, |c| c());
-    let mut start = 0;
-    let result = lm::run(
-        image,
-        &settings,
-        buffers,
-        |o| {
+    if let (Some(start), Some(end)) = (start.1, end.1) {
+        let us = end.saturating_sub(start);
+        let stop = if g.stopped { " (stopped on BOS)" } else { "" };
+        if us == 0 {
             defmt::println!(
-                "model: {=usize} bytes, {=str}, context {=usize}, prompt {=usize} tokens",
-                image.len(),
-                if o.quantized { "q8" } else { "f32" },
-                o.context,
-                o.prompt_tokens
-            );
-            start = now();
-        },
-        |t| text(t.text),
-    );
-    let end = now();
-    match result {
-        Ok(g) => {
-            text(b"\n");
-            defmt::println!(
-                "figures: positions={=usize} tokens={=usize} stopped={=bool} \
-                 instructions={=u64} stack_bytes={=usize}",
+                "{=usize} positions, {=usize} tokens emitted{=str} (the clock did not run)",
                 g.positions,
                 g.emitted,
-                g.stopped,
-                end - start,
-                stack_peak.map_or(0, |f| f())
+                stop
             );
-            0
-        }
-        Err(RunError::NoImage) => {
-            defmt::error!(
-                "no model image embedded (build with MICROFORMER_IMAGE=<image> or \
-                 MICROFORMER_CHECKPOINT=<llama2.c .bin>)"
+        } else {
+            defmt::println!(
+                "{=usize} positions, {=usize} tokens emitted{=str} in {=u64} ms: {=f32} tok/s",
+                g.positions,
+                g.emitted,
+                stop,
+                us / 1000,
+                g.positions as f32 * 1e6 / us as f32
             );
-            1
         }
-        Err(e) => {
-            defmt::error!("generation failed: {}", e);
-            1
+    }
+    0
+}
+
+/// Logs why a run could not generate.
+fn report(e: &RunError) {
+    match *e {
+        RunError::NoImage => defmt::error!(
+            "no model image embedded: build with MICROFORMER_CHECKPOINT=<llama2.c .bin> and \
+             MICROFORMER_TOKENIZER=<tokenizer .bin> (or MICROFORMER_IMAGE=<image>)"
+        ),
+        RunError::ArenaTooSmall {
+            context,
+            needed,
+            reserved,
+            fits,
+        } => defmt::error!(
+            "the model needs {=usize} arena bytes for a context of {=usize} but the firmware \
+             reserves {=usize}: the largest context that fits is {=usize} (rebuild with \
+             MICROFORMER_CONTEXT={=usize}, or a smaller model)",
+            needed,
+            context,
+            reserved,
+            fits,
+            fits
+        ),
+        RunError::VocabTooLarge { vocab, capacity } => defmt::error!(
+            "the vocabulary has {=usize} tokens, the firmware's tokenizer index {=usize}",
+            vocab,
+            capacity
+        ),
+        RunError::NoTokenizer => {
+            defmt::error!("the model image has no tokenizer (convert it with one)")
         }
+        RunError::Image(e) => defmt::error!("model image rejected: {}", e),
+        RunError::Tokenizer(e) => defmt::error!("tokenizer rejected: {}", e),
+        RunError::Prompt(e) => defmt::error!("cannot encode the prompt: {}", e),
+        RunError::Generate(e) => defmt::error!("generation stopped: {}", e),
     }
 }
 
-fn log_cmdline_error(e: CmdlineError, cmdline: &[u8]) {
+/// Logs why `cmdline` was rejected.
+pub fn log_cmdline_error(e: CmdlineError, cmdline: &[u8]) {
     match core::str::from_utf8(cmdline) {
         Ok(s) => defmt::error!("bad command line {=str:?}: {}", s, e),
         Err(_) => defmt::error!("bad command line: {}", e),
     }
 }
 
-/// The kernel timings ([`bench::kernels`]).
-fn kernels(clock: Option<&dyn Fn() -> u64>) -> i32 {
-    let Some(clock) = clock else {
-        defmt::error!("bench=kernels needs an instruction counter");
-        return 1;
-    };
+/// Times the kernels ([`bench::kernels`], the command line's `bench=kernels`) with
+/// `clock` (instructions) and logs a `kernel:` line for each. Returns the exit code.
+pub fn kernels(clock: &dyn Fn() -> u64) -> i32 {
     let r = bench::kernels(clock, |t| {
         defmt::println!(
             "kernel: {=str} | per {=str} | {=u64}.{=u64:02} instructions",

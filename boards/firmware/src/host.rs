@@ -1,24 +1,33 @@
-//! Build-script helpers (feature `std`): every board's `build.rs` calls these
-//! on the host.
+//! Build-script helpers (feature `std`): every board's `build.rs`, QEMU's and the
+//! real boards', calls these on the host.
 //!
+//! - [`qemu_board`] and [`real_board`]: a QEMU board's and a real board's whole
+//!   `build.rs`, calling the helpers below.
 //! - [`linker_script`]: the board's `memory.x` to the linker.
+//! - [`write_inputs`]: the firmware's model image, [`Settings`] and memory, as
+//!   `OUT_DIR/inputs.rs` (and `OUT_DIR/summary.txt`, `key=value` figures for
+//!   `cargo xtask boards`), for a [`Target`]: a QEMU board (memory sized for the
+//!   image) or a real board's [`Budget`]:
+//!   - `MICROFORMER_IMAGE`: a prebuilt image (`microformer convert`), embedded as is; or
+//!   - `MICROFORMER_CHECKPOINT`: a llama2.c checkpoint (v0, v1, v2) converted here with
+//!     the library's conversion ([`convert_llama2c`], the same code as `microformer
+//!     convert`: RoPE tables computed as `run.c` computes its angles, with the host's
+//!     f32 `powf`/`cosf`/`sinf`), with `MICROFORMER_TOKENIZER` (a llama2.c tokenizer
+//!     file), `MICROFORMER_QUANT` (`f32` or `q8`; default f32 on QEMU, q8 on a real
+//!     board) and `MICROFORMER_CONTEXT` (default: the checkpoint's on QEMU, the
+//!     board's budget on a real board);
+//!   - neither: no image (the firmware says how to embed one);
+//!   - settings: `MICROFORMER_STEPS`, `MICROFORMER_SEED`, `MICROFORMER_TEMPERATURE`,
+//!     `MICROFORMER_TOPP`, `MICROFORMER_PROMPT` (defaults: [`Settings::DEFAULT`] on
+//!     QEMU, [`Settings::REAL_BOARD`] on a real board).
+//!
+//!   Paths are absolute or relative to the board's directory. On a real board the
+//!   image is checked against the budget: when its arena for the context exceeds the
+//!   board's, the build warns (the firmware reports the same at start, with the
+//!   largest context that fits).
 //! - [`write_expected`]: runs every case of [`crate::cases::ALL`] here, on
 //!   the host (the same library and case code the target runs), and writes
 //!   the streams as `static`s for the on-target tests to compare with.
-//! - [`write_inputs`]: the firmware's model image and [`Settings`]:
-//!   - `MICROFORMER_IMAGE`: a prebuilt image (`microformer convert`), embedded as is; or
-//!   - `MICROFORMER_CHECKPOINT`: a llama2.c checkpoint (v0, v1, v2) converted here with
-//!     the library's conversion (the same code as `microformer convert`: RoPE tables
-//!     computed as `run.c` computes its angles, with the host's f32 `powf`/`cosf`/`sinf`),
-//!     with `MICROFORMER_TOKENIZER` (a llama2.c tokenizer file), `MICROFORMER_QUANT`
-//!     (`f32`, the default, or `q8`) and `MICROFORMER_CONTEXT` (default: the
-//!     checkpoint's);
-//!   - settings: `MICROFORMER_STEPS`, `MICROFORMER_SEED`, `MICROFORMER_TEMPERATURE`,
-//!     `MICROFORMER_TOPP`, `MICROFORMER_PROMPT` (defaults: [`Settings::DEFAULT`]).
-//!
-//!   Paths are absolute or relative to the board's directory. The sizes of the
-//!   firmware's buffers for that image ([`crate::lm::buffer_sizes`]) are written
-//!   beside it.
 //! - [`write_generate`]: the images and host-computed tokens of the on-target
 //!   generation tests (`boards/suites/generate.rs`).
 
@@ -27,12 +36,16 @@ use std::path::{Path, PathBuf};
 use std::{env, fs};
 
 use microformer::convert::llama2c::{self, Checkpoint, ImageOptions};
-use microformer::image::TensorSource;
+use microformer::image::{Image, TensorSource};
+use microformer::model::Model;
 use microformer::sampler::random_f32;
+use microformer::tokenizer;
 
+pub use crate::budgets::Budget;
 use crate::cases::ALL;
-use crate::lm::{self, Buffers, RunError};
+use crate::lm::{self, Buffers, Events, Token};
 use crate::settings::Mode;
+pub use crate::settings::CMDLINE_BYTES;
 use crate::{Out, Settings};
 
 /// An error of a build-script helper, as text for the build log.
@@ -40,6 +53,35 @@ pub type BuildError = String;
 
 /// Words a case may write (the largest writes a few thousand).
 const MAX_WORDS: usize = 1 << 16;
+
+/// `OUT_DIR`, where a build script writes.
+fn out_dir() -> Result<PathBuf, BuildError> {
+    env::var_os("OUT_DIR")
+        .map(PathBuf::from)
+        .ok_or_else(|| String::from("OUT_DIR is not set: call this from a build script"))
+}
+
+/// A QEMU board's build script: hands its `memory.x` to the linker, writes the host's
+/// results of every on-target check ([`write_expected`]: `expected.rs`), the
+/// firmware's inputs ([`write_inputs`] for [`Target::Qemu`]: `inputs.rs`) and the
+/// generation tests' images and host-computed tokens ([`write_generate`] with
+/// `models`: `generate.rs`).
+pub fn qemu_board(models: TestModels) -> Result<(), BuildError> {
+    let out = out_dir()?;
+    linker_script(Path::new("memory.x"), &out)?;
+    write_expected(&out.join("expected.rs"))?;
+    write_inputs(&out, Target::Qemu)?;
+    write_generate(&out, models)
+}
+
+/// A real board's build script: hands its `memory.x` to the linker and writes the
+/// firmware's inputs for its `budget` ([`write_inputs`] for [`Target::Device`]:
+/// `inputs.rs`, `summary.txt`).
+pub fn real_board(budget: Budget) -> Result<(), BuildError> {
+    let out = out_dir()?;
+    linker_script(Path::new("memory.x"), &out)?;
+    write_inputs(&out, Target::Device(budget))
+}
 
 /// Copies `memory_x` to `out_dir` and puts `out_dir` on the linker's search
 /// path (cortex-m-rt's `link.x` includes `memory.x`).
@@ -112,46 +154,51 @@ fn parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, BuildError> 
     }
 }
 
-/// Longest command line the firmware reads (QEMU's kernel path, the settings, the
-/// prompt); the prompt buffers are sized for a prompt this long.
-pub const CMDLINE_BYTES: usize = 1024;
-
-/// Bytes at a 4-byte aligned address (checkpoints and images are read in place as
-/// `f32`/`u32`).
-struct Aligned {
+/// Bytes at a 4-byte aligned address, on the host (checkpoints and images are read
+/// in place as `f32`/`u32`).
+#[derive(Debug, Clone)]
+pub struct AlignedBytes {
     buf: Vec<u8>,
     start: usize,
     len: usize,
 }
 
-impl Aligned {
-    fn new(bytes: &[u8]) -> Self {
+impl AlignedBytes {
+    /// A 4-byte aligned copy of `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
         let mut buf = vec![0u8; bytes.len() + 3];
         let start = buf.as_ptr().align_offset(4).min(3);
         buf[start..start + bytes.len()].copy_from_slice(bytes);
-        Aligned {
+        AlignedBytes {
             buf,
             start,
             len: bytes.len(),
         }
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The bytes, 4-byte aligned.
+    pub fn bytes(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]
     }
 }
 
-/// Converts a llama2.c checkpoint into an image, as `microformer convert` does:
-/// `q8` stores the matrices as Q8_0 with the file's group size, or `export.py`'s
-/// default (64, halved until it divides `dim`); `context` defaults to the
-/// checkpoint's `seq_len`.
+/// Converts a llama2.c checkpoint (v0, v1 or v2) into an image, as `microformer
+/// convert` does, with `tokenizer` embedded: Q8_0 matrices when `q8` (the file's group
+/// size, or `export.py`'s default: 64, halved until it divides `dim`), else f32;
+/// `context` positions (default: the checkpoint's `seq_len`). The RoPE tables are
+/// computed as `run.c` computes its angles, with the host's f32 `powf`, `cos` and
+/// `sin`.
+///
+/// Errors: a checkpoint that does not parse, a context outside the checkpoint's, a
+/// tokenizer that does not fit the vocabulary, a Q8 group size that is not a
+/// multiple of 4, and every conversion error.
 pub fn convert_llama2c(
     checkpoint: &[u8],
     tokenizer: Option<&[u8]>,
     q8: bool,
     context: Option<usize>,
 ) -> Result<Vec<u8>, BuildError> {
-    let data = Aligned::new(checkpoint);
+    let data = AlignedBytes::new(checkpoint);
     let ck = Checkpoint::parse(data.bytes())
         .map_err(|e| format!("not a valid llama2.c checkpoint: {e}"))?;
     let c = *ck.config();
@@ -162,10 +209,26 @@ pub fn convert_llama2c(
             c.seq_len
         ));
     }
+    if let Some(t) = tokenizer {
+        let mut offsets = vec![0u32; c.vocab_size];
+        let mut sorted = vec![0u32; c.vocab_size];
+        tokenizer::Tokenizer::new(t, c.vocab_size, &mut offsets, &mut sorted).map_err(|e| {
+            format!(
+                "the tokenizer does not fit the vocabulary of {}: {e}",
+                c.vocab_size
+            )
+        })?;
+    }
     let quant = if q8 {
         let g = ck
             .group_size()
             .unwrap_or_else(|| llama2c::default_group_size(&c));
+        if g % 4 != 0 {
+            return Err(format!(
+                "no Q8 group size of a multiple of 4 divides dim {}: use MICROFORMER_QUANT=f32",
+                c.dim
+            ));
+        }
         llama2c::Quant::Q8 { group_size: g }
     } else {
         llama2c::Quant::F32
@@ -192,42 +255,57 @@ pub fn convert_llama2c(
     Ok(out)
 }
 
-fn read(path: &str) -> Result<Vec<u8>, BuildError> {
+fn read(name: &str, path: &str) -> Result<Vec<u8>, BuildError> {
     println!("cargo:rerun-if-changed={path}");
-    fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
+    fs::read(path).map_err(|e| format!("{name}={path}: {e}"))
 }
 
-/// The image the environment asks for (see the module documentation); empty
-/// when none.
-fn image_from_env() -> Result<Vec<u8>, BuildError> {
-    let image = var("MICROFORMER_IMAGE");
-    let checkpoint = var("MICROFORMER_CHECKPOINT");
-    let tokenizer = var("MICROFORMER_TOKENIZER");
-    let quant = var("MICROFORMER_QUANT");
-    let context = var("MICROFORMER_CONTEXT");
-    match (image, checkpoint) {
+/// What a board's firmware is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A QEMU board: the memory is sized for the embedded image at its context, a
+    /// converted checkpoint is f32 unless `MICROFORMER_QUANT=q8`, the settings
+    /// default to [`Settings::DEFAULT`], and the prompt buffers have room for a
+    /// command line of [`CMDLINE_BYTES`].
+    Qemu,
+    /// A real board: its RAM budget (the arena and the context), a converted
+    /// checkpoint is Q8_0 unless `MICROFORMER_QUANT=f32`, the settings default to
+    /// [`Settings::REAL_BOARD`] and are fixed at build time.
+    Device(Budget),
+}
+
+/// The image the variables name, and where it comes from (for the summary).
+fn image_from_env(
+    q8_default: bool,
+    context: Option<usize>,
+) -> Result<(Vec<u8>, String), BuildError> {
+    match (var("MICROFORMER_IMAGE"), var("MICROFORMER_CHECKPOINT")) {
         (Some(_), Some(_)) => {
             Err("set MICROFORMER_IMAGE or MICROFORMER_CHECKPOINT, not both".into())
         }
-        (Some(path), None) => read(&path),
+        (Some(path), None) => Ok((read("MICROFORMER_IMAGE", &path)?, format!("image {path}"))),
         (None, Some(path)) => {
-            let q8 = match quant.as_deref() {
-                None | Some("f32") => false,
+            let q8 = match var("MICROFORMER_QUANT").as_deref() {
+                None => q8_default,
+                Some("f32") => false,
                 Some("q8") => true,
                 Some(q) => return Err(format!("MICROFORMER_QUANT={q:?}: use f32 or q8")),
             };
-            let context = context
-                .map(|c| {
-                    c.trim()
-                        .parse::<usize>()
-                        .map_err(|_| format!("MICROFORMER_CONTEXT={c:?} is not a number"))
-                })
-                .transpose()?;
-            let tok = tokenizer.as_deref().map(read).transpose()?;
-            convert_llama2c(&read(&path)?, tok.as_deref(), q8, context)
-                .map_err(|e| format!("MICROFORMER_CHECKPOINT={path}: {e}"))
+            let tokenizer = match var("MICROFORMER_TOKENIZER") {
+                Some(t) => Some(read("MICROFORMER_TOKENIZER", &t)?),
+                None => None,
+            };
+            let checkpoint = read("MICROFORMER_CHECKPOINT", &path)?;
+            let image = convert_llama2c(&checkpoint, tokenizer.as_deref(), q8, context)
+                .map_err(|e| format!("MICROFORMER_CHECKPOINT={path}: {e}"))?;
+            let what = format!(
+                "checkpoint {path}, {}, context {}",
+                if q8 { "Q8_0" } else { "f32" },
+                context.map_or_else(|| String::from("the checkpoint's"), |c| c.to_string())
+            );
+            Ok((image, what))
         }
-        (None, None) => Ok(Vec::new()),
+        (None, None) => Ok((Vec::new(), String::from("none"))),
     }
 }
 
@@ -250,16 +328,31 @@ fn settings_expr(s: &Settings<'_>) -> String {
     )
 }
 
-/// Writes `out_dir/inputs.rs`: `MODEL` (the image the environment names, copied to
-/// `out_dir/model.bin` and embedded 4-byte aligned; empty when none), `SETTINGS`,
-/// and the buffer sizes the firmware's `main` declares for that image:
-/// `ARENA_BYTES`, `INDEX`, `PROBS`, `TOKENS` (see [`crate::lm::Buffers`]) and
-/// `CMDLINE_BYTES`.
-pub fn write_inputs(out_dir: &Path) -> Result<(), BuildError> {
-    let image = image_from_env()?;
-    let model = out_dir.join("model.bin");
-    fs::write(&model, &image).map_err(|e| format!("{}: {e}", model.display()))?;
-    let d = Settings::DEFAULT;
+/// Writes `out_dir/model.bin`, `out_dir/inputs.rs` and `out_dir/summary.txt` for
+/// `target` (see the module documentation).
+///
+/// `inputs.rs` holds `MODEL` (the image, 4-byte aligned; empty when none), `CONTEXT`
+/// (the session's: the budget's, or the image's), `SETTINGS`, the memory's sizes
+/// `ARENA_BYTES`, `VOCAB` (the model's vocabulary; 0 without a model) and
+/// `PROMPT_TOKENS` (room for the encoded prompt), and `Memory`, the
+/// [`crate::lm::Memory`] of those sizes.
+pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
+    let (budget, d) = match target {
+        Target::Qemu => (None, Settings::DEFAULT),
+        Target::Device(b) => (Some(b), Settings::REAL_BOARD),
+    };
+    let context = match var("MICROFORMER_CONTEXT") {
+        Some(c) => Some(
+            c.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("MICROFORMER_CONTEXT={c:?} is not a number"))?,
+        ),
+        None => budget.map(|b| b.context),
+    };
+    if context == Some(0) {
+        return Err("MICROFORMER_CONTEXT must be at least 1".into());
+    }
+    let (bytes, source) = image_from_env(budget.is_some(), context)?;
     let prompt = var("MICROFORMER_PROMPT").unwrap_or_default();
     let settings = Settings {
         steps: parse("MICROFORMER_STEPS", d.steps)?,
@@ -270,36 +363,78 @@ pub fn write_inputs(out_dir: &Path) -> Result<(), BuildError> {
         mode: Mode::Generate,
         stop_at_bos: true,
     };
-    let [arena, index, probs, tokens] = if image.is_empty() {
-        [0; 4]
-    } else {
-        lm::buffer_sizes(
-            Aligned::new(&image).bytes(),
-            CMDLINE_BYTES.max(prompt.len()),
-        )
-        .map_err(|e| format!("the model image is not runnable: {e}"))?
+    let (temperature, topp) = (settings.temperature, settings.topp);
+    if !temperature.is_finite() || temperature < 0.0 || !(0.0..=1.0).contains(&topp) {
+        return Err(format!(
+            "MICROFORMER_TEMPERATURE={temperature} must be >= 0 and MICROFORMER_TOPP={topp} \
+             in [0, 1]"
+        ));
+    }
+    let prompt_bytes = match target {
+        Target::Qemu => CMDLINE_BYTES.max(prompt.len()),
+        Target::Device(_) => prompt.len(),
     };
+    let prompt_tokens = tokenizer::max_encoded_len(prompt_bytes);
+    let (mut arena, mut vocab, mut ctx) = (budget.map_or(0, |b| b.arena_bytes), 0, 0);
+    let mut summary = format!("source={source}\nimage_bytes={}\n", bytes.len());
+    if !bytes.is_empty() {
+        let data = AlignedBytes::new(&bytes);
+        let model = Image::parse(data.bytes())
+            .and_then(Model::new)
+            .map_err(|e| format!("the model image is not runnable: {e}"))?;
+        ctx = context.unwrap_or(usize::MAX).min(model.max_context());
+        let needed = model.arena_bytes(ctx);
+        vocab = model.vocab_size();
+        if budget.is_none() {
+            let [a, ..] = lm::buffer_sizes(data.bytes(), prompt_bytes)
+                .map_err(|e| format!("the model image is not runnable: {e}"))?;
+            arena = a;
+        }
+        let _ = write!(
+            summary,
+            "model_context={ctx}\narena_needed={needed}\nquantized={}\nvocab={vocab}\n",
+            model.is_quantized()
+        );
+        if needed > arena {
+            println!(
+                "cargo:warning=the model needs {needed} arena bytes for a context of {ctx}, \
+                 the board reserves {arena}: the firmware will stop with an error (largest \
+                 context that fits: {}; set MICROFORMER_CONTEXT)",
+                lm::largest_context(&model, arena, model.max_context())
+            );
+        }
+        if budget.is_some() && model.tokenizer().is_none() {
+            println!("cargo:warning=the model image has no tokenizer: set MICROFORMER_TOKENIZER");
+        }
+    }
+    let context = context.unwrap_or(ctx);
+    let _ = write!(summary, "context={context}\narena_reserved={arena}\n");
+    let model = out_dir.join("model.bin");
+    fs::write(&model, &bytes).map_err(|e| format!("{}: {e}", model.display()))?;
     let src = format!(
         "// Generated by microformer_firmware::host::write_inputs. Do not edit.\n\n\
-         /// The model image embedded at build time, 4-byte aligned; empty when none was given.\n\
+         /// The model image embedded at build time ({source}), 4-byte aligned; empty when\n\
+         /// none was given.\n\
          pub static MODEL: &microformer_firmware::Aligned<[u8]> =\n    \
          &microformer_firmware::Aligned(*include_bytes!({model:?}));\n\n\
-         /// Run settings chosen at build time (the command line overrides them).\n\
+         /// Positions of the session (capped at the image's).\n\
+         pub const CONTEXT: usize = {context};\n\n\
+         /// Run settings chosen at build time.\n\
          pub static SETTINGS: microformer_firmware::Settings = {};\n\n\
-         /// Session arena bytes for the image's context (`Model::arena_bytes` + 3).\n\
-         pub const ARENA_BYTES: usize = {arena};\n\
-         /// Tokenizer index entries (2 per vocabulary entry).\n\
-         pub const INDEX: usize = {index};\n\
-         /// Top-p scratch entries (the vocabulary).\n\
-         pub const PROBS: usize = {probs};\n\
-         /// Prompt token and encoder scratch entries.\n\
-         pub const TOKENS: usize = {tokens};\n\
-         /// Bytes of the command-line buffer.\n\
-         pub const CMDLINE_BYTES: usize = {CMDLINE_BYTES};\n",
+         /// Bytes of the static session arena.\n\
+         pub const ARENA_BYTES: usize = {arena};\n\n\
+         /// Entries of the tokenizer index (the model's vocabulary).\n\
+         pub const VOCAB: usize = {vocab};\n\n\
+         /// Room for the encoded prompt.\n\
+         pub const PROMPT_TOKENS: usize = {prompt_tokens};\n\n\
+         /// The memory of a run: the arena, the tokenizer index, the prompt, the sampler.\n\
+         pub type Memory = microformer_firmware::lm::Memory<ARENA_BYTES, VOCAB, PROMPT_TOKENS>;\n",
         settings_expr(&settings)
     );
     let path = out_dir.join("inputs.rs");
-    fs::write(&path, src).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    fs::write(&path, src).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let path = out_dir.join("summary.txt");
+    fs::write(&path, summary).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Which models a board's on-target generation tests run.
@@ -368,6 +503,20 @@ struct GenerateTest {
     prompt: &'static str,
 }
 
+impl GenerateTest {
+    fn settings(&self) -> Settings<'static> {
+        Settings {
+            steps: self.steps,
+            seed: self.seed,
+            temperature: self.temperature,
+            topp: self.topp,
+            prompt: self.prompt,
+            mode: Mode::Generate,
+            stop_at_bos: true,
+        }
+    }
+}
+
 fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
     Ok(match models {
         TestModels::Tiny => {
@@ -391,9 +540,9 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
         TestModels::Aidreams => {
             let dir = models_dir();
             let path = |f: &str| dir.join(f).display().to_string();
-            let ck = read(&path("aidreams260K.bin"))
+            let ck = read("MICROFORMER_MODELS", &path("aidreams260K.bin"))
                 .map_err(|e| format!("{e} (set MICROFORMER_MODELS to the models folder)"))?;
-            let tok = read(&path("aidreams260K.tok512.bin"))?;
+            let tok = read("MICROFORMER_MODELS", &path("aidreams260K.tok512.bin"))?;
             vec![
                 GenerateTest {
                     name: "AIDREAMS_F32_GREEDY",
@@ -418,42 +567,39 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
     })
 }
 
-/// Runs `t` on the host with [`crate::lm::run`]: the ids and text it emits.
+/// Collects a host run's ids and text.
+#[derive(Default)]
+struct Collect {
+    ids: Vec<u32>,
+    text: Vec<u8>,
+}
+
+impl Events for Collect {
+    fn token(&mut self, t: Token<'_>) {
+        self.ids.push(t.id);
+        self.text.extend_from_slice(t.text);
+    }
+}
+
+/// Runs `t` on the host with [`crate::lm::run`] at the image's context: the ids and
+/// text it emits.
 fn host_tokens(t: &GenerateTest) -> Result<(Vec<u32>, Vec<u8>), BuildError> {
-    let image = Aligned::new(&t.image);
+    let image = AlignedBytes::new(&t.image);
     let [a, i, p, k] =
         lm::buffer_sizes(image.bytes(), t.prompt.len()).map_err(|e| format!("{}: {e}", t.name))?;
     let (mut arena, mut index) = (vec![0u8; a], vec![0u32; i]);
     let mut probs = vec![Default::default(); p];
     let mut tokens = vec![0u32; k];
-    let settings = Settings {
-        steps: t.steps,
-        seed: t.seed,
-        temperature: t.temperature,
-        topp: t.topp,
-        prompt: t.prompt,
-        mode: Mode::Generate,
-        stop_at_bos: true,
-    };
-    let (mut ids, mut text) = (Vec::new(), Vec::new());
     let buffers = Buffers {
         arena: &mut arena,
         index: &mut index,
         probs: &mut probs,
         tokens: &mut tokens,
     };
-    lm::run(
-        image.bytes(),
-        &settings,
-        buffers,
-        |_| {},
-        |tk| {
-            ids.push(tk.id);
-            text.extend_from_slice(tk.text);
-        },
-    )
-    .map_err(|e: RunError| format!("{} fails on the host: {e:?}", t.name))?;
-    Ok((ids, text))
+    let mut out = Collect::default();
+    lm::run(image.bytes(), usize::MAX, &t.settings(), buffers, &mut out)
+        .map_err(|e| format!("{} fails on the host: {e:?}", t.name))?;
+    Ok((out.ids, out.text))
 }
 
 /// llama2.c's first 24 ids for aidreams260K, greedy, empty prompt (`run -t 0`;
@@ -490,22 +636,14 @@ pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildErr
                 t.name
             ));
         }
-        let sizes = lm::buffer_sizes(Aligned::new(&t.image).bytes(), t.prompt.len())
+        let sizes = lm::buffer_sizes(AlignedBytes::new(&t.image).bytes(), t.prompt.len())
             .map_err(|e| format!("{}: {e}", t.name))?;
         for (m, s) in max.iter_mut().zip(sizes) {
             *m = (*m).max(s);
         }
         let file = out_dir.join(format!("{}.bin", t.name.to_lowercase()));
         fs::write(&file, &t.image).map_err(|e| format!("{}: {e}", file.display()))?;
-        let settings = Settings {
-            steps: t.steps,
-            seed: t.seed,
-            temperature: t.temperature,
-            topp: t.topp,
-            prompt: t.prompt,
-            mode: Mode::Generate,
-            stop_at_bos: true,
-        };
+        let settings = t.settings();
         let name = t.name;
         let _ = write!(
             src,

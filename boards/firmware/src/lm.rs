@@ -1,12 +1,16 @@
-//! The language-model run: open the embedded image, build the tokenizer index,
-//! encode the prompt and run llama2.c's generation loop
-//! ([`microformer::generate::generate`]), reporting every token.
+//! The language-model run, shared by every board (QEMU and real): open the
+//! embedded image, check the arena against the model's needs for the context,
+//! build the tokenizer index, encode the prompt and run llama2.c's generation
+//! loop ([`microformer::generate::generate`]), reporting every token to
+//! [`Events`].
 //!
 //! Free of any logger and of the board, so the same code runs on the host (the
-//! boards' build scripts compute the tokens the target must produce) and on the
-//! target. Memory comes from the caller ([`Buffers`]): the board's `main` keeps
-//! it in `static`s sized by the build script (`inputs::ARENA_BYTES`,
-//! `inputs::VOCAB`, `inputs::PROMPT_TOKENS`; see `host::write_inputs`).
+//! boards' build scripts compute the tokens the target must produce, and
+//! `tests/run.rs` checks the text against llama2.c's) and on the target. Memory
+//! comes from the caller ([`Buffers`]), usually one zeroed `static` [`Memory`]
+//! sized by the build script (`inputs::Memory`, see `host::write_inputs`).
+
+use core::fmt;
 
 use microformer::generate::{self, Generated};
 use microformer::image::Image;
@@ -18,21 +22,39 @@ use microformer::Error;
 use crate::out::{Failure, Out, Passed};
 use crate::Settings;
 
-/// Where a run stopped.
+/// Why a run could not generate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RunError {
-    /// No image embedded.
+    /// No image was embedded at build time.
     NoImage,
-    /// The image does not parse or is not a runnable model.
+    /// The image does not parse, or is not a model this runtime runs.
     Image(Error),
-    /// The tokenizer in the image is malformed, or its index does not fit.
-    Tokenizer(Error),
-    /// A prompt was given but the image has no tokenizer to encode it.
+    /// The arena is smaller than the model needs at this context.
+    ArenaTooSmall {
+        /// The session's context.
+        context: usize,
+        /// Bytes needed ([`Model::arena_bytes`]).
+        needed: usize,
+        /// Bytes reserved by the firmware.
+        reserved: usize,
+        /// The largest context that fits the reserved arena (0: none).
+        fits: usize,
+    },
+    /// The image carries no tokenizer, and the prompt or the caller needs one.
     NoTokenizer,
-    /// The prompt does not encode (buffers too small).
+    /// The tokenizer index is smaller than the vocabulary.
+    VocabTooLarge {
+        /// The model's vocabulary.
+        vocab: usize,
+        /// Entries the index has room for.
+        capacity: usize,
+    },
+    /// The tokenizer is malformed.
+    Tokenizer(Error),
+    /// The prompt cannot be encoded (e.g. its buffer is too small).
     Prompt(Error),
-    /// The session, sampler or loop failed.
+    /// The session, the sampler or the generation loop stopped on an error.
     Generate(Error),
 }
 
@@ -42,17 +64,139 @@ impl From<Error> for RunError {
     }
 }
 
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::NoImage => f.write_str(
+                "no model image embedded (build with MICROFORMER_CHECKPOINT=<llama2.c .bin> \
+                 and MICROFORMER_TOKENIZER=<tokenizer .bin>, or MICROFORMER_IMAGE=<image>)",
+            ),
+            RunError::Image(e) => write!(f, "model image rejected: {e}"),
+            RunError::ArenaTooSmall {
+                context,
+                needed,
+                reserved,
+                fits,
+            } => write!(
+                f,
+                "the model needs {needed} arena bytes for a context of {context} but the \
+                 firmware reserves {reserved}: the largest context that fits is {fits} \
+                 (rebuild with MICROFORMER_CONTEXT={fits}, or a smaller model)"
+            ),
+            RunError::NoTokenizer => f.write_str(
+                "the model image has no tokenizer (convert it with MICROFORMER_TOKENIZER)",
+            ),
+            RunError::VocabTooLarge { vocab, capacity } => write!(
+                f,
+                "the vocabulary has {vocab} tokens, the firmware's tokenizer index {capacity}"
+            ),
+            RunError::Tokenizer(e) => write!(f, "tokenizer rejected: {e}"),
+            RunError::Prompt(e) => write!(f, "cannot encode the prompt: {e}"),
+            RunError::Generate(e) => write!(f, "generation stopped: {e}"),
+        }
+    }
+}
+
 /// The caller's memory for a run.
 #[derive(Debug)]
 pub struct Buffers<'m> {
-    /// The session arena: at least `Model::arena_bytes(context) + 3` bytes.
+    /// The session arena: at least `Model::arena_bytes(context)` bytes (3 more when
+    /// it may not start 4-byte aligned).
     pub arena: &'m mut [u8],
-    /// Tokenizer index: `2 · vocab` entries.
+    /// Tokenizer index: `2 · vocab` entries (record offsets, then sorted ids).
     pub index: &'m mut [u32],
     /// Top-p scratch: `vocab` entries.
     pub probs: &'m mut [ProbIndex],
     /// Prompt tokens and encoder scratch: `2 · max_encoded_len(prompt bytes)`.
     pub tokens: &'m mut [u32],
+}
+
+/// Everything a run needs in RAM, sized at compile time: the session arena
+/// (`ARENA` bytes at the start of the block, so 4-byte aligned), the tokenizer index
+/// (`2 · VOCAB` entries: [`tokenizer::INDEX_BYTES_PER_TOKEN`] = 8 bytes a token), the
+/// prompt's tokens and the encoder's scratch (`PROMPT` each,
+/// [`tokenizer::max_encoded_len`] of the prompt's length) and the top-p scratch
+/// (`VOCAB` [`ProbIndex`]).
+///
+/// Declare it as a `static mut` at the top of the board's `#[cortex_m_rt::entry]`
+/// function (cortex-m-rt hands it over as a `&'static mut`): all zeros, it lands in
+/// `.bss` and costs no flash.
+#[derive(Debug)]
+#[repr(C)]
+pub struct Memory<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> {
+    arena: [u8; ARENA],
+    index: [[u32; VOCAB]; 2],
+    tokens: [[u32; PROMPT]; 2],
+    probs: [ProbIndex; VOCAB],
+}
+
+impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Memory<ARENA, VOCAB, PROMPT> {
+    /// Zeroed memory (a `const fn`, for a `static`).
+    pub const fn new() -> Self {
+        Self {
+            arena: [0; ARENA],
+            index: [[0; VOCAB]; 2],
+            tokens: [[0; PROMPT]; 2],
+            probs: [ProbIndex {
+                prob: 0.0,
+                index: 0,
+            }; VOCAB],
+        }
+    }
+
+    /// Bytes of the session arena.
+    pub const ARENA_BYTES: usize = ARENA;
+
+    /// Bytes of the whole block.
+    pub const BYTES: usize = core::mem::size_of::<Self>();
+
+    /// The block as the [`Buffers`] of a run.
+    pub fn buffers(&mut self) -> Buffers<'_> {
+        Buffers {
+            arena: &mut self.arena,
+            index: self.index.as_flattened_mut(),
+            probs: &mut self.probs,
+            tokens: self.tokens.as_flattened_mut(),
+        }
+    }
+}
+
+impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Default
+    for Memory<ARENA, VOCAB, PROMPT>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a run found out before generating: the model, the context and the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Plan {
+    /// Bytes of the image.
+    pub image_bytes: usize,
+    /// Model width.
+    pub dim: u32,
+    /// Layers.
+    pub n_layers: u32,
+    /// Query heads.
+    pub n_heads: u32,
+    /// Key/value heads.
+    pub n_kv_heads: u32,
+    /// Vocabulary size.
+    pub vocab_size: u32,
+    /// Positions the image covers (its RoPE tables).
+    pub image_context: u32,
+    /// Whether the matrices are Q8_0.
+    pub quantized: bool,
+    /// The session's context: the caller's, capped at the image's.
+    pub context: usize,
+    /// Arena bytes the session needs ([`Model::arena_bytes`]).
+    pub arena_needed: usize,
+    /// Arena bytes the caller reserves.
+    pub arena_reserved: usize,
+    /// Prompt tokens (BOS included).
+    pub prompt_tokens: usize,
 }
 
 /// One emitted token: the token before it, itself, and the bytes llama2.c prints
@@ -67,54 +211,88 @@ pub struct Token<'t> {
     pub text: &'t [u8],
 }
 
-/// What a run found before generating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Opened {
-    /// The session's context (the image's).
-    pub context: usize,
-    /// Prompt tokens, BOS included.
-    pub prompt_tokens: usize,
-    /// Whether the matrices are Q8.
-    pub quantized: bool,
+/// What a run reports as it goes.
+pub trait Events {
+    /// The model is open, the arena checked, the prompt encoded: generation starts.
+    fn started(&mut self, plan: &Plan) {
+        let _ = plan;
+    }
+    /// A token llama2.c would print.
+    fn token(&mut self, token: Token<'_>);
+    /// Whether the run needs text: then an image without a tokenizer is
+    /// [`RunError::NoTokenizer`] even with an empty prompt (the real boards, whose
+    /// output is the text). Otherwise such an image runs from BOS alone and its
+    /// tokens carry no text.
+    fn needs_tokenizer(&self) -> bool {
+        false
+    }
 }
 
-/// Runs the image's model with `settings` (see [`crate::settings`]) in `buf`:
-/// `opened` is called once the model, tokenizer and prompt are ready, `emit` with
-/// every token llama2.c would print. Without a tokenizer in the image the prompt
-/// must be empty (BOS alone) and the tokens carry no text.
+/// The largest context whose arena fits `reserved` bytes, at most `max` (0: none).
+pub fn largest_context(model: &Model<'_>, reserved: usize, max: usize) -> usize {
+    let base = model.arena_bytes(0);
+    let per_position = model.arena_bytes(1).saturating_sub(base);
+    let fits = reserved
+        .checked_sub(base)
+        .and_then(|room| room.checked_div(per_position))
+        .unwrap_or(0);
+    fits.min(max)
+}
+
+/// Runs the model in `image` for up to `context` positions (capped at the image's)
+/// with `settings` (see [`crate::settings`]), in `buf`; reports to `events`.
+///
+/// Checks, in this order and before any generation: an image is present
+/// ([`RunError::NoImage`]) and valid ([`RunError::Image`]); the arena holds
+/// [`Model::arena_bytes`]`(context)` ([`RunError::ArenaTooSmall`], with the largest
+/// context that fits); the image has a tokenizer when the prompt or `events` needs
+/// one ([`RunError::NoTokenizer`]), that the index can hold
+/// ([`RunError::VocabTooLarge`]) and that is well formed ([`RunError::Tokenizer`]);
+/// the prompt encodes ([`RunError::Prompt`]). Then llama2.c's loop runs, stopping
+/// early on the image's BOS token when [`Settings::stop_at_bos`].
 pub fn run(
     image: &[u8],
+    context: usize,
     settings: &Settings<'_>,
     buf: Buffers<'_>,
-    mut opened: impl FnMut(&Opened),
-    mut emit: impl FnMut(Token<'_>),
+    events: &mut impl Events,
 ) -> Result<Generated, RunError> {
     if image.is_empty() {
         return Err(RunError::NoImage);
     }
     let model =
         Model::new(Image::parse(image).map_err(RunError::Image)?).map_err(RunError::Image)?;
-    let bos = model.header().bos_id;
-    let vocab = model.vocab_size();
-    let context = model.max_context();
+    let h = *model.header();
+    let context = context.min(model.max_context());
     let Buffers {
         arena,
         index,
         probs,
         tokens,
     } = buf;
+    let reserved = arena.len();
+    let needed = model.arena_bytes(context);
+    if needed > reserved {
+        return Err(RunError::ArenaTooSmall {
+            context,
+            needed,
+            reserved,
+            fits: largest_context(&model, reserved, model.max_context()),
+        });
+    }
+    let vocab = model.vocab_size();
     let tok = match model.tokenizer() {
         Some(data) => {
-            let got = index.len();
-            let (offsets, sorted) =
-                index
-                    .split_at_mut_checked(vocab)
-                    .ok_or(RunError::Tokenizer(Error::BufferTooSmall {
-                        needed: 2 * vocab,
-                        got,
-                    }))?;
+            let capacity = index.len() / 2;
+            let (offsets, sorted) = index.split_at_mut(capacity);
+            let (Some(offsets), Some(sorted)) = (offsets.get_mut(..vocab), sorted.get_mut(..vocab))
+            else {
+                return Err(RunError::VocabTooLarge { vocab, capacity });
+            };
             Some(Tokenizer::new(data, vocab, offsets, sorted).map_err(RunError::Tokenizer)?)
+        }
+        None if events.needs_tokenizer() || !settings.prompt.is_empty() => {
+            return Err(RunError::NoTokenizer)
         }
         None => None,
     };
@@ -124,27 +302,35 @@ pub fn run(
         Some(t) => t
             .encode(settings.prompt.as_bytes(), true, false, prompt, merge)
             .map_err(RunError::Prompt)?,
-        None if settings.prompt.is_empty() => {
+        None => {
             let slot = prompt
                 .first_mut()
                 .ok_or(RunError::Prompt(Error::BufferTooSmall {
                     needed: 1,
                     got: 0,
                 }))?;
-            *slot = bos;
+            *slot = h.bos_id;
             1
         }
-        None => return Err(RunError::NoTokenizer),
     };
     let prompt = prompt
         .get(..n)
         .ok_or(RunError::Prompt(Error::InvalidParameter))?;
     let mut sampler = Sampler::new(settings.temperature, settings.topp, settings.rng_state())?;
     let mut session = Session::new(&model, arena, context)?;
-    opened(&Opened {
-        context,
-        prompt_tokens: n,
+    events.started(&Plan {
+        image_bytes: image.len(),
+        dim: h.dim,
+        n_layers: h.n_layers,
+        n_heads: h.n_heads,
+        n_kv_heads: h.n_kv_heads,
+        vocab_size: h.vocab_size,
+        image_context: h.seq_len,
         quantized: model.is_quantized(),
+        context,
+        arena_needed: needed,
+        arena_reserved: reserved,
+        prompt_tokens: n,
     });
     generate::generate::<RunError>(
         &mut session,
@@ -152,20 +338,21 @@ pub fn run(
         probs,
         prompt,
         settings.steps as usize,
-        settings.stop_at_bos.then_some(bos),
+        settings.stop_at_bos.then_some(h.bos_id),
         |prev, id| {
             let text = match &tok {
                 Some(t) => tokenizer::safe_piece(t.decode(prev, id)?),
                 None => &[],
             };
-            emit(Token { prev, id, text });
+            events.token(Token { prev, id, text });
             Ok(())
         },
     )
 }
 
-/// Sizes of [`Buffers`] for `image` and a prompt of up to `prompt_bytes` bytes:
-/// `(arena bytes, index entries, top-p entries, token entries)`.
+/// Sizes of [`Buffers`] for `image` at its own context and a prompt of up to
+/// `prompt_bytes` bytes: `(arena bytes, index entries, top-p entries, token
+/// entries)`. The arena has 3 bytes to spare, for a start that is not 4-byte aligned.
 pub fn buffer_sizes(image: &[u8], prompt_bytes: usize) -> Result<[usize; 4], Error> {
     let model = Model::new(Image::parse(image)?)?;
     let vocab = model.vocab_size();
@@ -195,36 +382,57 @@ pub struct GenerateTest {
     pub llama2c_ids: &'static [u32],
 }
 
-/// Runs `test` here and compares every id with the host's (word for word, as the
-/// on-target cases are compared), the text byte for byte, and llama2.c's ids.
+/// Compares a run's tokens with a [`GenerateTest`]'s as they come.
+struct Compare<'t, 'o> {
+    test: &'t GenerateTest,
+    out: Out<'o>,
+    text_at: usize,
+    text_ok: bool,
+    llama_ok: bool,
+    n: usize,
+}
+
+impl Events for Compare<'_, '_> {
+    fn token(&mut self, t: Token<'_>) {
+        self.out.u32("token id", t.id);
+        if let Some(&want) = self.test.llama2c_ids.get(self.n) {
+            self.llama_ok &= want == t.id;
+        }
+        self.n += 1;
+        let end = self.text_at + t.text.len();
+        self.text_ok &= self.test.text.get(self.text_at..end) == Some(t.text);
+        self.text_at = end;
+    }
+}
+
+/// Runs `test` here, at the image's context, and compares every id with the
+/// host's (word for word, as the on-target cases are compared), the text byte for
+/// byte, and llama2.c's ids.
 pub fn check_generate(test: &GenerateTest, buffers: Buffers<'_>) -> Result<Passed, Failure> {
-    let mut out = Out::compare(test.ids);
-    let mut text_at = 0usize;
-    let mut text_ok = true;
-    let mut llama_ok = true;
-    let mut n = 0usize;
-    let r = run(
-        test.image,
-        &test.settings,
-        buffers,
-        |_| {},
-        |t| {
-            out.u32("token id", t.id);
-            if let Some(&want) = test.llama2c_ids.get(n) {
-                llama_ok &= want == t.id;
-            }
-            n += 1;
-            let end = text_at + t.text.len();
-            text_ok &= test.text.get(text_at..end) == Some(t.text);
-            text_at = end;
-        },
-    );
-    if let Err(e) = r {
+    let mut c = Compare {
+        test,
+        out: Out::compare(test.ids),
+        text_at: 0,
+        text_ok: true,
+        llama_ok: true,
+        n: 0,
+    };
+    if let Err(e) = run(test.image, usize::MAX, &test.settings, buffers, &mut c) {
         let error = match e {
             RunError::Image(e)
             | RunError::Tokenizer(e)
             | RunError::Prompt(e)
             | RunError::Generate(e) => e,
+            RunError::ArenaTooSmall {
+                needed, reserved, ..
+            } => Error::BufferTooSmall {
+                needed,
+                got: reserved,
+            },
+            RunError::VocabTooLarge { vocab, capacity } => Error::BufferTooSmall {
+                needed: 2 * vocab,
+                got: 2 * capacity,
+            },
             RunError::NoImage | RunError::NoTokenizer => Error::MissingTensor,
         };
         return Err(Failure::Library {
@@ -232,6 +440,14 @@ pub fn check_generate(test: &GenerateTest, buffers: Buffers<'_>) -> Result<Passe
             error,
         });
     }
+    let Compare {
+        out,
+        text_at,
+        text_ok,
+        llama_ok,
+        n,
+        ..
+    } = c;
     let passed = out.finish()?;
     if !(text_ok && text_at == test.text.len()) {
         return Err(Failure::Property {

@@ -1,7 +1,12 @@
-//! What the firmware needs from QEMU (feature `qemu`): the command line and a
-//! text stream through semihosting, an instruction counter, and the stack's
-//! high-water mark.
+//! The QEMU boards' side of the firmware (feature `qemu`): semihosting, an
+//! instruction counter, the stack's high-water mark, and the board glue every
+//! QEMU board shares.
 //!
+//! - [`main`] (through [`qemu_main!`](crate::qemu_main), a board's whole
+//!   `main.rs`): the self-check ([`crate::app::self_check`]), then the command line
+//!   over the build's settings, and the embedded model ([`crate::app::main`]) or the
+//!   kernel timings ([`crate::app::kernels`], `bench=kernels`); QEMU exits with the
+//!   run's code.
 //! - [`cmdline`]: `SYS_GET_CMDLINE`, that is QEMU's kernel path and its
 //!   `-append "…"` words (see [`crate::settings`]).
 //! - [`Text`]: the generated text, written to QEMU's **stderr** (semihosting's
@@ -10,17 +15,21 @@
 //! - [`Counter`]: instructions, with QEMU's `-icount shift=0` (each instruction
 //!   advances virtual time by 1 ns): SysTick counts the core clock (25 MHz on the
 //!   MPS2 boards, one tick per 40 instructions), and its 24-bit wraps are counted
-//!   by the board's `SysTick` handler ([`on_systick`]). Without `-icount`, SysTick
-//!   does not advance under QEMU and the count stays 0.
+//!   by the `SysTick` handler here. Without `-icount`, SysTick does not advance
+//!   under QEMU and the count stays 0.
 //! - [`stack_peak`]: cortex-m-rt's `paint-stack` fills the stack with
 //!   `0xcccc_cccc` at reset; the lowest word no longer painted marks the deepest
 //!   the stack went.
+//! - The glue: the defmt logger over semihosting (`defmt-semihosting`), core panics
+//!   through `panic-probe`, and a HardFault handler that ends QEMU with exit code 1
+//!   (a defmt panic raises that fault, see the crate root): every way a run or a
+//!   test can end becomes QEMU's exit code (0: success, through [`exit`]).
 //!
 //! Why `unsafe` appears here, and only here: [`stack_peak`] reads the RAM between
 //! the end of the statics and the top of the stack, which no Rust object owns —
 //! raw-pointer reads of addresses the linker script defines (`_stack_end`,
-//! `_stack_start`). Everything else goes through safe APIs (`semihosting`,
-//! `cortex-m`).
+//! `_stack_start`); and cortex-m-rt requires the HardFault handler to be declared
+//! `unsafe`. Everything else goes through safe APIs (`semihosting`, `cortex-m`).
 #![allow(unsafe_code)]
 
 use core::mem::MaybeUninit;
@@ -28,7 +37,159 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::SYST;
+use defmt_semihosting as _; // the global defmt logger
+use panic_probe as _; // core panics: message through defmt, then a fault
 use semihosting::io::Write as _;
+
+use crate::app;
+use crate::lm::Memory;
+use crate::settings::{Mode, Settings, CMDLINE_BYTES};
+
+/// The buffer the command line is read into (a `static mut` in the board's `main`).
+pub struct Cmdline([MaybeUninit<u8>; CMDLINE_BYTES]);
+
+impl Cmdline {
+    /// An empty buffer (a `const fn`, for a `static`).
+    pub const fn new() -> Self {
+        Cmdline([MaybeUninit::uninit(); CMDLINE_BYTES])
+    }
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A QEMU board's firmware, the whole `main.rs` of a board crate: the build
+/// script's `inputs.rs` and `expected.rs`, the statics (the run's [`Memory`], the
+/// [`Cmdline`]) and cortex-m-rt's entry calling [`main`].
+///
+/// `qemu_main!(NAME, SYSTICK_HZ)`: the board as the firmware prints it, and the core
+/// clock SysTick counts.
+#[macro_export]
+macro_rules! qemu_main {
+    ($name:expr, $systick_hz:expr) => {
+        mod inputs {
+            include!(concat!(env!("OUT_DIR"), "/inputs.rs"));
+        }
+        #[allow(dead_code)] // only SELFCHECK is used
+        mod expected {
+            include!(concat!(env!("OUT_DIR"), "/expected.rs"));
+        }
+
+        #[cortex_m_rt::entry]
+        fn main() -> ! {
+            // cortex-m-rt hands each `static mut` declared here over as a `&'static mut`.
+            static mut MEMORY: inputs::Memory = inputs::Memory::new();
+            static mut CMDLINE: $crate::qemu::Cmdline = $crate::qemu::Cmdline::new();
+            $crate::qemu::main(
+                $name,
+                $systick_hz,
+                &inputs::MODEL.0,
+                inputs::CONTEXT,
+                &inputs::SETTINGS,
+                &expected::SELFCHECK,
+                MEMORY,
+                CMDLINE,
+            )
+        }
+    };
+}
+
+/// The firmware on a QEMU board named `name` whose SysTick counts `systick_hz`: the
+/// self-check (against the host's `selfcheck` stream), then, when an image is
+/// embedded, the model at up to `context` positions with `settings` overridden by
+/// the command line, its text on QEMU's stderr. Ends QEMU with the exit code.
+#[allow(clippy::too_many_arguments)]
+pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
+    name: &str,
+    systick_hz: u32,
+    image: &[u8],
+    context: usize,
+    settings: &Settings<'static>,
+    selfcheck: &[u32],
+    memory: &mut Memory<ARENA, VOCAB, PROMPT>,
+    cmdline: &mut Cmdline,
+) -> ! {
+    let counter = cortex_m::Peripherals::take().map(|p| Counter::start(p.SYST, systick_hz));
+    let code = app::self_check(name, image, settings, selfcheck);
+    if code != 0 || image.is_empty() {
+        exit(code)
+    }
+    let Some(line) = self::cmdline(&mut cmdline.0) else {
+        defmt::error!(
+            "cannot read the command line (longer than {=usize} bytes?)",
+            CMDLINE_BYTES
+        );
+        exit(1)
+    };
+    let settings = match settings.with_cmdline(line) {
+        Ok(s) => s,
+        Err(e) => {
+            app::log_cmdline_error(e, line);
+            exit(1)
+        }
+    };
+    if settings.mode == Mode::Kernels {
+        defmt::println!("settings: {}", settings);
+        exit(app::kernels(&|| {
+            counter.as_ref().map_or(0, Counter::instructions)
+        }))
+    }
+    let mut board = Qemu {
+        text: Text::open(),
+        counter,
+    };
+    exit(app::main(image, context, &settings, memory, &mut board))
+}
+
+/// What [`app::main`] needs, on QEMU.
+struct Qemu {
+    text: Text,
+    counter: Option<Counter>,
+}
+
+impl app::Board for Qemu {
+    fn text(&mut self, bytes: &[u8]) {
+        self.text.write(bytes);
+    }
+
+    fn text_end(&mut self, generated: bool) {
+        if generated {
+            self.text.write(b"\n");
+        }
+    }
+
+    fn instructions(&self) -> Option<u64> {
+        Some(self.counter.as_ref().map_or(0, Counter::instructions))
+    }
+
+    fn stack_peak(&self) -> Option<usize> {
+        Some(stack_peak())
+    }
+}
+
+/// Ends the run: QEMU exits with `code`.
+pub fn exit(code: i32) -> ! {
+    semihosting::process::exit(code)
+}
+
+/// Every fault (and every panic, through `udf`) ends QEMU with exit code 1; cortex-m-rt's
+/// default handler would spin forever.
+// SAFETY: cortex-m-rt requires the HardFault handler to be declared `unsafe`; it only logs
+// and exits.
+#[cortex_m_rt::exception]
+unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    defmt::error!("HardFault at pc {=u32:#010x}", frame.pc());
+    exit(1)
+}
+
+/// Counts SysTick's wraps for the instruction counter.
+#[cortex_m_rt::exception]
+fn SysTick() {
+    on_systick();
+}
 
 /// Reads the semihosting command line into `buf`; `None` when semihosting refuses
 /// it (longer than `buf`, or no command line support).
@@ -61,10 +222,10 @@ static WRAPS: AtomicU32 = AtomicU32::new(0);
 /// SysTick's reload: the full 24 bits.
 const RELOAD: u32 = 0x00ff_ffff;
 
-/// Call from the board's `SysTick` exception handler: counts one wrap. (Load and
-/// store, not `fetch_add`: thumbv6m has no atomic read-modify-write, and the
-/// handler is the only writer.)
-pub fn on_systick() {
+/// Counts one wrap (from the `SysTick` exception handler). (Load and store, not
+/// `fetch_add`: thumbv6m has no atomic read-modify-write, and the handler is the only
+/// writer.)
+fn on_systick() {
     WRAPS.store(
         WRAPS.load(Ordering::Relaxed).wrapping_add(1),
         Ordering::Relaxed,

@@ -1,4 +1,7 @@
-//! Run settings: build-time defaults, overridden by a command line.
+//! Run settings, one type for every board: build-time defaults
+//! ([`Settings::DEFAULT`] on the QEMU boards, [`Settings::REAL_BOARD`] on the real
+//! ones; `MICROFORMER_*` variables, see `host::write_inputs`), overridden on the
+//! QEMU boards by a command line.
 //!
 //! The QEMU boards read their command line through semihosting (QEMU's
 //! `-append "…"`, see [`crate::qemu`]); the words are `key=value`, in any order,
@@ -22,6 +25,10 @@
 //! place; anywhere else, as an unknown key or an unparsable value, it is a
 //! [`CmdlineError`]. Numbers parse as Rust's `str::parse` (correctly rounded
 //! floats: the same `f32` as the host tool's `--temperature 0.9`).
+
+/// Longest command line the QEMU firmware reads (QEMU's kernel path, the settings,
+/// the prompt); its prompt buffers are sized for a prompt this long.
+pub const CMDLINE_BYTES: usize = 1024;
 
 /// The RNG seed used for seed 0, as `microformer run` does (0 is a fixed point of
 /// llama2.c's xorshift): 2^64/φ.
@@ -72,6 +79,14 @@ impl Settings<'static> {
         prompt: "",
         mode: Mode::Generate,
         stop_at_bos: true,
+    };
+
+    /// The real boards' settings when no variable is set: the whole context, seed 42,
+    /// llama2.c's sampling defaults (temperature 1.0, top-p 0.9), empty prompt.
+    pub const REAL_BOARD: Settings<'static> = Settings {
+        steps: 0,
+        seed: 42,
+        ..Settings::DEFAULT
     };
 }
 

@@ -5,15 +5,15 @@
 //! backtrace).
 #![no_std]
 
-use cortex_m::peripheral::{DCB, DWT};
-use defmt_rtt as _; // the global defmt logger
+use cortex_m::peripheral::DWT;
 use nrf52840_hal::gpio::{p0, Level};
 use nrf52840_hal::pac;
 use nrf52840_hal::uarte::{Baudrate, Parity, Pins, Uarte};
 use nrf52840_hal::Clocks;
-use panic_probe as _; // core panics: message through defmt, then a fault
 
-pub use microformer_device as device;
+pub use microformer_firmware as firmware;
+
+use firmware::device::CycleClock;
 
 /// The board, as the firmware prints it.
 pub const NAME: &str = "nRF52840-DK (nRF52840, Cortex-M4F at 64 MHz)";
@@ -28,9 +28,7 @@ const CHUNK: usize = 64;
 /// The board's peripherals the firmware uses.
 pub struct Board {
     uart: Uarte<pac::UARTE0>,
-    /// Cycles counted so far, and the counter's value when last read.
-    cycles: u64,
-    last: u32,
+    clock: CycleClock,
 }
 
 impl Board {
@@ -55,8 +53,7 @@ impl Board {
         let uart = Uarte::new(p.UARTE0, pins, Parity::EXCLUDED, Baudrate::BAUD115200);
         Board {
             uart,
-            cycles: 0,
-            last: DWT::cycle_count(),
+            clock: CycleClock::new(CORE_HZ, DWT::cycle_count()),
         }
     }
 
@@ -72,39 +69,12 @@ impl Board {
     }
 }
 
-impl device::app::Board for Board {
+impl firmware::device::Port for Board {
     fn micros(&mut self) -> u64 {
-        // The 32-bit counter wraps every 67 s at 64 MHz: the run reads it far more often.
-        let now = DWT::cycle_count();
-        self.cycles += u64::from(now.wrapping_sub(self.last));
-        self.last = now;
-        self.cycles / u64::from(CORE_HZ / 1_000_000)
+        self.clock.micros(DWT::cycle_count())
     }
 
     fn serial(&mut self, bytes: &[u8]) {
-        // Terminals want CR LF.
-        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
-                self.send(b"\r\n");
-            }
-            self.send(line);
-        }
+        self.send(bytes);
     }
-}
-
-/// Ends the run. With a debugger attached (`probe-rs run`), a semihosting exit with
-/// `code` ends the probe-rs session with it; without one, the core sleeps.
-pub fn finish(code: i32) -> ! {
-    if DCB::is_debugger_attached() {
-        semihosting::process::exit(code)
-    }
-    loop {
-        cortex_m::asm::wfi();
-    }
-}
-
-/// After `defmt::panic!` has printed its message: a fault, which probe-rs reports.
-#[defmt::panic_handler]
-fn defmt_panic() -> ! {
-    cortex_m::asm::udf()
 }

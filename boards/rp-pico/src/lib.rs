@@ -8,8 +8,6 @@
 //! intrinsics routing the soft-float operations to the RP2040's optimised boot-ROM routines.
 #![no_std]
 
-use defmt_rtt as _; // the global defmt logger
-use panic_probe as _; // core panics: message through defmt, then a fault
 use rp2040_hal::clocks::init_clocks_and_plls;
 use rp2040_hal::fugit::RateExtU32;
 use rp2040_hal::gpio::bank0::{Gpio0, Gpio1};
@@ -17,7 +15,7 @@ use rp2040_hal::gpio::{FunctionUart, Pin, Pins, PullDown};
 use rp2040_hal::uart::{DataBits, Enabled, StopBits, UartConfig, UartPeripheral};
 use rp2040_hal::{pac, Clock, Sio, Timer, Watchdog};
 
-pub use microformer_device as device;
+pub use microformer_firmware as firmware;
 
 /// The second-stage boot loader (the first 256 bytes of flash): sets up the Pico's W25Q
 /// flash for execute-in-place. `memory.x` places it and pulls it in by name.
@@ -84,37 +82,24 @@ impl Board {
     }
 }
 
-impl device::app::Board for Board {
+impl firmware::device::Port for Board {
     fn micros(&mut self) -> u64 {
         self.timer.get_counter().ticks()
     }
 
     fn serial(&mut self, bytes: &[u8]) {
-        let Some(uart) = self.uart.as_ref() else {
-            return;
-        };
-        // Terminals want CR LF.
-        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
-                uart.write_full_blocking(b"\r\n");
-            }
-            uart.write_full_blocking(line);
+        if let Some(uart) = self.uart.as_ref() {
+            uart.write_full_blocking(bytes);
         }
     }
-}
 
-/// Ends the run: the core sleeps. (A Cortex-M0+ cannot tell whether a debugger is
-/// attached, and a semihosting call without one faults: `probe-rs run` keeps reading RTT
-/// until stopped with Ctrl-C.)
-pub fn finish(code: i32) -> ! {
-    defmt::println!("finished with code {=i32}: Ctrl-C ends probe-rs", code);
-    loop {
-        cortex_m::asm::wfi();
+    /// Ends the run: the core sleeps. (A Cortex-M0+ cannot tell whether a debugger is
+    /// attached, and a semihosting call without one faults: `probe-rs run` keeps reading
+    /// RTT until stopped with Ctrl-C.)
+    fn finish(code: i32) -> ! {
+        defmt::println!("finished with code {=i32}: Ctrl-C ends probe-rs", code);
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
-}
-
-/// After `defmt::panic!` has printed its message: a fault, which probe-rs reports.
-#[defmt::panic_handler]
-fn defmt_panic() -> ! {
-    cortex_m::asm::udf()
 }

@@ -6,16 +6,16 @@
 //! over RTT, and panics through panic-probe (probe-rs prints the backtrace).
 #![no_std]
 
-use cortex_m::peripheral::{DCB, DWT};
-use defmt_rtt as _; // the global defmt logger
-use panic_probe as _; // core panics: message through defmt, then a fault
+use cortex_m::peripheral::DWT;
 use stm32f4xx_hal::pac::USART1;
 use stm32f4xx_hal::prelude::*;
 use stm32f4xx_hal::rcc::Config;
 use stm32f4xx_hal::serial::Tx;
 use stm32f4xx_hal::{pac, serial};
 
-pub use microformer_device as device;
+pub use microformer_firmware as firmware;
+
+use firmware::device::CycleClock;
 
 /// The board, as the firmware prints it.
 pub const NAME: &str = "STM32F429I-DISC1 (STM32F429ZI, Cortex-M4F at 168 MHz)";
@@ -29,9 +29,7 @@ pub const BAUD: u32 = 115_200;
 /// The board's peripherals the firmware uses.
 pub struct Board {
     tx: Option<Tx<USART1>>,
-    /// Cycles counted so far, and the counter's value when last read.
-    cycles: u64,
-    last: u32,
+    clock: CycleClock,
 }
 
 impl Board {
@@ -58,46 +56,19 @@ impl Board {
         }
         Board {
             tx,
-            cycles: 0,
-            last: DWT::cycle_count(),
+            clock: CycleClock::new(SYSCLK_HZ, DWT::cycle_count()),
         }
     }
 }
 
-impl device::app::Board for Board {
+impl firmware::device::Port for Board {
     fn micros(&mut self) -> u64 {
-        // The 32-bit counter wraps every 25 s at 168 MHz: the run reads it far more often.
-        let now = DWT::cycle_count();
-        self.cycles += u64::from(now.wrapping_sub(self.last));
-        self.last = now;
-        self.cycles / u64::from(SYSCLK_HZ / 1_000_000)
+        self.clock.micros(DWT::cycle_count())
     }
 
     fn serial(&mut self, bytes: &[u8]) {
-        let Some(tx) = self.tx.as_mut() else { return };
-        // Terminals want CR LF.
-        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
-                let _ = tx.bwrite_all(b"\r\n");
-            }
-            let _ = tx.bwrite_all(line);
+        if let Some(tx) = self.tx.as_mut() {
+            let _ = tx.bwrite_all(bytes);
         }
     }
-}
-
-/// Ends the run. With a debugger attached (`probe-rs run`), a semihosting exit with
-/// `code` ends the probe-rs session with it; without one, the core sleeps.
-pub fn finish(code: i32) -> ! {
-    if DCB::is_debugger_attached() {
-        semihosting::process::exit(code)
-    }
-    loop {
-        cortex_m::asm::wfi();
-    }
-}
-
-/// After `defmt::panic!` has printed its message: a fault, which probe-rs reports.
-#[defmt::panic_handler]
-fn defmt_panic() -> ! {
-    cortex_m::asm::udf()
 }

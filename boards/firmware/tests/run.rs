@@ -1,6 +1,7 @@
-//! The real boards' run on the host: the same code the firmware runs (`run`: image,
+//! The boards' run on the host: the same code the firmware runs (`lm::run`: image,
 //! arena check, tokenizer, prompt, llama2.c's loop, decoded pieces), fed by the same
-//! build-script conversion (`host::convert_llama2c`).
+//! build-script conversion (`host::convert_llama2c`), with the real boards' memory and
+//! settings.
 //!
 //! - With an f32 image of `aidreams260K` at its full context, the text is what llama2.c's
 //!   `run.c` printed (`../shared/models/reference-llama2c.json`): greedy, with a prompt,
@@ -15,9 +16,10 @@
 
 use microformer::image::Image;
 use microformer::model::Model;
-use microformer_device::budgets::{self, Budget};
-use microformer_device::host::convert_llama2c;
-use microformer_device::{run, Events, Memory, Plan, RunError, Settings};
+use microformer_firmware::budgets::{self, Budget};
+use microformer_firmware::host::{convert_llama2c, AlignedBytes as Aligned};
+use microformer_firmware::lm::{self, Events, Memory, Plan, RunError, Token};
+use microformer_firmware::Settings;
 use serde_json::Value;
 
 const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/");
@@ -32,30 +34,10 @@ fn image(q8: bool, context: usize, tokenizer: bool) -> Aligned {
         &read("aidreams260K.bin"),
         tokenizer.then_some(&tok[..]),
         q8,
-        context,
+        Some(context),
     )
     .unwrap();
     Aligned::new(&bytes)
-}
-
-/// Bytes at a 4-byte aligned address.
-struct Aligned {
-    words: Vec<u32>,
-    len: usize,
-}
-
-impl Aligned {
-    fn new(b: &[u8]) -> Self {
-        let mut words = vec![0u32; b.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..b.len()].copy_from_slice(b);
-        Aligned {
-            words,
-            len: b.len(),
-        }
-    }
-    fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice(&self.words)[..self.len]
-    }
 }
 
 /// Collects what the run reports.
@@ -70,23 +52,37 @@ impl Events for Collect {
         assert!(self.plan.is_none(), "started twice");
         self.plan = Some(*plan);
     }
-    fn piece(&mut self, bytes: &[u8]) {
+    fn token(&mut self, t: Token<'_>) {
         assert!(self.plan.is_some(), "text before start");
-        self.text.extend_from_slice(bytes);
+        self.text.extend_from_slice(t.text);
     }
+    fn needs_tokenizer(&self) -> bool {
+        true
+    }
+}
+
+/// [`lm::run`] in `memory`, as the real boards run it.
+fn run<const A: usize, const V: usize, const P: usize>(
+    image: &[u8],
+    context: usize,
+    settings: &Settings<'_>,
+    memory: &mut Memory<A, V, P>,
+    events: &mut Collect,
+) -> Result<microformer::generate::Generated, RunError> {
+    lm::run(image, context, settings, memory.buffers(), events)
 }
 
 /// aidreams260K at its full context, f32: arena 5028 − 64 (no Q8 buffer) − 4 (no Q8 scale)
 /// + 2052 · 128 bytes; a little spare.
 type F32Memory = Memory<270_000, 512, 32>;
 
-fn settings(steps: u32, temperature: f32, seed: u64, prompt: &'static str) -> Settings {
+fn settings(steps: u32, temperature: f32, seed: u64, prompt: &'static str) -> Settings<'static> {
     Settings {
         steps,
         seed,
         temperature,
-        topp: 0.9,
         prompt,
+        ..Settings::REAL_BOARD
     }
 }
 
@@ -103,7 +99,7 @@ fn reference(args: &str) -> String {
 }
 
 /// run.c prints every piece, then one newline.
-fn check_against_run_c(args: &str, s: Settings) {
+fn check_against_run_c(args: &str, s: Settings<'static>) {
     let img = image(false, 128, true);
     let mut mem = Box::new(F32Memory::new());
     let mut out = Collect::default();
@@ -204,7 +200,7 @@ fn rp_pico_budget() {
 #[test]
 fn errors_come_before_generation() {
     let q8 = image(true, 80, true);
-    let s = Settings::DEFAULT;
+    let s = Settings::REAL_BOARD;
     let mut out = Collect::default();
 
     // An arena too small: the needed bytes and the largest context that fits.
