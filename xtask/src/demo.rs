@@ -13,6 +13,12 @@
 //!
 //! [`demo_tests`] (a stage of `cargo xtask test`) runs the demo for every aidreams260K case
 //! of `reference-llama2c.json` and compares the printed text with llama2.c's, byte for byte.
+//!
+//! `--model` also takes a Hugging Face directory (any family `microformer convert` reads).
+//! Its image has no tokenizer: the device then prints the token ids, space-separated, as
+//! `microformer run --ids` does, and a prompt is given as ids (`--prompt-ids 1,2,3`, the
+//! firmware's `prompt_ids=` word). [`families_tests`] (a stage of `cargo xtask test`) runs
+//! the shared fixtures that way and compares the ids with the host's and transformers'.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -73,6 +79,9 @@ pub const M3: QemuBoard = QemuBoard {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub prompt: String,
+    /// The prompt as token ids (`microformer run --prompt-ids`), used as given; empty:
+    /// none (the text prompt, or BOS alone).
+    pub prompt_ids: Vec<u32>,
     pub steps: u32,
     pub temperature: f32,
     pub top_p: f32,
@@ -84,6 +93,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             prompt: String::new(),
+            prompt_ids: Vec::new(),
             steps: 256,
             temperature: 1.0,
             top_p: 0.9,
@@ -100,12 +110,36 @@ impl Settings {
             "steps={} temperature={} topp={} seed={}",
             self.steps, self.temperature, self.top_p, self.seed
         );
+        if !self.prompt_ids.is_empty() {
+            s += " prompt_ids=";
+            s += &id_list(&self.prompt_ids);
+        }
         if !self.prompt.is_empty() {
             s += " prompt=";
             s += &self.prompt;
         }
         s
     }
+}
+
+/// `1,2,3`, as `microformer run --prompt-ids` takes a list.
+fn id_list(ids: &[u32]) -> String {
+    let items: Vec<String> = ids.iter().map(u32::to_string).collect();
+    items.join(",")
+}
+
+/// Parses `1,2,3` (spaces allowed around the commas), as `microformer run --prompt-ids`.
+fn parse_id_list(s: &str) -> Option<Vec<u32>> {
+    s.split(',').map(|t| t.trim().parse().ok()).collect()
+}
+
+/// Parses the ids a run printed (`microformer run --ids`, or the firmware without a
+/// tokenizer): space-separated, one final newline.
+fn parse_printed_ids(text: &[u8]) -> Result<Vec<u32>, String> {
+    let text = std::str::from_utf8(text).map_err(|_| "the ids are not UTF-8".to_owned())?;
+    text.split_whitespace()
+        .map(|t| t.parse().map_err(|_| format!("{t:?} is not a token id")))
+        .collect()
 }
 
 /// What `cargo xtask demo` takes.
@@ -125,15 +159,19 @@ fn models_dir() -> PathBuf {
     }
 }
 
-const USAGE: &str =
-    "usage: cargo xtask demo [--model PATH] [--tokenizer PATH|none] [--prompt TEXT] \
-[--steps N] [--temperature T] [--top-p P] [--seed S] [--quant f32|q8] [--core m4f|m33|m3]";
+const USAGE: &str = "usage: cargo xtask demo [--model PATH|HF-DIR] [--tokenizer PATH|none] \
+[--prompt TEXT | --prompt-ids 1,2,3] [--steps N] [--temperature T] [--top-p P] [--seed S] \
+[--quant f32|q8] [--core m4f|m33|m3]
+  --model takes a llama2.c checkpoint or a Hugging Face directory (config.json + \
+model.safetensors); a directory has no tokenizer (unless --tokenizer is given): the device \
+then prints token ids, space-separated, as `microformer run --ids`";
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let models = models_dir();
+    let mut tokenizer: Option<Option<PathBuf>> = None;
     let mut o = Options {
         model: models.join("aidreams260K.bin"),
-        tokenizer: Some(models.join("aidreams260K.tok512.bin")),
+        tokenizer: None,
         quant: "f32".into(),
         board: M4F,
         settings: Settings::default(),
@@ -149,9 +187,14 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         let bad = |what: &str| format!("{flag} {value:?}: {what}\n{USAGE}");
         match flag.as_str() {
             "--model" => o.model = PathBuf::from(value),
-            "--tokenizer" if value == "none" => o.tokenizer = None,
-            "--tokenizer" => o.tokenizer = Some(PathBuf::from(value)),
+            "--tokenizer" if value == "none" => tokenizer = Some(None),
+            "--tokenizer" => tokenizer = Some(Some(PathBuf::from(value))),
             "--prompt" | "-i" => o.settings.prompt = value.clone(),
+            "--prompt-ids" => {
+                o.settings.prompt_ids = parse_id_list(value)
+                    .filter(|ids| !ids.is_empty())
+                    .ok_or_else(|| bad("not a list of token ids (1,2,3)"))?
+            }
             "--steps" | "-n" => o.settings.steps = value.parse().map_err(|_| bad("not a count"))?,
             "--temperature" | "-t" => {
                 o.settings.temperature = value.parse().map_err(|_| bad("not a number"))?
@@ -178,7 +221,24 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
+    // The default tokenizer goes with the default checkpoint (and any llama2.c file); a
+    // Hugging Face directory has none unless one is given.
+    o.tokenizer = match tokenizer {
+        Some(t) => t,
+        None if o.model.is_dir() => None,
+        None => Some(models.join("aidreams260K.tok512.bin")),
+    };
     let s = &o.settings;
+    if !s.prompt.is_empty() && !s.prompt_ids.is_empty() {
+        return Err(format!("give --prompt or --prompt-ids, not both\n{USAGE}"));
+    }
+    if !s.prompt.is_empty() && o.tokenizer.is_none() {
+        return Err(format!(
+            "--prompt needs a tokenizer and {} is converted without one: give the prompt as \
+             token ids (--prompt-ids 1,2,3) or a tokenizer (--tokenizer PATH)",
+            o.model.display()
+        ));
+    }
     if !(s.temperature.is_finite() && s.temperature >= 0.0) {
         return Err(format!("--temperature must be >= 0, got {}", s.temperature));
     }
@@ -490,6 +550,222 @@ pub fn demo_tests() -> Result<Duration, String> {
     }
 }
 
+/// `microformer run IMG --ids` on the host with `settings` (prompt ids or text): the ids it
+/// printed.
+pub fn host_ids(image: &Path, settings: &Settings) -> Result<Vec<u32>, String> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root())
+        .args(["run", "--quiet", "-p", "microformer-cli", "--", "run"])
+        .arg(image)
+        .arg("--ids")
+        .args(["-n", &settings.steps.to_string()])
+        .args(["-t", &settings.temperature.to_string()])
+        .args(["-p", &settings.top_p.to_string()])
+        .args(["-s", &settings.seed.to_string()]);
+    if !settings.prompt_ids.is_empty() {
+        cmd.args(["--prompt-ids", &id_list(&settings.prompt_ids)]);
+    }
+    if !settings.prompt.is_empty() {
+        cmd.args(["--prompt", &settings.prompt]);
+    }
+    eprintln!("xtask: $ {}", crate::describe(&cmd));
+    let out = cmd
+        .stderr(to_stderr())
+        .output()
+        .map_err(|e| format!("cannot run microformer: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("microformer run failed ({})", out.status));
+    }
+    parse_printed_ids(&out.stdout)
+}
+
+/// A Hugging Face fixture the families stage runs on the device.
+struct Family {
+    /// Directory under `fixtures/hf`.
+    dir: &'static str,
+    /// What it exercises.
+    what: &'static str,
+}
+
+/// One ALiBi model and one learned-position model (what the issue asks for), and the two
+/// other position hooks of the shared fixtures: a sinusoidal table, partial RoPE.
+const FAMILIES: &[Family] = &[
+    Family {
+        dir: "bloom-alibi",
+        what: "BLOOM, ALiBi",
+    },
+    Family {
+        dir: "gpt2-learned",
+        what: "GPT-2, learned positions",
+    },
+    Family {
+        dir: "xglm-sinusoidal",
+        what: "XGLM, sinusoidal",
+    },
+    Family {
+        dir: "gptneox-partial-rope",
+        what: "GPT-NeoX, partial RoPE",
+    },
+];
+
+/// The shared Hugging Face fixtures (`MICROFORMER_HF_FIXTURES` overrides).
+fn hf_fixtures_dir() -> PathBuf {
+    match std::env::var_os("MICROFORMER_HF_FIXTURES") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("..").join("shared").join("fixtures").join("hf"),
+    }
+}
+
+/// `key` of `reference.json` as token ids.
+fn json_ids(reference: &Json, key: &str) -> Result<Vec<u32>, String> {
+    reference
+        .get(key)
+        .and_then(Json::as_array)
+        .ok_or_else(|| format!("reference.json: no {key}"))?
+        .iter()
+        .map(|v| match v {
+            Json::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => {
+                Ok(*n as u32)
+            }
+            _ => Err(format!("reference.json: {key} holds a non-id")),
+        })
+        .collect()
+}
+
+/// The settings of a greedy run of `new_tokens` tokens after `prompt` (ids), and how many
+/// ids it prints before them: run.c emits the prompt's tokens after the first, then the
+/// generated ones, one per position.
+fn greedy_settings(prompt: &[u32], new_tokens: usize) -> (Settings, usize) {
+    let echoed = prompt.len().saturating_sub(1);
+    let s = Settings {
+        prompt_ids: prompt.to_vec(),
+        steps: (echoed + new_tokens) as u32,
+        temperature: 0.0,
+        ..Settings::default()
+    };
+    (s, echoed)
+}
+
+/// One fixture: convert, run greedy on the host and on the emulated Cortex-M4F, compare
+/// the ids with each other and with transformers' `greedy`. Returns the summary line.
+fn family(f: &Family) -> Result<String, String> {
+    let dir = hf_fixtures_dir().join(f.dir);
+    let path = dir.join("reference.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let reference = Json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let prompt = json_ids(&reference, "greedy_prompt")?;
+    let want = json_ids(&reference, "greedy")?;
+    if prompt.is_empty() || want.is_empty() {
+        return Err("reference.json: empty greedy_prompt or greedy".into());
+    }
+    let (settings, echoed) = greedy_settings(&prompt, want.len());
+    let image = work_dir()?.join(format!("families-{}.mfi", f.dir));
+    convert(&dir, None, "f32", &image)?;
+    let host = host_ids(&image, &settings)?;
+    let elf = build_firmware(&M4F, &image)?;
+    let run = run_qemu(&M4F, &elf, &settings.cmdline(), false, false)?;
+    let device = parse_printed_ids(&run.text).map_err(|e| {
+        format!(
+            "the device did not print token ids ({e}): {:?}",
+            String::from_utf8_lossy(&run.text)
+        )
+    })?;
+    let show = |ids: &[u32]| {
+        let v: Vec<String> = ids.iter().map(u32::to_string).collect();
+        v.join(" ")
+    };
+    eprintln!("xtask: {} host:   {}", f.dir, show(&host));
+    eprintln!("xtask: {} device: {}", f.dir, show(&device));
+    if device != host {
+        let at = device
+            .iter()
+            .zip(&host)
+            .position(|(a, b)| a != b)
+            .unwrap_or(device.len().min(host.len()));
+        return Err(format!(
+            "device and host differ at id {at} (device {} ids, host {} ids)",
+            device.len(),
+            host.len()
+        ));
+    }
+    if host.get(..echoed) != prompt.get(1..) {
+        return Err("the printed ids do not start with the prompt's (after the first)".into());
+    }
+    let generated = &host[echoed..];
+    if generated != want.as_slice() {
+        return Err(format!(
+            "{} generated ids, transformers' greedy has {}; first difference at {}",
+            generated.len(),
+            want.len(),
+            generated
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(generated.len().min(want.len()))
+        ));
+    }
+    Ok(format!(
+        "{} ids, device = host = transformers' greedy ({} tokens after an {}-token prompt)",
+        host.len(),
+        want.len(),
+        prompt.len()
+    ))
+}
+
+/// The families stage of `cargo xtask test`: for each fixture of [`FAMILIES`] (ALiBi,
+/// learned, sinusoidal and partial-RoPE positions), `microformer convert` of the Hugging
+/// Face directory, then greedy generation from `reference.json`'s `greedy_prompt` (as
+/// prompt ids) for as many tokens as its `greedy` holds, on the host (`microformer run
+/// --ids`) and on the emulated Cortex-M4F (the demo's path: the firmware prints ids, the
+/// image having no tokenizer). The ids must be identical, and the continuation equal to
+/// transformers' `greedy`. One line per model, then `families: N passed, M failed`.
+pub fn families_tests() -> Result<Duration, String> {
+    let start = Instant::now();
+    eprintln!("xtask: === families stage ===");
+    ensure_tools()?;
+    let mut results = Vec::new();
+    for f in FAMILIES {
+        eprintln!("xtask: --- {} ({}) ---", f.dir, f.what);
+        let t = Instant::now();
+        results.push((f, family(f), t.elapsed()));
+    }
+    let mut failed = Vec::new();
+    for (f, r, t) in &results {
+        match r {
+            Ok(line) => eprintln!(
+                "families: {:<22} {:<26} ok: {line} ({})",
+                f.dir,
+                f.what,
+                secs(*t)
+            ),
+            Err(e) => {
+                eprintln!(
+                    "families: {:<22} {:<26} FAILED: {e} ({})",
+                    f.dir,
+                    f.what,
+                    secs(*t)
+                );
+                failed.push(f.dir);
+            }
+        }
+    }
+    eprintln!(
+        "families: {} passed, {} failed",
+        results.len() - failed.len(),
+        failed.len()
+    );
+    if failed.is_empty() {
+        eprintln!("xtask: families stage passed in {}", secs(start.elapsed()));
+        Ok(start.elapsed())
+    } else {
+        Err(format!(
+            "device generation differs for {}",
+            failed.join(", ")
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,5 +792,35 @@ mod tests {
             p.cmdline(),
             "steps=256 temperature=1 topp=0.9 seed=0 prompt=a b"
         );
+    }
+
+    #[test]
+    fn prompt_ids_reach_the_command_line() {
+        let (s, echoed) = greedy_settings(&[86, 33, 42], 24);
+        assert_eq!((s.steps, echoed), (26, 2));
+        assert_eq!(
+            s.cmdline(),
+            "steps=26 temperature=0 topp=0.9 seed=0 prompt_ids=86,33,42"
+        );
+        assert_eq!(parse_id_list("1, 2,3"), Some(vec![1, 2, 3]));
+        assert_eq!(parse_id_list("1,,3"), None);
+        assert_eq!(parse_printed_ids(b"7 8 9\n"), Ok(vec![7, 8, 9]));
+        assert!(parse_printed_ids(b"7 x\n").is_err());
+        let args: Vec<String> = ["--model", "/", "--prompt-ids", "5,6"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let o = parse_args(&args).unwrap();
+        assert_eq!((o.tokenizer, o.settings.prompt_ids), (None, vec![5, 6]));
+        let both: Vec<String> = ["--prompt", "a", "--prompt-ids", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(parse_args(&both).is_err());
+        let text: Vec<String> = ["--model", "/", "--prompt", "a"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(parse_args(&text).unwrap_err().contains("--prompt-ids"));
     }
 }

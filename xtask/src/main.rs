@@ -9,7 +9,10 @@
 //!   2. On-target stage (as `cargo xtask qemu-tests`).
 //!   3. Demo stage: `cargo xtask demo` for the three aidreams260K cases of
 //!      `reference-llama2c.json`, its text compared with llama2.c's byte for byte.
-//!   4. Real boards stage (as `cargo xtask boards`).
+//!   4. Families stage (as `cargo xtask families`): Hugging Face fixtures (ALiBi, learned,
+//!      sinusoidal, partial-RoPE positions) converted and run greedy on the host and on the
+//!      emulated Cortex-M4F, the ids compared with each other and with transformers'.
+//!   5. Real boards stage (as `cargo xtask boards`).
 //! - `cargo xtask qemu-tests`: the on-target stage alone. Installs what a fresh machine lacks
 //!   (the rustup targets; `qemu-system-arm` through apt-get when running as root;
 //!   `defmt-print` through `cargo install`), runs the host half of the host/target comparison
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Some("qemu-tests") => qemu_tests().map(|_| ()),
         Some("demo") => demo::demo(&args[1..]),
         Some("demo-tests") => demo::demo_tests().map(|_| ()),
+        Some("families") => demo::families_tests().map(|_| ()),
         Some("bench") => bench::bench(&args[1..]),
         Some("boards") => boards::stage().map(|_| ()),
         Some("-h") | Some("--help") | None => {
@@ -115,6 +119,10 @@ fn main() -> ExitCode {
                 "               missing, run every board's tests under QEMU (M0, M3, M4F, M33)"
             );
             eprintln!("  demo         run a model on the emulated Cortex-M4F (--help for options)");
+            eprintln!("  demo-tests   the demo against llama2.c's aidreams260K texts");
+            eprintln!(
+                "  families     Hugging Face fixtures: greedy ids on the M4F = host = transformers"
+            );
             eprintln!("  bench        instructions per token, flash and RAM under QEMU [--json]");
             eprintln!("  boards       real boards: lint, host test, release builds and sizes");
             return if args.is_empty() {
@@ -301,12 +309,14 @@ fn test() -> Result<(), String> {
     let host = start.elapsed();
     let on_target = qemu_tests()?;
     let demo = demo::demo_tests()?;
+    let families = demo::families_tests()?;
     let real = boards::stage()?;
     eprintln!(
-        "xtask: all tests passed (host stage {}, on-target stage {}, demo stage {}, real boards {}, total {})",
+        "xtask: all tests passed (host stage {}, on-target stage {}, demo stage {}, families stage {}, real boards {}, total {})",
         secs(host),
         secs(on_target),
         secs(demo),
+        secs(families),
         secs(real),
         secs(start.elapsed())
     );

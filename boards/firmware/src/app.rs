@@ -8,7 +8,9 @@
 //!   [`Settings`] (the build's; on the QEMU boards overridden by the semihosting
 //!   command line, see `crate::qemu`), the generated text handed to the
 //!   [`Board`] (QEMU: semihosting stderr, see `crate::qemu`; real boards: RTT
-//!   lines and the serial port, see `crate::device`).
+//!   lines and the serial port, see `crate::device`). An image without a tokenizer
+//!   (a Hugging Face conversion) has no text: its token ids are handed over instead,
+//!   space-separated, as `microformer run --ids` prints them.
 //!
 //! What a run logs, in order: the settings and the RAM block; the model (size,
 //! shape, Q8 or f32, the image's context); the arena check (bytes needed for the
@@ -103,9 +105,15 @@ pub trait Board {
 }
 
 /// Hands the run's events to the board and reads its clocks when generation starts.
+/// Without a tokenizer in the image, the text is the token ids, as `microformer run
+/// --ids` prints them: space-separated (then the one final newline).
 struct Feed<'b, B: Board> {
     board: &'b mut B,
     start: (Option<u64>, Option<u64>),
+    /// The image has no tokenizer: print ids.
+    ids: bool,
+    /// No id printed yet.
+    first: bool,
 }
 
 impl<B: Board> Events for Feed<'_, B> {
@@ -131,10 +139,19 @@ impl<B: Board> Events for Feed<'_, B> {
         defmt::println!("prompt: {=usize} tokens (BOS included)", p.prompt_tokens);
         defmt::println!("---");
         self.start = (self.board.instructions(), self.board.micros());
+        self.ids = !p.tokenizer;
     }
 
     fn token(&mut self, t: Token<'_>) {
-        self.board.text(t.text);
+        if !self.ids {
+            return self.board.text(t.text);
+        }
+        if !self.first {
+            self.board.text(b" ");
+        }
+        self.first = false;
+        let mut buf = [0u8; 10];
+        self.board.text(decimal(t.id, &mut buf));
     }
 
     fn needs_tokenizer(&self) -> bool {
@@ -160,9 +177,11 @@ pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     let mut feed = Feed {
         board,
         start: (None, None),
+        ids: false,
+        first: true,
     };
     let result = lm::run(image, context, settings, memory.buffers(), &mut feed);
-    let Feed { board, start } = feed;
+    let Feed { board, start, .. } = feed;
     let end = (board.instructions(), board.micros());
     board.text_end(result.is_ok());
     let g = match result {
@@ -206,6 +225,20 @@ pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
         }
     }
     0
+}
+
+/// `n` in decimal, in the tail of `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut at = buf.len();
+    while at > 0 {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
 /// Logs why a run could not generate.

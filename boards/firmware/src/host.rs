@@ -314,7 +314,7 @@ fn settings_expr(s: &Settings<'_>) -> String {
     format!(
         "microformer_firmware::Settings {{\n    steps: {},\n    seed: {},\n    \
          temperature: f32::from_bits({:#010x}), // {}\n    \
-         topp: f32::from_bits({:#010x}), // {}\n    prompt: {:?},\n    \
+         topp: f32::from_bits({:#010x}), // {}\n    prompt: {:?},\n    prompt_ids: {:?},\n    \
          mode: microformer_firmware::settings::Mode::{:?},\n    stop_at_bos: {},\n}}",
         s.steps,
         s.seed,
@@ -323,6 +323,7 @@ fn settings_expr(s: &Settings<'_>) -> String {
         s.topp.to_bits(),
         s.topp,
         s.prompt,
+        s.prompt_ids,
         s.mode,
         s.stop_at_bos
     )
@@ -361,6 +362,7 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
         topp: parse("MICROFORMER_TOPP", d.topp)?,
         prompt: &prompt,
         mode: Mode::Generate,
+        prompt_ids: "",
         stop_at_bos: true,
     };
     let (temperature, topp) = (settings.temperature, settings.topp);
@@ -512,6 +514,7 @@ impl GenerateTest {
             topp: self.topp,
             prompt: self.prompt,
             mode: Mode::Generate,
+            prompt_ids: "",
             stop_at_bos: true,
         }
     }

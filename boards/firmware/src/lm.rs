@@ -197,6 +197,8 @@ pub struct Plan {
     pub arena_reserved: usize,
     /// Prompt tokens (BOS included).
     pub prompt_tokens: usize,
+    /// Whether the image has a tokenizer (without one, tokens carry no text).
+    pub tokenizer: bool,
 }
 
 /// One emitted token: the token before it, itself, and the bytes llama2.c prints
@@ -248,7 +250,9 @@ pub fn largest_context(model: &Model<'_>, reserved: usize, max: usize) -> usize 
 /// context that fits); the image has a tokenizer when the prompt or `events` needs
 /// one ([`RunError::NoTokenizer`]), that the index can hold
 /// ([`RunError::VocabTooLarge`]) and that is well formed ([`RunError::Tokenizer`]);
-/// the prompt encodes ([`RunError::Prompt`]). Then llama2.c's loop runs, stopping
+/// the prompt encodes ([`RunError::Prompt`]; a prompt given as ids,
+/// [`Settings::prompt_ids`], is used as given, with or without a tokenizer, as
+/// `microformer run --prompt-ids`). Then llama2.c's loop runs, stopping
 /// early on the image's BOS token when [`Settings::stop_at_bos`].
 pub fn run(
     image: &[u8],
@@ -299,6 +303,25 @@ pub fn run(
     let half = tokens.len() / 2;
     let (prompt, merge) = tokens.split_at_mut(half);
     let n = match &tok {
+        // Ids (`prompt_ids`), used as given: not with a text prompt.
+        _ if !settings.prompt_ids.is_empty() => {
+            if !settings.prompt.is_empty() {
+                return Err(RunError::Prompt(Error::InvalidParameter));
+            }
+            let got = prompt.len();
+            let mut n = 0;
+            for id in crate::settings::prompt_ids(settings.prompt_ids) {
+                let slot = prompt
+                    .get_mut(n)
+                    .ok_or(RunError::Prompt(Error::BufferTooSmall {
+                        needed: n + 1,
+                        got,
+                    }))?;
+                *slot = id.ok_or(RunError::Prompt(Error::InvalidParameter))?;
+                n += 1;
+            }
+            n
+        }
         Some(t) => t
             .encode(settings.prompt.as_bytes(), true, false, prompt, merge)
             .map_err(RunError::Prompt)?,
@@ -331,6 +354,7 @@ pub fn run(
         arena_needed: needed,
         arena_reserved: reserved,
         prompt_tokens: n,
+        tokenizer: tok.is_some(),
     });
     generate::generate::<RunError>(
         &mut session,

@@ -17,6 +17,7 @@
 //! | `temperature` | 0 is greedy argmax | `-t` |
 //! | `topp` | nucleus threshold in `[0, 1]`; 0 or 1: plain multinomial | `-p` |
 //! | `seed` | `u64`, or a negative `i64` wrapped to `u64`; 0 stands for [`SEED_FOR_ZERO`] | `-s` |
+//! | `prompt_ids` | the prompt as token ids, `1,2,3`, used as given (needs no tokenizer) | `microformer run --prompt-ids` |
 //! | `prompt` | **the rest of the line**, spaces included (so it comes last) | `-i` |
 //! | `bench` | `kernels`: time the kernels instead of generating ([`crate::bench`]) | — |
 //! | `stop` | `bos` (llama2.c: BOS ends the text) or `none` (run every step: benchmarks) | — |
@@ -62,6 +63,10 @@ pub struct Settings<'a> {
     pub topp: f32,
     /// Prompt text (llama2.c's `-i`), encoded with BOS first.
     pub prompt: &'a str,
+    /// The prompt as comma-separated token ids (`microformer run --prompt-ids`), used
+    /// as given: the first id starts the sequence. Empty: none. Checked by
+    /// [`Settings::with_cmdline`]; read with [`prompt_ids`].
+    pub prompt_ids: &'a str,
     /// Generate text, or time the kernels.
     pub mode: Mode,
     /// Whether BOS ends generation (llama2.c); `false` runs every step.
@@ -77,6 +82,7 @@ impl Settings<'static> {
         temperature: 1.0,
         topp: 0.9,
         prompt: "",
+        prompt_ids: "",
         mode: Mode::Generate,
         stop_at_bos: true,
     };
@@ -127,6 +133,8 @@ pub enum Key {
     Seed,
     /// `prompt=`
     Prompt,
+    /// `prompt_ids=`
+    PromptIds,
     /// `bench=`
     Bench,
     /// `stop=`
@@ -141,11 +149,17 @@ impl Key {
             "topp" => Key::Topp,
             "seed" => Key::Seed,
             "prompt" => Key::Prompt,
+            "prompt_ids" => Key::PromptIds,
             "bench" => Key::Bench,
             "stop" => Key::Stop,
             _ => return None,
         })
     }
+}
+
+/// The ids of a `1,2,3` list, each `None` when it does not parse as a `u32`.
+pub fn prompt_ids(list: &str) -> impl Iterator<Item = Option<u32>> + '_ {
+    list.split(',').map(|t| t.trim().parse().ok())
 }
 
 /// A seed: a `u64`, or a negative `i64` wrapped to `u64` (llama2.c's `atoi` into an
@@ -196,6 +210,12 @@ impl<'a> Settings<'a> {
                 Key::Temperature => s.temperature = v.parse().map_err(|_| bad)?,
                 Key::Topp => s.topp = v.parse().map_err(|_| bad)?,
                 Key::Seed => s.seed = parse_seed(v).ok_or(bad)?,
+                Key::PromptIds => {
+                    if v.is_empty() || prompt_ids(v).any(|t| t.is_none()) {
+                        return Err(bad);
+                    }
+                    s.prompt_ids = v;
+                }
                 Key::Stop => {
                     s.stop_at_bos = match v {
                         "bos" => true,
@@ -268,6 +288,26 @@ mod tests {
         assert_eq!(s.steps, 7);
         let s = D.with_cmdline(b"elf prompt=").unwrap();
         assert_eq!(s.prompt, "");
+    }
+
+    #[test]
+    fn prompt_ids_are_a_checked_list() {
+        let s = D.with_cmdline(b"elf steps=9 prompt_ids=86,33,4").unwrap();
+        assert_eq!((s.steps, s.prompt_ids), (9, "86,33,4"));
+        let ids: Option<Vec<u32>> = prompt_ids(s.prompt_ids).collect();
+        assert_eq!(ids, Some(vec![86, 33, 4]));
+        for bad in [
+            &b"elf prompt_ids="[..],
+            b"elf prompt_ids=1,,2",
+            b"elf prompt_ids=1,x",
+        ] {
+            assert_eq!(
+                D.with_cmdline(bad),
+                Err(CmdlineError::BadValue {
+                    key: Key::PromptIds
+                })
+            );
+        }
     }
 
     #[test]
