@@ -20,10 +20,22 @@
 //!   the scaled score before the softmax: ALiBi (`-m_h·(i−j)`) and T5 relative
 //!   buckets plug in here. [`NoBias`] compiles the hook away.
 //!
-//! The arithmetic is llama2.c's `run.c`, operation for operation: `score += q[i]·k[i]`
-//! summed in order, `score /= sqrtf(head_size)`, softmax as `run.c`'s
-//! (`max`, `expf(x − max)`, running sum, divide), then `out[i] += a·v[i]` in key
-//! order. The same inputs give the same bits as `run.c`.
+//! The algorithm is llama2.c's `run.c`, step for step: `score += q[i]·k[i]`
+//! summed in order, the score scaled, softmax as `run.c`'s (`max`,
+//! `expf(x − max)`, running sum, normalise), then `out[i] += a·v[i]` in key
+//! order. Three arithmetic details differ, for speed on a Cortex-M4F: the
+//! scaling multiplies by `scale = 1/√head_dim` (computed once in f32) where
+//! `run.c` divides by `√head_dim`; the normalisation multiplies by `1/sum`
+//! where `run.c` divides by `sum`; and `expf` is
+//! [`crate::num::exp::fast_expf`] (below 1.5 ulp of `e^x`, not `libm`'s or
+//! glibc's). `tests/llama2c.rs` transcribes `run.c` with these three details
+//! and checks the logits bit for bit, and measures the distance to `run.c`'s
+//! literal arithmetic (5.4e-5 at most on stories260K's reference stream; the
+//! greedy ids are llama2.c's).
+//!
+//! Query heads that share a kv head (GQA, `n_heads / n_kv_heads` even) are
+//! computed two at a time ([`KvRead::scores2`], [`KvRead::mix2`]): each key and
+//! value row is read once for both heads; the operations per head are the same.
 //!
 //! ## The KV cache
 //!
@@ -40,7 +52,8 @@
 //! stays unchanged.
 //!
 //! Memory: the cache takes `2 · n_layers · positions · kv_dim` values; attention
-//! needs one score row of `positions` f32 (heads are processed one after another).
+//! needs one score row of `positions` f32, two when heads go in pairs (an `att`
+//! scratch shorter than two rows falls back to one head at a time).
 
 use crate::num::kernels;
 use crate::Error;
@@ -54,6 +67,7 @@ pub struct AttnConfig {
     head_dim: usize,
     window: usize,
     divisor: f32,
+    scale: f32,
 }
 
 impl AttnConfig {
@@ -75,6 +89,7 @@ impl AttnConfig {
             head_dim,
             window: 0,
             divisor: libm::sqrtf(head_dim as f32),
+            scale: 1.0 / libm::sqrtf(head_dim as f32),
         })
     }
 
@@ -92,6 +107,7 @@ impl AttnConfig {
             return Err(Error::InvalidParameter);
         }
         self.divisor = divisor;
+        self.scale = 1.0 / divisor;
         Ok(self)
     }
 
@@ -118,6 +134,11 @@ impl AttnConfig {
     /// The score divisor.
     pub const fn divisor(&self) -> f32 {
         self.divisor
+    }
+
+    /// The score scale `1/divisor` (f32), by which scores are multiplied.
+    pub const fn scale(&self) -> f32 {
+        self.scale
     }
 
     /// Query width `n_heads · head_dim`.
@@ -185,25 +206,51 @@ pub trait KvRead {
     /// Positions the cache holds per layer.
     fn positions(&self) -> usize;
 
-    /// `out[i] = Σ_d q[d] · key(layer, start + i)[offset + d]`, summed in order of `d`.
+    /// `out[i] = scale · Σ_d q[d] · key(layer, start + i)[offset + d]`, summed in
+    /// order of `d`; returns the largest `out[i]` (`−∞` if `out` is empty).
     fn scores(
         &self,
         layer: usize,
         start: usize,
         offset: usize,
         q: &[f32],
+        scale: f32,
         out: &mut [f32],
-    ) -> Result<(), Error>;
+    ) -> Result<f32, Error>;
 
-    /// `out = Σ_i weights[i] · value(layer, start + i)[offset .. offset + out.len()]`,
-    /// accumulated in order of `i` from zero.
+    /// [`KvRead::scores`] of two query heads `q[0]`, `q[1]` against the same keys
+    /// (grouped-query attention: the rows may be read once for both).
+    fn scores2(
+        &self,
+        layer: usize,
+        start: usize,
+        offset: usize,
+        q: [&[f32]; 2],
+        scale: f32,
+        out: [&mut [f32]; 2],
+    ) -> Result<[f32; 2], Error>;
+
+    /// `out = Σ_i (weights[i] · norm) · value(layer, start + i)[offset .. offset + out.len()]`,
+    /// accumulated in order of `i` from zero (`norm`: the softmax's `1/Σ`).
     fn mix(
         &self,
         layer: usize,
         start: usize,
         offset: usize,
         weights: &[f32],
+        norm: f32,
         out: &mut [f32],
+    ) -> Result<(), Error>;
+
+    /// [`KvRead::mix`] of two heads' weights over the same values.
+    fn mix2(
+        &self,
+        layer: usize,
+        start: usize,
+        offset: usize,
+        weights: [&[f32]; 2],
+        norm: [f32; 2],
+        out: [&mut [f32]; 2],
     ) -> Result<(), Error>;
 }
 
@@ -253,91 +300,218 @@ impl Rows {
         }
         Ok((layer * self.positions + start) * self.kv_dim)
     }
-}
 
-/// The shared f32 kernels over rows `[n][kv_dim]` starting at `rows[offset..]`:
-/// `out[i] = Σ_d q[d]·row_i[d]`, summed in order of `d` from `0.0`.
-///
-/// Head dimensions 8 and 16 take kernels of that width (the head vector is
-/// held in registers and the sum written out, [`kernels::dot8`]); others the
-/// generic loop. Both perform the same operations in the same order.
-#[inline]
-fn dot_rows(rows: &[f32], kv_dim: usize, q: &[f32], out: &mut [f32]) {
-    if let Some(q) = q.first_chunk::<8>().filter(|_| q.len() == 8) {
-        let q = *q;
-        let mut rest = rows;
-        for o in out.iter_mut() {
-            let Some(k) = rest.first_chunk::<8>() else {
-                return;
-            };
-            *o = kernels::dot8(0.0, &q, k);
-            rest = rest.get(kv_dim..).unwrap_or(&[]);
-        }
-    } else if let Some((q0, q1)) = q.split_first_chunk::<8>().filter(|_| q.len() == 16) {
-        let (q0, q1) = (*q0, q1.first_chunk::<8>().copied().unwrap_or_default());
-        let mut rest = rows;
-        for o in out.iter_mut() {
-            let Some((k0, k1)) = rest.split_first_chunk::<8>() else {
-                return;
-            };
-            let Some(k1) = k1.first_chunk::<8>() else {
-                return;
-            };
-            *o = kernels::dot8(kernels::dot8(0.0, &q0, k0), &q1, k1);
-            rest = rest.get(kv_dim..).unwrap_or(&[]);
-        }
-    } else {
-        for (o, row) in out.iter_mut().zip(rows.chunks(kv_dim)) {
-            let mut s = 0.0f32;
-            for (&a, &b) in q.iter().zip(row) {
-                s += a * b;
-            }
-            *o = s;
-        }
+    /// The whole rows `start..start + n` of `layer` in `data` (columns
+    /// `offset..offset + width` checked as [`Rows::at`]).
+    fn slice<'d>(
+        &self,
+        data: &'d [f32],
+        layer: usize,
+        start: usize,
+        n: usize,
+        offset: usize,
+        width: usize,
+    ) -> Result<&'d [f32], Error> {
+        let at = self.at(layer, start, n, offset, width)?;
+        Ok(data.get(at..at + n * self.kv_dim).unwrap_or(&[]))
     }
 }
 
-/// `out = Σ_i weights[i]·row_i`, accumulated in order of `i` from `0.0` (widths
-/// 8 and 16 as [`dot_rows`]: the output is held in registers across the rows,
-/// [`kernels::axpy8`]).
+/// Rows `[n][kv_dim]` as blocks of eight values (`kv_dim / 8` per row), if
+/// `kv_dim`, `offset` and `width` are multiples of 8: the fast kernels'
+/// layout. Returns the blocks, the blocks per row and the block offset.
+#[inline(always)]
+fn blocks8(
+    rows: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    width: usize,
+) -> Option<(&[[f32; 8]], usize, usize)> {
+    if kv_dim % 8 != 0 || offset % 8 != 0 || width % 8 != 0 || kv_dim == 0 {
+        return None;
+    }
+    let b: &[[f32; 8]] = bytemuck::try_cast_slice(rows).ok()?;
+    Some((b, kv_dim / 8, offset / 8))
+}
+
+/// `out[i] = scale·(q·row_i[offset..])` over rows `[n][kv_dim]`, the dot product
+/// summed in order of `d`; returns the largest `out[i]` (`−∞` for none).
+///
+/// Head dimensions 8 and 16 take kernels of that width (the head vector is
+/// held in registers and the sum written out, [`kernels::dot8_first`]); others the
+/// generic loop. Both perform the same operations in the same order.
 #[inline]
-fn mix_rows(rows: &[f32], kv_dim: usize, weights: &[f32], out: &mut [f32]) {
+fn dot_rows(
+    rows: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    q: &[f32],
+    scale: f32,
+    out: &mut [f32],
+) -> f32 {
+    let mut m = f32::NEG_INFINITY;
+    match (blocks8(rows, kv_dim, offset, q.len()), q.len()) {
+        (Some((b, s, o)), 8) => {
+            let q = q.first_chunk::<8>().copied().unwrap_or_default();
+            for (dst, row) in out.iter_mut().zip(b.chunks_exact(s)) {
+                let Some(k) = row.get(o) else { break };
+                let v = kernels::dot8_first(&q, k) * scale;
+                *dst = v;
+                if v > m {
+                    m = v;
+                }
+            }
+        }
+        (Some((b, s, o)), 16) => {
+            let (q0, q1) = q.split_at(8);
+            let q0 = q0.first_chunk::<8>().copied().unwrap_or_default();
+            let q1 = q1.first_chunk::<8>().copied().unwrap_or_default();
+            for (dst, row) in out.iter_mut().zip(b.chunks_exact(s)) {
+                let Some([k0, k1]) = row.get(o..o + 2).and_then(|r| r.first_chunk::<2>()) else {
+                    break;
+                };
+                let v = kernels::dot8(kernels::dot8_first(&q0, k0), &q1, k1) * scale;
+                *dst = v;
+                if v > m {
+                    m = v;
+                }
+            }
+        }
+        _ => {
+            for (dst, row) in out.iter_mut().zip(rows.chunks_exact(kv_dim)) {
+                let mut v = 0.0f32;
+                for (&a, &b) in q.iter().zip(row.get(offset..).unwrap_or(&[])) {
+                    v += a * b;
+                }
+                let v = v * scale;
+                *dst = v;
+                if v > m {
+                    m = v;
+                }
+            }
+        }
+    }
+    m
+}
+
+/// [`dot_rows`] for two query heads over the same rows: head dimension 8 reads
+/// each key row once for both (grouped-query attention), others run
+/// [`dot_rows`] twice.
+#[inline]
+fn dot_rows2(
+    rows: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    q: [&[f32]; 2],
+    scale: f32,
+    out: [&mut [f32]; 2],
+) -> [f32; 2] {
+    let [o0, o1] = out;
+    match (
+        blocks8(rows, kv_dim, offset, 8),
+        q[0].first_chunk::<8>(),
+        q[1].first_chunk::<8>(),
+    ) {
+        (Some((b, s, o)), Some(q0), Some(q1)) if q[0].len() == 8 && q[1].len() == 8 => {
+            let (q0, q1) = (*q0, *q1);
+            let (mut m0, mut m1) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+            for ((d0, d1), row) in o0.iter_mut().zip(o1.iter_mut()).zip(b.chunks_exact(s)) {
+                let Some(k) = row.get(o) else { break };
+                let s0 = kernels::dot8_first(&q0, k) * scale;
+                let s1 = kernels::dot8_first(&q1, k) * scale;
+                *d0 = s0;
+                *d1 = s1;
+                if s0 > m0 {
+                    m0 = s0;
+                }
+                if s1 > m1 {
+                    m1 = s1;
+                }
+            }
+            [m0, m1]
+        }
+        _ => [
+            dot_rows(rows, kv_dim, offset, q[0], scale, o0),
+            dot_rows(rows, kv_dim, offset, q[1], scale, o1),
+        ],
+    }
+}
+
+/// `out = Σ_i (weights[i]·norm)·row_i[offset..]`, accumulated in order of `i`
+/// from `0.0` (widths 8 and 16 as [`dot_rows`]: the output is held in registers
+/// across the rows, [`kernels::axpy8`]).
+#[inline]
+fn mix_rows(
+    rows: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    weights: &[f32],
+    norm: f32,
+    out: &mut [f32],
+) {
     let n = out.len();
-    if let Some(out) = out.first_chunk_mut::<8>().filter(|_| n == 8) {
+    let blocks = blocks8(rows, kv_dim, offset, n);
+    if let (Some((b, s, o)), Some(out), 8) = (blocks, out.first_chunk_mut::<8>(), n) {
         let mut acc = [0.0f32; 8];
-        let mut rest = rows;
-        for &a in weights {
-            let Some(v) = rest.first_chunk::<8>() else {
-                break;
-            };
-            kernels::axpy8(&mut acc, a, v);
-            rest = rest.get(kv_dim..).unwrap_or(&[]);
+        for (&a, row) in weights.iter().zip(b.chunks_exact(s)) {
+            let Some(v) = row.get(o) else { break };
+            kernels::axpy8(&mut acc, a * norm, v);
         }
         *out = acc;
-    } else if let Some(out) = out.first_chunk_mut::<16>().filter(|_| n == 16) {
+    } else if let (Some((b, s, o)), Some(out), 16) = (blocks, out.first_chunk_mut::<16>(), n) {
         let (mut acc0, mut acc1) = ([0.0f32; 8], [0.0f32; 8]);
-        let mut rest = rows;
-        for &a in weights {
-            let Some((v0, v1)) = rest.split_first_chunk::<8>() else {
+        for (&a, row) in weights.iter().zip(b.chunks_exact(s)) {
+            let Some([v0, v1]) = row.get(o..o + 2).and_then(|r| r.first_chunk::<2>()) else {
                 break;
             };
-            let Some(v1) = v1.first_chunk::<8>() else {
-                break;
-            };
+            let a = a * norm;
             kernels::axpy8(&mut acc0, a, v0);
             kernels::axpy8(&mut acc1, a, v1);
-            rest = rest.get(kv_dim..).unwrap_or(&[]);
         }
         let (o0, o1) = out.split_at_mut(8);
         o0.copy_from_slice(&acc0);
         o1.copy_from_slice(&acc1);
     } else {
         out.fill(0.0);
-        for (&a, row) in weights.iter().zip(rows.chunks(kv_dim)) {
-            for (o, &v) in out.iter_mut().zip(row) {
+        for (&a, row) in weights.iter().zip(rows.chunks_exact(kv_dim)) {
+            let a = a * norm;
+            for (o, &v) in out.iter_mut().zip(row.get(offset..).unwrap_or(&[])) {
                 *o += a * v;
             }
         }
+    }
+}
+
+/// [`mix_rows`] for two query heads over the same rows: head dimension 8 reads
+/// each value row once for both, others run [`mix_rows`] twice.
+#[inline]
+fn mix_rows2(
+    rows: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    weights: [&[f32]; 2],
+    norm: [f32; 2],
+    out: [&mut [f32]; 2],
+) {
+    let [o0, o1] = out;
+    let both8 = o0.len() == 8 && o1.len() == 8;
+    if let (true, Some((b, s, o)), Some(d0), Some(d1)) = (
+        both8,
+        blocks8(rows, kv_dim, offset, 8),
+        o0.first_chunk_mut::<8>(),
+        o1.first_chunk_mut::<8>(),
+    ) {
+        let (mut acc0, mut acc1) = ([0.0f32; 8], [0.0f32; 8]);
+        for ((&a, &c), row) in weights[0].iter().zip(weights[1]).zip(b.chunks_exact(s)) {
+            let Some(v) = row.get(o) else { break };
+            kernels::axpy8(&mut acc0, a * norm[0], v);
+            kernels::axpy8(&mut acc1, c * norm[1], v);
+        }
+        *d0 = acc0;
+        *d1 = acc1;
+    } else {
+        mix_rows(rows, kv_dim, offset, weights[0], norm[0], o0);
+        mix_rows(rows, kv_dim, offset, weights[1], norm[1], o1);
     }
 }
 
@@ -420,12 +594,30 @@ impl KvRead for KvCache<'_> {
         start: usize,
         offset: usize,
         q: &[f32],
+        scale: f32,
         out: &mut [f32],
-    ) -> Result<(), Error> {
-        let at = self.rows.at(layer, start, out.len(), offset, q.len())?;
-        let rows = &self.keys[at + offset..at + out.len() * self.rows.kv_dim];
-        dot_rows(rows, self.rows.kv_dim, q, out);
-        Ok(())
+    ) -> Result<f32, Error> {
+        let rows = self
+            .rows
+            .slice(self.keys, layer, start, out.len(), offset, q.len())?;
+        Ok(dot_rows(rows, self.rows.kv_dim, offset, q, scale, out))
+    }
+
+    fn scores2(
+        &self,
+        layer: usize,
+        start: usize,
+        offset: usize,
+        q: [&[f32]; 2],
+        scale: f32,
+        out: [&mut [f32]; 2],
+    ) -> Result<[f32; 2], Error> {
+        check_len(q[0].len(), q[1].len())?;
+        check_len(out[0].len(), out[1].len())?;
+        let rows = self
+            .rows
+            .slice(self.keys, layer, start, out[0].len(), offset, q[0].len())?;
+        Ok(dot_rows2(rows, self.rows.kv_dim, offset, q, scale, out))
     }
 
     fn mix(
@@ -434,13 +626,36 @@ impl KvRead for KvCache<'_> {
         start: usize,
         offset: usize,
         weights: &[f32],
+        norm: f32,
         out: &mut [f32],
     ) -> Result<(), Error> {
-        let at = self
+        let rows = self
             .rows
-            .at(layer, start, weights.len(), offset, out.len())?;
-        let rows = &self.values[at + offset..at + weights.len() * self.rows.kv_dim];
-        mix_rows(rows, self.rows.kv_dim, weights, out);
+            .slice(self.values, layer, start, weights.len(), offset, out.len())?;
+        mix_rows(rows, self.rows.kv_dim, offset, weights, norm, out);
+        Ok(())
+    }
+
+    fn mix2(
+        &self,
+        layer: usize,
+        start: usize,
+        offset: usize,
+        weights: [&[f32]; 2],
+        norm: [f32; 2],
+        out: [&mut [f32]; 2],
+    ) -> Result<(), Error> {
+        check_len(weights[0].len(), weights[1].len())?;
+        check_len(out[0].len(), out[1].len())?;
+        let rows = self.rows.slice(
+            self.values,
+            layer,
+            start,
+            weights[0].len(),
+            offset,
+            out[0].len(),
+        )?;
+        mix_rows2(rows, self.rows.kv_dim, offset, weights, norm, out);
         Ok(())
     }
 }
@@ -516,12 +731,30 @@ impl KvRead for KvSlices<'_> {
         start: usize,
         offset: usize,
         q: &[f32],
+        scale: f32,
         out: &mut [f32],
-    ) -> Result<(), Error> {
-        let at = self.rows.at(layer, start, out.len(), offset, q.len())?;
-        let rows = &self.keys[at + offset..at + out.len() * self.rows.kv_dim];
-        dot_rows(rows, self.rows.kv_dim, q, out);
-        Ok(())
+    ) -> Result<f32, Error> {
+        let rows = self
+            .rows
+            .slice(self.keys, layer, start, out.len(), offset, q.len())?;
+        Ok(dot_rows(rows, self.rows.kv_dim, offset, q, scale, out))
+    }
+
+    fn scores2(
+        &self,
+        layer: usize,
+        start: usize,
+        offset: usize,
+        q: [&[f32]; 2],
+        scale: f32,
+        out: [&mut [f32]; 2],
+    ) -> Result<[f32; 2], Error> {
+        check_len(q[0].len(), q[1].len())?;
+        check_len(out[0].len(), out[1].len())?;
+        let rows = self
+            .rows
+            .slice(self.keys, layer, start, out[0].len(), offset, q[0].len())?;
+        Ok(dot_rows2(rows, self.rows.kv_dim, offset, q, scale, out))
     }
 
     fn mix(
@@ -530,21 +763,46 @@ impl KvRead for KvSlices<'_> {
         start: usize,
         offset: usize,
         weights: &[f32],
+        norm: f32,
         out: &mut [f32],
     ) -> Result<(), Error> {
-        let at = self
+        let rows = self
             .rows
-            .at(layer, start, weights.len(), offset, out.len())?;
-        let rows = &self.values[at + offset..at + weights.len() * self.rows.kv_dim];
-        mix_rows(rows, self.rows.kv_dim, weights, out);
+            .slice(self.values, layer, start, weights.len(), offset, out.len())?;
+        mix_rows(rows, self.rows.kv_dim, offset, weights, norm, out);
+        Ok(())
+    }
+
+    fn mix2(
+        &self,
+        layer: usize,
+        start: usize,
+        offset: usize,
+        weights: [&[f32]; 2],
+        norm: [f32; 2],
+        out: [&mut [f32]; 2],
+    ) -> Result<(), Error> {
+        check_len(weights[0].len(), weights[1].len())?;
+        check_len(out[0].len(), out[1].len())?;
+        let rows = self.rows.slice(
+            self.values,
+            layer,
+            start,
+            weights[0].len(),
+            offset,
+            out[0].len(),
+        )?;
+        mix_rows2(rows, self.rows.kv_dim, offset, weights, norm, out);
         Ok(())
     }
 }
 
-/// Softmax in place, as `run.c`: subtract the maximum, `expf`, running sum,
-/// divide. An empty slice is left alone.
+/// Softmax in place, as `run.c`'s: subtract the maximum, `expf`, running sum,
+/// then each value times `1/sum` (where `run.c` divides by the sum). An empty
+/// slice is left alone.
 ///
-/// `expf` is [`crate::num::exp::expf`], bit-identical to `libm::expf`.
+/// `expf` is [`crate::num::exp::fast_expf`] (below 1 ulp of `e^x`, not
+/// bit-identical to `libm::expf`).
 pub fn softmax(x: &mut [f32]) {
     let Some(&first) = x.first() else {
         return;
@@ -555,23 +813,70 @@ pub fn softmax(x: &mut [f32]) {
             max_val = v;
         }
     }
-    softmax_from_max(x, max_val);
+    let inv = exp_sum(x, max_val);
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
 }
 
-/// [`softmax`] with the maximum already known.
+/// `x[i] = expf(x[i] − max_val)` and the reciprocal `1/Σ x[i]` of their running sum.
 #[inline]
-fn softmax_from_max(x: &mut [f32], max_val: f32) {
+fn exp_sum(x: &mut [f32], max_val: f32) -> f32 {
     let mut sum = 0.0f32;
     for v in x.iter_mut() {
-        *v = crate::num::exp::expf(*v - max_val);
-        sum += *v;
+        let e = crate::num::exp::fast_expf(*v - max_val);
+        *v = e;
+        sum += e;
     }
-    for v in x.iter_mut() {
-        *v /= sum;
+    1.0 / sum
+}
+
+/// [`exp_sum`] of two rows in one loop (each row's sum in its own order).
+#[inline]
+fn exp_sum2(a0: &mut [f32], a1: &mut [f32], m: [f32; 2]) -> [f32; 2] {
+    if a0.len() != a1.len() {
+        return [exp_sum(a0, m[0]), exp_sum(a1, m[1])];
     }
+    let (mut s0, mut s1) = (0.0f32, 0.0f32);
+    for (v0, v1) in a0.iter_mut().zip(a1.iter_mut()) {
+        let e0 = crate::num::exp::fast_expf(*v0 - m[0]);
+        let e1 = crate::num::exp::fast_expf(*v1 - m[1]);
+        *v0 = e0;
+        *v1 = e1;
+        s0 += e0;
+        s1 += e1;
+    }
+    [1.0 / s0, 1.0 / s1]
+}
+
+/// Adds the bias of head `h` to the scaled scores of keys `start..` and returns
+/// their new maximum.
+#[inline]
+fn add_bias<B: ScoreBias>(
+    bias: &B,
+    h: usize,
+    query_pos: usize,
+    start: usize,
+    att: &mut [f32],
+) -> f32 {
+    let mut max_val = f32::NEG_INFINITY;
+    for (j, s) in att.iter_mut().enumerate() {
+        *s += bias.bias(h, query_pos, start + j);
+        if *s > max_val {
+            max_val = *s;
+        }
+    }
+    max_val
 }
 
 /// Attention of one query position over keys `start..=end` of `layer`, all heads.
+///
+/// Per head, `run.c`'s steps: `score = (q·k)·scale` (`scale = 1/divisor`
+/// precomputed, where `run.c` divides by `√head_dim`), plus the bias, the
+/// maximum, `e = expf(score − max)` and their sum in key order, then
+/// `out = Σ (e·(1/sum))·v` in key order. When query heads share a kv head in
+/// pairs (`n_heads / n_kv_heads` even) and `att` holds two rows, the two heads
+/// of a pair are computed together, each key and value row read once.
 #[allow(clippy::too_many_arguments)]
 fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
     cfg: &AttnConfig,
@@ -588,27 +893,42 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
     let hd = cfg.head_dim;
     let n = end + 1 - start;
     let got = att.len();
+    let pairs = (cfg.n_heads / cfg.n_kv_heads) % 2 == 0 && got >= 2 * n;
     let att = att
-        .get_mut(..n)
+        .get_mut(..if pairs { 2 * n } else { n })
         .ok_or(Error::BufferTooSmall { needed: n, got })?;
-    for h in 0..cfg.n_heads {
-        let qh = &q[h * hd..(h + 1) * hd];
-        let offset = cfg.kv_head(h) * hd;
-        cache.scores(layer, start, offset, qh, att)?;
-        // Scale, bias and the maximum in one pass (run.c's softmax takes the
-        // maximum of the same values in the same order).
-        let mut max_val = f32::NEG_INFINITY;
-        for (j, s) in att.iter_mut().enumerate() {
-            *s /= cfg.divisor;
+    let scale = cfg.scale;
+    if pairs {
+        let (a0, a1) = att.split_at_mut(n);
+        for ((h, qp), op) in (0..cfg.n_heads)
+            .step_by(2)
+            .zip(q.chunks_exact(2 * hd))
+            .zip(out.chunks_exact_mut(2 * hd))
+        {
+            let offset = cfg.kv_head(h) * hd;
+            let (q0, q1) = qp.split_at(hd);
+            let (o0, o1) = op.split_at_mut(hd);
+            let mut m =
+                cache.scores2(layer, start, offset, [q0, q1], scale, [&mut *a0, &mut *a1])?;
             if B::ENABLED {
-                *s += bias.bias(h, query_pos, start + j);
+                m = [
+                    add_bias(bias, h, query_pos, start, a0),
+                    add_bias(bias, h + 1, query_pos, start, a1),
+                ];
             }
-            if j == 0 || *s > max_val {
-                max_val = *s;
-            }
+            let norm = exp_sum2(a0, a1, m);
+            cache.mix2(layer, start, offset, [&*a0, &*a1], norm, [o0, o1])?;
         }
-        softmax_from_max(att, max_val);
-        cache.mix(layer, start, offset, att, &mut out[h * hd..(h + 1) * hd])?;
+        return Ok(());
+    }
+    for (h, (qh, oh)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
+        let offset = cfg.kv_head(h) * hd;
+        let mut m = cache.scores(layer, start, offset, qh, scale, att)?;
+        if B::ENABLED {
+            m = add_bias(bias, h, query_pos, start, att);
+        }
+        let norm = exp_sum(att, m);
+        cache.mix(layer, start, offset, att, norm, oh)?;
     }
     Ok(())
 }
@@ -737,8 +1057,8 @@ mod tests {
             Err(Error::LengthMismatch { .. })
         ));
         let mut out = [0.0; 3];
-        assert!(c.scores(0, 1, 2, &[1.0; 3], &mut out[..1]).is_err());
-        assert!(c.scores(0, 1, 0, &[1.0; 4], &mut out[..3]).is_err());
+        assert!(c.scores(0, 1, 2, &[1.0; 3], 1.0, &mut out[..1]).is_err());
+        assert!(c.scores(0, 1, 0, &[1.0; 4], 1.0, &mut out[..3]).is_err());
     }
 
     #[test]

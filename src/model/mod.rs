@@ -23,7 +23,7 @@
 //!    dims of every q and k head from the image's cos/sin rows (interleaved pairs
 //!    `(2i, 2i+1)` or half-split `(i, i + rotary_dim/2)`); k, v into the KV
 //!    cache; attention ([`crate::attn::attend_cached`]: GQA head mapping,
-//!    `score/sqrtf(head_dim)` or `score/(1/attn_scale)`, position hook *score
+//!    `score·(1/sqrtf(head_dim))` or `score·(1/(1/attn_scale))`, position hook *score
 //!    bias*: ALiBi `−m_h·(i − j)` from the image's slopes, softmax, weighted
 //!    values, sliding window from the header); `a = Wo·att (+ bo)`; then, by
 //!    [`Residual`]:
@@ -49,12 +49,13 @@
 //! f32 matrix multiplies the f32 activation with the sequential sum of `run.c`
 //! (see [`weights::matvec_f32`]). Images may mix both.
 //!
-//! Maths: `libm::expf`/`sqrtf` (the same functions `run.c` calls; `libm`'s
-//! `expf` may differ from glibc's in the last bit of some inputs), `tanhf`/`erff`
-//! for GELU.
+//! Maths: `sqrtf` from `libm` (as `run.c`); `expf` (softmax, SiLU) is
+//! [`crate::num::exp::fast_expf`], below 1.5 ulp of `e^x` but not bit-identical
+//! to `libm`'s or glibc's `expf`; `tanhf`/`erff` from `libm` for GELU.
 //!
 //! Memory: weights are read in place from the image; all working memory — the
-//! activations, one attention score row, the logits, the f32 KV cache
+//! activations, one attention score row (two when query heads share kv heads
+//! in pairs), the logits, the f32 KV cache
 //! `2 · n_layers · context · kv_dim` values, for a parallel block the feed-forward
 //! output, and, for Q8 images, the quantized activation — is carved from one
 //! arena of [`Model::arena_bytes`] bytes.
@@ -255,21 +256,27 @@ impl<'a> Model<'a> {
             .n_layers
             .saturating_mul(context)
             .saturating_mul(self.kv_dim);
+        // `attn` computes query heads that share a kv head two at a time.
+        let att_rows = if (self.attn.n_heads() / self.attn.n_kv_heads()) % 2 == 0 {
+            2
+        } else {
+            1
+        };
         [
-            self.dim,                     // x
-            self.dim.max(self.q_dim),     // xb
-            self.dim,                     // xb2
-            self.hidden_dim,              // hb
-            self.swiglu(self.hidden_dim), // hb2 (the SwiGLU up projection)
-            self.parallel(self.dim),      // ffn_out (a parallel block's feed-forward output)
-            self.q_dim,                   // q
-            self.kv_dim,                  // k
-            self.kv_dim,                  // v
-            context,                      // att
-            self.vocab_size,              // logits
-            cache,                        // key cache
-            cache,                        // value cache
-            self.q8_scales,               // quantized activation scales
+            self.dim,                         // x
+            self.dim.max(self.q_dim),         // xb
+            self.dim,                         // xb2
+            self.hidden_dim,                  // hb
+            self.swiglu(self.hidden_dim),     // hb2 (the SwiGLU up projection)
+            self.parallel(self.dim),          // ffn_out (a parallel block's feed-forward output)
+            self.q_dim,                       // q
+            self.kv_dim,                      // k
+            self.kv_dim,                      // v
+            context.saturating_mul(att_rows), // att (two rows: heads paired, see attn)
+            self.vocab_size,                  // logits
+            cache,                            // key cache
+            cache,                            // value cache
+            self.q8_scales,                   // quantized activation scales
         ]
     }
 
@@ -643,7 +650,7 @@ impl<'s> Session<'s> {
                 }
                 for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
                     let mut val = *h;
-                    val *= 1.0 / (1.0 + libm::expf(-val));
+                    val *= 1.0 / (1.0 + crate::num::exp::fast_expf(-val));
                     val *= u;
                     *h = val;
                 }

@@ -20,6 +20,22 @@ pub fn dot8(mut s: f32, w: &[f32; 8], x: &[f32; 8]) -> f32 {
     s
 }
 
+/// `w[0]·x[0] + w[1]·x[1] + … + w[7]·x[7]`, summed left to right: [`dot8`] from
+/// `0.0` without the first addition (the same bits, except that a zero result
+/// may have the other sign).
+#[inline(always)]
+pub fn dot8_first(w: &[f32; 8], x: &[f32; 8]) -> f32 {
+    let mut s = w[0] * x[0];
+    s += w[1] * x[1];
+    s += w[2] * x[2];
+    s += w[3] * x[3];
+    s += w[4] * x[4];
+    s += w[5] * x[5];
+    s += w[6] * x[6];
+    s += w[7] * x[7];
+    s
+}
+
 /// `acc[d] += a·v[d]` for `d` in `0..8`.
 #[inline(always)]
 pub fn axpy8(acc: &mut [f32; 8], a: f32, v: &[f32; 8]) {
@@ -55,6 +71,11 @@ mod tests {
                 s += w[k] * x[k];
             }
             assert_eq!(dot8(s0, &w, &x).to_bits(), s.to_bits());
+            let mut z = 0.0f32;
+            for k in 0..8 {
+                z += w[k] * x[k];
+            }
+            assert_eq!(dot8_first(&w, &x), z);
             let mut acc: [f32; 8] = core::array::from_fn(|_| rnd());
             let mut want = acc;
             for k in 0..8 {
