@@ -581,30 +581,57 @@ pub fn host_ids(image: &Path, settings: &Settings) -> Result<Vec<u32>, String> {
 
 /// A Hugging Face fixture the families stage runs on the device.
 struct Family {
-    /// Directory under `fixtures/hf`.
+    /// Directory under `../shared/fixtures/hf`, or under `tests/fixtures/hf` when not `shared`.
     dir: &'static str,
+    /// Whether it is a shared fixture (else one of the project's own).
+    shared: bool,
     /// What it exercises.
     what: &'static str,
 }
 
-/// One ALiBi model and one learned-position model (what the issue asks for), and the two
-/// other position hooks of the shared fixtures: a sinusoidal table, partial RoPE.
+/// Every family the converter reads, one fixture each: one ALiBi model and one
+/// learned-position model (what the issue asks for), and every other position hook and
+/// block shape.
 const FAMILIES: &[Family] = &[
     Family {
         dir: "bloom-alibi",
+        shared: true,
         what: "BLOOM, ALiBi",
     },
     Family {
         dir: "gpt2-learned",
+        shared: true,
         what: "GPT-2, learned positions",
     },
     Family {
         dir: "xglm-sinusoidal",
+        shared: true,
         what: "XGLM, sinusoidal",
     },
     Family {
         dir: "gptneox-partial-rope",
+        shared: true,
         what: "GPT-NeoX, partial RoPE",
+    },
+    Family {
+        dir: "llama-rope-default",
+        shared: true,
+        what: "Llama, RoPE",
+    },
+    Family {
+        dir: "gptj-interleaved-rope",
+        shared: false,
+        what: "GPT-J, interleaved RoPE",
+    },
+    Family {
+        dir: "mpt-alibi-6h",
+        shared: false,
+        what: "MPT, ALiBi, 6 heads",
+    },
+    Family {
+        dir: "phi-partial-rope",
+        shared: false,
+        what: "Phi, partial RoPE",
     },
 ];
 
@@ -649,7 +676,11 @@ fn greedy_settings(prompt: &[u32], new_tokens: usize) -> (Settings, usize) {
 /// One fixture: convert, run greedy on the host and on the emulated Cortex-M4F, compare
 /// the ids with each other and with transformers' `greedy`. Returns the summary line.
 fn family(f: &Family) -> Result<String, String> {
-    let dir = hf_fixtures_dir().join(f.dir);
+    let dir = if f.shared {
+        hf_fixtures_dir().join(f.dir)
+    } else {
+        root().join("tests").join("fixtures").join("hf").join(f.dir)
+    };
     let path = dir.join("reference.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
