@@ -21,7 +21,7 @@
 //! slices the caller provides.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod attn;
 pub mod convert;

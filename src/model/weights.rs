@@ -1,7 +1,7 @@
 //! Typed views of the image's weights and the kernels that apply them.
 
 use crate::image::{Image, TensorData, TensorKind};
-use crate::num::{kernels, q8};
+use crate::num::q8;
 use crate::Error;
 
 /// A weight matrix `[rows][cols]`, row-major, borrowed from the image.
@@ -212,11 +212,14 @@ pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
             blocks8(r3, m),
         );
         if x8.len() == m && b0.len() == m && b1.len() == m && b2.len() == m && b3.len() == m {
+            #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+            crate::num::kernels_m4::dot4x8(&mut a, x8, [b0, b1, b2, b3]);
+            #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
             for c in 0..m {
-                a[0] = kernels::dot8(a[0], &b0[c], &x8[c]);
-                a[1] = kernels::dot8(a[1], &b1[c], &x8[c]);
-                a[2] = kernels::dot8(a[2], &b2[c], &x8[c]);
-                a[3] = kernels::dot8(a[3], &b3[c], &x8[c]);
+                a[0] = crate::num::kernels::dot8(a[0], &b0[c], &x8[c]);
+                a[1] = crate::num::kernels::dot8(a[1], &b1[c], &x8[c]);
+                a[2] = crate::num::kernels::dot8(a[2], &b2[c], &x8[c]);
+                a[3] = crate::num::kernels::dot8(a[3], &b3[c], &x8[c]);
             }
         }
         let t = 8 * m;

@@ -7,9 +7,13 @@
 //!   sine table, saturating Q15 rotation with a Q31 accumulator.
 //! - [`exp`]: `expf` bit-identical to `libm::expf`, inlined for the softmax.
 //! - [`kernels`]: unrolled f32 dot products and `axpy` for the hot loops.
+//! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernel in
+//!   inline assembly (`vldm` + `vmla.f32`), the crate's only `unsafe` code.
 
 pub mod exp;
 pub mod fixed;
 pub mod kernels;
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+pub mod kernels_m4;
 pub mod math;
 pub mod q8;

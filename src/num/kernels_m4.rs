@@ -1,0 +1,147 @@
+//! The f32 matrix-vector inner kernel in Cortex-M4F / M33 inline assembly:
+//! four rows × eight columns per step with `vldm` block loads and `vmla.f32`.
+//!
+//! # Why `unsafe`
+//!
+//! From safe Rust, LLVM loads every weight with its own `vldr` (its register
+//! allocator hands out non-consecutive S registers, so the load/store optimiser
+//! never forms a `vldm`): ~2.5 instructions per multiply-add. There is no way to
+//! ask for `vldm` into consecutive registers without `asm!`, which is `unsafe`.
+//! Here one `vldmia` loads eight weights (or eight `x` values) and every
+//! multiply-add is one `vmla.f32`: 5 loads + 32 multiply-adds per 32
+//! multiply-adds, and 2 loop instructions per two blocks (~1.19 instructions
+//! each).
+//!
+//! # Bit-exactness
+//!
+//! `vmla.f32 Sd, Sn, Sm` (VFPv4 / FPv5, *not* `vfma`) rounds the product and
+//! then the sum, exactly like Rust's separate `*` and `+`, and each row's
+//! accumulator takes its products in column order `0, 1, 2, …`: the same bits
+//! as [`crate::num::kernels::dot8`] applied block after block (and as `run.c`'s
+//! sequential sums).
+//!
+//! # What the assembly reads and clobbers
+//!
+//! It reads `8·m` consecutive `f32` from `x` and from each of the four rows,
+//! where `m` is the smallest of the five slice lengths (in `[f32; 8]` blocks),
+//! computed in safe code before the call; nothing is read when `m == 0` (the
+//! assembly is not entered). It loads the four accumulators from `a` into
+//! S24–S27 and stores them back there (the only memory it writes: an exclusive
+//! `&mut [f32; 4]`); it does not touch the stack. Clobbered: S0–S27 (the
+//! loaded values and the accumulators), the five pointer registers and the
+//! counter (copies, discarded), and the condition flags (`subs`). The
+//! accumulators go through memory because `asm!` operands of the `sreg` class
+//! need LLVM's `vfp2` feature, which implies double precision and is not
+//! enabled on these single-precision FPUs (clobbers are allowed).
+//!
+//! Compiled only for hard-float Arm (`target_abi = "eabihf"`: thumbv7em-none-eabihf,
+//! FPv4-SP; thumbv8m.main-none-eabihf, FPv5-SP). Stable `rustc` sets no Arm
+//! `target_feature` cfg (`vfp4d16sp`, `fp-armv8d16sp` are unstable names and never
+//! appear in `--print cfg`), so the hard-float ABI is the gate: it implies the
+//! single-precision VFP register file and `vmla.f32`.
+#![allow(unsafe_code)]
+
+use core::arch::asm;
+
+/// One block: eight columns of the four rows, each row's products added in
+/// column order (`x` in S0–S7, two rows at a time in S8–S15 and S16–S23).
+macro_rules! block {
+    () => {
+        concat!(
+            "vldmia {x}!, {{s0-s7}}\n",
+            "vldmia {p0}!, {{s8-s15}}\n",
+            "vldmia {p1}!, {{s16-s23}}\n",
+            "vmla.f32 s24, s8, s0\n",
+            "vmla.f32 s25, s16, s0\n",
+            "vmla.f32 s24, s9, s1\n",
+            "vmla.f32 s25, s17, s1\n",
+            "vmla.f32 s24, s10, s2\n",
+            "vmla.f32 s25, s18, s2\n",
+            "vmla.f32 s24, s11, s3\n",
+            "vmla.f32 s25, s19, s3\n",
+            "vmla.f32 s24, s12, s4\n",
+            "vmla.f32 s25, s20, s4\n",
+            "vmla.f32 s24, s13, s5\n",
+            "vmla.f32 s25, s21, s5\n",
+            "vmla.f32 s24, s14, s6\n",
+            "vmla.f32 s25, s22, s6\n",
+            "vmla.f32 s24, s15, s7\n",
+            "vmla.f32 s25, s23, s7\n",
+            "vldmia {p2}!, {{s8-s15}}\n",
+            "vldmia {p3}!, {{s16-s23}}\n",
+            "vmla.f32 s26, s8, s0\n",
+            "vmla.f32 s27, s16, s0\n",
+            "vmla.f32 s26, s9, s1\n",
+            "vmla.f32 s27, s17, s1\n",
+            "vmla.f32 s26, s10, s2\n",
+            "vmla.f32 s27, s18, s2\n",
+            "vmla.f32 s26, s11, s3\n",
+            "vmla.f32 s27, s19, s3\n",
+            "vmla.f32 s26, s12, s4\n",
+            "vmla.f32 s27, s20, s4\n",
+            "vmla.f32 s26, s13, s5\n",
+            "vmla.f32 s27, s21, s5\n",
+            "vmla.f32 s26, s14, s6\n",
+            "vmla.f32 s27, s22, s6\n",
+            "vmla.f32 s26, s15, s7\n",
+            "vmla.f32 s27, s23, s7\n",
+        )
+    };
+}
+
+/// `a[i] = a[i] + Σ_c dot(rows[i][c], x[c])` over the first `m` blocks
+/// (`m` = the shortest of the five slices), each row summed in column order:
+/// bit-identical to `a[i] = dot8(a[i], &rows[i][c], &x[c])` for `c` in `0..m`.
+#[inline(always)]
+pub fn dot4x8(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[f32; 8]]; 4]) {
+    let m = x
+        .len()
+        .min(rows[0].len())
+        .min(rows[1].len())
+        .min(rows[2].len())
+        .min(rows[3].len());
+    if m == 0 {
+        return;
+    }
+    // SAFETY: every pointer covers at least `m` blocks of eight f32 (checked
+    // above, `m >= 1`), f32 slices are 4-byte aligned as `vldm` needs, and the
+    // assembly runs exactly `m` blocks (`m mod 2`, then `m div 2` pairs), each
+    // advancing every pointer by one block.
+    // `a` is a valid, exclusive `[f32; 4]`: the only memory the assembly writes.
+    // It clobbers only the registers listed.
+    unsafe {
+        asm!(
+            "vldmia {pa}, {{s24-s27}}",
+            // An odd block first, alone.
+            "tst {n}, #1",
+            "beq 3f",
+            block!(),
+            // Then pairs of blocks: one counter step per sixteen columns.
+            "3:",
+            "lsrs {n}, {n}, #1",
+            "beq 4f",
+            "2:",
+            block!(),
+            block!(),
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "4:",
+            "vstmia {pa}, {{s24-s27}}",
+            pa = in(reg) a.as_mut_ptr(),
+            x = inout(reg) x.as_ptr() => _,
+            p0 = inout(reg) rows[0].as_ptr() => _,
+            p1 = inout(reg) rows[1].as_ptr() => _,
+            p2 = inout(reg) rows[2].as_ptr() => _,
+            p3 = inout(reg) rows[3].as_ptr() => _,
+            n = inout(reg) m => _,
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+            out("s16") _, out("s17") _, out("s18") _, out("s19") _,
+            out("s20") _, out("s21") _, out("s22") _, out("s23") _,
+            out("s24") _, out("s25") _, out("s26") _, out("s27") _,
+            options(nostack),
+        );
+    }
+}
