@@ -2,18 +2,18 @@
 //! runs, chosen for llama2.c's `aidreams260K` (dim 64, 4 layers, 4 heads, hidden 172,
 //! vocabulary 512, trained context 128) as a Q8_0 image.
 //!
-//! For that model [`microformer::model::Model::arena_bytes`]`(c)` is `5028 + 2052·c` bytes: the f32 KV
+//! For that model [`microformer::model::Model::arena_bytes`]`(c)` is `5304 + 2052·c` bytes: the f32 KV
 //! cache takes `2 · 4 layers · 64 · 4 bytes = 2048` per position, one attention score 4
-//! more; the activations, the 512 logits and the Q8 activation buffer 5028 in all. Beside
+//! more; the activations, the 512 logits and the Q8 activation buffer (scales for `w_down`'s groups of 4 included) 5304 in all. Beside
 //! the arena each board's `.bss` holds the tokenizer index and the top-p scratch
 //! (8 + 8 bytes per vocabulary entry: 8 KiB for 512), the prompt, and defmt-rtt's 1 KiB
 //! buffer; the rest of the RAM is the stack.
 //!
 //! | board | RAM | arena | context | arena used |
 //! |---|---|---|---|---|
-//! | STM32F429I-DISC1 | 192 KiB SRAM + 64 KiB CCM (the stack) | 176 KiB | 80 | 169 188 B |
-//! | nRF52840-DK | 256 KiB | 232 KiB | 112 | 234 852 B |
-//! | Raspberry Pi Pico (RP2040) | 264 KiB (256 KiB striped + 2 × 4 KiB) | 232 KiB | 112 | 234 852 B |
+//! | STM32F429I-DISC1 | 192 KiB SRAM + 64 KiB CCM (the stack) | 176 KiB | 80 | 169 464 B |
+//! | nRF52840-DK | 256 KiB | 232 KiB | 112 | 235 128 B |
+//! | Raspberry Pi Pico (RP2040) | 264 KiB (256 KiB striped + 2 × 4 KiB) | 232 KiB | 112 | 235 128 B |
 //!
 //! The image itself (Q8_0 weights, RoPE tables of the board's context, tokenizer) stays in
 //! flash and is read in place.

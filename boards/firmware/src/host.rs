@@ -229,7 +229,9 @@ pub fn convert_llama2c(
                 c.dim
             ));
         }
-        llama2c::Quant::Q8 { group_size: g }
+        // As `microformer convert --quant q8`: rows that are not whole groups (w_down,
+        // 172 wide) get the largest multiple of 4 dividing them, so every matrix is Q8.
+        llama2c::Quant::Q8Fit { group_size: g }
     } else {
         llama2c::Quant::F32
     };
