@@ -579,86 +579,94 @@ impl<'c> KvCache<'c> {
     }
 }
 
-impl KvRead for KvCache<'_> {
-    fn kv_dim(&self) -> usize {
-        self.rows.kv_dim
-    }
+/// The read side of a key/value store that holds `keys`, `values` and `rows`: the
+/// same for the cache and for a sequence's slices.
+macro_rules! impl_kv_read {
+    ($t:ty) => {
+        impl KvRead for $t {
+            fn kv_dim(&self) -> usize {
+                self.rows.kv_dim
+            }
 
-    fn positions(&self) -> usize {
-        self.rows.positions
-    }
+            fn positions(&self) -> usize {
+                self.rows.positions
+            }
 
-    fn scores(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        q: &[f32],
-        scale: f32,
-        out: &mut [f32],
-    ) -> Result<f32, Error> {
-        let rows = self
-            .rows
-            .slice(self.keys, layer, start, out.len(), offset, q.len())?;
-        Ok(dot_rows(rows, self.rows.kv_dim, offset, q, scale, out))
-    }
+            fn scores(
+                &self,
+                layer: usize,
+                start: usize,
+                offset: usize,
+                q: &[f32],
+                scale: f32,
+                out: &mut [f32],
+            ) -> Result<f32, Error> {
+                let rows = self
+                    .rows
+                    .slice(self.keys, layer, start, out.len(), offset, q.len())?;
+                Ok(dot_rows(rows, self.rows.kv_dim, offset, q, scale, out))
+            }
 
-    fn scores2(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        q: [&[f32]; 2],
-        scale: f32,
-        out: [&mut [f32]; 2],
-    ) -> Result<[f32; 2], Error> {
-        check_len(q[0].len(), q[1].len())?;
-        check_len(out[0].len(), out[1].len())?;
-        let rows = self
-            .rows
-            .slice(self.keys, layer, start, out[0].len(), offset, q[0].len())?;
-        Ok(dot_rows2(rows, self.rows.kv_dim, offset, q, scale, out))
-    }
+            fn scores2(
+                &self,
+                layer: usize,
+                start: usize,
+                offset: usize,
+                q: [&[f32]; 2],
+                scale: f32,
+                out: [&mut [f32]; 2],
+            ) -> Result<[f32; 2], Error> {
+                check_len(q[0].len(), q[1].len())?;
+                check_len(out[0].len(), out[1].len())?;
+                let rows =
+                    self.rows
+                        .slice(self.keys, layer, start, out[0].len(), offset, q[0].len())?;
+                Ok(dot_rows2(rows, self.rows.kv_dim, offset, q, scale, out))
+            }
 
-    fn mix(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        weights: &[f32],
-        norm: f32,
-        out: &mut [f32],
-    ) -> Result<(), Error> {
-        let rows = self
-            .rows
-            .slice(self.values, layer, start, weights.len(), offset, out.len())?;
-        mix_rows(rows, self.rows.kv_dim, offset, weights, norm, out);
-        Ok(())
-    }
+            fn mix(
+                &self,
+                layer: usize,
+                start: usize,
+                offset: usize,
+                weights: &[f32],
+                norm: f32,
+                out: &mut [f32],
+            ) -> Result<(), Error> {
+                let rows =
+                    self.rows
+                        .slice(self.values, layer, start, weights.len(), offset, out.len())?;
+                mix_rows(rows, self.rows.kv_dim, offset, weights, norm, out);
+                Ok(())
+            }
 
-    fn mix2(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        weights: [&[f32]; 2],
-        norm: [f32; 2],
-        out: [&mut [f32]; 2],
-    ) -> Result<(), Error> {
-        check_len(weights[0].len(), weights[1].len())?;
-        check_len(out[0].len(), out[1].len())?;
-        let rows = self.rows.slice(
-            self.values,
-            layer,
-            start,
-            weights[0].len(),
-            offset,
-            out[0].len(),
-        )?;
-        mix_rows2(rows, self.rows.kv_dim, offset, weights, norm, out);
-        Ok(())
-    }
+            fn mix2(
+                &self,
+                layer: usize,
+                start: usize,
+                offset: usize,
+                weights: [&[f32]; 2],
+                norm: [f32; 2],
+                out: [&mut [f32]; 2],
+            ) -> Result<(), Error> {
+                check_len(weights[0].len(), weights[1].len())?;
+                check_len(out[0].len(), out[1].len())?;
+                let rows = self.rows.slice(
+                    self.values,
+                    layer,
+                    start,
+                    weights[0].len(),
+                    offset,
+                    out[0].len(),
+                )?;
+                mix_rows2(rows, self.rows.kv_dim, offset, weights, norm, out);
+                Ok(())
+            }
+        }
+    };
 }
+
+impl_kv_read!(KvCache<'_>);
 
 impl KvWrite for KvCache<'_> {
     fn store(&mut self, layer: usize, pos: usize, key: &[f32], value: &[f32]) -> Result<(), Error> {
@@ -716,92 +724,13 @@ impl<'s> KvSlices<'s> {
     }
 }
 
-impl KvRead for KvSlices<'_> {
-    fn kv_dim(&self) -> usize {
-        self.rows.kv_dim
-    }
-
-    fn positions(&self) -> usize {
-        self.rows.positions
-    }
-
-    fn scores(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        q: &[f32],
-        scale: f32,
-        out: &mut [f32],
-    ) -> Result<f32, Error> {
-        let rows = self
-            .rows
-            .slice(self.keys, layer, start, out.len(), offset, q.len())?;
-        Ok(dot_rows(rows, self.rows.kv_dim, offset, q, scale, out))
-    }
-
-    fn scores2(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        q: [&[f32]; 2],
-        scale: f32,
-        out: [&mut [f32]; 2],
-    ) -> Result<[f32; 2], Error> {
-        check_len(q[0].len(), q[1].len())?;
-        check_len(out[0].len(), out[1].len())?;
-        let rows = self
-            .rows
-            .slice(self.keys, layer, start, out[0].len(), offset, q[0].len())?;
-        Ok(dot_rows2(rows, self.rows.kv_dim, offset, q, scale, out))
-    }
-
-    fn mix(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        weights: &[f32],
-        norm: f32,
-        out: &mut [f32],
-    ) -> Result<(), Error> {
-        let rows = self
-            .rows
-            .slice(self.values, layer, start, weights.len(), offset, out.len())?;
-        mix_rows(rows, self.rows.kv_dim, offset, weights, norm, out);
-        Ok(())
-    }
-
-    fn mix2(
-        &self,
-        layer: usize,
-        start: usize,
-        offset: usize,
-        weights: [&[f32]; 2],
-        norm: [f32; 2],
-        out: [&mut [f32]; 2],
-    ) -> Result<(), Error> {
-        check_len(weights[0].len(), weights[1].len())?;
-        check_len(out[0].len(), out[1].len())?;
-        let rows = self.rows.slice(
-            self.values,
-            layer,
-            start,
-            weights[0].len(),
-            offset,
-            out[0].len(),
-        )?;
-        mix_rows2(rows, self.rows.kv_dim, offset, weights, norm, out);
-        Ok(())
-    }
-}
+impl_kv_read!(KvSlices<'_>);
 
 /// Softmax in place, as `run.c`'s: subtract the maximum, `expf`, running sum,
 /// then each value times `1/sum` (where `run.c` divides by the sum). An empty
 /// slice is left alone.
 ///
-/// `expf` is [`crate::num::exp::fast_expf`] (below 1 ulp of `e^x`, not
+/// `expf` is [`crate::num::exp::fast_expf`] (below 1.5 ulp of `e^x`, not
 /// bit-identical to `libm::expf`).
 pub fn softmax(x: &mut [f32]) {
     let Some(&first) = x.first() else {
