@@ -113,7 +113,8 @@ pub enum Error {
         /// The first index entry found wrong.
         entry: usize,
     },
-    /// A value that must be finite (logit maximum, softmax sum) is NaN or infinite.
+    /// A value that must be finite (logit maximum, softmax sum, a weight rounded to
+    /// binary16) is NaN or infinite.
     NotFinite,
     /// Every position of a session's context is used: reset it or open a longer one.
     ContextFull {

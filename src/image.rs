@@ -32,7 +32,11 @@
 //!
 //! Numeric formats: `F32` (row-major `[rows][cols]`), `Q8` (llama2.c `runq.c` Q8_0:
 //! int8 values row-major, then one f32 scale per `group` consecutive values of a
-//! row, `value = q · scale`), `U8` (raw bytes, e.g. the tokenizer).
+//! row, `value = q · scale`), `F16` (IEEE binary16 bit patterns, row-major,
+//! widened exactly to f32 when used: see [`crate::num::fp16`]), `U8` (raw bytes,
+//! e.g. the tokenizer). `Q8` and `F16` are for the matrices only
+//! ([`TensorKind::quantizable`]); norms, biases and tables stay `F32`. Readers
+//! that predate `F16` reject its dtype value as [`Error::Malformed`].
 //!
 //! A Q8 tensor's group is its record's last word (`TensorRecord::group`), or the
 //! header's `group_size` when that word is 0. Every group is a multiple of 4 of at
@@ -124,6 +128,8 @@ pub enum DType {
     Q8 = 1,
     /// Raw bytes.
     U8 = 2,
+    /// IEEE 754 binary16 (11 significant bits), widened to f32 when used.
+    F16 = 3,
 }
 
 impl DType {
@@ -133,6 +139,7 @@ impl DType {
             0 => Some(DType::F32),
             1 => Some(DType::Q8),
             2 => Some(DType::U8),
+            3 => Some(DType::F16),
             _ => None,
         }
     }
@@ -254,7 +261,7 @@ impl TensorKind {
         self as u16 >= 16
     }
 
-    /// Whether the kind is a matrix that may be stored as Q8.
+    /// Whether the kind is a matrix that may be stored as Q8 or F16.
     pub const fn quantizable(self) -> bool {
         use TensorKind::*;
         matches!(
@@ -873,6 +880,8 @@ pub enum TensorData<'a> {
     },
     /// Raw bytes.
     U8(&'a [u8]),
+    /// IEEE binary16 bit patterns, row-major ([`crate::num::fp16::to_f32`]).
+    F16(&'a [u16]),
 }
 
 /// A validated model image.
@@ -988,6 +997,9 @@ impl<'a> Image<'a> {
             DType::U8 => {
                 r.kind == TensorKind::Tokenizer && r.len as usize == n && in_bounds(r.offset, n)
             }
+            DType::F16 => {
+                r.kind.quantizable() && r.len as usize == 2 * n && in_bounds(r.offset, 2 * n)
+            }
             DType::Q8 => {
                 let g = h.q8_group(r.group) as usize;
                 r.kind.quantizable()
@@ -998,6 +1010,13 @@ impl<'a> Image<'a> {
                     && in_bounds(r.scale_offset, 4 * (n / g))
             }
         };
+        // Binary16 weights must be finite: the kernels widen them with
+        // `fp16::to_f32_finite`.
+        let ok = ok
+            && (r.dtype != DType::F16
+                || self.bytes[r.offset as usize..r.offset as usize + 2 * n]
+                    .chunks_exact(2)
+                    .all(|b| crate::num::fp16::is_finite(u16::from_le_bytes([b[0], b[1]]))));
         if !ok {
             return Err(if r.kind != TensorKind::Tokenizer && r.dtype == DType::U8 {
                 Error::Malformed
@@ -1058,6 +1077,9 @@ impl<'a> Image<'a> {
                 bytemuck::try_cast_slice(slice(r.offset, 4 * n)?).map_err(|_| Error::Misaligned)?,
             ),
             DType::U8 => TensorData::U8(slice(r.offset, n)?),
+            DType::F16 => TensorData::F16(
+                bytemuck::try_cast_slice(slice(r.offset, 2 * n)?).map_err(|_| Error::Misaligned)?,
+            ),
             DType::Q8 => {
                 let g = self.header.q8_group(r.group) as usize;
                 if g == 0 {
@@ -1074,7 +1096,7 @@ impl<'a> Image<'a> {
     }
 }
 
-/// A tensor handed to [`write`].
+/// A tensor handed to [`write()`].
 #[derive(Debug, Clone, Copy)]
 pub enum TensorSource<'b> {
     /// f32 values, row-major.
@@ -1099,6 +1121,8 @@ pub enum TensorSource<'b> {
         /// Values per scale.
         group: usize,
     },
+    /// IEEE binary16 bit patterns, row-major (a matrix only).
+    F16(&'b [u16]),
 }
 
 impl TensorSource<'_> {
@@ -1107,6 +1131,7 @@ impl TensorSource<'_> {
             TensorSource::F32(_) => DType::F32,
             TensorSource::Q8 { .. } | TensorSource::Q8Grouped { .. } => DType::Q8,
             TensorSource::U8(_) => DType::U8,
+            TensorSource::F16(_) => DType::F16,
         }
     }
 
@@ -1119,6 +1144,7 @@ impl TensorSource<'_> {
                 values.len().next_multiple_of(ALIGN) + 4 * scales.len()
             }
             TensorSource::U8(b) => b.len(),
+            TensorSource::F16(v) => 2 * v.len(),
         };
         raw.next_multiple_of(ALIGN)
     }
@@ -1169,6 +1195,7 @@ pub fn write(
         let len_ok = match t {
             TensorSource::F32(v) => v.len() == n,
             TensorSource::U8(b) => b.len() == n && kind == TensorKind::Tokenizer,
+            TensorSource::F16(v) => v.len() == n && kind.quantizable(),
             TensorSource::Q8 { values, scales } => {
                 let g = h.group_size as usize;
                 kind.quantizable()
@@ -1214,6 +1241,12 @@ pub fn write(
             TensorSource::U8(b) => {
                 rec.len = b.len() as u32;
                 out[data_at..data_at + b.len()].copy_from_slice(b);
+            }
+            TensorSource::F16(v) => {
+                rec.len = (2 * v.len()) as u32;
+                for (j, x) in v.iter().enumerate() {
+                    out[data_at + 2 * j..data_at + 2 * j + 2].copy_from_slice(&x.to_le_bytes());
+                }
             }
             TensorSource::Q8 { values, scales }
             | TensorSource::Q8Grouped { values, scales, .. } => {
@@ -1476,6 +1509,23 @@ mod tests {
         F32(Vec<f32>),
         Q8(Vec<i8>, Vec<f32>, Option<usize>),
         U8(Vec<u8>),
+        F16(Vec<u16>),
+    }
+
+    impl Owned {
+        fn source(&self) -> TensorSource<'_> {
+            match self {
+                Owned::F32(v) => TensorSource::F32(v),
+                Owned::U8(b) => TensorSource::U8(b),
+                Owned::F16(v) => TensorSource::F16(v),
+                Owned::Q8(values, scales, None) => TensorSource::Q8 { values, scales },
+                Owned::Q8(values, scales, Some(group)) => TensorSource::Q8Grouped {
+                    values,
+                    scales,
+                    group: *group,
+                },
+            }
+        }
     }
 
     /// Writes an image whose tensors `make(kind, layer, rows, cols)` chooses.
@@ -1486,19 +1536,7 @@ mod tests {
                 make(k, l, r, c)
             })
             .collect();
-        let srcs: Vec<TensorSource> = owned
-            .iter()
-            .map(|o| match o {
-                Owned::F32(v) => TensorSource::F32(v),
-                Owned::U8(b) => TensorSource::U8(b),
-                Owned::Q8(values, scales, None) => TensorSource::Q8 { values, scales },
-                Owned::Q8(values, scales, Some(group)) => TensorSource::Q8Grouped {
-                    values,
-                    scales,
-                    group: *group,
-                },
-            })
-            .collect();
+        let srcs: Vec<TensorSource> = owned.iter().map(Owned::source).collect();
         let len = image_len(&srcs);
         let mut buf = Buf(vec![0; len / 4]);
         assert_eq!(write(h, &srcs, buf.bytes_mut()), Ok(len));
@@ -1535,6 +1573,56 @@ mod tests {
     fn slot_at(h: &Header, kind: TensorKind, layer: u16) -> usize {
         let i = slots(h).position(|s| s == (kind, layer)).unwrap();
         HEADER_SIZE + i * RECORD_SIZE
+    }
+
+    #[test]
+    fn f16_matrices() {
+        let h = header();
+        // Wq and the embedding in binary16 (i/8 is exact), the rest f32.
+        let make = |k: TensorKind, l: u16, r: usize, c: usize| match k {
+            TensorKind::Wq | TensorKind::TokenEmbedding => Owned::F16(
+                (0..r * c)
+                    .map(|i| crate::num::fp16::from_f32(i as f32 / 8.0 - 3.0))
+                    .collect(),
+            ),
+            _ => grouped(k, l, r, c),
+        };
+        let buf = build_with(&h, make);
+        let img = Image::parse(buf.bytes()).unwrap();
+        let rec = img.record(TensorKind::Wq, 1).unwrap();
+        assert_eq!((rec.dtype, rec.len as usize), (DType::F16, 2 * 8 * 8));
+        let TensorData::F16(v) = img.tensor(TensorKind::Wq, 1).unwrap() else {
+            panic!("Wq not F16")
+        };
+        assert_eq!(crate::num::fp16::to_f32(v[27]), 27.0 / 8.0 - 3.0);
+        // Matrices only: an f16 norm is refused by the writer.
+        let norm = |k: TensorKind, l: u16, r: usize, c: usize| match k {
+            TensorKind::AttnNorm => Owned::F16(vec![0; r * c]),
+            _ => make(k, l, r, c),
+        };
+        let owned: Vec<Owned> = slots(&h)
+            .map(|(k, l)| {
+                let (r, c) = h.expected_shape(k);
+                norm(k, l, r, c)
+            })
+            .collect();
+        let srcs: Vec<TensorSource> = owned.iter().map(Owned::source).collect();
+        let mut out = vec![0u8; image_len(&srcs)];
+        assert_eq!(write(&h, &srcs, &mut out).unwrap_err(), Error::BadTensor);
+        // A non-finite binary16 weight (∞, NaN) is refused when the image is opened.
+        for bad in [0x7c00u16, 0xfc00, 0x7e00] {
+            let mut b = buf.clone();
+            let at = img.record(TensorKind::Wq, 0).unwrap().offset as usize + 2 * 5;
+            b.bytes_mut()[at..at + 2].copy_from_slice(&bad.to_le_bytes());
+            reseal(&mut b);
+            assert_eq!(Image::parse(b.bytes()).unwrap_err(), Error::BadTensor);
+        }
+        // A length that is not 2 bytes per value.
+        let mut b = buf.clone();
+        let at = slot_at(&h, TensorKind::Wq, 0) + 20;
+        b.bytes_mut()[at..at + 4].copy_from_slice(&(8 * 8u32).to_le_bytes());
+        reseal(&mut b);
+        assert_eq!(Image::parse(b.bytes()).unwrap_err(), Error::BadTensor);
     }
 
     #[test]
@@ -1631,19 +1719,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let srcs: Vec<TensorSource> = owned
-                .iter()
-                .map(|o| match o {
-                    Owned::F32(v) => TensorSource::F32(v),
-                    Owned::U8(b) => TensorSource::U8(b),
-                    Owned::Q8(values, scales, None) => TensorSource::Q8 { values, scales },
-                    Owned::Q8(values, scales, Some(group)) => TensorSource::Q8Grouped {
-                        values,
-                        scales,
-                        group: *group,
-                    },
-                })
-                .collect();
+            let srcs: Vec<TensorSource> = owned.iter().map(Owned::source).collect();
             assert_eq!(
                 write(&h, &srcs, &mut out).unwrap_err(),
                 Error::BadTensor,

@@ -609,8 +609,10 @@ const FLASH_GOAL: usize = 352 * 1024;
 fn q8_images_agree_with_f32() {
     let r = reference();
     // stories260K cannot reach 98 % with 8-bit weights at all (see
-    // `stories260k_needs_more_than_8_bit_weights`): its floor stays at what the
-    // Q8 images measure (88–90 %), the 98 % bar holds for aidreams260K.
+    // `stories260k_needs_more_than_8_bit_weights`): its floor stays below what the
+    // Q8 images measure (88–91 %); the 98 % bar holds for aidreams260K here, and
+    // for both models with binary16 weights
+    // (`f16_images_are_the_rounded_f32_model_bit_for_bit`).
     for (name, cap, floor) in [
         ("aidreams260K.bin", 128, 0.98),
         ("stories260K.bin", 512, 0.85),
@@ -764,6 +766,66 @@ fn stories260k_needs_more_than_8_bit_weights() {
             100.0 * rate
         );
         assert_eq!(rate >= 0.98, above, "{name}, {bits} bits: {rate}");
+    }
+}
+
+/// f16 images (`Quant::F16`): every matrix binary16, norms and tables f32.
+/// - Bit for bit: the runtime's logits over the reference streams equal those
+///   of an f32 image whose matrices were rounded to binary16 by the `half`
+///   crate (a conversion nobody here wrote) — the f16 kernels compute exactly
+///   the f32 arithmetic of the widened weights.
+/// - Against the f32 image: top-1 agreement ≥ 98 % on every reference stream,
+///   stories260K included (which no 8-bit weight format reaches), at about half
+///   the image size.
+#[test]
+fn f16_images_are_the_rounded_f32_model_bit_for_bit() {
+    use microformer::image::{DType, TensorKind as K};
+    let r = reference();
+    for (name, cap) in [("stories260K.bin", 512), ("aidreams260K.bin", 128)] {
+        let buf = read(name);
+        let ck = Checkpoint::parse(buf.bytes()).unwrap();
+        let streams = streams(&r, name, cap);
+        let f32_img = convert(&ck, Quant::F32);
+        let f16_img = convert(&ck, Quant::F16);
+        let img = Image::parse(f16_img.bytes()).unwrap();
+        for (kind, dtype) in [
+            (K::Wq, DType::F16),
+            (K::WDown, DType::F16),
+            (K::TokenEmbedding, DType::F16),
+            (K::AttnNorm, DType::F32),
+            (K::RopeCos, DType::F32),
+        ] {
+            assert_eq!(img.record(kind, 0).unwrap().dtype, dtype, "{kind:?}");
+        }
+        // Half the f32 image's matrix bytes, plus the f32 norms and tables.
+        assert!(
+            f16_img.len < f32_img.len * 52 / 100,
+            "{} vs {}",
+            f16_img.len,
+            f32_img.len
+        );
+        let model = Model::new(img).unwrap();
+        assert!(!model.is_quantized());
+
+        let rounded = Buf::from_bytes(&write_v1_mapped(&ck, |x| half::f16::from_f32(x).to_f32()));
+        let ck1 = Checkpoint::parse(rounded.bytes()).unwrap();
+        let rounded_img = convert(&ck1, Quant::F32);
+        let rounded_model = Model::new(Image::parse(rounded_img.bytes()).unwrap()).unwrap();
+        for s in &streams {
+            assert_logits_bitwise(&model, &all_logits(&rounded_model, s), s, name);
+        }
+
+        let f32_model = Model::new(Image::parse(f32_img.bytes()).unwrap()).unwrap();
+        let want: Vec<_> = streams.iter().map(|s| all_logits(&f32_model, s)).collect();
+        let (agree, total, worst) = agreement(&want, &model, &streams);
+        let rate = agree as f64 / total as f64;
+        println!(
+            "{name} f16: top-1 agreement {agree}/{total} = {:.2} %, largest logit error {worst:.4} ({} image bytes, f32 {})",
+            100.0 * rate,
+            f16_img.len,
+            f32_img.len
+        );
+        assert!(rate >= 0.98, "{name} f16: agreement {rate}");
     }
 }
 
@@ -1166,6 +1228,7 @@ fn image_tensor<'i>(image: &Image<'i>, w: Weight, l: usize) -> Tensor<'i> {
             group,
         },
         TensorData::U8(_) => panic!("bytes"),
+        TensorData::F16(_) => panic!("f16 (this helper reads f32/Q8 images)"),
     }
 }
 

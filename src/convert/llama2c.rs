@@ -594,6 +594,10 @@ pub enum Quant {
         /// Values per scale, at most.
         group_size: usize,
     },
+    /// IEEE binary16 for every matrix (11 significant bits, half the flash of
+    /// f32; see [`crate::num::fp16`]): f32 weights rounded to nearest even, a v2
+    /// checkpoint's dequantized values likewise.
+    F16,
 }
 
 impl Quant {
@@ -612,6 +616,7 @@ impl Quant {
                 Some(g) => Precision::Q8 { group_size: g },
                 None => Precision::F32,
             },
+            Quant::F16 => Precision::F16,
         }
     }
 }
@@ -630,6 +635,9 @@ pub enum Precision {
         /// Values per scale.
         group_size: usize,
     },
+    /// IEEE binary16, rounded to nearest even from the f32 (or dequantized v2)
+    /// values.
+    F16,
 }
 
 /// The largest multiple of 4 that divides `cols` and is at most `group_size`
@@ -714,6 +722,15 @@ enum Plan<'a> {
     /// A Q8 tensor (values, scales, group) dequantized into scratch and
     /// quantized again in groups of the last size.
     Requantize(&'a [i8], &'a [f32], usize, usize),
+    /// An f32 tensor rounded to binary16 into scratch.
+    Narrow(&'a [f32]),
+    /// A Q8 tensor (values, scales, group) dequantized and rounded to binary16.
+    DequantizeNarrow(&'a [i8], &'a [f32], usize),
+}
+
+/// Scratch words of a binary16 tensor of `n` values.
+const fn f16_words(n: usize) -> usize {
+    n.div_ceil(2)
 }
 
 /// Scratch words of a Q8 tensor of `n` values in groups of `g`.
@@ -728,6 +745,8 @@ impl Plan<'_> {
             Plan::Quantize(v, g) => q8_words(v.len(), g),
             Plan::Dequantize(v, _, _) => v.len(),
             Plan::Requantize(v, _, _, g) => v.len() + q8_words(v.len(), g),
+            Plan::Narrow(v) => f16_words(v.len()),
+            Plan::DequantizeNarrow(v, _, _) => v.len() + f16_words(v.len()),
         }
     }
 
@@ -740,9 +759,12 @@ impl Plan<'_> {
             | Plan::Borrow(TensorSource::Q8Grouped { values, scales, .. }) => {
                 values.len().next_multiple_of(image::ALIGN) + 4 * scales.len()
             }
+            Plan::Borrow(TensorSource::F16(v)) => (2 * v.len()).next_multiple_of(image::ALIGN),
             Plan::Quantize(v, g) => q8(v.len(), g),
             Plan::Requantize(v, _, _, g) => q8(v.len(), g),
             Plan::Dequantize(v, _, _) => 4 * v.len(),
+            Plan::Narrow(v) => (2 * v.len()).next_multiple_of(image::ALIGN),
+            Plan::DequantizeNarrow(v, _, _) => (2 * v.len()).next_multiple_of(image::ALIGN),
         }
     }
 }
@@ -751,7 +773,7 @@ impl Plan<'_> {
 /// the checkpoint.
 fn quant_group(ck: &Checkpoint<'_>, quant: Quant) -> Result<usize, Error> {
     match (quant, ck.group_size()) {
-        (Quant::F32, _) => Ok(0),
+        (Quant::F32 | Quant::F16, _) => Ok(0),
         (Quant::Q8 { group_size } | Quant::Q8Fit { group_size }, file) => {
             if group_size == 0
                 || group_size % 4 != 0
@@ -843,7 +865,7 @@ fn header_for(
                     .filter(|(k, _)| k.quantizable())
                     .find_map(|(k, l)| match p(k, l as usize, h.expected_shape(k).1) {
                         Precision::Q8 { group_size } => Some(group_size),
-                        Precision::F32 => None,
+                        Precision::F32 | Precision::F16 => None,
                     });
             match first {
                 Some(g) if image::valid_group(u32::try_from(g).unwrap_or(0)) => header(ck, opts, g),
@@ -908,6 +930,15 @@ fn plan<'a>(
     Ok(match (ck.tensor(w, layer)?, precision) {
         (Tensor::F32(v), Precision::F32) => Plan::Borrow(TensorSource::F32(v)),
         (Tensor::F32(v), Precision::Q8 { group_size }) => Plan::Quantize(v, group_size),
+        (Tensor::F32(v), Precision::F16) => Plan::Narrow(v),
+        (
+            Tensor::Q8 {
+                values,
+                scales,
+                group,
+            },
+            Precision::F16,
+        ) => Plan::DequantizeNarrow(values, scales, group),
         (
             Tensor::Q8 {
                 values,
@@ -1018,6 +1049,25 @@ fn q8_source(words: &[u32], n: usize, g: usize) -> TensorSource<'_> {
     }
 }
 
+/// Rounds `v` to binary16 into `words` (`f16_words(v.len())` words);
+/// [`Error::NotFinite`] when a value is NaN or beyond binary16's range (±65 504).
+fn narrow_into(v: &[f32], words: &mut [u32]) -> Result<(), Error> {
+    let h: &mut [u16] = bytemuck::cast_slice_mut(words);
+    for (o, &x) in h.iter_mut().zip(v) {
+        *o = crate::num::fp16::from_f32(x);
+        if !crate::num::fp16::is_finite(*o) {
+            return Err(Error::NotFinite);
+        }
+    }
+    Ok(())
+}
+
+/// The binary16 source [`narrow_into`] wrote.
+fn f16_source(words: &[u32], n: usize) -> TensorSource<'_> {
+    let h: &[u16] = bytemuck::cast_slice(words);
+    TensorSource::F16(&h[..n])
+}
+
 fn convert<'s>(
     ck: &Checkpoint<'s>,
     opts: &ImageOptions<'s>,
@@ -1053,6 +1103,16 @@ fn convert<'s>(
                 q8::dequantize(values, scales, file_g, f)?;
                 quantize_into(f, g, qw)?;
             }
+            p @ Plan::Narrow(v) => {
+                narrow_into(v, take_words(&mut rest, p.scratch_words())?)?;
+            }
+            p @ Plan::DequantizeNarrow(values, scales, g) => {
+                let words = take_words(&mut rest, p.scratch_words())?;
+                let (fw, hw) = words.split_at_mut(values.len());
+                let f: &mut [f32] = bytemuck::cast_slice_mut(fw);
+                q8::dequantize(values, scales, g, f)?;
+                narrow_into(f, hw)?;
+            }
         }
     }
     // Pass 2: the tensor list, borrowing the checkpoint and the filled scratch.
@@ -1071,6 +1131,13 @@ fn convert<'s>(
                 &mut rest,
                 p.scratch_words(),
             )?)),
+            p @ Plan::Narrow(v) => {
+                f16_source(take_words_ref(&mut rest, p.scratch_words())?, v.len())
+            }
+            p @ Plan::DequantizeNarrow(values, _, _) => {
+                let words = take_words_ref(&mut rest, p.scratch_words())?;
+                f16_source(&words[values.len()..], values.len())
+            }
         };
     }
     image::write(&h, &sources[..n], out)

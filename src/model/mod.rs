@@ -47,7 +47,10 @@
 //! per-tensor group); matrices that read the same activation share its
 //! quantization when their groups agree, and quantize it again otherwise. An
 //! f32 matrix multiplies the f32 activation with the sequential sum of `run.c`
-//! (see [`weights::matvec_f32`]). Images may mix both.
+//! (see [`weights::matvec_f32`]); a binary16 matrix does the same with its
+//! weights widened exactly ([`weights::matvec_f16`]), so an f16 image computes
+//! exactly what the f32 image of its rounded weights computes. Images may mix
+//! all three.
 //!
 //! Maths: `sqrtf` from `libm` (as `run.c`); `expf` (softmax, SiLU) is
 //! [`crate::num::exp::fast_expf`], below 1.5 ulp of `e^x` but not bit-identical
@@ -123,7 +126,7 @@ fn dims(h: &Header) -> [usize; 3] {
 impl<'a> Model<'a> {
     /// Validates that `image` is a runnable model: a supported architecture, every
     /// tensor its header calls for present with a usable dtype (norms, biases,
-    /// position tables and slopes f32; matrices f32 or Q8), position tables
+    /// position tables and slopes f32; matrices f32, Q8 or f16), position tables
     /// covering `seq_len` positions.
     pub fn new(image: Image<'a>) -> Result<Self, Error> {
         let h = *image.header();

@@ -1,7 +1,7 @@
 //! Typed views of the image's weights and the kernels that apply them.
 
 use crate::image::{Image, TensorData, TensorKind};
-use crate::num::q8;
+use crate::num::{fp16, q8};
 use crate::Error;
 
 /// A weight matrix `[rows][cols]`, row-major, borrowed from the image.
@@ -29,6 +29,15 @@ pub enum Matrix<'a> {
         /// Input width.
         cols: usize,
     },
+    /// IEEE binary16 values, widened to f32 as they are used.
+    F16 {
+        /// `rows · cols` binary16 bit patterns.
+        w: &'a [u16],
+        /// Output width.
+        rows: usize,
+        /// Input width.
+        cols: usize,
+    },
 }
 
 /// A quantized activation vector (values and one scale per group), when the
@@ -47,6 +56,7 @@ impl<'a> Matrix<'a> {
         let (rows, cols) = image.header().expected_shape(kind);
         match image.tensor(kind, layer)? {
             TensorData::F32(w) if w.len() == rows * cols => Ok(Matrix::F32 { w, rows, cols }),
+            TensorData::F16(w) if w.len() == rows * cols => Ok(Matrix::F16 { w, rows, cols }),
             TensorData::Q8 {
                 values,
                 scales,
@@ -71,21 +81,21 @@ impl<'a> Matrix<'a> {
     /// Output width.
     pub const fn rows(&self) -> usize {
         match *self {
-            Matrix::F32 { rows, .. } | Matrix::Q8 { rows, .. } => rows,
+            Matrix::F32 { rows, .. } | Matrix::Q8 { rows, .. } | Matrix::F16 { rows, .. } => rows,
         }
     }
 
     /// Input width.
     pub const fn cols(&self) -> usize {
         match *self {
-            Matrix::F32 { cols, .. } | Matrix::Q8 { cols, .. } => cols,
+            Matrix::F32 { cols, .. } | Matrix::Q8 { cols, .. } | Matrix::F16 { cols, .. } => cols,
         }
     }
 
-    /// The Q8 group size, `None` for f32.
+    /// The Q8 group size, `None` for f32 and f16.
     pub const fn q8_group(&self) -> Option<usize> {
         match *self {
-            Matrix::F32 { .. } => None,
+            Matrix::F32 { .. } | Matrix::F16 { .. } => None,
             Matrix::Q8 { group, .. } => Some(group),
         }
     }
@@ -108,6 +118,11 @@ impl<'a> Matrix<'a> {
         }
         match *self {
             Matrix::F32 { w, .. } => out.copy_from_slice(&w[row * cols..(row + 1) * cols]),
+            Matrix::F16 { w, .. } => {
+                for (o, &h) in out.iter_mut().zip(&w[row * cols..(row + 1) * cols]) {
+                    *o = fp16::to_f32(h);
+                }
+            }
             Matrix::Q8 {
                 values,
                 scales,
@@ -127,7 +142,8 @@ impl<'a> Matrix<'a> {
     }
 
     /// `out = W · x`. A Q8 matrix multiplies the quantized `xq` (which must be
-    /// `x` quantized with the matrix's group); an f32 matrix multiplies `x`.
+    /// `x` quantized with the matrix's group); an f32 or f16 matrix multiplies `x`
+    /// (an f16 matrix gives exactly what the f32 matrix of its widened values gives).
     pub fn matvec(
         &self,
         out: &mut [f32],
@@ -149,6 +165,10 @@ impl<'a> Matrix<'a> {
         match *self {
             Matrix::F32 { w, .. } => {
                 matvec_f32(out, w, x);
+                Ok(())
+            }
+            Matrix::F16 { w, .. } => {
+                matvec_f16(out, w, x);
                 Ok(())
             }
             Matrix::Q8 {
@@ -244,6 +264,89 @@ pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
         }
         *o = a;
     }
+}
+
+/// `out = W · x` for a binary16 matrix `W` `[out.len()][x.len()]`: every output
+/// is the plain sequential sum `Σ_j f32(w[i][j])·x[j]`, bit-identical to
+/// [`matvec_f32`] over the widened weights. The same blocking as there (four
+/// rows, eight columns); each weight is widened exactly right before its
+/// multiply ([`fp16::to_f32_finite`]; on hard-float Arm `vcvtb`/`vcvtt` in
+/// `num::kernels_m4` — images hold finite values only).
+pub fn matvec_f16(out: &mut [f32], w: &[u16], x: &[f32]) {
+    let n = x.len();
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let mut rows = w.chunks_exact(n);
+    let mut blocks = out.chunks_exact_mut(4);
+    for o in &mut blocks {
+        let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+            (rows.next(), rows.next(), rows.next(), rows.next())
+        else {
+            return;
+        };
+        let mut a = [0.0f32; 4];
+        let m = n / 8;
+        let x8 = blocks8(x, m);
+        let b = [
+            blocks8_u16(r0, m),
+            blocks8_u16(r1, m),
+            blocks8_u16(r2, m),
+            blocks8_u16(r3, m),
+        ];
+        let mut t = 0;
+        if x8.len() == m && b.iter().all(|r| r.len() == m) {
+            #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+            if b.iter().all(|r| r.as_ptr().align_offset(4) == 0) {
+                crate::num::kernels_m4::dot4x8_f16(&mut a, x8, b);
+                t = 8 * m;
+            }
+            if t == 0 {
+                for c in 0..m {
+                    for (acc, r) in a.iter_mut().zip(&b) {
+                        *acc =
+                            crate::num::kernels::dot8(*acc, &r[c].map(fp16::to_f32_finite), &x8[c]);
+                    }
+                }
+                t = 8 * m;
+            }
+        }
+        for ((((&xj, &w0), &w1), &w2), &w3) in tail(x, t)
+            .iter()
+            .zip(tail_u16(r0, t))
+            .zip(tail_u16(r1, t))
+            .zip(tail_u16(r2, t))
+            .zip(tail_u16(r3, t))
+        {
+            a[0] += fp16::to_f32_finite(w0) * xj;
+            a[1] += fp16::to_f32_finite(w1) * xj;
+            a[2] += fp16::to_f32_finite(w2) * xj;
+            a[3] += fp16::to_f32_finite(w3) * xj;
+        }
+        o.copy_from_slice(&a);
+    }
+    for (o, row) in blocks.into_remainder().iter_mut().zip(rows) {
+        let mut a = 0.0f32;
+        for (&xj, &wj) in x.iter().zip(row) {
+            a += fp16::to_f32_finite(wj) * xj;
+        }
+        *o = a;
+    }
+}
+
+/// The first `m` blocks of eight binary16 values of `v` (empty if `v` is shorter).
+#[inline(always)]
+fn blocks8_u16(v: &[u16], m: usize) -> &[[u16; 8]] {
+    v.get(..8 * m)
+        .and_then(|v| bytemuck::try_cast_slice(v).ok())
+        .unwrap_or(&[])
+}
+
+/// `v[t..]` (empty if `v` is shorter).
+#[inline(always)]
+fn tail_u16(v: &[u16], t: usize) -> &[u16] {
+    v.get(t..).unwrap_or(&[])
 }
 
 /// The first `m` blocks of eight values of `v` as `[f32; 8]` (empty if `v` is shorter).
@@ -377,6 +480,42 @@ impl<'a> LayerWeights<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_matvec_equals_sequential_sum_of_widened_weights_bitwise() {
+        let mut s = 7u32;
+        let mut rnd = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        for (d, n) in [(1, 1), (3, 5), (4, 7), (5, 8), (7, 64), (13, 172), (4, 17)] {
+            // finite patterns with |w| < 2, every fifth one subnormal
+            let w: Vec<u16> = (0..d * n)
+                .map(|i| {
+                    let b = rnd() as u16 & 0xbfff;
+                    if i % 5 == 0 {
+                        b & 0x83ff
+                    } else {
+                        b
+                    }
+                })
+                .collect();
+            let x: Vec<f32> = (0..n)
+                .map(|_| rnd() as f32 / u32::MAX as f32 - 0.5)
+                .collect();
+            let mut out = vec![0.0; d];
+            matvec_f16(&mut out, &w, &x);
+            for i in 0..d {
+                let mut v = 0.0f32;
+                for j in 0..n {
+                    v += fp16::to_f32(w[i * n + j]) * x[j];
+                }
+                assert_eq!(out[i].to_bits(), v.to_bits(), "({d},{n}) row {i}");
+            }
+        }
+    }
 
     #[test]
     fn blocked_matvec_equals_sequential_sum_bitwise() {

@@ -6,12 +6,15 @@
 //! - [`fixed`]: Q15 fixed point: integer phases in turns, a quarter-wave
 //!   sine table, saturating Q15 rotation with a Q31 accumulator.
 //! - [`exp`]: `expf` bit-identical to `libm::expf`, inlined for the softmax.
+//! - [`fp16`]: IEEE binary16 weight storage (exact widening, nearest-even narrowing).
 //! - [`kernels`]: unrolled f32 dot products and `axpy` for the hot loops.
-//! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernel in
-//!   inline assembly (`vldm` + `vmla.f32`), the crate's only `unsafe` code.
+//! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernels in
+//!   inline assembly (`vldm` + `vmla.f32`, and `vcvtb`/`vcvtt` for binary16
+//!   weights), the crate's only `unsafe` code.
 
 pub mod exp;
 pub mod fixed;
+pub mod fp16;
 pub mod kernels;
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 pub mod kernels_m4;
