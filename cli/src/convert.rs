@@ -11,7 +11,15 @@
 //!   `min(max_position_embeddings, 2048)`.
 //!
 //! `--tokenizer` embeds a llama2.c tokenizer file (checked against the model's
-//! vocabulary); `--quant q8` stores the matrices as Q8_0 (`runq.c`'s quantizer).
+//! vocabulary); `--quant q8` stores the matrices as Q8_0 (`runq.c`'s quantizer),
+//! `--quant f16` as IEEE binary16.
+//!
+//! After writing a `q8` or `f16` image the converter measures what the storage
+//! costs (unless `--no-check`): it builds the f32 image too, lets it generate
+//! greedily from BOS (up to 256 positions, stopping at BOS), feeds the same
+//! tokens to the written image (teacher-forced) and reports the top-1
+//! agreement and the largest logit difference — with a warning below 98 %,
+//! where greedy output will visibly drift from the f32 model's.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +38,9 @@ pub enum QuantArg {
     F32,
     /// int8 with one f32 scale per group (llama2.c runq.c's Q8_0).
     Q8,
+    /// IEEE binary16 (11 significant bits): half the flash of f32, for models
+    /// that need more than 8 bits per weight.
+    F16,
 }
 
 /// Arguments of `microformer convert`.
@@ -56,6 +67,9 @@ pub struct ConvertArgs {
     /// LongRoPE choose their frequencies for this length.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub context: Option<u64>,
+    /// Skip the agreement check of a q8/f16 image against the f32 one.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// Validates a llama2.c tokenizer file for a vocabulary.
@@ -92,47 +106,185 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         None => None,
     };
     let src = &args.src;
-    let (bytes, header, what) = if src.is_dir() {
-        let opts = hf_import::Options {
-            context,
-            quant: match args.quant {
-                QuantArg::F32 => hf_import::Quant::F32,
-                QuantArg::Q8 => hf_import::Quant::Q8 {
-                    group_size: group.unwrap_or(0),
+    let convert = |quant: QuantArg, tokenizer: Option<Vec<u8>>| -> Result<_> {
+        if src.is_dir() {
+            let opts = hf_import::Options {
+                context,
+                quant: match quant {
+                    QuantArg::F32 => hf_import::Quant::F32,
+                    QuantArg::Q8 => hf_import::Quant::Q8 {
+                        group_size: group.unwrap_or(0),
+                    },
+                    QuantArg::F16 => hf_import::Quant::F16,
                 },
-            },
-            tokenizer,
-        };
-        let (bytes, s) = hf_import::convert(src, &opts, true)
-            .map_err(|e| e.context(format!("converting {}", src.display())))?;
-        for w in &s.warnings {
-            eprintln!("microformer: warning: {w}");
+                tokenizer,
+            };
+            let (bytes, s) = hf_import::convert(src, &opts, quant == args.quant)
+                .map_err(|e| e.context(format!("converting {}", src.display())))?;
+            Ok((
+                bytes,
+                s.header,
+                format!("Hugging Face {}", s.model_type),
+                s.warnings,
+            ))
+        } else {
+            let (bytes, header, version) = llama2c_image(src, quant, group, context, tokenizer)?;
+            let v = match version {
+                Version::Legacy => "v0",
+                Version::V1 => "v1",
+                Version::V2 { .. } => "v2",
+            };
+            Ok((bytes, header, format!("llama2.c {v}"), Vec::new()))
         }
-        (bytes, s.header, format!("Hugging Face {}", s.model_type))
-    } else {
-        let (bytes, header, version) = llama2c_image(src, args.quant, group, context, tokenizer)?;
-        let v = match version {
-            Version::Legacy => "v0",
-            Version::V1 => "v1",
-            Version::V2 { .. } => "v2",
-        };
-        (bytes, header, format!("llama2.c {v}"))
     };
+    let (bytes, header, what, warnings) = convert(args.quant, tokenizer)?;
+    for w in &warnings {
+        eprintln!("microformer: warning: {w}");
+    }
     files::write_atomic(&args.output, &bytes)?;
     eprintln!(
-        "microformer: wrote {} ({what}; {} bytes, {} layers, context {}, {}{})",
+        "microformer: wrote {} ({what}; {} bytes, {} layers, context {}, matrices {}{})",
         args.output.display(),
         bytes.len(),
         header.n_layers,
         header.seq_len,
-        if header.group_size == 0 { "f32" } else { "q8" },
+        storage(&bytes)?,
         if header.has(microformer::image::FLAG_TOKENIZER) {
             ", tokenizer"
         } else {
             ""
         }
     );
+    if args.quant != QuantArg::F32 && !args.no_check {
+        let (reference, ..) = convert(QuantArg::F32, None)?;
+        let a = agreement(&reference, &bytes, CHECK_POSITIONS)?;
+        eprintln!(
+            "microformer: check: top-1 agreement with the f32 image {}/{} = {:.2} % (teacher-forced on the f32 image's greedy tokens from BOS), largest logit difference {:.4}",
+            a.agree,
+            a.total,
+            100.0 * a.rate(),
+            a.worst
+        );
+        if a.rate() < AGREEMENT_WARNING {
+            eprintln!(
+                "microformer: warning: below {:.0} %: greedy output will drift from the f32 model's{}",
+                100.0 * AGREEMENT_WARNING,
+                if args.quant == QuantArg::Q8 {
+                    "; --quant f16 keeps 11 significant bits per weight"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     Ok(())
+}
+
+/// Positions the agreement check covers at most.
+pub const CHECK_POSITIONS: usize = 256;
+/// Agreement below which the check warns.
+pub const AGREEMENT_WARNING: f64 = 0.98;
+
+/// "q8", "f16", "f32" or a mix such as "q8+f32": the storage of the image's matrices.
+fn storage(bytes: &[u8]) -> Result<String> {
+    use microformer::image::{DType, Image};
+    let aligned = files::Aligned::new(bytes);
+    let img = Image::parse(aligned.bytes())
+        .map_err(|e| CliError::runtime(format!("the written image does not parse: {e}")))?;
+    let mut kinds = Vec::new();
+    for (kind, layer) in microformer::image::slots(img.header()) {
+        if let Some(r) = img
+            .record(kind, layer as usize)
+            .filter(|_| kind.quantizable())
+        {
+            let name = match r.dtype {
+                DType::Q8 => "q8",
+                DType::F16 => "f16",
+                DType::F32 => "f32",
+                DType::U8 => "u8",
+            };
+            if !kinds.contains(&name) {
+                kinds.push(name);
+            }
+        }
+    }
+    Ok(kinds.join("+"))
+}
+
+/// Top-1 agreement of one image with another over a token stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agreement {
+    /// Positions whose arg-max logits agree.
+    pub agree: usize,
+    /// Positions compared.
+    pub total: usize,
+    /// Largest absolute logit difference.
+    pub worst: f32,
+}
+
+impl Agreement {
+    /// `agree / total`.
+    pub fn rate(&self) -> f64 {
+        self.agree as f64 / self.total.max(1) as f64
+    }
+}
+
+/// The reference image generates greedily from BOS for up to `positions`
+/// positions (its context at most, stopping when it produces BOS); the
+/// candidate image is fed the same tokens; their arg-max logits are compared at
+/// every position.
+pub fn agreement(reference: &[u8], candidate: &[u8], positions: usize) -> Result<Agreement> {
+    use microformer::image::Image;
+    use microformer::model::{Model, Session};
+    let (ra, ca) = (
+        files::Aligned::new(reference),
+        files::Aligned::new(candidate),
+    );
+    let open = |b| {
+        Image::parse(b)
+            .and_then(Model::new)
+            .map_err(|e| CliError::runtime(format!("cannot open the image to check: {e}")))
+    };
+    let (rm, cm) = (open(ra.bytes())?, open(ca.bytes())?);
+    let n = positions.min(rm.max_context()).min(cm.max_context());
+    let bos = rm.image().header().bos_id;
+    let mut arenas = (
+        vec![0u8; rm.arena_bytes(n) + 3],
+        vec![0u8; cm.arena_bytes(n) + 3],
+    );
+    let step_err = |e| CliError::runtime(format!("agreement check: {e}"));
+    let mut rs = Session::new(&rm, &mut arenas.0, n).map_err(step_err)?;
+    let mut cs = Session::new(&cm, &mut arenas.1, n).map_err(step_err)?;
+    let mut a = Agreement {
+        agree: 0,
+        total: 0,
+        worst: 0.0,
+    };
+    let argmax = |l: &[f32]| {
+        l.iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0
+    };
+    let mut token = bos;
+    for _ in 0..n {
+        let want = rs.step(token).map_err(step_err)?;
+        let got = cs.step(token).map_err(step_err)?;
+        let next = argmax(want);
+        a.agree += usize::from(next == argmax(got));
+        a.total += 1;
+        for (x, y) in want.iter().zip(got) {
+            a.worst = a.worst.max((x - y).abs());
+        }
+        token = next as u32;
+        if token == bos {
+            break;
+        }
+    }
+    Ok(a)
 }
 
 /// Converts a llama2.c checkpoint file.
@@ -160,6 +312,7 @@ pub fn llama2c_image(
     }
     let quant = match quant {
         QuantArg::F32 => llama2c::Quant::F32,
+        QuantArg::F16 => llama2c::Quant::F16,
         QuantArg::Q8 => {
             let g = group
                 .or(ck.group_size())

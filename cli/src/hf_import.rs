@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use microformer::image::{self, Header, TensorKind, TensorSource};
-use microformer::num::q8;
+use microformer::num::{fp16, q8};
 use microformer::pos::rope_scaling::RopeConfig;
 use serde_json::Value;
 
@@ -54,6 +54,8 @@ pub enum Quant {
         /// Values per scale.
         group_size: usize,
     },
+    /// IEEE binary16 for every matrix (rounded to nearest even).
+    F16,
 }
 
 /// Conversion options.
@@ -206,6 +208,7 @@ enum Owned {
     F32(Vec<f32>),
     Q8(Vec<i8>, Vec<f32>),
     U8(Vec<u8>),
+    F16(Vec<u16>),
 }
 
 impl Owned {
@@ -214,6 +217,7 @@ impl Owned {
             Owned::F32(v) => TensorSource::F32(v),
             Owned::Q8(values, scales) => TensorSource::Q8 { values, scales },
             Owned::U8(b) => TensorSource::U8(b),
+            Owned::F16(v) => TensorSource::F16(v),
         }
     }
 }
@@ -330,7 +334,7 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
 
     let dim = spec.header.dim as usize;
     let group_size = match opts.quant {
-        Quant::F32 => 0,
+        Quant::F32 | Quant::F16 => 0,
         Quant::Q8 { group_size: 0 } => {
             let g = default_group_size(dim);
             if g % 4 != 0 {
@@ -379,6 +383,15 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
                     q8::quantize(&v, group_size, &mut q, &mut s)
                         .map_err(|e| CliError::runtime(format!("cannot quantize {label}: {e}")))?;
                     Owned::Q8(q, s)
+                } else if opts.quant == Quant::F16 && kind.quantizable() {
+                    let h: Vec<u16> = v.iter().map(|&x| fp16::from_f32(x)).collect();
+                    if let Some(i) = h.iter().position(|&x| !fp16::is_finite(x)) {
+                        fail!(
+                            "{label}: value {} at index {i} does not fit binary16 (|x| > 65504 or NaN): use --quant f32",
+                            v[i]
+                        );
+                    }
+                    Owned::F16(h)
                 } else {
                     Owned::F32(v)
                 }

@@ -61,6 +61,7 @@ fn dtype_name(d: DType) -> &'static str {
         DType::F32 => "f32",
         DType::Q8 => "q8",
         DType::U8 => "u8",
+        DType::F16 => "f16",
     }
 }
 
@@ -184,7 +185,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         "  {:<16} {:>5} {:<5} {:>14} {:>12}",
         "kind", "layer", "dtype", "shape", "bytes"
     );
-    let mut total = [0usize; 3];
+    let mut total = [0usize; 4];
     for (kind, layer) in image::slots(&h) {
         let Some(r) = img.record(kind, layer as usize) else {
             fail!(
@@ -198,6 +199,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             DType::F32 => 4 * n,
             DType::U8 => n,
             DType::Q8 => n + 4 * (n / (h.q8_group(r.group).max(1) as usize)),
+            DType::F16 => 2 * n,
         };
         total[r.dtype as usize] += bytes;
         let _ = writeln!(
@@ -216,8 +218,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     }
     let _ = writeln!(
         s,
-        "  total: {} bytes f32, {} bytes q8, {} bytes u8",
-        total[0], total[1], total[2]
+        "  total: {} bytes f32, {} bytes q8, {} bytes f16, {} bytes u8",
+        total[DType::F32 as usize],
+        total[DType::Q8 as usize],
+        total[DType::F16 as usize],
+        total[DType::U8 as usize]
     );
 
     match file.model() {

@@ -230,6 +230,61 @@ fn q8_and_tied_conversions() {
     assert_eq!(logits(&t, &tokens[..5]), logits(&untied_img, &tokens[..5]));
 }
 
+/// `--quant f16`: every matrix binary16; the logits are exactly those of the
+/// f32 image of the checkpoint with its matrices rounded to binary16 by the
+/// `half` crate, and the greedy continuation is transformers' (f32) one.
+#[test]
+fn f16_conversion_is_the_rounded_checkpoint() {
+    let dir = TmpDir::new("hf-f16");
+    let src = hf_fixture("llama-rope-default");
+    let r = json(&src.join("reference.json"));
+    let tokens = u32s(&r["tokens"]);
+    let img = dir.join("f16.img");
+    let run = convert(&src, &img, &["--quant", "f16", "--context", "40"]);
+    assert!(run.stderr.contains("matrices f16"), "{}", run.stderr);
+    let info = ok(&["inspect", img.to_str().unwrap()]).text();
+    let rows = |dtype: &str| {
+        info.lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some(dtype))
+            .count()
+    };
+    // embedding, output, and per layer the seven matrices; no Q8 anywhere
+    assert_eq!((rows("f16"), rows("q8")), (2 + 7 * 2, 0), "{info}");
+
+    let rounded = dir.join("rounded");
+    copy_fixture("llama-rope-default", &rounded);
+    let mut st = St::read(&src.join("model.safetensors"));
+    let names: Vec<String> = st
+        .header
+        .keys()
+        .filter(|n| *n != "__metadata__")
+        .cloned()
+        .collect();
+    for n in names {
+        let shape = st.shape(&n);
+        if shape.len() == 2 {
+            let v: Vec<f32> = st
+                .f32(&n)
+                .iter()
+                .map(|&x| half::f16::from_f32(x).to_f32())
+                .collect();
+            st.put(&n, &shape, &v);
+        }
+    }
+    st.write(&rounded.join("model.safetensors"));
+    let rounded_img = dir.join("rounded.img");
+    convert(&rounded, &rounded_img, &["--context", "40"]);
+    let got = logits(&img, &tokens);
+    assert_eq!(got, logits(&rounded_img, &tokens));
+    println!(
+        "llama-rope-default f16: worst |Δlogit| vs transformers {:.3e}",
+        max_abs_diff(&got, &r["logits"])
+    );
+    let prompt = u32s(&r["greedy_prompt"]);
+    let want = u32s(&r["greedy"]);
+    assert_eq!(greedy(&img, &prompt, want.len()), want);
+}
+
 #[test]
 fn malformed_checkpoints_fail_cleanly() {
     let dir = TmpDir::new("hf-bad");

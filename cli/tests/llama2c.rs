@@ -338,6 +338,79 @@ fn q8_conversion_runs_and_is_q8() {
     );
 }
 
+/// `agree/total = rate %` from the converter's check line.
+fn check_line(stderr: &str) -> (usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("microformer: check: top-1 agreement"))
+        .unwrap_or_else(|| panic!("no check line in {stderr}"));
+    let frac = line
+        .split_whitespace()
+        .find(|w| w.contains('/'))
+        .unwrap_or_else(|| panic!("{line}"));
+    let (a, t) = frac.split_once('/').unwrap();
+    (a.parse().unwrap(), t.parse().unwrap())
+}
+
+#[test]
+fn f16_conversion_and_the_agreement_check() {
+    let dir = TmpDir::new("f16");
+    let src = model("stories260K.bin");
+    let (f16, q8) = (dir.join("s-f16.img"), dir.join("s-q8.img"));
+    let conv = |out: &std::path::Path, quant: &str| {
+        ok(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--quant",
+            quant,
+        ])
+        .stderr
+    };
+    // f16: every matrix binary16 (2 bytes a value), ≥ 98 % agreement, no warning.
+    let e = conv(&f16, "f16");
+    assert!(e.contains("matrices f16"), "{e}");
+    let (agree, total) = check_line(&e);
+    assert_eq!(total, 256, "{e}");
+    assert!(agree * 100 >= 98 * total, "{e}");
+    assert!(!e.contains("warning"), "{e}");
+    let info = ok(&["inspect", f16.to_str().unwrap()]).text();
+    assert!(
+        has_row(&info, &["w_down", "4", "f16", "64x172", "22016"]),
+        "{info}"
+    );
+    assert!(
+        has_row(&info, &["attn_norm", "0", "f32", "1x64", "256"]),
+        "{info}"
+    );
+    // The first greedy tokens are the f32 model's (run.c's).
+    let run = ok(&["run", f16.to_str().unwrap(), "--ids", "-t", "0", "-n", "30"]);
+    assert_eq!(
+        parse_ids(&run.text()),
+        u32s(&reference()["cases"][0]["ids"])[..30]
+    );
+    // Q8 of stories260K: the check reports the drift and suggests f16.
+    let e = conv(&q8, "q8");
+    let (agree, total) = check_line(&e);
+    assert!(agree * 100 < 98 * total, "{e}");
+    assert!(e.contains("warning: below 98 %"), "{e}");
+    assert!(e.contains("--quant f16"), "{e}");
+    // --no-check skips it; f32 is never checked.
+    let e = ok(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        q8.to_str().unwrap(),
+        "--quant",
+        "q8",
+        "--no-check",
+    ])
+    .stderr;
+    assert!(!e.contains("check:"), "{e}");
+    assert!(!conv(&f16, "f32").contains("check:"));
+}
+
 #[test]
 fn errors_exit_nonzero_with_a_message() {
     let dir = TmpDir::new("errors");
