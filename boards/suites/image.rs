@@ -1,5 +1,6 @@
 //! On-target tests, the model image: written with `image::write` on the device, parsed back, and
-//! the typed errors for truncated, flipped, bad-magic, unknown-version and misaligned input.
+//! the typed errors for truncated, flipped, bad-magic, unknown-version and misaligned input; and
+//! binary16 weights (widening of every finite pattern, the f16 matrix-vector product).
 //!
 //! Shared by every board (`[[test]] path = "../suites/image.rs"`). Each test runs one case of
 //! `microformer_firmware::cases` on the target: the case checks its own bounds and typed
@@ -34,5 +35,10 @@ mod tests {
     #[test]
     fn image() -> Result<(), Failure> {
         case!(IMAGE)
+    }
+
+    #[test]
+    fn weights_f16() -> Result<(), Failure> {
+        case!(WEIGHTS_F16)
     }
 }

@@ -11,9 +11,10 @@
 //!   llama2.c's figures in DESIGN.md (`run -t 0 -n N`), except that a sampled BOS does not
 //!   end the run (`stop=none`): every row runs all its positions (stories260K's Q8 greedy
 //!   text reaches BOS after 165).
-//! - Runs: aidreams260K (128 steps) and stories260K (200 and 512 steps), f32 and q8, on the
-//!   Cortex-M4F and the Cortex-M33, and q8 on the Cortex-M3; each image converted by the host
-//!   tool (`microformer convert`, Q8_0 with export.py's group size) and embedded in flash.
+//! - Runs: aidreams260K (128 steps) and stories260K (200 and 512 steps), f32, q8 and f16, on
+//!   the Cortex-M4F and the Cortex-M33, and q8 on the Cortex-M3; each image converted by the
+//!   host tool (`microformer convert`, Q8_0 with export.py's group size) and embedded in
+//!   flash. `--quant Q` keeps the rows of one storage format.
 //! - Kernels (`bench=kernels` on the firmware's command line): instructions per RoPE-rotated
 //!   pair (f32 table, Q15 table, Q15 integer phases), per ALiBi bias row and per softmax row
 //!   of 512 keys.
@@ -26,7 +27,7 @@
 //! Output: a Markdown table on stdout (paste it as is), or with `--json`
 //! `[{"core": …, "model": …, "quant": …, "steps": …, "instructions_per_token": …,
 //! "flash_bytes": …, "ram_bytes": …}, …]`. `--quick` runs only the Cortex-M4F stories260K
-//! rows.
+//! f32 rows.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -178,15 +179,18 @@ fn kernel_lines(log: &[String]) -> Vec<Kernel> {
 pub fn bench(args: &[String]) -> Result<(), String> {
     let mut json = false;
     let mut quick = false;
-    for a in args {
+    let mut only: Option<String> = None;
+    const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--quant f32|q8|f16]";
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
             "--quick" => quick = true,
-            _ => {
-                return Err(format!(
-                    "unknown option {a}\nusage: cargo xtask bench [--json] [--quick]"
-                ))
-            }
+            "--quant" => match it.next() {
+                Some(q) if ["f32", "q8", "f16"].contains(&q.as_str()) => only = Some(q.clone()),
+                _ => return Err(format!("--quant needs f32, q8 or f16\n{USAGE}")),
+            },
+            _ => return Err(format!("unknown option {a}\n{USAGE}")),
         }
     }
     let start = Instant::now();
@@ -203,7 +207,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     } else {
         for board in [M4F, M33] {
             for model in [&AIDREAMS, &STORIES] {
-                for quant in ["f32", "q8"] {
+                for quant in ["f32", "q8", "f16"] {
                     plan.push((board, model, quant));
                 }
             }
@@ -211,6 +215,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         for model in [&AIDREAMS, &STORIES] {
             plan.push((M3, model, "q8"));
         }
+    }
+    if let Some(q) = &only {
+        plan.retain(|(_, _, quant)| quant == q);
     }
     let mut rows = Vec::new();
     let mut kernels: Vec<CoreKernels> = Vec::new();

@@ -161,7 +161,7 @@ fn models_dir() -> PathBuf {
 
 const USAGE: &str = "usage: cargo xtask demo [--model PATH|HF-DIR] [--tokenizer PATH|none] \
 [--prompt TEXT | --prompt-ids 1,2,3] [--steps N] [--temperature T] [--top-p P] [--seed S] \
-[--quant f32|q8] [--core m4f|m33|m3]
+[--quant f32|q8|f16] [--core m4f|m33|m3]
   --model takes a llama2.c checkpoint or a Hugging Face directory (config.json + \
 model.safetensors); a directory has no tokenizer (unless --tokenizer is given): the device \
 then prints token ids, space-separated, as `microformer run --ids`";
@@ -209,7 +209,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 }
                 o.settings.seed = s;
             }
-            "--quant" if value == "f32" || value == "q8" => o.quant = value.clone(),
+            "--quant" if ["f32", "q8", "f16"].contains(&value.as_str()) => o.quant = value.clone(),
             "--core" => {
                 o.board = match value.as_str() {
                     "m4f" | "cortex-m4f" => M4F,

@@ -19,6 +19,7 @@ mod attention;
 mod bias;
 mod image;
 mod rope;
+mod weights;
 
 /// One on-target check.
 pub struct Case {
@@ -80,6 +81,9 @@ cases! {
     /// Attention: cached decoding (GQA, sliding window, ALiBi bias) and whole sequences
     /// (causal, bidirectional, windowed), within `2^-17` of an f64 model; the softmax.
     ATTENTION => attention::attention,
+    /// Binary16 weights: every finite pattern widened exactly (subnormals included),
+    /// narrowing, and the f16 matrix-vector product = the f32 one of the widened weights.
+    WEIGHTS_F16 => weights::f16,
     /// The firmware's self-check ([`crate::selfcheck`]).
     SELFCHECK => crate::selfcheck::case,
 }
