@@ -208,6 +208,70 @@ impl<'a> Matrix<'a> {
 /// in the FPU pipeline; the columns go eight at a time, unrolled, so that the
 /// loads come in blocks and the loop costs little.
 pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
+    matvec(out, w, x);
+}
+
+/// `out = W · x` for a binary16 matrix `W` `[out.len()][x.len()]`: every output
+/// is the plain sequential sum `Σ_j f32(w[i][j])·x[j]`, bit-identical to
+/// [`matvec_f32`] over the widened weights. The same blocking as there; each
+/// weight is widened exactly right before its multiply
+/// ([`fp16::to_f32_finite`]; on hard-float Arm `vcvtb`/`vcvtt` in
+/// `num::kernels_m4` — images hold finite values only).
+pub fn matvec_f16(out: &mut [f32], w: &[u16], x: &[f32]) {
+    matvec(out, w, x);
+}
+
+/// A stored weight type of [`matvec`]: how one weight becomes an f32, and the
+/// hard-float kernel for a block of four rows × eight columns.
+trait Stored: Copy + bytemuck::Pod {
+    /// The weight's exact f32 value.
+    fn widen(self) -> f32;
+    /// `a[i] += Σ_c dot(widen(rows[i][c]), x[c])` for every block, each row in
+    /// column order, with the assembly kernel; `false` (nothing done) where
+    /// there is none for this target or these rows.
+    fn kernel(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[Self; 8]]; 4]) -> bool;
+}
+
+impl Stored for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    #[allow(unused_variables)]
+    fn kernel(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[f32; 8]]; 4]) -> bool {
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        {
+            crate::num::kernels_m4::dot4x8(a, x, rows);
+            true
+        }
+        #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+        false
+    }
+}
+
+impl Stored for u16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        fp16::to_f32_finite(self)
+    }
+    #[inline(always)]
+    #[allow(unused_variables)]
+    fn kernel(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[u16; 8]]; 4]) -> bool {
+        // `vldm` needs word-aligned rows (an image's are: tensors start aligned
+        // and rows hold a multiple of eight values).
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        if rows.iter().all(|r| r.as_ptr().align_offset(4) == 0) {
+            crate::num::kernels_m4::dot4x8_f16(a, x, rows);
+            return true;
+        }
+        false
+    }
+}
+
+/// The blocked matrix-vector product behind [`matvec_f32`] and [`matvec_f16`].
+#[inline(always)]
+fn matvec<W: Stored>(out: &mut [f32], w: &[W], x: &[f32]) {
     let n = x.len();
     if n == 0 {
         out.fill(0.0);
@@ -222,7 +286,7 @@ pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
             return;
         };
         let mut a = [0.0f32; 4];
-        // Eight columns at a time as `[f32; 8]` blocks, the rest one by one.
+        // Eight columns at a time as `[_; 8]` blocks, the rest one by one.
         let m = n / 8;
         let (x8, b0, b1, b2, b3) = (
             blocks8(x, m),
@@ -231,15 +295,18 @@ pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
             blocks8(r2, m),
             blocks8(r3, m),
         );
-        if x8.len() == m && b0.len() == m && b1.len() == m && b2.len() == m && b3.len() == m {
-            #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-            crate::num::kernels_m4::dot4x8(&mut a, x8, [b0, b1, b2, b3]);
-            #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+        if x8.len() == m
+            && b0.len() == m
+            && b1.len() == m
+            && b2.len() == m
+            && b3.len() == m
+            && !W::kernel(&mut a, x8, [b0, b1, b2, b3])
+        {
             for c in 0..m {
-                a[0] = crate::num::kernels::dot8(a[0], &b0[c], &x8[c]);
-                a[1] = crate::num::kernels::dot8(a[1], &b1[c], &x8[c]);
-                a[2] = crate::num::kernels::dot8(a[2], &b2[c], &x8[c]);
-                a[3] = crate::num::kernels::dot8(a[3], &b3[c], &x8[c]);
+                a[0] = crate::num::kernels::dot8(a[0], &b0[c].map(W::widen), &x8[c]);
+                a[1] = crate::num::kernels::dot8(a[1], &b1[c].map(W::widen), &x8[c]);
+                a[2] = crate::num::kernels::dot8(a[2], &b2[c].map(W::widen), &x8[c]);
+                a[3] = crate::num::kernels::dot8(a[3], &b3[c].map(W::widen), &x8[c]);
             }
         }
         let t = 8 * m;
@@ -250,94 +317,25 @@ pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
             .zip(tail(r2, t))
             .zip(tail(r3, t))
         {
-            a[0] += w0 * xj;
-            a[1] += w1 * xj;
-            a[2] += w2 * xj;
-            a[3] += w3 * xj;
+            a[0] += w0.widen() * xj;
+            a[1] += w1.widen() * xj;
+            a[2] += w2.widen() * xj;
+            a[3] += w3.widen() * xj;
         }
         o.copy_from_slice(&a);
     }
     for (o, row) in blocks.into_remainder().iter_mut().zip(rows) {
         let mut a = 0.0f32;
         for (&xj, &wj) in x.iter().zip(row) {
-            a += wj * xj;
+            a += wj.widen() * xj;
         }
         *o = a;
     }
 }
 
-/// `out = W · x` for a binary16 matrix `W` `[out.len()][x.len()]`: every output
-/// is the plain sequential sum `Σ_j f32(w[i][j])·x[j]`, bit-identical to
-/// [`matvec_f32`] over the widened weights. The same blocking as there (four
-/// rows, eight columns); each weight is widened exactly right before its
-/// multiply ([`fp16::to_f32_finite`]; on hard-float Arm `vcvtb`/`vcvtt` in
-/// `num::kernels_m4` — images hold finite values only).
-pub fn matvec_f16(out: &mut [f32], w: &[u16], x: &[f32]) {
-    let n = x.len();
-    if n == 0 {
-        out.fill(0.0);
-        return;
-    }
-    let mut rows = w.chunks_exact(n);
-    let mut blocks = out.chunks_exact_mut(4);
-    for o in &mut blocks {
-        let (Some(r0), Some(r1), Some(r2), Some(r3)) =
-            (rows.next(), rows.next(), rows.next(), rows.next())
-        else {
-            return;
-        };
-        let mut a = [0.0f32; 4];
-        let m = n / 8;
-        let x8 = blocks8(x, m);
-        let b = [
-            blocks8_u16(r0, m),
-            blocks8_u16(r1, m),
-            blocks8_u16(r2, m),
-            blocks8_u16(r3, m),
-        ];
-        let mut t = 0;
-        if x8.len() == m && b.iter().all(|r| r.len() == m) {
-            #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-            if b.iter().all(|r| r.as_ptr().align_offset(4) == 0) {
-                crate::num::kernels_m4::dot4x8_f16(&mut a, x8, b);
-                t = 8 * m;
-            }
-            if t == 0 {
-                for c in 0..m {
-                    for (acc, r) in a.iter_mut().zip(&b) {
-                        *acc =
-                            crate::num::kernels::dot8(*acc, &r[c].map(fp16::to_f32_finite), &x8[c]);
-                    }
-                }
-                t = 8 * m;
-            }
-        }
-        for ((((&xj, &w0), &w1), &w2), &w3) in tail(x, t)
-            .iter()
-            .zip(tail_u16(r0, t))
-            .zip(tail_u16(r1, t))
-            .zip(tail_u16(r2, t))
-            .zip(tail_u16(r3, t))
-        {
-            a[0] += fp16::to_f32_finite(w0) * xj;
-            a[1] += fp16::to_f32_finite(w1) * xj;
-            a[2] += fp16::to_f32_finite(w2) * xj;
-            a[3] += fp16::to_f32_finite(w3) * xj;
-        }
-        o.copy_from_slice(&a);
-    }
-    for (o, row) in blocks.into_remainder().iter_mut().zip(rows) {
-        let mut a = 0.0f32;
-        for (&xj, &wj) in x.iter().zip(row) {
-            a += fp16::to_f32_finite(wj) * xj;
-        }
-        *o = a;
-    }
-}
-
-/// The first `m` blocks of eight binary16 values of `v` (empty if `v` is shorter).
+/// The first `m` blocks of eight values of `v` as `[T; 8]` (empty if `v` is shorter).
 #[inline(always)]
-fn blocks8_u16(v: &[u16], m: usize) -> &[[u16; 8]] {
+fn blocks8<T: bytemuck::Pod>(v: &[T], m: usize) -> &[[T; 8]] {
     v.get(..8 * m)
         .and_then(|v| bytemuck::try_cast_slice(v).ok())
         .unwrap_or(&[])
@@ -345,21 +343,7 @@ fn blocks8_u16(v: &[u16], m: usize) -> &[[u16; 8]] {
 
 /// `v[t..]` (empty if `v` is shorter).
 #[inline(always)]
-fn tail_u16(v: &[u16], t: usize) -> &[u16] {
-    v.get(t..).unwrap_or(&[])
-}
-
-/// The first `m` blocks of eight values of `v` as `[f32; 8]` (empty if `v` is shorter).
-#[inline(always)]
-fn blocks8(v: &[f32], m: usize) -> &[[f32; 8]] {
-    v.get(..8 * m)
-        .and_then(|v| bytemuck::try_cast_slice(v).ok())
-        .unwrap_or(&[])
-}
-
-/// `v[t..]` (empty if `v` is shorter).
-#[inline(always)]
-fn tail(v: &[f32], t: usize) -> &[f32] {
+fn tail<T>(v: &[T], t: usize) -> &[T] {
     v.get(t..).unwrap_or(&[])
 }
 
