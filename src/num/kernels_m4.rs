@@ -45,6 +45,32 @@
 
 use core::arch::asm;
 
+/// `asm!` with the operands both kernels share: the accumulators' address
+/// `pa`, the pointers `x`, `p0`–`p3` and the block counter `n` (copies,
+/// discarded), S0–S27 clobbered, no stack. The template comes first.
+macro_rules! dot4_asm {
+    ($a:expr, $x:expr, $rows:expr, $m:expr; $($template:tt)*) => {
+        asm!(
+            $($template)*
+            pa = in(reg) $a.as_mut_ptr(),
+            x = inout(reg) $x.as_ptr() => _,
+            p0 = inout(reg) $rows[0].as_ptr() => _,
+            p1 = inout(reg) $rows[1].as_ptr() => _,
+            p2 = inout(reg) $rows[2].as_ptr() => _,
+            p3 = inout(reg) $rows[3].as_ptr() => _,
+            n = inout(reg) $m => _,
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+            out("s16") _, out("s17") _, out("s18") _, out("s19") _,
+            out("s20") _, out("s21") _, out("s22") _, out("s23") _,
+            out("s24") _, out("s25") _, out("s26") _, out("s27") _,
+            options(nostack),
+        )
+    };
+}
+
 /// One block: eight columns of the four rows, each row's products added in
 /// column order (`x` in S0–S7, two rows at a time in S8–S15 and S16–S23).
 macro_rules! block {
@@ -112,7 +138,7 @@ pub fn dot4x8(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[f32; 8]]; 4]) {
     // `a` is a valid, exclusive `[f32; 4]`: the only memory the assembly writes.
     // It clobbers only the registers listed.
     unsafe {
-        asm!(
+        dot4_asm!(a, x, rows, m;
             "vldmia {pa}, {{s24-s27}}",
             // An odd block first, alone.
             "tst {n}, #1",
@@ -129,21 +155,6 @@ pub fn dot4x8(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[f32; 8]]; 4]) {
             "bne 2b",
             "4:",
             "vstmia {pa}, {{s24-s27}}",
-            pa = in(reg) a.as_mut_ptr(),
-            x = inout(reg) x.as_ptr() => _,
-            p0 = inout(reg) rows[0].as_ptr() => _,
-            p1 = inout(reg) rows[1].as_ptr() => _,
-            p2 = inout(reg) rows[2].as_ptr() => _,
-            p3 = inout(reg) rows[3].as_ptr() => _,
-            n = inout(reg) m => _,
-            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
-            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
-            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
-            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
-            out("s16") _, out("s17") _, out("s18") _, out("s19") _,
-            out("s20") _, out("s21") _, out("s22") _, out("s23") _,
-            out("s24") _, out("s25") _, out("s26") _, out("s27") _,
-            options(nostack),
         );
     }
 }
@@ -220,9 +231,9 @@ pub fn dot4x8_f16(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[u16; 8]]; 4]) {
     // aligned as an f32 slice and every row was checked to be. The assembly
     // runs exactly `m` blocks, each advancing every pointer by one block. `a` is
     // a valid, exclusive `[f32; 4]`: the only memory the assembly writes. It
-    // clobbers only the registers listed and the flags.
+    // clobbers only the registers listed (S0–S27; S12–S15 unused) and the flags.
     unsafe {
-        asm!(
+        dot4_asm!(a, x, rows, m;
             "vldmia {pa}, {{s24-s27}}",
             "2:",
             "vldmia {x}!, {{s0-s7}}",
@@ -233,20 +244,6 @@ pub fn dot4x8_f16(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[u16; 8]]; 4]) {
             "subs {n}, {n}, #1",
             "bne 2b",
             "vstmia {pa}, {{s24-s27}}",
-            pa = in(reg) a.as_mut_ptr(),
-            x = inout(reg) x.as_ptr() => _,
-            p0 = inout(reg) rows[0].as_ptr() => _,
-            p1 = inout(reg) rows[1].as_ptr() => _,
-            p2 = inout(reg) rows[2].as_ptr() => _,
-            p3 = inout(reg) rows[3].as_ptr() => _,
-            n = inout(reg) m => _,
-            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
-            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
-            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
-            out("s16") _, out("s17") _, out("s18") _, out("s19") _,
-            out("s20") _, out("s21") _, out("s22") _, out("s23") _,
-            out("s24") _, out("s25") _, out("s26") _, out("s27") _,
-            options(nostack),
         );
     }
 }
