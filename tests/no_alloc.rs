@@ -11,7 +11,7 @@ use std::cell::Cell;
 use microformer::convert::llama2c::{self, Checkpoint, ImageOptions, Quant};
 use microformer::generate::generate;
 use microformer::image::{Image, TensorSource};
-use microformer::model::{Model, Session};
+use microformer::model::{KvFormat, Model, Session};
 use microformer::sampler::{ProbIndex, Sampler};
 use microformer::tokenizer::{max_encoded_len, Tokenizer};
 use microformer::Error;
@@ -95,13 +95,18 @@ fn convert(quant: Quant) -> Vec<u32> {
 
 #[test]
 fn forward_sampling_and_tokenizer_allocate_nothing() {
-    for quant in [Quant::F32, Quant::Q8 { group_size: 64 }] {
+    for (quant, kv) in [
+        (Quant::F32, KvFormat::F32),
+        (Quant::Q8 { group_size: 64 }, KvFormat::F32),
+        (Quant::F16, KvFormat::F32),
+        (Quant::Q8 { group_size: 64 }, KvFormat::Q8),
+    ] {
         let image_words = convert(quant);
         let model = Model::new(Image::parse(bytemuck::cast_slice(&image_words)).unwrap()).unwrap();
         let vocab = model.vocab_size();
         let context = model.max_context();
         // Everything the device path needs, prepared up front (on a device: statics).
-        let mut arena = vec![0u32; model.arena_bytes(context).div_ceil(4)];
+        let mut arena = vec![0u32; model.arena_bytes_with(context, kv).div_ceil(4)];
         let mut offsets = vec![0u32; vocab];
         let mut sorted = vec![0u32; vocab];
         let mut scratch = vec![ProbIndex::default(); vocab];
@@ -117,7 +122,7 @@ fn forward_sampling_and_tokenizer_allocate_nothing() {
             .encode(prompt_text, true, false, &mut prompt, &mut merge_scratch)
             .unwrap();
         let mut session =
-            Session::new(&model, bytemuck::cast_slice_mut(&mut arena), context).unwrap();
+            Session::with_kv(&model, bytemuck::cast_slice_mut(&mut arena), context, kv).unwrap();
         let mut sampler = Sampler::new(1.0, 0.9, 42).unwrap();
         let mut written = 0;
         let generated = generate::<Error>(
@@ -148,7 +153,7 @@ fn forward_sampling_and_tokenizer_allocate_nothing() {
         assert_eq!(
             after - before,
             0,
-            "{quant:?}: the device path allocated {} times",
+            "{quant:?}, {kv:?} KV: the device path allocated {} times",
             after - before
         );
     }

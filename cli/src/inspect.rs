@@ -227,9 +227,18 @@ pub fn run(args: &InspectArgs) -> Result<()> {
 
     match file.model() {
         Ok(model) => {
-            let _ = writeln!(s, "\nRAM arena per session (bytes, by context length):");
+            let _ = writeln!(
+                s,
+                "\nRAM arena per session (bytes, by context length; f32 KV cache, int8 KV cache):"
+            );
             for c in report_contexts(h.seq_len as usize) {
-                let _ = writeln!(s, "  {:>8} {:>14}", c, model.arena_bytes(c));
+                let _ = writeln!(
+                    s,
+                    "  {:>8} {:>14} {:>14}",
+                    c,
+                    model.arena_bytes(c),
+                    model.arena_bytes_with(c, microformer::model::KvFormat::Q8)
+                );
             }
         }
         Err(e) => {

@@ -12,7 +12,7 @@ use microformer::model::Session;
 use crate::error::{bail, fail, CliError, Result};
 use crate::files::ImageFile;
 use crate::output::f32_repr;
-use crate::run::{generation_error, parse_ids, TokenList};
+use crate::run::{generation_error, parse_ids, KvArg, TokenList};
 
 /// Arguments of `microformer logits`.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,6 +22,9 @@ pub struct LogitsArgs {
     /// The token ids, comma-separated (e.g. 1,345,23).
     #[arg(long, value_name = "LIST", value_parser = parse_ids)]
     pub tokens: TokenList,
+    /// KV cache format: f32, or int8 with one scale per row.
+    #[arg(long, value_enum, default_value_t = KvArg::F32)]
+    pub kv: KvArg,
 }
 
 /// Runs the subcommand.
@@ -44,8 +47,9 @@ pub fn run(args: &LogitsArgs) -> Result<()> {
             model.max_context()
         );
     }
-    let mut arena = vec![0u8; model.arena_bytes(context) + 3];
-    let mut session = Session::new(&model, &mut arena, context)
+    let kv = args.kv.format();
+    let mut arena = vec![0u8; model.arena_bytes_with(context, kv) + 3];
+    let mut session = Session::with_kv(&model, &mut arena, context, kv)
         .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
     let mut text = String::from("{\"logits\": [");
     for (pos, &t) in tokens.iter().enumerate() {

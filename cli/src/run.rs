@@ -73,6 +73,28 @@ pub struct RunArgs {
     /// Print the token ids run.c would emit (space-separated) instead of the text.
     #[arg(long)]
     pub ids: bool,
+    /// KV cache format: f32, or int8 with one scale per row (about a quarter of the RAM).
+    #[arg(long, value_enum, default_value_t = KvArg::F32)]
+    pub kv: KvArg,
+}
+
+/// KV cache format of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvArg {
+    /// f32 keys and values.
+    F32,
+    /// int8 keys and values, one f32 scale per cached row.
+    Q8,
+}
+
+impl KvArg {
+    /// The library's format.
+    pub const fn format(self) -> microformer::model::KvFormat {
+        match self {
+            KvArg::F32 => microformer::model::KvFormat::F32,
+            KvArg::Q8 => microformer::model::KvFormat::Q8,
+        }
+    }
 }
 
 /// A list of token ids.
@@ -217,8 +239,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         );
     }
 
-    let mut arena = vec![0u8; model.arena_bytes(context) + 3];
-    let mut session = microformer::model::Session::new(&model, &mut arena, context)
+    let kv = args.kv.format();
+    let mut arena = vec![0u8; model.arena_bytes_with(context, kv) + 3];
+    let mut session = microformer::model::Session::with_kv(&model, &mut arena, context, kv)
         .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
     let mut sampler = Sampler::new(args.temperature, args.top_p, rng_state(args.seed))?;
     let mut scratch = if sampler.uses_topp() {

@@ -202,6 +202,67 @@ fn prompt_ids_equal_the_encoded_prompt() {
     assert!(by_text.text().starts_with("I was flying over"));
 }
 
+/// `--kv q8`: `logits` gives exactly the library's int8-KV-cache logits, which
+/// are not the f32 cache's; `run` takes it too.
+#[test]
+fn int8_kv_cache_flag() {
+    let r = reference();
+    let case = &r["cases"][1];
+    let dir = TmpDir::new("kv-q8");
+    let img = convert(&dir, case);
+    let tokens: Vec<u32> = std::iter::once(1)
+        .chain(u32s(&case["ids"]))
+        .take(24)
+        .collect();
+    let cli = ok(&[
+        "logits",
+        img.to_str().unwrap(),
+        "--tokens",
+        &id_list(&tokens),
+        "--kv",
+        "q8",
+    ]);
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let bytes = std::fs::read(&img).unwrap();
+    let buf = AlignedBuf::new(&bytes);
+    let model = Model::new(Image::parse(buf.bytes()).unwrap()).unwrap();
+    let kv = microformer::model::KvFormat::Q8;
+    let mut arena = vec![0u8; model.arena_bytes_with(tokens.len(), kv) + 3];
+    let mut s = microformer::model::Session::with_kv(&model, &mut arena, tokens.len(), kv).unwrap();
+    let f32_cache = logits(&img, &tokens);
+    let mut differs = false;
+    for (p, &t) in tokens.iter().enumerate() {
+        let want = s.step(t).unwrap();
+        let got: Vec<f32> = cli["logits"][p]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got, want, "position {p}");
+        differs |= f32_cache[p]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&got)
+            .any(|(a, &b)| a.as_f64().unwrap() as f32 != b);
+    }
+    assert!(differs, "the int8 cache gave the f32 cache's logits");
+    let run = ok(&[
+        "run",
+        img.to_str().unwrap(),
+        "--ids",
+        "-t",
+        "0",
+        "-n",
+        "40",
+        "--kv",
+        "q8",
+    ]);
+    assert_eq!(parse_ids(&run.text()).len(), 40);
+    bad_flags(&["run", img.to_str().unwrap(), "--kv", "q4"], "q4");
+}
+
 #[test]
 fn inspect_reports_header_tensors_and_sizes() {
     let r = reference();
@@ -246,9 +307,14 @@ fn inspect_reports_header_tensors_and_sizes() {
         .filter(|l| l.trim_start().starts_with("wq "))
         .count();
     assert_eq!(wq_lines, 4);
-    // arena sizes as the library computes them
+    // arena sizes as the library computes them (f32 and int8 KV cache)
     for c in [1usize, 16, 64, 128] {
-        let want = format!("{:>8} {:>14}", c, model_.arena_bytes(c));
+        let want = format!(
+            "{:>8} {:>14} {:>14}",
+            c,
+            model_.arena_bytes(c),
+            model_.arena_bytes_with(c, microformer::model::KvFormat::Q8)
+        );
         assert!(out.contains(&want), "no {want:?} in {out}");
     }
 }

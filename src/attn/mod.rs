@@ -44,12 +44,11 @@
 //! cache only through the [`KvRead`] trait — "dot a query head against the keys of
 //! positions `start..start+n`" and "sum the value rows of those positions with
 //! these weights" — and the model writes it only through [`KvWrite::store`].
-//! An int8 cache (one f32 scale per row) therefore needs no redesign: a type
-//! holding `[layer][position][kv_dim]` int8 rows plus `[layer][position]` scales
-//! implements `store` by quantizing each row (`crate::num::q8::quantize` with
-//! `group = kv_dim`), `scores` as `scale_j · Σ q·k_j` and `mix` as
-//! `out += (a_j · scale_j) · v_j`; [`attend_cached`] is generic over the trait and
-//! stays unchanged.
+//! [`KvCacheQ8`] is the int8 cache built on the same two traits: `[layer][position][kv_dim]`
+//! int8 rows plus one f32 scale per row, `store` quantizing each row
+//! (`crate::num::q8::quantize` with `group = kv_dim`), `scores` as
+//! `scale_j · Σ q·k_j` and `mix` as `out += (a_j · scale_j) · v_j`, at about a
+//! quarter of the f32 cache's bytes; [`attend_cached`] is generic over the trait.
 //!
 //! Memory: the cache takes `2 · n_layers · positions · kv_dim` values; attention
 //! needs one score row of `positions` f32, two when heads go in pairs (an `att`
@@ -57,6 +56,9 @@
 
 use crate::num::kernels;
 use crate::Error;
+
+mod kv_q8;
+pub use kv_q8::KvCacheQ8;
 
 /// Head layout and score scaling of one attention block.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -68,7 +68,7 @@ pub mod weights;
 #[cfg(test)]
 mod block_tests;
 
-use crate::attn::{self, AttnConfig, KvCache, KvWrite, NoBias};
+use crate::attn::{self, AttnConfig, KvCache, KvCacheQ8, KvRead, KvWrite, NoBias};
 use crate::image::{
     self, Block, FfnKind, Header, Image, NormKind, PositionHook, Residual, TensorData, TensorKind,
 };
@@ -76,6 +76,25 @@ use crate::num::q8;
 use crate::pos::rope::RopeLayout;
 use crate::Error;
 pub use weights::{LayerWeights, Matrix, QuantizedInput};
+
+/// How a [`Session`] stores its KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum KvFormat {
+    /// f32 keys and values ([`KvCache`]): the reference arithmetic.
+    #[default]
+    F32,
+    /// int8 keys and values with one f32 scale per row ([`KvCacheQ8`]): about a
+    /// quarter of the bytes, at the cost of quantizing every cached row.
+    Q8,
+}
+
+/// The session's KV cache in either format.
+#[derive(Debug)]
+enum Cache<'s> {
+    F32(KvCache<'s>),
+    Q8(KvCacheQ8<'s>),
+}
 
 /// A validated model: the image plus the dimensions and global tensors.
 #[derive(Debug, Clone, Copy)]
@@ -253,12 +272,14 @@ impl<'a> Model<'a> {
         LayerWeights::from_image(&self.image, layer)
     }
 
-    /// The f32 values an arena holds, in carving order, for `context` positions.
-    fn f32_segments(&self, context: usize) -> [usize; 14] {
-        let cache = self
-            .n_layers
-            .saturating_mul(context)
-            .saturating_mul(self.kv_dim);
+    /// The f32 values an arena holds, in carving order, for `context` positions
+    /// (an int8 cache's f32 part is its row scales).
+    fn f32_segments(&self, context: usize, kv: KvFormat) -> [usize; 14] {
+        let rows = self.n_layers.saturating_mul(context);
+        let cache = match kv {
+            KvFormat::F32 => rows.saturating_mul(self.kv_dim),
+            KvFormat::Q8 => rows,
+        };
         // `attn` computes query heads that share a kv head two at a time.
         let att_rows = if (self.attn.n_heads() / self.attn.n_kv_heads()) % 2 == 0 {
             2
@@ -277,8 +298,8 @@ impl<'a> Model<'a> {
             self.kv_dim,                      // v
             context.saturating_mul(att_rows), // att (two rows: heads paired, see attn)
             self.vocab_size,                  // logits
-            cache,                            // key cache
-            cache,                            // value cache
+            cache,                            // key cache (int8 cache: its scales)
+            cache,                            // value cache (int8 cache: its scales)
             self.q8_scales,                   // quantized activation scales
         ]
     }
@@ -325,10 +346,51 @@ impl<'a> Model<'a> {
     /// arena starts 4-byte aligned (e.g. a `[u32]` or `[f32]` cast to bytes); an
     /// unaligned arena needs up to 3 more. Saturates at `usize::MAX`.
     pub fn arena_bytes(&self, context: usize) -> usize {
-        self.f32_segments(context)
+        self.arena_bytes_with(context, KvFormat::F32)
+    }
+
+    /// [`Model::arena_bytes`] for a session whose KV cache has format `kv`
+    /// ([`Session::with_kv`]).
+    pub fn arena_bytes_with(&self, context: usize, kv: KvFormat) -> usize {
+        self.f32_segments(context, kv)
             .iter()
             .fold(0usize, |a, &n| a.saturating_add(n.saturating_mul(4)))
             .saturating_add(self.q8_cols)
+            .saturating_add(self.int8_cache(context, kv).saturating_mul(2))
+    }
+
+    /// int8 values of each of an int8 cache's keys and values (0 for f32).
+    fn int8_cache(&self, context: usize, kv: KvFormat) -> usize {
+        match kv {
+            KvFormat::F32 => 0,
+            KvFormat::Q8 => self
+                .n_layers
+                .saturating_mul(context)
+                .saturating_mul(self.kv_dim),
+        }
+    }
+}
+
+/// Layer `l`'s attention at `pos` over `cache` (with the model's ALiBi bias,
+/// if any) into `out`.
+#[inline(always)]
+fn attend<C: KvRead>(
+    m: &Model<'_>,
+    cache: &C,
+    l: usize,
+    pos: usize,
+    q: &[f32],
+    att: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    if m.alibi.is_empty() {
+        attn::attend_cached(&m.attn, cache, l, pos, q, &NoBias, att, out)
+    } else {
+        let slopes = m.alibi;
+        let alibi = |h: usize, i: usize, j: usize| {
+            -(slopes.get(h).copied().unwrap_or(0.0) * i.abs_diff(j) as f32)
+        };
+        attn::attend_cached(&m.attn, cache, l, pos, q, &alibi, att, out)
     }
 }
 
@@ -370,7 +432,7 @@ pub struct Session<'s> {
     v: &'s mut [f32],
     att: &'s mut [f32],
     logits: &'s mut [f32],
-    cache: KvCache<'s>,
+    cache: Cache<'s>,
     qs: &'s mut [f32],
     qx: &'s mut [i8],
 }
@@ -383,6 +445,17 @@ impl<'s> Session<'s> {
     /// tables ([`Error::PositionOutOfRange`]); the arena too small
     /// ([`Error::BufferTooSmall`] with the bytes needed for this arena's alignment).
     pub fn new(model: &'s Model<'s>, arena: &'s mut [u8], context: usize) -> Result<Self, Error> {
+        Self::with_kv(model, arena, context, KvFormat::F32)
+    }
+
+    /// [`Session::new`] with the KV cache in format `kv`; the arena must hold
+    /// [`Model::arena_bytes_with`]`(context, kv)` bytes.
+    pub fn with_kv(
+        model: &'s Model<'s>,
+        arena: &'s mut [u8],
+        context: usize,
+        kv: KvFormat,
+    ) -> Result<Self, Error> {
         if context == 0 {
             return Err(Error::ZeroDimension);
         }
@@ -394,12 +467,12 @@ impl<'s> Session<'s> {
         }
         let got = arena.len();
         let pad = arena.as_ptr().align_offset(4);
-        let needed = model.arena_bytes(context).saturating_add(pad);
+        let needed = model.arena_bytes_with(context, kv).saturating_add(pad);
         if pad == usize::MAX || got < needed {
             return Err(Error::BufferTooSmall { needed, got });
         }
         let [x, xb, xb2, hb, hb2, ffn_out, q, k, v, att, logits, kc, vc, qs] =
-            model.f32_segments(context);
+            model.f32_segments(context, kv);
         let mut rest = arena;
         let x = carve(&mut rest, x)?;
         let xb = carve(&mut rest, xb)?;
@@ -416,7 +489,16 @@ impl<'s> Session<'s> {
         let values = carve(&mut rest, vc)?;
         let qs = carve(&mut rest, qs)?;
         let qx = carve(&mut rest, model.q8_cols)?;
-        let cache = KvCache::new(keys, values, model.n_layers, context, model.kv_dim)?;
+        let (l, kvd) = (model.n_layers, model.kv_dim);
+        let cache = match kv {
+            KvFormat::F32 => Cache::F32(KvCache::new(keys, values, l, context, kvd)?),
+            KvFormat::Q8 => {
+                let n = model.int8_cache(context, kv);
+                let kq = carve(&mut rest, n)?;
+                let vq = carve(&mut rest, n)?;
+                Cache::Q8(KvCacheQ8::new(kq, vq, keys, values, l, context, kvd)?)
+            }
+        };
         Ok(Session {
             model,
             context,
@@ -554,7 +636,10 @@ impl<'s> Session<'s> {
             }
             rope(self.q, m.head_dim, m.rotary_dim, m.layout, cos, sin);
             rope(self.k, m.head_dim, m.rotary_dim, m.layout, cos, sin);
-            self.cache.store(l, pos, self.k, self.v)?;
+            match &mut self.cache {
+                Cache::F32(c) => c.store(l, pos, self.k, self.v)?,
+                Cache::Q8(c) => c.store(l, pos, self.k, self.v)?,
+            }
 
             // A parallel block's feed-forward network reads the layer input:
             // run it before attention overwrites `xb`.
@@ -567,14 +652,9 @@ impl<'s> Session<'s> {
             }
 
             let xa = &mut self.xb[..m.q_dim];
-            if m.alibi.is_empty() {
-                attn::attend_cached(&m.attn, &self.cache, l, pos, self.q, &NoBias, self.att, xa)?;
-            } else {
-                let slopes = m.alibi;
-                let alibi = |h: usize, i: usize, j: usize| {
-                    -(slopes.get(h).copied().unwrap_or(0.0) * i.abs_diff(j) as f32)
-                };
-                attn::attend_cached(&m.attn, &self.cache, l, pos, self.q, &alibi, self.att, xa)?;
+            match &self.cache {
+                Cache::F32(c) => attend(m, c, l, pos, self.q, self.att, xa)?,
+                Cache::Q8(c) => attend(m, c, l, pos, self.q, self.att, xa)?,
             }
             Self::apply(&w.wo, self.xb2, xa, self.qx, self.qs, &mut 0)?;
             if let Some(b) = w.o_bias {
