@@ -14,7 +14,9 @@
 //! - Runs: aidreams260K (128 steps) and stories260K (200 and 512 steps), f32, q8 and f16, on
 //!   the Cortex-M4F and the Cortex-M33, and q8 on the Cortex-M3; each image converted by the
 //!   host tool (`microformer convert`, Q8_0 with export.py's group size) and embedded in
-//!   flash. `--quant Q` keeps the rows of one storage format.
+//!   flash. `--quant Q` keeps the rows of one storage format. The q8 rows run once more with
+//!   the int8 KV cache (`kv=q8`, the arena sized for it: DESIGN.md's footprint configuration).
+//!   The firmware's arena covers the image's whole context.
 //! - Kernels (`bench=kernels` on the firmware's command line): instructions per RoPE-rotated
 //!   pair (f32 table, Q15 table, Q15 integer phases), per ALiBi bias row and per softmax row
 //!   of 512 keys.
@@ -25,7 +27,7 @@
 //!   unpainted word).
 //!
 //! Output: a Markdown table on stdout (paste it as is), or with `--json`
-//! `[{"core": …, "model": …, "quant": …, "steps": …, "instructions_per_token": …,
+//! `[{"core": …, "model": …, "quant": …, "kv": …, "steps": …, "instructions_per_token": …,
 //! "flash_bytes": …, "ram_bytes": …}, …]`. `--quick` runs only the Cortex-M4F stories260K
 //! f32 rows.
 
@@ -42,6 +44,7 @@ struct Row {
     core: &'static str,
     model: &'static str,
     quant: &'static str,
+    kv: &'static str,
     steps: u32,
     positions: u64,
     instructions: u64,
@@ -200,28 +203,29 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         None => crate::root().join("..").join("shared").join("models"),
     };
     let work = demo::work_dir()?;
-    // (board, model, quant)
-    let mut plan: Vec<(QemuBoard, &BenchModel, &'static str)> = Vec::new();
+    // (board, model, quant, kv)
+    let mut plan: Vec<(QemuBoard, &BenchModel, &'static str, &'static str)> = Vec::new();
     if quick {
-        plan.push((M4F, &STORIES, "f32"));
+        plan.push((M4F, &STORIES, "f32", "f32"));
     } else {
         for board in [M4F, M33] {
             for model in [&AIDREAMS, &STORIES] {
                 for quant in ["f32", "q8", "f16"] {
-                    plan.push((board, model, quant));
+                    plan.push((board, model, quant, "f32"));
                 }
+                plan.push((board, model, "q8", "q8"));
             }
         }
         for model in [&AIDREAMS, &STORIES] {
-            plan.push((M3, model, "q8"));
+            plan.push((M3, model, "q8", "f32"));
         }
     }
     if let Some(q) = &only {
-        plan.retain(|(_, _, quant)| quant == q);
+        plan.retain(|(_, _, quant, _)| quant == q);
     }
     let mut rows = Vec::new();
     let mut kernels: Vec<CoreKernels> = Vec::new();
-    for (board, model, quant) in plan {
+    for (board, model, quant, kv) in plan {
         let image = work.join(format!("bench-{}-{quant}.mfi", model.name));
         demo::convert(
             &models.join(model.file),
@@ -229,12 +233,13 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             quant,
             &image,
         )?;
-        let elf = demo::build_firmware(&board, &image)?;
+        let elf = demo::build_firmware(&board, &image, kv)?;
         let sections = sections(&elf, board.ram_origin)?;
         for &steps in model.steps {
             let s = Settings {
                 steps,
                 temperature: 0.0,
+                kv,
                 ..Settings::default()
             };
             // `stop=none`: a BOS does not end the run, every row runs all its positions.
@@ -244,6 +249,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 core: board.core,
                 model: model.name,
                 quant,
+                kv,
                 steps,
                 positions: figure(&run.log, "positions")?,
                 instructions: figure(&run.log, "instructions")?,
@@ -251,10 +257,11 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 stack: figure(&run.log, "stack_bytes")?,
             };
             eprintln!(
-                "xtask: bench {} {} {} {} steps: {} instructions/token",
+                "xtask: bench {} {} {} (KV {}) {} steps: {} instructions/token",
                 row.core,
                 row.model,
                 row.quant,
+                row.kv,
                 row.steps,
                 row.per_token()
             );
@@ -271,11 +278,12 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             .iter()
             .map(|r| {
                 format!(
-                    "{{\"core\": \"{}\", \"model\": \"{}\", \"quant\": \"{}\", \"steps\": {}, \
+"{{\"core\": \"{}\", \"model\": \"{}\", \"quant\": \"{}\", \"kv\": \"{}\", \"steps\": {}, \
                      \"instructions_per_token\": {}, \"flash_bytes\": {}, \"ram_bytes\": {}}}",
                     r.core,
                     r.model,
                     r.quant,
+                    r.kv,
                     r.steps,
                     r.per_token(),
                     r.sections.flash,
@@ -308,16 +316,17 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
     );
     let _ = writeln!(
         s,
-        "| core | model | weights | steps | instructions/token | flash | RAM (statics + stack peak) |"
+        "| core | model | weights | KV cache | steps | instructions/token | flash | RAM (statics + stack peak) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} (code {}, read-only data {}) | {} ({} + {}) |",
+            "| {} | {} | {} | {} | {} | {} | {} (code {}, read-only data {}) | {} ({} + {}) |",
             r.core,
             r.model,
             r.quant,
+            r.kv,
             r.steps,
             millions(r.per_token()),
             kib(r.sections.flash),

@@ -86,6 +86,8 @@ pub struct Settings {
     pub temperature: f32,
     pub top_p: f32,
     pub seed: i128,
+    /// KV cache format, `f32` or `q8` (the firmware's arena is sized for it).
+    pub kv: &'static str,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             temperature: 1.0,
             top_p: 0.9,
             seed: 0,
+            kv: "f32",
         }
     }
 }
@@ -110,6 +113,10 @@ impl Settings {
             "steps={} temperature={} topp={} seed={}",
             self.steps, self.temperature, self.top_p, self.seed
         );
+        if self.kv != "f32" {
+            s += " kv=";
+            s += self.kv;
+        }
         if !self.prompt_ids.is_empty() {
             s += " prompt_ids=";
             s += &id_list(&self.prompt_ids);
@@ -161,7 +168,7 @@ fn models_dir() -> PathBuf {
 
 const USAGE: &str = "usage: cargo xtask demo [--model PATH|HF-DIR] [--tokenizer PATH|none] \
 [--prompt TEXT | --prompt-ids 1,2,3] [--steps N] [--temperature T] [--top-p P] [--seed S] \
-[--quant f32|q8|f16] [--core m4f|m33|m3]
+[--quant f32|q8|f16] [--kv f32|q8] [--core m4f|m33|m3]
   --model takes a llama2.c checkpoint or a Hugging Face directory (config.json + \
 model.safetensors); a directory has no tokenizer (unless --tokenizer is given): the device \
 then prints token ids, space-separated, as `microformer run --ids`";
@@ -210,6 +217,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.settings.seed = s;
             }
             "--quant" if ["f32", "q8", "f16"].contains(&value.as_str()) => o.quant = value.clone(),
+            "--kv" if value == "f32" => o.settings.kv = "f32",
+            "--kv" if value == "q8" => o.settings.kv = "q8",
             "--core" => {
                 o.board = match value.as_str() {
                     "m4f" | "cortex-m4f" => M4F,
@@ -292,7 +301,7 @@ pub fn convert(
 }
 
 /// Builds `board`'s firmware (release) with `image` embedded; returns the ELF.
-pub fn build_firmware(board: &QemuBoard, image: &Path) -> Result<PathBuf, String> {
+pub fn build_firmware(board: &QemuBoard, image: &Path, kv: &str) -> Result<PathBuf, String> {
     let dir = boards_dir().join(board.dir);
     let image = image
         .canonicalize()
@@ -301,6 +310,7 @@ pub fn build_firmware(board: &QemuBoard, image: &Path) -> Result<PathBuf, String
         boards_command(&dir, "cargo")
             .args(["build", "--release", "--bin", board.dir])
             .env("MICROFORMER_IMAGE", &image)
+            .env("MICROFORMER_KV", kv)
             .env_remove("MICROFORMER_CHECKPOINT")
             .stdout(to_stderr()),
     )?;
@@ -435,7 +445,7 @@ pub fn demo(args: &[String]) -> Result<(), String> {
     ensure_tools()?;
     let image = work_dir()?.join(format!("demo-{}.mfi", o.quant));
     convert(&o.model, o.tokenizer.as_deref(), &o.quant, &image)?;
-    let elf = build_firmware(&o.board, &image)?;
+    let elf = build_firmware(&o.board, &image, o.settings.kv)?;
     run_qemu(&o.board, &elf, &o.settings.cmdline(), true, true)?;
     eprintln!("xtask: demo done ({})", secs(start.elapsed()));
     Ok(())
@@ -501,7 +511,7 @@ pub fn demo_tests() -> Result<Duration, String> {
         "f32",
         &image,
     )?;
-    let elf = build_firmware(&M4F, &image)?;
+    let elf = build_firmware(&M4F, &image, "f32")?;
     let mut failures = Vec::new();
     for c in &cases {
         let args = c
@@ -694,7 +704,7 @@ fn family(f: &Family) -> Result<String, String> {
     let image = work_dir()?.join(format!("families-{}.mfi", f.dir));
     convert(&dir, None, "f32", &image)?;
     let host = host_ids(&image, &settings)?;
-    let elf = build_firmware(&M4F, &image)?;
+    let elf = build_firmware(&M4F, &image, "f32")?;
     let run = run_qemu(&M4F, &elf, &settings.cmdline(), false, false)?;
     let device = parse_printed_ids(&run.text).map_err(|e| {
         format!(

@@ -37,7 +37,7 @@ use std::{env, fs};
 
 use microformer::convert::llama2c::{self, Checkpoint, ImageOptions};
 use microformer::image::{Image, TensorSource};
-use microformer::model::Model;
+use microformer::model::{KvFormat, Model};
 use microformer::sampler::random_f32;
 use microformer::tokenizer;
 
@@ -317,7 +317,8 @@ fn settings_expr(s: &Settings<'_>) -> String {
         "microformer_firmware::Settings {{\n    steps: {},\n    seed: {},\n    \
          temperature: f32::from_bits({:#010x}), // {}\n    \
          topp: f32::from_bits({:#010x}), // {}\n    prompt: {:?},\n    prompt_ids: {:?},\n    \
-         mode: microformer_firmware::settings::Mode::{:?},\n    stop_at_bos: {},\n}}",
+         mode: microformer_firmware::settings::Mode::{:?},\n    stop_at_bos: {},\n    \
+         kv: microformer_firmware::microformer::model::KvFormat::{:?},\n}}",
         s.steps,
         s.seed,
         s.temperature.to_bits(),
@@ -327,7 +328,8 @@ fn settings_expr(s: &Settings<'_>) -> String {
         s.prompt,
         s.prompt_ids,
         s.mode,
-        s.stop_at_bos
+        s.stop_at_bos,
+        s.kv
     )
 }
 
@@ -366,6 +368,11 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
         mode: Mode::Generate,
         prompt_ids: "",
         stop_at_bos: true,
+        kv: match var("MICROFORMER_KV").as_deref() {
+            None | Some("f32") => KvFormat::F32,
+            Some("q8") => KvFormat::Q8,
+            Some(k) => return Err(format!("MICROFORMER_KV={k:?}: use f32 or q8")),
+        },
     };
     let (temperature, topp) = (settings.temperature, settings.topp);
     if !temperature.is_finite() || temperature < 0.0 || !(0.0..=1.0).contains(&topp) {
@@ -387,24 +394,25 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
             .and_then(Model::new)
             .map_err(|e| format!("the model image is not runnable: {e}"))?;
         ctx = context.unwrap_or(usize::MAX).min(model.max_context());
-        let needed = model.arena_bytes(ctx);
+        let needed = model.arena_bytes_with(ctx, settings.kv);
         vocab = model.vocab_size();
         if budget.is_none() {
-            let [a, ..] = lm::buffer_sizes(data.bytes(), prompt_bytes)
+            let [a, ..] = lm::buffer_sizes(data.bytes(), prompt_bytes, settings.kv)
                 .map_err(|e| format!("the model image is not runnable: {e}"))?;
             arena = a;
         }
         let _ = write!(
             summary,
-            "model_context={ctx}\narena_needed={needed}\nquantized={}\nvocab={vocab}\n",
-            model.is_quantized()
+            "model_context={ctx}\narena_needed={needed}\nquantized={}\nkv={:?}\nvocab={vocab}\n",
+            model.is_quantized(),
+            settings.kv
         );
         if needed > arena {
             println!(
                 "cargo:warning=the model needs {needed} arena bytes for a context of {ctx}, \
                  the board reserves {arena}: the firmware will stop with an error (largest \
                  context that fits: {}; set MICROFORMER_CONTEXT)",
-                lm::largest_context(&model, arena, model.max_context())
+                lm::largest_context(&model, arena, model.max_context(), settings.kv)
             );
         }
         if budget.is_some() && model.tokenizer().is_none() {
@@ -505,6 +513,7 @@ struct GenerateTest {
     topp: f32,
     seed: u64,
     prompt: &'static str,
+    kv: KvFormat,
 }
 
 impl GenerateTest {
@@ -518,6 +527,7 @@ impl GenerateTest {
             mode: Mode::Generate,
             prompt_ids: "",
             stop_at_bos: true,
+            kv: self.kv,
         }
     }
 }
@@ -526,20 +536,22 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
     Ok(match models {
         TestModels::Tiny => {
             let ck = tiny_checkpoint(0x5eed_0001);
-            let t = |name, q8, temperature, steps| -> Result<GenerateTest, BuildError> {
+            let t = |name, q8, temperature, kv| -> Result<GenerateTest, BuildError> {
                 Ok(GenerateTest {
                     name,
                     image: convert_llama2c(&ck, None, q8, None)?,
-                    steps,
+                    steps: 0,
                     temperature,
                     topp: 0.9,
                     seed: 7,
                     prompt: "",
+                    kv,
                 })
             };
             vec![
-                t("TINY_F32_GREEDY", false, 0.0, 0)?,
-                t("TINY_Q8_TOPP", true, 1.0, 0)?,
+                t("TINY_F32_GREEDY", false, 0.0, KvFormat::F32)?,
+                t("TINY_Q8_TOPP", true, 1.0, KvFormat::F32)?,
+                t("TINY_F32_KV8_GREEDY", false, 0.0, KvFormat::Q8)?,
             ]
         }
         TestModels::Aidreams => {
@@ -557,6 +569,7 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     topp: 0.9,
                     seed: 0,
                     prompt: "",
+                    kv: KvFormat::F32,
                 },
                 GenerateTest {
                     name: "AIDREAMS_Q8_PROMPT_TOPP",
@@ -566,6 +579,17 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     topp: 0.9,
                     seed: 42,
                     prompt: "I was flying over",
+                    kv: KvFormat::F32,
+                },
+                GenerateTest {
+                    name: "AIDREAMS_Q8_KV8_GREEDY",
+                    image: convert_llama2c(&ck, Some(&tok), true, None)?,
+                    steps: 24,
+                    temperature: 0.0,
+                    topp: 0.9,
+                    seed: 0,
+                    prompt: "",
+                    kv: KvFormat::Q8,
                 },
             ]
         }
@@ -590,8 +614,8 @@ impl Events for Collect {
 /// text it emits.
 fn host_tokens(t: &GenerateTest) -> Result<(Vec<u32>, Vec<u8>), BuildError> {
     let image = AlignedBytes::new(&t.image);
-    let [a, i, p, k] =
-        lm::buffer_sizes(image.bytes(), t.prompt.len()).map_err(|e| format!("{}: {e}", t.name))?;
+    let [a, i, p, k] = lm::buffer_sizes(image.bytes(), t.prompt.len(), t.kv)
+        .map_err(|e| format!("{}: {e}", t.name))?;
     let (mut arena, mut index) = (vec![0u8; a], vec![0u32; i]);
     let mut probs = vec![Default::default(); p];
     let mut tokens = vec![0u32; k];
@@ -641,7 +665,7 @@ pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildErr
                 t.name
             ));
         }
-        let sizes = lm::buffer_sizes(AlignedBytes::new(&t.image).bytes(), t.prompt.len())
+        let sizes = lm::buffer_sizes(AlignedBytes::new(&t.image).bytes(), t.prompt.len(), t.kv)
             .map_err(|e| format!("{}: {e}", t.name))?;
         for (m, s) in max.iter_mut().zip(sizes) {
             *m = (*m).max(s);

@@ -14,7 +14,7 @@ use core::fmt;
 
 use microformer::generate::{self, Generated};
 use microformer::image::Image;
-use microformer::model::{Model, Session};
+use microformer::model::{KvFormat, Model, Session};
 use microformer::sampler::{ProbIndex, Sampler};
 use microformer::tokenizer::{self, Tokenizer};
 use microformer::Error;
@@ -230,10 +230,11 @@ pub trait Events {
     }
 }
 
-/// The largest context whose arena fits `reserved` bytes, at most `max` (0: none).
-pub fn largest_context(model: &Model<'_>, reserved: usize, max: usize) -> usize {
-    let base = model.arena_bytes(0);
-    let per_position = model.arena_bytes(1).saturating_sub(base);
+/// The largest context whose arena (KV cache format `kv`) fits `reserved` bytes,
+/// at most `max` (0: none).
+pub fn largest_context(model: &Model<'_>, reserved: usize, max: usize, kv: KvFormat) -> usize {
+    let base = model.arena_bytes_with(0, kv);
+    let per_position = model.arena_bytes_with(1, kv).saturating_sub(base);
     let fits = reserved
         .checked_sub(base)
         .and_then(|room| room.checked_div(per_position))
@@ -275,13 +276,13 @@ pub fn run(
         tokens,
     } = buf;
     let reserved = arena.len();
-    let needed = model.arena_bytes(context);
+    let needed = model.arena_bytes_with(context, settings.kv);
     if needed > reserved {
         return Err(RunError::ArenaTooSmall {
             context,
             needed,
             reserved,
-            fits: largest_context(&model, reserved, model.max_context()),
+            fits: largest_context(&model, reserved, model.max_context(), settings.kv),
         });
     }
     let vocab = model.vocab_size();
@@ -340,7 +341,7 @@ pub fn run(
         .get(..n)
         .ok_or(RunError::Prompt(Error::InvalidParameter))?;
     let mut sampler = Sampler::new(settings.temperature, settings.topp, settings.rng_state())?;
-    let mut session = Session::new(&model, arena, context)?;
+    let mut session = Session::with_kv(&model, arena, context, settings.kv)?;
     events.started(&Plan {
         image_bytes: image.len(),
         dim: h.dim,
@@ -374,14 +375,14 @@ pub fn run(
     )
 }
 
-/// Sizes of [`Buffers`] for `image` at its own context and a prompt of up to
-/// `prompt_bytes` bytes: `(arena bytes, index entries, top-p entries, token
-/// entries)`. The arena has 3 bytes to spare, for a start that is not 4-byte aligned.
-pub fn buffer_sizes(image: &[u8], prompt_bytes: usize) -> Result<[usize; 4], Error> {
+/// Sizes of [`Buffers`] for `image` at its own context, a KV cache of format
+/// `kv` and a prompt of up to `prompt_bytes` bytes: `(arena bytes, index
+/// entries, top-p entries, token entries)`. The arena has 3 bytes to spare, for a start that is not 4-byte aligned.
+pub fn buffer_sizes(image: &[u8], prompt_bytes: usize, kv: KvFormat) -> Result<[usize; 4], Error> {
     let model = Model::new(Image::parse(image)?)?;
     let vocab = model.vocab_size();
     Ok([
-        model.arena_bytes(model.max_context()) + 3,
+        model.arena_bytes_with(model.max_context(), kv) + 3,
         2 * vocab,
         vocab,
         2 * tokenizer::max_encoded_len(prompt_bytes),

@@ -21,11 +21,14 @@
 //! | `prompt` | **the rest of the line**, spaces included (so it comes last) | `-i` |
 //! | `bench` | `kernels`: time the kernels instead of generating ([`crate::bench`]) | — |
 //! | `stop` | `bos` (llama2.c: BOS ends the text) or `none` (run every step: benchmarks) | — |
+//! | `kv` | KV cache format: `f32` or `q8` (int8, one scale per row: about a quarter of the arena) | `microformer run --kv` |
 //!
 //! A word without `=` is the program name (QEMU's kernel path) only in first
 //! place; anywhere else, as an unknown key or an unparsable value, it is a
 //! [`CmdlineError`]. Numbers parse as Rust's `str::parse` (correctly rounded
 //! floats: the same `f32` as the host tool's `--temperature 0.9`).
+
+use microformer::model::KvFormat;
 
 /// Longest command line the QEMU firmware reads (QEMU's kernel path, the settings,
 /// the prompt); its prompt buffers are sized for a prompt this long.
@@ -71,6 +74,8 @@ pub struct Settings<'a> {
     pub mode: Mode,
     /// Whether BOS ends generation (llama2.c); `false` runs every step.
     pub stop_at_bos: bool,
+    /// The session's KV cache format.
+    pub kv: KvFormat,
 }
 
 impl Settings<'static> {
@@ -85,6 +90,7 @@ impl Settings<'static> {
         prompt_ids: "",
         mode: Mode::Generate,
         stop_at_bos: true,
+        kv: KvFormat::F32,
     };
 
     /// The real boards' settings when no variable is set: the whole context, seed 42,
@@ -139,6 +145,8 @@ pub enum Key {
     Bench,
     /// `stop=`
     Stop,
+    /// `kv=`
+    Kv,
 }
 
 impl Key {
@@ -152,6 +160,7 @@ impl Key {
             "prompt_ids" => Key::PromptIds,
             "bench" => Key::Bench,
             "stop" => Key::Stop,
+            "kv" => Key::Kv,
             _ => return None,
         })
     }
@@ -223,6 +232,13 @@ impl<'a> Settings<'a> {
                         _ => return Err(bad),
                     }
                 }
+                Key::Kv => {
+                    s.kv = match v {
+                        "f32" => KvFormat::F32,
+                        "q8" => KvFormat::Q8,
+                        _ => return Err(bad),
+                    }
+                }
                 Key::Bench => {
                     s.mode = match v {
                         "kernels" => Mode::Kernels,
@@ -277,6 +293,12 @@ mod tests {
         );
         assert!(!D.with_cmdline(b"stop=none").unwrap().stop_at_bos);
         assert!(D.with_cmdline(b"stop=bos").unwrap().stop_at_bos);
+        assert_eq!(D.with_cmdline(b"kv=q8").unwrap().kv, KvFormat::Q8);
+        assert_eq!(D.with_cmdline(b"kv=f32").unwrap().kv, KvFormat::F32);
+        assert_eq!(
+            D.with_cmdline(b"kv=q4").unwrap_err(),
+            CmdlineError::BadValue { key: Key::Kv }
+        );
     }
 
     #[test]
