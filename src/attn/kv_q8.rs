@@ -25,6 +25,7 @@
 //! `Σ_i |w[i]·norm| · s_i / 2` per value.
 
 use super::{check_len, KvRead, KvWrite, Rows};
+use crate::num::kernels;
 use crate::num::q8;
 use crate::Error;
 
@@ -122,46 +123,113 @@ impl<'c> KvCacheQ8<'c> {
     }
 }
 
-/// `out[i] = ((Σ_d q[d]·f32(row_i[offset + d])) · s_i) · scale`; the largest.
-fn dot_rows_q8(
+/// Eight int8 values widened to f32 (exact).
+#[inline(always)]
+fn widen8(v: &[i8; 8]) -> [f32; 8] {
+    [
+        v[0] as f32,
+        v[1] as f32,
+        v[2] as f32,
+        v[3] as f32,
+        v[4] as f32,
+        v[5] as f32,
+        v[6] as f32,
+        v[7] as f32,
+    ]
+}
+
+/// `Σ_d q[d]·f32(k[d])`, the products summed in order from the first.
+#[inline(always)]
+fn dot(q: &[f32], k: &[i8]) -> f32 {
+    let mut it = q.iter().zip(k);
+    let Some((&a, &b)) = it.next() else {
+        return 0.0;
+    };
+    let mut v = a * b as f32;
+    for (&a, &b) in it {
+        v += a * b as f32;
+    }
+    v
+}
+
+/// `out[h][i] = ((Σ_d q[h][d]·f32(row_i[offset + d])) · s_i) · scale` for the
+/// `H` heads `q` (each row widened once for all of them); the largest per head.
+/// Head dimension 8 goes through [`kernels::dot8_first`], others the loop
+/// [`dot`]: the same operations in the same order.
+#[inline(always)]
+fn dot_rows_q8<const H: usize>(
     rows: &[i8],
     scales: &[f32],
     kv_dim: usize,
     offset: usize,
-    q: &[f32],
+    q: [&[f32]; H],
     scale: f32,
-    out: &mut [f32],
-) -> f32 {
-    let mut m = f32::NEG_INFINITY;
-    for ((dst, row), &s) in out.iter_mut().zip(rows.chunks_exact(kv_dim)).zip(scales) {
-        let mut v = 0.0f32;
-        for (&a, &k) in q.iter().zip(row.get(offset..).unwrap_or(&[])) {
-            v += a * k as f32;
-        }
-        let v = v * s * scale;
-        *dst = v;
-        if v > m {
-            m = v;
+    out: [&mut [f32]; H],
+) -> [f32; H] {
+    let mut m = [f32::NEG_INFINITY; H];
+    let d = q[0].len();
+    let q8: [Option<&[f32; 8]>; H] = core::array::from_fn(|h| q[h].first_chunk::<8>());
+    for (i, (row, &s)) in rows.chunks_exact(kv_dim).zip(scales).enumerate() {
+        let k = row.get(offset..offset + d).unwrap_or(&[]);
+        let k8 = k.first_chunk::<8>().filter(|_| d == 8).map(widen8);
+        for h in 0..H {
+            let v = match (&k8, q8[h]) {
+                (Some(k8), Some(qh)) => kernels::dot8_first(qh, k8),
+                _ => dot(q[h], k),
+            };
+            let v = v * s * scale;
+            if let Some(dst) = out[h].get_mut(i) {
+                *dst = v;
+            }
+            if v > m[h] {
+                m[h] = v;
+            }
         }
     }
     m
 }
 
-/// `out = Σ_i ((w[i]·norm)·s_i)·f32(row_i[offset..])`, in order of `i` from 0.
-fn mix_rows_q8(
+/// `out[h] = Σ_i ((w[h][i]·norm[h])·s_i)·f32(row_i[offset..])`, in order of `i`
+/// from 0, for `H` heads (each row widened once for all of them; head dimension
+/// 8 through [`kernels::axpy8`], the same operations).
+#[inline(always)]
+fn mix_rows_q8<const H: usize>(
     rows: &[i8],
     scales: &[f32],
     kv_dim: usize,
     offset: usize,
-    weights: &[f32],
-    norm: f32,
-    out: &mut [f32],
+    weights: [&[f32]; H],
+    norm: [f32; H],
+    mut out: [&mut [f32]; H],
 ) {
-    out.fill(0.0);
-    for ((&w, row), &s) in weights.iter().zip(rows.chunks_exact(kv_dim)).zip(scales) {
-        let a = w * norm * s;
-        for (o, &v) in out.iter_mut().zip(row.get(offset..).unwrap_or(&[])) {
-            *o += a * v as f32;
+    let d = out[0].len();
+    let mut acc = [[0.0f32; 8]; H];
+    for o in out.iter_mut() {
+        o.fill(0.0);
+    }
+    for (i, (row, &s)) in rows.chunks_exact(kv_dim).zip(scales).enumerate() {
+        let v = row.get(offset..offset + d).unwrap_or(&[]);
+        match v.first_chunk::<8>().filter(|_| d == 8) {
+            Some(v8) => {
+                let v8 = widen8(v8);
+                for h in 0..H {
+                    let a = weights[h].get(i).copied().unwrap_or(0.0) * norm[h] * s;
+                    kernels::axpy8(&mut acc[h], a, &v8);
+                }
+            }
+            None => {
+                for h in 0..H {
+                    let a = weights[h].get(i).copied().unwrap_or(0.0) * norm[h] * s;
+                    for (o, &x) in out[h].iter_mut().zip(v) {
+                        *o += a * x as f32;
+                    }
+                }
+            }
+        }
+    }
+    if d == 8 {
+        for (o, a) in out.iter_mut().zip(&acc) {
+            o.copy_from_slice(a);
         }
     }
 }
@@ -193,15 +261,8 @@ impl KvRead for KvCacheQ8<'_> {
             offset,
             q.len(),
         )?;
-        Ok(dot_rows_q8(
-            rows,
-            s,
-            self.rows.kv_dim,
-            offset,
-            q,
-            scale,
-            out,
-        ))
+        let [m] = dot_rows_q8(rows, s, self.rows.kv_dim, offset, [q], scale, [out]);
+        Ok(m)
     }
 
     fn scores2(
@@ -215,11 +276,24 @@ impl KvRead for KvCacheQ8<'_> {
     ) -> Result<[f32; 2], Error> {
         check_len(q[0].len(), q[1].len())?;
         check_len(out[0].len(), out[1].len())?;
-        let [o0, o1] = out;
-        Ok([
-            self.scores(layer, start, offset, q[0], scale, o0)?,
-            self.scores(layer, start, offset, q[1], scale, o1)?,
-        ])
+        let (rows, s) = self.rows_of(
+            self.keys,
+            self.key_scales,
+            layer,
+            start,
+            out[0].len(),
+            offset,
+            q[0].len(),
+        )?;
+        Ok(dot_rows_q8(
+            rows,
+            s,
+            self.rows.kv_dim,
+            offset,
+            q,
+            scale,
+            out,
+        ))
     }
 
     fn mix(
@@ -240,7 +314,7 @@ impl KvRead for KvCacheQ8<'_> {
             offset,
             out.len(),
         )?;
-        mix_rows_q8(rows, s, self.rows.kv_dim, offset, weights, norm, out);
+        mix_rows_q8(rows, s, self.rows.kv_dim, offset, [weights], [norm], [out]);
         Ok(())
     }
 
@@ -255,9 +329,17 @@ impl KvRead for KvCacheQ8<'_> {
     ) -> Result<(), Error> {
         check_len(weights[0].len(), weights[1].len())?;
         check_len(out[0].len(), out[1].len())?;
-        let [o0, o1] = out;
-        self.mix(layer, start, offset, weights[0], norm[0], o0)?;
-        self.mix(layer, start, offset, weights[1], norm[1], o1)
+        let (rows, s) = self.rows_of(
+            self.values,
+            self.value_scales,
+            layer,
+            start,
+            weights[0].len(),
+            offset,
+            out[0].len(),
+        )?;
+        mix_rows_q8(rows, s, self.rows.kv_dim, offset, weights, norm, out);
+        Ok(())
     }
 }
 
@@ -285,6 +367,7 @@ impl KvWrite for KvCacheQ8<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // the formulas, written index by index
 mod tests {
     use super::*;
     use crate::attn::KvCache;
@@ -328,8 +411,8 @@ mod tests {
         for p in 0..POS {
             let (row, s) = c.key(1, p).unwrap();
             // The formula, written out.
-            let mut d = 0.0f32;
-            for i in 0..8 {
+            let mut d = q[0] * row[8] as f32;
+            for i in 1..8 {
                 d += q[i] * row[8 + i] as f32;
             }
             assert_eq!(got[p].to_bits(), (d * s * scale).to_bits());
@@ -355,9 +438,39 @@ mod tests {
         let (mut a, mut b) = ([0f32; POS], [0f32; POS]);
         c.scores2(1, 0, 0, [&q, &q2], scale, [&mut a, &mut b])
             .unwrap();
-        let mut a1 = [0f32; POS];
+        let (mut a1, mut b1) = ([0f32; POS], [0f32; POS]);
         c.scores(1, 0, 0, &q, scale, &mut a1).unwrap();
-        assert_eq!(a, a1);
+        c.scores(1, 0, 0, &q2, scale, &mut b1).unwrap();
+        assert_eq!((a, b), (a1, b1));
+        let (mut m0, mut m1, mut n0, mut n1) = ([0f32; 8], [0f32; 8], [0f32; 8], [0f32; 8]);
+        c.mix2(0, 0, 8, [&w, &a], [0.5, 0.25], [&mut m0, &mut m1])
+            .unwrap();
+        c.mix(0, 0, 8, &w, 0.5, &mut n0).unwrap();
+        c.mix(0, 0, 8, &a, 0.25, &mut n1).unwrap();
+        assert_eq!((m0, m1), (n0, n1));
+        // Widths other than 8 take the loops: the same formula.
+        let mut wide = [0f32; POS];
+        let q16: [f32; 16] = core::array::from_fn(|_| rng.f());
+        c.scores(0, 0, 0, &q16, scale, &mut wide).unwrap();
+        for p in 0..POS {
+            let (row, s) = c.key(0, p).unwrap();
+            let mut d = q16[0] * row[0] as f32;
+            for i in 1..16 {
+                d += q16[i] * row[i] as f32;
+            }
+            assert_eq!(wide[p].to_bits(), (d * s * scale).to_bits());
+        }
+        let mut wide_out = [0f32; 16];
+        c.mix(1, 0, 0, &w, 0.5, &mut wide_out).unwrap();
+        let mut want16 = [0f32; 16];
+        for (p, &wp) in w.iter().enumerate() {
+            let (row, s) = c.value(1, p).unwrap();
+            let a = wp * 0.5 * s;
+            for i in 0..16 {
+                want16[i] += a * row[i] as f32;
+            }
+        }
+        assert_eq!(wide_out, want16);
     }
 
     #[test]
