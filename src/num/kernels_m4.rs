@@ -122,6 +122,8 @@ macro_rules! block {
 /// bit-identical to `a[i] = dot8(a[i], &rows[i][c], &x[c])` for `c` in `0..m`.
 #[inline(always)]
 pub fn dot4x8(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[f32; 8]]; 4]) {
+    // Written out: an iterator (`rows.iter().fold(..)`) here measured ~37 K
+    // more instructions per token on the M4F (stories260K, 512 positions).
     let m = x
         .len()
         .min(rows[0].len())
@@ -217,6 +219,8 @@ macro_rules! row_f16 {
 /// checks it (see `weights::matvec_f16`) and uses the portable loop when not.
 #[inline(always)]
 pub fn dot4x8_f16(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[u16; 8]]; 4]) {
+    // Written out: an iterator (`rows.iter().fold(..)`) here measured ~37 K
+    // more instructions per token on the M4F (stories260K, 512 positions).
     let m = x
         .len()
         .min(rows[0].len())
