@@ -478,8 +478,14 @@ fn streams(r: &Value, name: &str, cap: usize) -> Vec<Vec<u32>> {
 
 /// Logits at every position of a teacher-forced stream (BOS first).
 fn all_logits(m: &Model<'_>, stream: &[u32]) -> Vec<Vec<f32>> {
-    let mut arena = arena_for(m, stream.len());
-    let mut s = Session::new(m, bytemuck::cast_slice_mut(&mut arena), stream.len()).unwrap();
+    all_logits_with(m, stream, KvFormat::F32)
+}
+
+/// [`all_logits`] with a KV cache of format `kv`.
+fn all_logits_with(m: &Model<'_>, stream: &[u32], kv: KvFormat) -> Vec<Vec<f32>> {
+    let mut arena = vec![0u32; m.arena_bytes_with(stream.len(), kv).div_ceil(4)];
+    let mut s =
+        Session::with_kv(m, bytemuck::cast_slice_mut(&mut arena), stream.len(), kv).unwrap();
     stream
         .iter()
         .map(|&t| s.step(t).unwrap().to_vec())
@@ -1627,23 +1633,6 @@ fn conversion_option_errors() {
     );
 }
 
-/// Logits at every position of a teacher-forced stream with an int8 KV cache.
-fn all_logits_kv_q8(m: &Model<'_>, stream: &[u32]) -> Vec<Vec<f32>> {
-    let need = m.arena_bytes_with(stream.len(), KvFormat::Q8);
-    let mut arena = vec![0u32; need.div_ceil(4)];
-    let mut s = Session::with_kv(
-        m,
-        bytemuck::cast_slice_mut(&mut arena),
-        stream.len(),
-        KvFormat::Q8,
-    )
-    .unwrap();
-    stream
-        .iter()
-        .map(|&t| s.step(t).unwrap().to_vec())
-        .collect()
-}
-
 /// The int8 KV cache (one scale per row; its arithmetic is checked bit for bit
 /// in `attn::kv_q8`): the exact arena it needs, and the top-1 agreement with
 /// the f32 cache on the reference streams, f32 and Q8 weights (printed;
@@ -1684,7 +1673,7 @@ fn int8_kv_cache() {
         let want: Vec<_> = streams.iter().map(|s| all_logits(&model, s)).collect();
         let (mut agree, mut total, mut worst) = (0, 0, 0f32);
         for (w, s) in want.iter().zip(&streams) {
-            for (wl, l) in w.iter().zip(all_logits_kv_q8(&model, s)) {
+            for (wl, l) in w.iter().zip(all_logits_with(&model, s, KvFormat::Q8)) {
                 agree += (argmax(wl) == argmax(&l)) as usize;
                 total += 1;
                 for (x, y) in wl.iter().zip(&l) {

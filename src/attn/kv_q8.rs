@@ -101,19 +101,22 @@ impl<'c> KvCacheQ8<'c> {
         Ok((&self.values[at..at + kv], self.value_scales[at / kv]))
     }
 
-    /// Rows `start..start + n` of `layer` in `data`/`scales` (columns
-    /// `offset..offset + width` checked).
-    #[allow(clippy::too_many_arguments)]
-    fn rows_of<'d>(
+    /// The key (`values == false`) or value rows `start..start + n` of `layer`
+    /// and their scales (columns `offset..offset + width` checked).
+    fn rows_of(
         &self,
-        data: &'d [i8],
-        scales: &'d [f32],
+        values: bool,
         layer: usize,
         start: usize,
         n: usize,
         offset: usize,
         width: usize,
-    ) -> Result<(&'d [i8], &'d [f32]), Error> {
+    ) -> Result<(&[i8], &[f32]), Error> {
+        let (data, scales): (&[i8], &[f32]) = if values {
+            (self.values, self.value_scales)
+        } else {
+            (self.keys, self.key_scales)
+        };
         let kv = self.rows.kv_dim;
         let at = self.rows.at(layer, start, n, offset, width)?;
         Ok((
@@ -252,15 +255,7 @@ impl KvRead for KvCacheQ8<'_> {
         scale: f32,
         out: &mut [f32],
     ) -> Result<f32, Error> {
-        let (rows, s) = self.rows_of(
-            self.keys,
-            self.key_scales,
-            layer,
-            start,
-            out.len(),
-            offset,
-            q.len(),
-        )?;
+        let (rows, s) = self.rows_of(false, layer, start, out.len(), offset, q.len())?;
         let [m] = dot_rows_q8(rows, s, self.rows.kv_dim, offset, [q], scale, [out]);
         Ok(m)
     }
@@ -276,15 +271,7 @@ impl KvRead for KvCacheQ8<'_> {
     ) -> Result<[f32; 2], Error> {
         check_len(q[0].len(), q[1].len())?;
         check_len(out[0].len(), out[1].len())?;
-        let (rows, s) = self.rows_of(
-            self.keys,
-            self.key_scales,
-            layer,
-            start,
-            out[0].len(),
-            offset,
-            q[0].len(),
-        )?;
+        let (rows, s) = self.rows_of(false, layer, start, out[0].len(), offset, q[0].len())?;
         Ok(dot_rows_q8(
             rows,
             s,
@@ -305,15 +292,7 @@ impl KvRead for KvCacheQ8<'_> {
         norm: f32,
         out: &mut [f32],
     ) -> Result<(), Error> {
-        let (rows, s) = self.rows_of(
-            self.values,
-            self.value_scales,
-            layer,
-            start,
-            weights.len(),
-            offset,
-            out.len(),
-        )?;
+        let (rows, s) = self.rows_of(true, layer, start, weights.len(), offset, out.len())?;
         mix_rows_q8(rows, s, self.rows.kv_dim, offset, [weights], [norm], [out]);
         Ok(())
     }
@@ -329,15 +308,7 @@ impl KvRead for KvCacheQ8<'_> {
     ) -> Result<(), Error> {
         check_len(weights[0].len(), weights[1].len())?;
         check_len(out[0].len(), out[1].len())?;
-        let (rows, s) = self.rows_of(
-            self.values,
-            self.value_scales,
-            layer,
-            start,
-            weights[0].len(),
-            offset,
-            out[0].len(),
-        )?;
+        let (rows, s) = self.rows_of(true, layer, start, weights[0].len(), offset, out[0].len())?;
         mix_rows_q8(rows, s, self.rows.kv_dim, offset, weights, norm, out);
         Ok(())
     }
