@@ -2,7 +2,8 @@
 //! `softmax(q·k/√d + bias) · v` with explicit masks, on deterministic random data.
 
 use microformer::attn::{
-    attend_cached, attend_sequence, AttnConfig, KvCache, KvWrite, Mask, NoBias, ScoreBias,
+    attend_cached, attend_sequence, AttnBuffers, AttnConfig, KvCache, KvWrite, Mask, NoBias,
+    ScoreBias,
 };
 use microformer::Error;
 
@@ -153,8 +154,10 @@ fn run_cached<B: ScoreBias>(
             p,
             &q[p * qd..(p + 1) * qd],
             bias,
-            &mut att,
-            &mut out[p * qd..(p + 1) * qd],
+            AttnBuffers {
+                att: &mut att,
+                out: &mut out[p * qd..(p + 1) * qd],
+            },
         )
         .unwrap();
     }
@@ -188,7 +191,19 @@ fn causal_bidirectional_and_windowed_match_f64() {
             let cached = run_cached(&cfg, &q, &k, &v, 3, 2, &NoBias);
             let e_cached = worst(&cached, &want);
             // Whole-sequence causal: the same arithmetic, so the same bits.
-            attend_sequence(&cfg, Mask::Causal, &q, &k, &v, &NoBias, &mut att, &mut out).unwrap();
+            attend_sequence(
+                &cfg,
+                Mask::Causal,
+                &q,
+                &k,
+                &v,
+                &NoBias,
+                AttnBuffers {
+                    att: &mut att,
+                    out: &mut out,
+                },
+            )
+            .unwrap();
             assert_eq!(out, cached, "causal sequence vs cached");
 
             let want_bi = reference(c.nh, c.nkv, c.hd, &q, &k, &v, false, window, &zero);
@@ -199,8 +214,10 @@ fn causal_bidirectional_and_windowed_match_f64() {
                 &k,
                 &v,
                 &NoBias,
-                &mut att,
-                &mut out,
+                AttnBuffers {
+                    att: &mut att,
+                    out: &mut out,
+                },
             )
             .unwrap();
             let e_bi = worst(&out, &want_bi);
@@ -305,8 +322,10 @@ fn score_bias_hook_matches_f64() {
             &k,
             &v,
             &t5,
-            &mut att,
-            &mut out,
+            AttnBuffers {
+                att: &mut att,
+                out: &mut out,
+            },
         )
         .unwrap();
         let e2 = worst(&out, &want);
@@ -368,37 +387,104 @@ fn errors_are_typed() {
     let mut att = [0.0f32; 3];
     let mut out = [0.0f32; 16];
     assert_eq!(
-        attend_cached(&cfg, &cache, 0, 3, &q, &NoBias, &mut att, &mut out),
+        attend_cached(
+            &cfg,
+            &cache,
+            0,
+            3,
+            &q,
+            &NoBias,
+            AttnBuffers {
+                att: &mut att,
+                out: &mut out
+            }
+        ),
         Err(Error::PositionOutOfRange {
             position: 3,
             len: 3
         })
     );
     assert_eq!(
-        attend_cached(&cfg, &cache, 0, 2, &q, &NoBias, &mut att[..2], &mut out),
+        attend_cached(
+            &cfg,
+            &cache,
+            0,
+            2,
+            &q,
+            &NoBias,
+            AttnBuffers {
+                att: &mut att[..2],
+                out: &mut out
+            }
+        ),
         Err(Error::BufferTooSmall { needed: 3, got: 2 })
     );
     assert_eq!(
-        attend_cached(&cfg, &cache, 0, 0, &q[..15], &NoBias, &mut att, &mut out),
+        attend_cached(
+            &cfg,
+            &cache,
+            0,
+            0,
+            &q[..15],
+            &NoBias,
+            AttnBuffers {
+                att: &mut att,
+                out: &mut out
+            }
+        ),
         Err(Error::LengthMismatch {
             expected: qd,
             got: 15
         })
     );
     assert!(matches!(
-        attend_cached(&cfg, &cache, 2, 0, &q, &NoBias, &mut att, &mut out),
+        attend_cached(
+            &cfg,
+            &cache,
+            2,
+            0,
+            &q,
+            &NoBias,
+            AttnBuffers {
+                att: &mut att,
+                out: &mut out
+            }
+        ),
         Err(Error::PositionOutOfRange { .. })
     ));
     let other = AttnConfig::new(4, 4, 4).unwrap();
     assert_eq!(
-        attend_cached(&other, &cache, 0, 0, &q, &NoBias, &mut att, &mut out),
+        attend_cached(
+            &other,
+            &cache,
+            0,
+            0,
+            &q,
+            &NoBias,
+            AttnBuffers {
+                att: &mut att,
+                out: &mut out
+            }
+        ),
         Err(Error::LengthMismatch {
             expected: 16,
             got: 8
         })
     );
     // Position 0 attends to itself only: the output is its value row.
-    attend_cached(&cfg, &cache, 0, 0, &q, &NoBias, &mut att, &mut out).unwrap();
+    attend_cached(
+        &cfg,
+        &cache,
+        0,
+        0,
+        &q,
+        &NoBias,
+        AttnBuffers {
+            att: &mut att,
+            out: &mut out,
+        },
+    )
+    .unwrap();
     assert_eq!(out, [1.0; 16]);
     assert!(matches!(
         attend_sequence(
@@ -408,8 +494,10 @@ fn errors_are_typed() {
             &[0.0; 8],
             &[0.0; 8],
             &NoBias,
-            &mut att,
-            &mut out
+            AttnBuffers {
+                att: &mut att,
+                out: &mut out
+            }
         ),
         Err(Error::LengthMismatch { .. })
     ));

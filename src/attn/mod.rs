@@ -16,9 +16,10 @@
 //! - Sliding window ([`AttnConfig::with_window`]): a query at position `i` sees
 //!   only the keys `j` with `i − j < window` (causal: the last `window` positions,
 //!   itself included, as Mistral's `sliding_window`); bidirectional: `|i − j| < window`.
-//! - Score bias ([`ScoreBias`]): any `Fn(head, query_pos, key_pos) -> f32`, added to
-//!   the scaled score before the softmax: ALiBi (`-m_h·(i−j)`) and T5 relative
-//!   buckets plug in here. [`NoBias`] compiles the hook away.
+//! - Score bias ([`ScoreBias`], defined with the position hooks in
+//!   [`crate::pos`]): added to the scaled score before the softmax —
+//!   [`crate::pos::alibi::AlibiBias`], [`crate::pos::t5::T5Bias`], or any
+//!   `Fn(head, query_pos, key_pos) -> f32`. [`NoBias`] compiles the hook away.
 //!
 //! The algorithm is llama2.c's `run.c`, step for step: `score += q[i]·k[i]`
 //! summed in order, the score scaled, softmax as `run.c`'s (`max`,
@@ -55,6 +56,7 @@
 //! scratch shorter than two rows falls back to one head at a time).
 
 use crate::num::kernels;
+pub use crate::pos::{NoBias, ScoreBias};
 use crate::Error;
 
 mod kv_q8;
@@ -165,38 +167,6 @@ impl AttnConfig {
         } else {
             (pos + 1).saturating_sub(self.window)
         }
-    }
-}
-
-/// A bias added to every scaled score before the softmax.
-///
-/// Implemented for every `Fn(head, query_pos, key_pos) -> f32` (positions are
-/// absolute: a cached decoding step passes its own position and the key's).
-pub trait ScoreBias {
-    /// `false` only for [`NoBias`]: the hook is skipped entirely.
-    const ENABLED: bool = true;
-
-    /// The bias for query head `head`, query position `query`, key position `key`.
-    fn bias(&self, head: usize, query: usize, key: usize) -> f32;
-}
-
-/// No score bias (the RoPE and learned-position models).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoBias;
-
-impl ScoreBias for NoBias {
-    const ENABLED: bool = false;
-
-    #[inline(always)]
-    fn bias(&self, _head: usize, _query: usize, _key: usize) -> f32 {
-        0.0
-    }
-}
-
-impl<F: Fn(usize, usize, usize) -> f32> ScoreBias for F {
-    #[inline(always)]
-    fn bias(&self, head: usize, query: usize, key: usize) -> f32 {
-        self(head, query, key)
     }
 }
 
@@ -780,27 +750,26 @@ fn exp_sum2(a0: &mut [f32], a1: &mut [f32], m: [f32; 2]) -> [f32; 2] {
     [1.0 / s0, 1.0 / s1]
 }
 
-/// Adds the bias of head `h` to the scaled scores of keys `start..` and returns
-/// their new maximum.
-#[inline]
-fn add_bias<B: ScoreBias>(
-    bias: &B,
-    h: usize,
-    query_pos: usize,
-    start: usize,
-    att: &mut [f32],
-) -> f32 {
-    let mut max_val = f32::NEG_INFINITY;
-    for (j, s) in att.iter_mut().enumerate() {
-        *s += bias.bias(h, query_pos, start + j);
-        if *s > max_val {
-            max_val = *s;
-        }
-    }
-    max_val
+/// The output heads and the score scratch of one attention call.
+#[derive(Debug)]
+pub struct AttnBuffers<'b> {
+    /// Score scratch: at least one row of the keys attended to (two for heads
+    /// computed in pairs; a single row falls back to one head at a time).
+    pub att: &'b mut [f32],
+    /// The output, `[n_heads][head_dim]`.
+    pub out: &'b mut [f32],
 }
 
-/// Attention of one query position over keys `start..=end` of `layer`, all heads.
+/// The keys `start..=end` of `layer` one query at `query_pos` attends to.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    layer: usize,
+    query_pos: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Attention of one query position over the keys of `span`, all heads.
 ///
 /// Per head, `run.c`'s steps: `score = (q·k)·scale` (`scale = 1/divisor`
 /// precomputed, where `run.c` divides by `√head_dim`), plus the bias, the
@@ -808,19 +777,21 @@ fn add_bias<B: ScoreBias>(
 /// `out = Σ (e·(1/sum))·v` in key order. When query heads share a kv head in
 /// pairs (`n_heads / n_kv_heads` even) and `att` holds two rows, the two heads
 /// of a pair are computed together, each key and value row read once.
-#[allow(clippy::too_many_arguments)]
 fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
     cfg: &AttnConfig,
     cache: &C,
-    layer: usize,
-    query_pos: usize,
-    start: usize,
-    end: usize,
+    span: Span,
     q: &[f32],
     bias: &B,
-    att: &mut [f32],
-    out: &mut [f32],
+    bufs: AttnBuffers<'_>,
 ) -> Result<(), Error> {
+    let Span {
+        layer,
+        query_pos,
+        start,
+        end,
+    } = span;
+    let AttnBuffers { att, out } = bufs;
     let hd = cfg.head_dim;
     let n = end + 1 - start;
     let got = att.len();
@@ -843,8 +814,8 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
                 cache.scores2(layer, start, offset, [q0, q1], scale, [&mut *a0, &mut *a1])?;
             if B::ENABLED {
                 m = [
-                    add_bias(bias, h, query_pos, start, a0),
-                    add_bias(bias, h + 1, query_pos, start, a1),
+                    bias.add_to_row(h, query_pos, start, a0),
+                    bias.add_to_row(h + 1, query_pos, start, a1),
                 ];
             }
             let norm = exp_sum2(a0, a1, m);
@@ -856,7 +827,7 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
         let offset = cfg.kv_head(h) * hd;
         let mut m = cache.scores(layer, start, offset, qh, scale, att)?;
         if B::ENABLED {
-            m = add_bias(bias, h, query_pos, start, att);
+            m = bias.add_to_row(h, query_pos, start, att);
         }
         let norm = exp_sum(att, m);
         cache.mix(layer, start, offset, att, norm, oh)?;
@@ -874,9 +845,8 @@ fn check_len(expected: usize, got: usize) -> Result<(), Error> {
 /// One causal decoding step: query `q` (`[n_heads][head_dim]`) at position `pos`
 /// attends to the cached keys and values of `layer` at positions
 /// `cfg.causal_start(pos)..=pos` (the step's own key and value must already be
-/// stored). Writes `out` (`[n_heads][head_dim]`); `att` is scratch of at least
-/// `pos + 1` values (or `window`).
-#[allow(clippy::too_many_arguments)]
+/// stored). Writes `bufs.out` (`[n_heads][head_dim]`); `bufs.att` is scratch of
+/// at least `pos + 1` values (or `window`).
 pub fn attend_cached<C: KvRead + ?Sized, B: ScoreBias>(
     cfg: &AttnConfig,
     cache: &C,
@@ -884,11 +854,10 @@ pub fn attend_cached<C: KvRead + ?Sized, B: ScoreBias>(
     pos: usize,
     q: &[f32],
     bias: &B,
-    att: &mut [f32],
-    out: &mut [f32],
+    bufs: AttnBuffers<'_>,
 ) -> Result<(), Error> {
     check_len(cfg.q_dim(), q.len())?;
-    check_len(cfg.q_dim(), out.len())?;
+    check_len(cfg.q_dim(), bufs.out.len())?;
     check_len(cfg.kv_dim(), cache.kv_dim())?;
     if pos >= cache.positions() {
         return Err(Error::PositionOutOfRange {
@@ -896,8 +865,13 @@ pub fn attend_cached<C: KvRead + ?Sized, B: ScoreBias>(
             len: cache.positions(),
         });
     }
-    let start = cfg.causal_start(pos);
-    attend_range(cfg, cache, layer, pos, start, pos, q, bias, att, out)
+    let span = Span {
+        layer,
+        query_pos: pos,
+        start: cfg.causal_start(pos),
+        end: pos,
+    };
+    attend_range(cfg, cache, span, q, bias, bufs)
 }
 
 /// Which keys a query may see in [`attend_sequence`].
@@ -911,10 +885,9 @@ pub enum Mask {
 }
 
 /// Attention over a whole sequence of `n` positions at once: `q` is
-/// `[n][n_heads·head_dim]`, `k` and `v` are `[n][n_kv_heads·head_dim]`, `out` is
-/// like `q`, `att` is scratch of at least `n` values. Positions are `0..n` (the
-/// bias hook sees them).
-#[allow(clippy::too_many_arguments)]
+/// `[n][n_heads·head_dim]`, `k` and `v` are `[n][n_kv_heads·head_dim]`,
+/// `bufs.out` is like `q`, `bufs.att` is scratch of at least `n` values.
+/// Positions are `0..n` (the bias hook sees them).
 pub fn attend_sequence<B: ScoreBias>(
     cfg: &AttnConfig,
     mask: Mask,
@@ -922,8 +895,7 @@ pub fn attend_sequence<B: ScoreBias>(
     k: &[f32],
     v: &[f32],
     bias: &B,
-    att: &mut [f32],
-    out: &mut [f32],
+    bufs: AttnBuffers<'_>,
 ) -> Result<(), Error> {
     let qd = cfg.q_dim();
     let kvd = cfg.kv_dim();
@@ -935,16 +907,26 @@ pub fn attend_sequence<B: ScoreBias>(
     }
     let n = q.len() / qd;
     check_len(n * kvd, k.len())?;
+    let AttnBuffers { att, out } = bufs;
     check_len(n * qd, out.len())?;
     let kv = KvSlices::new(k, v, kvd)?;
     for (i, (qi, oi)) in q.chunks_exact(qd).zip(out.chunks_exact_mut(qd)).enumerate() {
-        let start = cfg.causal_start(i);
         let end = match mask {
             Mask::Causal => i,
             Mask::Bidirectional if cfg.window == 0 => n - 1,
             Mask::Bidirectional => (i + cfg.window - 1).min(n - 1),
         };
-        attend_range(cfg, &kv, 0, i, start, end, qi, bias, att, oi)?;
+        let span = Span {
+            layer: 0,
+            query_pos: i,
+            start: cfg.causal_start(i),
+            end,
+        };
+        let bufs = AttnBuffers {
+            att: &mut *att,
+            out: oi,
+        };
+        attend_range(cfg, &kv, span, qi, bias, bufs)?;
     }
     Ok(())
 }

@@ -347,14 +347,21 @@ fn tail<T>(v: &[T], t: usize) -> &[T] {
     v.get(t..).unwrap_or(&[])
 }
 
+/// A norm's weight and, for LayerNorm with a bias, its bias (`[dim]` each).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormWeights<'a> {
+    /// Weight (`γ`).
+    pub weight: &'a [f32],
+    /// Bias (`β`), when the norm has one.
+    pub bias: Option<&'a [f32]>,
+}
+
 /// The weights of one transformer layer. Which optional parts exist follows
 /// the header's flags and [`crate::image::Block`].
 #[derive(Debug, Clone, Copy)]
 pub struct LayerWeights<'a> {
-    /// Attention norm weight `[dim]`.
-    pub attn_norm: &'a [f32],
-    /// Attention norm bias `[dim]` (LayerNorm with bias).
-    pub attn_norm_bias: Option<&'a [f32]>,
+    /// Attention norm `[dim]` (and its bias with LayerNorm).
+    pub attn_norm: NormWeights<'a>,
     /// Query projection `[q_dim][dim]`.
     pub wq: Matrix<'a>,
     /// Key projection `[kv_dim][dim]`.
@@ -367,11 +374,9 @@ pub struct LayerWeights<'a> {
     pub wo: Matrix<'a>,
     /// Attention output bias `[dim]`.
     pub o_bias: Option<&'a [f32]>,
-    /// Feed-forward norm weight `[dim]` (none when the block's attention and
+    /// Feed-forward norm `[dim]` (none when the block's attention and
     /// feed-forward share one norm).
-    pub ffn_norm: Option<&'a [f32]>,
-    /// Feed-forward norm bias `[dim]`.
-    pub ffn_norm_bias: Option<&'a [f32]>,
+    pub ffn_norm: Option<NormWeights<'a>>,
     /// SwiGLU gate (`w1`) `[hidden][dim]` (SwiGLU blocks only).
     pub w_gate: Option<Matrix<'a>>,
     /// SwiGLU up (`w3`) `[hidden][dim]`; the GELU MLP's first matrix.
@@ -427,17 +432,25 @@ impl<'a> LayerWeights<'a> {
         } else {
             None
         };
+        let ffn_norm = match opt(FfnNorm)? {
+            Some(weight) => Some(NormWeights {
+                weight,
+                bias: opt(FfnNormBias)?,
+            }),
+            None => None,
+        };
         Ok(LayerWeights {
-            attn_norm: vector(image, AttnNorm, layer)?,
-            attn_norm_bias: opt(AttnNormBias)?,
+            attn_norm: NormWeights {
+                weight: vector(image, AttnNorm, layer)?,
+                bias: opt(AttnNormBias)?,
+            },
             wq: Matrix::from_image(image, Wq, layer)?,
             wk: Matrix::from_image(image, Wk, layer)?,
             wv: Matrix::from_image(image, Wv, layer)?,
             qkv_bias,
             wo: Matrix::from_image(image, Wo, layer)?,
             o_bias: opt(Bo)?,
-            ffn_norm: opt(FfnNorm)?,
-            ffn_norm_bias: opt(FfnNormBias)?,
+            ffn_norm,
             w_gate,
             w_up: Matrix::from_image(image, WUp, layer)?,
             w_down: Matrix::from_image(image, WDown, layer)?,

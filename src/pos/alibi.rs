@@ -313,6 +313,69 @@ fn check_causal(query: usize, len: usize) -> Result<usize, Error> {
     Ok(needed)
 }
 
+/// The f32 bias `−(m·d)` of slope `m` at distance `d = |i − j|`: the distance
+/// converted to f32 (exactly, below 2^24) and multiplied once. Every f32 bias of
+/// this module is this expression.
+#[inline(always)]
+pub fn bias_f32(slope: f32, distance: usize) -> f32 {
+    -(slope * distance as f32)
+}
+
+/// The ALiBi score-bias hook: one slope per query head (read in place, e.g. the
+/// image's `AlibiSlopes`), bias `−m_h·|i − j|` ([`bias_f32`]) — the causal
+/// `−m_h·(i − j)` for the keys a decoder sees, the symmetric form for an encoder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlibiBias<'a> {
+    slopes: &'a [f32],
+}
+
+impl<'a> AlibiBias<'a> {
+    /// The hook over `slopes` (one per query head).
+    ///
+    /// Errors: [`Error::ZeroDimension`] for no slope; [`Error::InvalidParameter`]
+    /// for a slope that is not finite.
+    pub fn new(slopes: &'a [f32]) -> Result<Self, Error> {
+        if slopes.is_empty() {
+            return Err(Error::ZeroDimension);
+        }
+        if slopes.iter().any(|m| !m.is_finite()) {
+            return Err(Error::InvalidParameter);
+        }
+        Ok(Self { slopes })
+    }
+
+    /// The slopes, one per query head.
+    pub fn slopes(&self) -> &'a [f32] {
+        self.slopes
+    }
+
+    /// Head `head`'s slope (0 past the last head: no bias).
+    #[inline(always)]
+    fn slope(&self, head: usize) -> f32 {
+        self.slopes.get(head).copied().unwrap_or(0.0)
+    }
+}
+
+impl crate::pos::ScoreBias for AlibiBias<'_> {
+    #[inline(always)]
+    fn bias(&self, head: usize, query: usize, key: usize) -> f32 {
+        bias_f32(self.slope(head), query.abs_diff(key))
+    }
+
+    #[inline]
+    fn add_to_row(&self, head: usize, query: usize, start: usize, scores: &mut [f32]) -> f32 {
+        let m = self.slope(head);
+        let mut max_val = f32::NEG_INFINITY;
+        for (j, s) in scores.iter_mut().enumerate() {
+            *s += bias_f32(m, query.abs_diff(start + j));
+            if *s > max_val {
+                max_val = *s;
+            }
+        }
+        max_val
+    }
+}
+
 /// The causal f32 bias row of query `query`: `out[j] = −m·(query − j)` for keys
 /// `j` in `0..=query` (the rest of `out` is untouched).
 ///
@@ -321,7 +384,7 @@ fn check_causal(query: usize, len: usize) -> Result<usize, Error> {
 pub fn causal_bias_row(slope: f32, query: usize, out: &mut [f32]) -> Result<(), Error> {
     let needed = check_causal(query, out.len())?;
     for (j, b) in out.iter_mut().take(needed).enumerate() {
-        *b = -(slope * (query - j) as f32);
+        *b = bias_f32(slope, query - j);
     }
     Ok(())
 }
@@ -330,7 +393,7 @@ pub fn causal_bias_row(slope: f32, query: usize, out: &mut [f32]) -> Result<(), 
 /// `out[j] = −m·|query − j|` for every key `j` in `0..out.len()`.
 pub fn symmetric_bias_row(slope: f32, query: usize, out: &mut [f32]) {
     for (j, b) in out.iter_mut().enumerate() {
-        *b = -(slope * query.abs_diff(j) as f32);
+        *b = bias_f32(slope, query.abs_diff(j));
     }
 }
 
@@ -496,6 +559,40 @@ impl FixedSlope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pos::ScoreBias;
+
+    #[test]
+    fn score_bias_hook_is_the_exact_linear_bias() {
+        let mut slopes = [0.0f32; 6];
+        slopes_f32_for_test(&mut slopes);
+        let hook = AlibiBias::new(&slopes).unwrap();
+        for (h, &slope) in slopes.iter().enumerate() {
+            let m = f64::from(slope);
+            for (i, j) in [(0usize, 0usize), (5, 2), (2, 5), (511, 0), (70_000, 3)] {
+                let b = hook.bias(h, i, j);
+                // −m·|i − j| correctly rounded from the f64 product.
+                assert_eq!(b, -(m * i.abs_diff(j) as f64) as f32, "h {h} ({i}, {j})");
+            }
+            // The row form equals the element form and the causal row.
+            let (query, start) = (40usize, 7usize);
+            let mut row = [1.5f32; 34];
+            let max = hook.add_to_row(h, query, start, &mut row);
+            let mut causal = [0.0f32; 41];
+            causal_bias_row(slope, query, &mut causal).unwrap();
+            for (j, &r) in row.iter().enumerate() {
+                assert_eq!(r, 1.5 + causal[start + j], "h {h} key {}", start + j);
+            }
+            assert_eq!(max, 1.5 + causal[start + 33]);
+        }
+        // Past the last head: no bias.
+        assert_eq!(hook.bias(6, 9, 0), 0.0);
+        assert_eq!(AlibiBias::new(&[]), Err(Error::ZeroDimension));
+        assert_eq!(AlibiBias::new(&[f32::NAN]), Err(Error::InvalidParameter));
+    }
+
+    fn slopes_f32_for_test(out: &mut [f32]) {
+        slopes(AlibiRule::Bloom, out.len(), out).unwrap();
+    }
 
     #[test]
     fn power_of_two_counts_agree_between_rules() {

@@ -202,11 +202,73 @@ pub fn rotate_pairs_f32(
         .zip(cos)
         .zip(sin)
     {
-        let (x0, x1) = (*a, *b);
-        *a = x0 * c - x1 * s;
-        *b = x0 * s + x1 * c;
+        rotate_f32(a, b, c, s);
     }
     Ok(())
+}
+
+/// The f32 rotation of one pair: `a' = a·c − b·s`, `b' = a·s + b·c` (`run.c`'s
+/// `v0·fcr − v1·fci`, `v0·fci + v1·fcr`; Hugging Face's `q·cos + rotate_half(q)·sin`,
+/// whose sums are the same two products added in the other order). The one
+/// place the f32 rotation is written.
+#[inline(always)]
+fn rotate_f32(a: &mut f32, b: &mut f32, c: f32, s: f32) {
+    let (x0, x1) = (*a, *b);
+    *a = x0 * c - x1 * s;
+    *b = x0 * s + x1 * c;
+}
+
+/// Checks a `[heads][head_dim]` vector for [`RopeTable::rotate_heads`] and
+/// [`RopeTableQ15::rotate_heads`].
+fn check_heads(pairs: usize, head_dim: usize, len: usize) -> Result<(), Error> {
+    let rotary_dim = pairs.saturating_mul(2);
+    if head_dim < rotary_dim {
+        return Err(Error::RotaryDimTooLarge {
+            rotary_dim,
+            head_dim,
+        });
+    }
+    if head_dim == 0 || len % head_dim != 0 {
+        return Err(Error::LengthMismatch {
+            expected: len.next_multiple_of(head_dim.max(1)),
+            got: len,
+        });
+    }
+    Ok(())
+}
+
+/// Rotates the first `2·cos.len()` dims of every head of `v` (heads of
+/// `head_dim`, checked by [`check_heads`]) with `rotate`, pairs in `layout`.
+#[inline(always)]
+fn rotate_each_head<T>(
+    layout: RopeLayout,
+    cos: &[T],
+    sin: &[T],
+    head_dim: usize,
+    v: &mut [T],
+    rotate: impl Fn(&mut T, &mut T, &T, &T),
+) {
+    let pairs = cos.len();
+    for head in v.chunks_exact_mut(head_dim) {
+        let Some(rot) = head.get_mut(..2 * pairs) else {
+            return;
+        };
+        match layout {
+            RopeLayout::Interleaved => {
+                for ((pair, c), s) in rot.chunks_exact_mut(2).zip(cos).zip(sin) {
+                    if let [a, b] = pair {
+                        rotate(a, b, c, s);
+                    }
+                }
+            }
+            RopeLayout::HalfSplit => {
+                let (lo, hi) = rot.split_at_mut(pairs);
+                for (((a, b), c), s) in lo.iter_mut().zip(hi.iter_mut()).zip(cos).zip(sin) {
+                    rotate(a, b, c, s);
+                }
+            }
+        }
+    }
 }
 
 /// Q15 counterpart of [`rotate_pairs_f32`], with [`fixed::rotate_q15`].
@@ -406,6 +468,29 @@ impl<'a> RopeTable<'a> {
         let (c, s) = self.row(position)?;
         rotate_pairs_f32(layout, self.pairs(), 0, c, s, head)
     }
+
+    /// Rotates every head of `v` (`[heads][head_dim]`, a model's q or k) at
+    /// `position`: the first `2·pairs` dims of each head (partial rotary leaves
+    /// the rest), pairs in `layout`. The model's rotation hook.
+    ///
+    /// Errors: [`Error::PositionOutOfRange`]; [`Error::RotaryDimTooLarge`]
+    /// (`head_dim < 2·pairs`); [`Error::LengthMismatch`] (`v` not whole heads).
+    /// `v` is then unchanged.
+    #[inline]
+    pub fn rotate_heads(
+        &self,
+        layout: RopeLayout,
+        position: usize,
+        head_dim: usize,
+        v: &mut [f32],
+    ) -> Result<(), Error> {
+        let (cos, sin) = self.row(position)?;
+        check_heads(self.pairs(), head_dim, v.len())?;
+        rotate_each_head(layout, cos, sin, head_dim, v, |a, b, &c, &s| {
+            rotate_f32(a, b, c, s)
+        });
+        Ok(())
+    }
 }
 
 /// Q15 cos/sin rows, row-major `[position][pair]` (see the [module docs](self)).
@@ -474,6 +559,23 @@ impl<'a> RopeTableQ15<'a> {
     ) -> Result<(), Error> {
         let (c, s) = self.row(position)?;
         rotate_pairs_q15(layout, self.pairs(), 0, c, s, head)
+    }
+
+    /// Q15 counterpart of [`RopeTable::rotate_heads`], with
+    /// [`fixed::rotate_q15`]. Errors as there.
+    pub fn rotate_heads(
+        &self,
+        layout: RopeLayout,
+        position: usize,
+        head_dim: usize,
+        v: &mut [Q15],
+    ) -> Result<(), Error> {
+        let (cos, sin) = self.row(position)?;
+        check_heads(self.pairs(), head_dim, v.len())?;
+        rotate_each_head(layout, cos, sin, head_dim, v, |a, b, &c, &s| {
+            (*a, *b) = fixed::rotate_q15(*a, *b, c, s);
+        });
+        Ok(())
     }
 }
 
@@ -651,6 +753,67 @@ mod tests {
         assert_eq!(entry_f32(1.0, 1.0, 0), (1.0, 0.0));
         assert_eq!(entry_q15(1.0, 1.0, 0), (32767, 0));
         assert_eq!(entry_q15(1.0, 2.0, 0), (32767, 0)); // saturates
+    }
+
+    #[test]
+    fn rotate_heads_rotates_every_head_in_both_layouts() {
+        // head_dim 6, rotary 4: dims 4, 5 untouched; cos/sin rows of 90° and 0°.
+        let (cos, sin) = ([0.0f32, 1.0], [1.0f32, 0.0]);
+        let t = RopeTable::new(&cos, &sin, 2).unwrap();
+        let mut v = [
+            1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0,
+        ];
+        t.rotate_heads(RopeLayout::Interleaved, 0, 6, &mut v)
+            .unwrap();
+        assert_eq!(
+            v,
+            [-2.0, 1.0, 3.0, 4.0, 5.0, 6.0, -8.0, 7.0, 9.0, 10.0, 11.0, 12.0]
+        );
+        let mut v = [1.0f32, 2.0, 3.0, 4.0];
+        t.rotate_heads(RopeLayout::HalfSplit, 0, 4, &mut v).unwrap();
+        // pair (0, 2) rotated by 90°, pair (1, 3) unrotated.
+        assert_eq!(v, [-3.0, 2.0, 1.0, 4.0]);
+        assert!(matches!(
+            t.rotate_heads(RopeLayout::HalfSplit, 0, 3, &mut [0.0; 6]),
+            Err(Error::RotaryDimTooLarge { .. })
+        ));
+        assert!(matches!(
+            t.rotate_heads(RopeLayout::HalfSplit, 0, 4, &mut [0.0; 6]),
+            Err(Error::LengthMismatch { .. })
+        ));
+        assert!(t.rotate_heads(RopeLayout::HalfSplit, 1, 4, &mut v).is_err());
+
+        // Every head = the single-head rotation, f32 and Q15, at a real table's rows.
+        let mut cos = [0f32; 4 * 9];
+        let mut sin = [0f32; 4 * 9];
+        RopeTable::fill(&CFG, 0, 0, &mut cos, &mut sin).unwrap();
+        let t = RopeTable::new(&cos, &sin, 4).unwrap();
+        let mut cq = [0i16; 4 * 9];
+        let mut sq = [0i16; 4 * 9];
+        RopeTableQ15::fill(&CFG, 0, 0, &mut cq, &mut sq).unwrap();
+        let tq = RopeTableQ15::new(&cq, &sq, 4).unwrap();
+        for layout in [RopeLayout::Interleaved, RopeLayout::HalfSplit] {
+            for p in 0..9 {
+                let v0: Vec<f32> = (0..30).map(|i| (i as f32 * 0.37).sin()).collect();
+                let mut all = v0.clone();
+                t.rotate_heads(layout, p, 10, &mut all).unwrap();
+                let vq: Vec<i16> = v0.iter().map(|&x| (x * 20000.0) as i16).collect();
+                let mut allq = vq.clone();
+                tq.rotate_heads(layout, p, 10, &mut allq).unwrap();
+                for h in 0..3 {
+                    let mut one = v0[h * 10..(h + 1) * 10].to_vec();
+                    t.rotate(layout, p, &mut one).unwrap();
+                    assert_eq!(
+                        &all[h * 10..(h + 1) * 10],
+                        &one[..],
+                        "{layout:?} p {p} h {h}"
+                    );
+                    let mut oneq = vq[h * 10..(h + 1) * 10].to_vec();
+                    tq.rotate(layout, p, &mut oneq).unwrap();
+                    assert_eq!(&allq[h * 10..(h + 1) * 10], &oneq[..]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -363,6 +363,46 @@ fn check_row(
     Ok(())
 }
 
+/// The T5 score-bias hook: the precomputed bucket table and the learned
+/// per-head biases, `bias(h, i, j) = W[bucket(j − i)][h]` — a table lookup
+/// per score, no logarithm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct T5Bias<'a> {
+    buckets: T5BucketTable<'a>,
+    weights: T5RelativeBias<'a>,
+}
+
+impl<'a> T5Bias<'a> {
+    /// The hook over a bucket table and a bias table of the same bucket count.
+    ///
+    /// Errors: [`Error::LengthMismatch`] if the bucket counts differ.
+    pub fn new(buckets: T5BucketTable<'a>, weights: T5RelativeBias<'a>) -> Result<Self, Error> {
+        check_row(&buckets, weights.num_buckets, 0, weights.n_heads)?;
+        Ok(Self { buckets, weights })
+    }
+
+    /// The bucket table.
+    pub fn buckets(&self) -> T5BucketTable<'a> {
+        self.buckets
+    }
+
+    /// The bias table.
+    pub fn weights(&self) -> T5RelativeBias<'a> {
+        self.weights
+    }
+}
+
+impl crate::pos::ScoreBias for T5Bias<'_> {
+    /// `W[bucket(key − query)][head]` (0 for a head past the table).
+    #[inline]
+    fn bias(&self, head: usize, query: usize, key: usize) -> f32 {
+        if head >= self.weights.n_heads {
+            return 0.0;
+        }
+        self.weights.at(self.buckets.bucket_of(query, key), head)
+    }
+}
+
 /// The learned f32 bias table `relative_attention_bias.weight`,
 /// `[num_buckets][n_heads]` row-major, read in place.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -598,6 +638,41 @@ impl<'a> T5RelativeBiasQ15<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pos::ScoreBias;
+
+    #[test]
+    fn score_bias_hook_looks_up_the_bucket_of_every_key() {
+        for bi in [true, false] {
+            let cfg = T5Buckets::t5(bi);
+            let mut storage = [0u8; 512];
+            let table = T5BucketTable::new(cfg, &mut storage).unwrap();
+            let n_heads = 3;
+            let w: Vec<f32> = (0..cfg.num_buckets() * n_heads)
+                .map(|i| i as f32 * 0.25 - 7.0)
+                .collect();
+            let weights = T5RelativeBias::new(&w, cfg.num_buckets(), n_heads).unwrap();
+            let hook = T5Bias::new(table, weights).unwrap();
+            for h in 0..n_heads {
+                for (i, j) in [(0usize, 0usize), (9, 2), (2, 9), (300, 1), (5, 400)] {
+                    let r = j as i64 - i as i64;
+                    let want = w[bucket_f64(r, bi, 32, 128) * n_heads + h];
+                    assert_eq!(hook.bias(h, i, j), want, "bi {bi} h {h} ({i}, {j})");
+                }
+                // The trait's row form = the bias table's own row.
+                let mut row = [0.5f32; 20];
+                hook.add_to_row(h, 12, 0, &mut row);
+                let mut own = [0.5f32; 20];
+                weights.add_to_scores(&table, h, 12, &mut own).unwrap();
+                assert_eq!(row, own);
+            }
+            assert_eq!(hook.bias(n_heads, 0, 0), 0.0);
+            let other = T5RelativeBias::new(&w[..16 * n_heads], 16, n_heads).unwrap();
+            assert!(matches!(
+                T5Bias::new(table, other),
+                Err(Error::LengthMismatch { .. })
+            ));
+        }
+    }
 
     /// Hugging Face's formula in f64 (no float32 emulation), for comparison.
     fn bucket_f64(r: i64, bi: bool, nb: usize, md: usize) -> usize {

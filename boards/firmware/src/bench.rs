@@ -7,7 +7,6 @@
 //! (the kernels' values are checked by the on-target cases).
 
 use microformer::attn;
-use microformer::model;
 use microformer::num::fixed::Q15;
 use microformer::pos::alibi::{self, AlibiRule, FixedSlope};
 use microformer::pos::rope::{RopeLayout, RopePhases, RopeTable, RopeTableQ15};
@@ -56,21 +55,19 @@ pub fn kernels(clock: &dyn Fn() -> u64, mut report: impl FnMut(Timing)) -> Resul
     }
     let rotated_pairs = REPEAT * (HEADS * pairs) as u64;
 
-    // The model's rotation: one cos/sin row for every head of q (run.c's loop).
+    // The model's rotation hook: one cos/sin row for every head of q (run.c's loop).
     let start = clock();
     for r in 0..REPEAT as usize {
         let p = r % POSITIONS;
-        model::rope(
-            core::hint::black_box(&mut q),
-            HEAD_DIM,
-            HEAD_DIM,
+        table.rotate_heads(
             RopeLayout::Interleaved,
-            &cos[p * pairs..(p + 1) * pairs],
-            &sin[p * pairs..(p + 1) * pairs],
-        );
+            p,
+            HEAD_DIM,
+            core::hint::black_box(&mut q),
+        )?;
     }
     report(Timing {
-        kernel: "RoPE f32 table, model::rope (interleaved)",
+        kernel: "RoPE f32 table, RopeTable::rotate_heads (interleaved)",
         per: "pair",
         instructions_x100: per(clock() - start, rotated_pairs),
     });

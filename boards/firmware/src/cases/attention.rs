@@ -3,7 +3,7 @@
 //! bidirectional), each output within `2^-17` of an f64 model computed here with
 //! `libm::exp`, and every value written for the host/target comparison.
 
-use microformer::attn::{self, AttnConfig, KvCache, KvWrite, Mask, NoBias};
+use microformer::attn::{self, AttnBuffers, AttnConfig, KvCache, KvWrite, Mask, NoBias};
 use microformer::pos::alibi::{self, AlibiRule};
 use microformer::Error;
 
@@ -120,9 +120,7 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
                 for window in [0usize, 5] {
                     let cfg = gqa.with_window(window);
                     let start = cfg.causal_start(pos);
-                    let r = attn::attend_cached(
-                        &cfg, &cache, layer, pos, &q, &NoBias, &mut att, &mut o,
-                    );
+                    let r = attn::attend_cached(&cfg, &cache, layer, pos, &q, &NoBias, AttnBuffers { att: &mut att, out: &mut o });
                     lib("attend_cached", r)?;
                     out.f32s("attend_cached", &o);
                     check_heads("attend_cached vs f64", &o, |h, w| {
@@ -133,7 +131,7 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
                 }
                 // ALiBi: −m_h·(i − j) on the scaled scores.
                 let bias = |h: usize, i: usize, j: usize| -(slopes[h] * (i - j) as f32);
-                let r = attn::attend_cached(&gqa, &cache, layer, pos, &q, &bias, &mut att, &mut o);
+                let r = attn::attend_cached(&gqa, &cache, layer, pos, &q, &bias, AttnBuffers { att: &mut att, out: &mut o });
                 lib("attend_cached + ALiBi", r)?;
                 out.f32s("attend_cached + ALiBi", &o);
                 check_heads("attend_cached + ALiBi vs f64", &o, |h, w| {
@@ -144,7 +142,7 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
                 })?;
             }
         }
-        let r = attn::attend_cached(&gqa, &cache, 0, POSITIONS, &q, &NoBias, &mut att, &mut o);
+        let r = attn::attend_cached(&gqa, &cache, 0, POSITIONS, &q, &NoBias, AttnBuffers { att: &mut att, out: &mut o });
         expect_err(
             out,
             "attend_cached past the cache",
@@ -154,7 +152,7 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
                 len: POSITIONS,
             },
         )?;
-        let r = attn::attend_cached(&gqa, &cache, 0, 3, &q, &NoBias, &mut att[..2], &mut o);
+        let r = attn::attend_cached(&gqa, &cache, 0, 3, &q, &NoBias, AttnBuffers { att: &mut att[..2], out: &mut o });
         expect_err(
             out,
             "attend_cached with a short score row",
@@ -176,7 +174,7 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
         (Mask::Bidirectional, 2),
     ] {
         let cfg = gqa.with_window(window);
-        let r = attn::attend_sequence(&cfg, mask, &qs, k, v, &NoBias, &mut att, &mut os);
+        let r = attn::attend_sequence(&cfg, mask, &qs, k, v, &NoBias, AttnBuffers { att: &mut att, out: &mut os });
         lib("attend_sequence", r)?;
         out.f32s("attend_sequence", &os);
         for i in 0..N {

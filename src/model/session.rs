@@ -1,0 +1,398 @@
+//! A [`Session`]: one generation's position, KV cache and activations, all in
+//! the caller's arena, and the forward step that reads like `run.c`'s
+//! `forward`: embed, then per layer attention and feed-forward, then the
+//! classifier.
+
+use super::arena::Carved;
+use super::norm::{add, gelu, gelu_tanh, silu};
+use super::weights::{LayerWeights, Matrix, QuantizedInput};
+use super::{KvFormat, Model};
+use crate::attn::{self, AttnBuffers, KvCache, KvCacheQ8, KvWrite};
+use crate::image::{FfnKind, Residual};
+use crate::num::q8;
+use crate::pos::{NoBias, Position};
+use crate::Error;
+
+/// The session's KV cache, in the format chosen when it was opened.
+#[derive(Debug)]
+enum Cache<'s> {
+    F32(KvCache<'s>),
+    Q8(KvCacheQ8<'s>),
+}
+
+/// A Q8 matrix's input, quantized per group as `runq.c` does, and the group it
+/// was quantized with (0: none yet). Matrices that read the same input share it
+/// when their groups agree.
+#[derive(Debug)]
+struct Quantized<'s> {
+    values: &'s mut [i8],
+    scales: &'s mut [f32],
+    group: usize,
+}
+
+impl Quantized<'_> {
+    /// `out = m · x` for a new input `x`.
+    #[inline]
+    fn matvec(&mut self, m: &Matrix<'_>, out: &mut [f32], x: &[f32]) -> Result<(), Error> {
+        self.group = 0;
+        self.matvec_again(m, out, x)
+    }
+
+    /// `out = m · x` for the same `x` as the previous call: a Q8 matrix reuses
+    /// its quantization when the groups agree.
+    fn matvec_again(&mut self, m: &Matrix<'_>, out: &mut [f32], x: &[f32]) -> Result<(), Error> {
+        let Some(group) = m.q8_group() else {
+            return m.matvec(out, x, None);
+        };
+        let n = x.len();
+        let got = self.values.len();
+        let (Some(values), Some(scales)) =
+            (self.values.get_mut(..n), self.scales.get_mut(..n / group))
+        else {
+            return Err(Error::BufferTooSmall { needed: n, got });
+        };
+        if self.group != group {
+            q8::quantize(x, group, values, scales)?;
+            self.group = group;
+        }
+        m.matvec(out, x, Some(QuantizedInput { values, scales }))
+    }
+}
+
+/// The activations of one forward step (see [`super::ArenaLayout`]).
+#[derive(Debug)]
+struct Scratch<'s> {
+    x: &'s mut [f32],
+    xb: &'s mut [f32],
+    xb2: &'s mut [f32],
+    hb: &'s mut [f32],
+    hb2: &'s mut [f32],
+    ffn_out: &'s mut [f32],
+    q: &'s mut [f32],
+    k: &'s mut [f32],
+    v: &'s mut [f32],
+    att: &'s mut [f32],
+    logits: &'s mut [f32],
+    quant: Quantized<'s>,
+}
+
+/// Where the feed-forward output goes.
+#[derive(Debug, Clone, Copy)]
+enum FfnOut {
+    /// Over the normed input `xb` (a sequential block adds it to `x` next).
+    Xb,
+    /// Into `ffn_out` (a parallel block adds it with the attention output).
+    Parallel,
+}
+
+/// One generation: the position, the KV cache and the activations, all in the arena.
+#[derive(Debug)]
+pub struct Session<'s> {
+    model: &'s Model<'s>,
+    context: usize,
+    pos: usize,
+    s: Scratch<'s>,
+    cache: Cache<'s>,
+}
+
+impl<'s> Session<'s> {
+    /// Opens a session of `context` positions over `arena` (at least
+    /// [`Model::arena_bytes`]`(context)` bytes; any alignment).
+    ///
+    /// Errors: `context` zero ([`Error::ZeroDimension`]) or beyond the image's
+    /// tables ([`Error::PositionOutOfRange`]); the arena too small
+    /// ([`Error::BufferTooSmall`] with the bytes needed for this arena's alignment).
+    pub fn new(model: &'s Model<'s>, arena: &'s mut [u8], context: usize) -> Result<Self, Error> {
+        Self::with_kv(model, arena, context, KvFormat::F32)
+    }
+
+    /// [`Session::new`] with the KV cache in format `kv`; the arena must hold
+    /// [`Model::arena_bytes_with`]`(context, kv)` bytes.
+    pub fn with_kv(
+        model: &'s Model<'s>,
+        arena: &'s mut [u8],
+        context: usize,
+        kv: KvFormat,
+    ) -> Result<Self, Error> {
+        if context == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        if context > model.max_context() {
+            return Err(Error::PositionOutOfRange {
+                position: context - 1,
+                len: model.max_context(),
+            });
+        }
+        let got = arena.len();
+        let pad = arena.as_ptr().align_offset(4);
+        let layout = model.arena_layout(context, kv);
+        let needed = layout.bytes().saturating_add(pad);
+        if pad == usize::MAX || got < needed {
+            return Err(Error::BufferTooSmall { needed, got });
+        }
+        let Carved {
+            x,
+            xb,
+            xb2,
+            hb,
+            hb2,
+            ffn_out,
+            q,
+            k,
+            v,
+            att,
+            logits,
+            keys,
+            values,
+            q8_scales,
+            q8_values,
+            keys_i8,
+            values_i8,
+        } = layout.carve(arena)?;
+        let (l, kvd) = (model.dims.n_layers, model.dims.kv_dim);
+        let cache = match kv {
+            KvFormat::F32 => Cache::F32(KvCache::new(keys, values, l, context, kvd)?),
+            KvFormat::Q8 => Cache::Q8(KvCacheQ8::new(
+                keys_i8, values_i8, keys, values, l, context, kvd,
+            )?),
+        };
+        Ok(Session {
+            model,
+            context,
+            pos: 0,
+            s: Scratch {
+                x,
+                xb,
+                xb2,
+                hb,
+                hb2,
+                ffn_out,
+                q,
+                k,
+                v,
+                att,
+                logits,
+                quant: Quantized {
+                    values: q8_values,
+                    scales: q8_scales,
+                    group: 0,
+                },
+            },
+            cache,
+        })
+    }
+
+    /// The model.
+    pub const fn model(&self) -> &'s Model<'s> {
+        self.model
+    }
+
+    /// The position the next [`Session::step`] runs at (tokens consumed so far).
+    pub const fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The session's context length.
+    pub const fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Starts over at position 0 (the cache is overwritten as positions are reused).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// The logits of the last step.
+    pub fn logits(&self) -> &[f32] {
+        self.s.logits
+    }
+
+    /// The logits of the last step, mutable (samplers scale them in place).
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        self.s.logits
+    }
+
+    /// Runs one forward pass for `token` at [`Session::position`] and advances;
+    /// returns the logits (`vocab_size` values).
+    ///
+    /// Errors: `token >= vocab_size` ([`Error::TokenOutOfRange`]); every position
+    /// used ([`Error::ContextFull`]). Neither changes the session.
+    pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
+        let m = self.model;
+        let vocab_size = m.vocab_size();
+        if token as usize >= vocab_size {
+            return Err(Error::TokenOutOfRange { token, vocab_size });
+        }
+        let pos = self.pos;
+        if pos >= self.context {
+            return Err(Error::ContextFull {
+                context: self.context,
+            });
+        }
+        // The cache format is chosen once per step: the forward pass is
+        // compiled for each.
+        match &mut self.cache {
+            Cache::F32(c) => forward(m, c, &mut self.s, token, pos)?,
+            Cache::Q8(c) => forward(m, c, &mut self.s, token, pos)?,
+        }
+        self.pos += 1;
+        Ok(self.s.logits)
+    }
+}
+
+/// One forward pass for `token` at `pos`, leaving the logits in `s.logits`.
+fn forward<C: KvWrite>(
+    m: &Model<'_>,
+    cache: &mut C,
+    s: &mut Scratch<'_>,
+    token: u32,
+    pos: usize,
+) -> Result<(), Error> {
+    // Token embedding, scaled, plus the position table, normed (BLOOM).
+    m.embedding.row_into(token as usize, s.x)?;
+    if let Some(scale) = m.embed_scale {
+        for v in s.x.iter_mut() {
+            *v *= scale;
+        }
+    }
+    if let Position::Table(table) = &m.position {
+        table.add_to(pos, s.x)?;
+    }
+    if let Some(n) = &m.embed_norm {
+        m.norm.apply_in_place(s.x, n);
+    }
+    for (l, w) in m.layers.iter().enumerate() {
+        layer(m, w, cache, s, l, pos)?;
+    }
+    m.norm.apply_in_place(s.x, &m.final_norm);
+    s.quant.matvec(&m.output, s.logits, s.x)?;
+    if let Some(b) = m.output_bias {
+        add(s.logits, b);
+    }
+    Ok(())
+}
+
+/// Layer `l` at `pos`: attention (its k and v into the cache) and the
+/// feed-forward network, added to the residual stream `s.x`.
+fn layer<C: KvWrite>(
+    m: &Model<'_>,
+    w: &LayerWeights<'_>,
+    cache: &mut C,
+    s: &mut Scratch<'_>,
+    l: usize,
+    pos: usize,
+) -> Result<(), Error> {
+    let d = &m.dims;
+    let xb = s.xb.get_mut(..d.dim).ok_or(Error::InconsistentDimensions)?;
+    m.norm.apply(xb, s.x, &w.attn_norm);
+    s.quant.matvec(&w.wq, s.q, xb)?;
+    s.quant.matvec_again(&w.wk, s.k, xb)?;
+    s.quant.matvec_again(&w.wv, s.v, xb)?;
+    if let Some([bq, bk, bv]) = w.qkv_bias {
+        add(s.q, bq);
+        add(s.k, bk);
+        add(s.v, bv);
+    }
+    if let Position::Rope { table, layout } = &m.position {
+        table.rotate_heads(*layout, pos, d.head_dim, s.q)?;
+        table.rotate_heads(*layout, pos, d.head_dim, s.k)?;
+    }
+    cache.store(l, pos, s.k, s.v)?;
+
+    // A parallel block's feed-forward network reads the layer input: run it
+    // before attention overwrites `xb`.
+    if m.is_parallel() {
+        if let (Residual::Parallel, Some(n)) = (m.residual, &w.ffn_norm) {
+            m.norm.apply(xb, s.x, n);
+        }
+        s.ffn(m, w, FfnOut::Parallel)?;
+    }
+
+    let xa =
+        s.xb.get_mut(..d.q_dim)
+            .ok_or(Error::InconsistentDimensions)?;
+    let bufs = AttnBuffers {
+        att: s.att,
+        out: xa,
+    };
+    match &m.position {
+        Position::Alibi(bias) => attn::attend_cached(&m.attn, &*cache, l, pos, s.q, bias, bufs)?,
+        _ => attn::attend_cached(&m.attn, &*cache, l, pos, s.q, &NoBias, bufs)?,
+    }
+    s.quant.matvec(&w.wo, s.xb2, xa)?;
+    if let Some(b) = w.o_bias {
+        add(s.xb2, b);
+    }
+    match m.residual {
+        Residual::Sequential => {
+            add(s.x, s.xb2);
+            let xb = s.xb.get_mut(..d.dim).ok_or(Error::InconsistentDimensions)?;
+            m.norm
+                .apply(xb, s.x, w.ffn_norm.as_ref().ok_or(Error::MissingTensor)?);
+            s.ffn(m, w, FfnOut::Xb)?;
+            add(s.x, s.xb.get(..d.dim).ok_or(Error::InconsistentDimensions)?);
+        }
+        // GPT-J, Phi: `attn_output + feed_forward_hidden_states + residual`.
+        Residual::ParallelShared => {
+            for ((x, &a), &f) in s.x.iter_mut().zip(s.xb2.iter()).zip(s.ffn_out.iter()) {
+                *x += a + f; // (a + f) + x: addition commutes
+            }
+        }
+        // GPT-NeoX: `mlp_output + attn_output + hidden_states`.
+        Residual::Parallel => {
+            for ((x, &a), &f) in s.x.iter_mut().zip(s.xb2.iter()).zip(s.ffn_out.iter()) {
+                *x += f + a; // (f + a) + x
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Scratch<'_> {
+    /// The feed-forward network of `w` on `xb[..dim]`, into `out`: SwiGLU
+    /// `W2·(silu(W1·x + b1) · (W3·x + b3)) + b2` as `run.c`, or the MLP
+    /// `down·gelu(up·x + b_up) + b_down`.
+    fn ffn(&mut self, m: &Model<'_>, w: &LayerWeights<'_>, out: FfnOut) -> Result<(), Error> {
+        let dim = m.dims.dim;
+        let xin = self.xb.get(..dim).ok_or(Error::InconsistentDimensions)?;
+        match (m.ffn, &w.w_gate) {
+            (FfnKind::SwiGlu, Some(gate)) => {
+                self.quant.matvec(gate, self.hb, xin)?;
+                self.quant.matvec_again(&w.w_up, self.hb2, xin)?;
+                if let Some(b) = w.b_gate {
+                    add(self.hb, b);
+                }
+                if let Some(b) = w.b_up {
+                    add(self.hb2, b);
+                }
+                for (h, &u) in self.hb.iter_mut().zip(self.hb2.iter()) {
+                    *h = silu(*h) * u;
+                }
+            }
+            (FfnKind::SwiGlu, None) => return Err(Error::MissingTensor),
+            (FfnKind::GeluTanh | FfnKind::Gelu, _) => {
+                self.quant.matvec(&w.w_up, self.hb, xin)?;
+                if let Some(b) = w.b_up {
+                    add(self.hb, b);
+                }
+                if m.ffn == FfnKind::Gelu {
+                    self.hb.iter_mut().for_each(|v| *v = gelu(*v));
+                } else {
+                    self.hb.iter_mut().for_each(|v| *v = gelu_tanh(*v));
+                }
+            }
+        }
+        let out = match out {
+            FfnOut::Xb => self
+                .xb
+                .get_mut(..dim)
+                .ok_or(Error::InconsistentDimensions)?,
+            FfnOut::Parallel => &mut *self.ffn_out,
+        };
+        self.quant.matvec(&w.w_down, out, self.hb)?;
+        if let Some(b) = w.b_down {
+            add(out, b);
+        }
+        Ok(())
+    }
+}
