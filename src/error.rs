@@ -130,14 +130,6 @@ pub enum Error {
         /// The session's context length.
         context: usize,
     },
-    /// The model has more layers than a [`crate::model::Model`] resolves
-    /// ([`crate::model::MAX_LAYERS`]).
-    TooManyLayers {
-        /// Layers in the image.
-        layers: usize,
-        /// Layers a model holds.
-        max: usize,
-    },
 }
 
 impl fmt::Display for Error {
@@ -211,12 +203,6 @@ impl fmt::Display for Error {
                 f,
                 "the prompt is {tokens} tokens, longer than the context of {context} positions"
             ),
-            Error::TooManyLayers { layers, max } => {
-                write!(
-                    f,
-                    "the model has {layers} layers, at most {max} are supported"
-                )
-            }
         }
     }
 }

@@ -59,6 +59,113 @@ pub const fn clip_steps(steps: usize, context: usize) -> usize {
     }
 }
 
+/// llama2.c's generation loop as a state machine: [`Loop::next`] runs forward
+/// passes until the loop emits its next token (see the module documentation).
+///
+/// [`generate`] drives it with a callback; [`crate::lm::Generator`] as an
+/// iterator with a tokenizer.
+#[derive(Debug, Clone)]
+pub struct Loop<'p> {
+    /// The prompt tokens after the first, forced one by one.
+    forced: &'p [u32],
+    steps: usize,
+    stop: Option<u32>,
+    token: u32,
+    done: Generated,
+    ended: bool,
+}
+
+impl<'p> Loop<'p> {
+    /// Checks the prompt against `session` and `sampler` and resets the session
+    /// to position 0, for `steps` positions (see [`clip_steps`]) stopping before
+    /// `stop` (llama2.c: BOS, the image header's `bos_id`; `None` never stops early).
+    ///
+    /// Errors, before anything runs: [`Error::EmptyPrompt`],
+    /// [`Error::PromptTooLong`], [`Error::TokenOutOfRange`] for a prompt token, and
+    /// [`Sampler::validate`]'s.
+    pub fn start(
+        session: &mut Session<'_>,
+        sampler: &Sampler,
+        prompt: &'p [u32],
+        steps: usize,
+        stop: Option<u32>,
+    ) -> Result<Self, Error> {
+        let context = session.context();
+        let vocab_size = session.model().vocab_size();
+        let (&first, forced) = prompt.split_first().ok_or(Error::EmptyPrompt)?;
+        if prompt.len() > context {
+            return Err(Error::PromptTooLong {
+                tokens: prompt.len(),
+                context,
+            });
+        }
+        if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
+            return Err(Error::TokenOutOfRange { token, vocab_size });
+        }
+        sampler.validate()?;
+        session.reset();
+        Ok(Loop {
+            forced,
+            steps: clip_steps(steps, context),
+            stop,
+            token: first,
+            done: Generated {
+                positions: 0,
+                emitted: 0,
+                stopped: false,
+            },
+            ended: false,
+        })
+    }
+
+    /// Runs the next forward pass and returns the token it emits with the one
+    /// before it (the pair llama2.c's `decode` takes); `None` once the step
+    /// budget is spent or the stop token came. An error ends the loop.
+    pub fn next(
+        &mut self,
+        session: &mut Session<'_>,
+        sampler: &mut Sampler,
+        scratch: &mut [ProbIndex],
+    ) -> Result<Option<(u32, u32)>, Error> {
+        if self.ended || self.done.positions >= self.steps {
+            return Ok(None);
+        }
+        let step = self.step(session, sampler, scratch);
+        if !matches!(step, Ok(Some(_))) {
+            self.ended = true;
+        }
+        step
+    }
+
+    fn step(
+        &mut self,
+        session: &mut Session<'_>,
+        sampler: &mut Sampler,
+        scratch: &mut [ProbIndex],
+    ) -> Result<Option<(u32, u32)>, Error> {
+        session.step(self.token)?;
+        let pos = self.done.positions;
+        self.done.positions += 1;
+        let next = match self.forced.get(pos) {
+            Some(&t) => t,
+            None => sampler.sample(session.logits_mut(), scratch)?,
+        };
+        if Some(next) == self.stop {
+            self.done.stopped = true;
+            return Ok(None);
+        }
+        let prev = self.token;
+        self.done.emitted += 1;
+        self.token = next;
+        Ok(Some((prev, next)))
+    }
+
+    /// What the loop has done so far.
+    pub const fn generated(&self) -> Generated {
+        self.done
+    }
+}
+
 /// Runs llama2.c's generation loop (see the module documentation) from
 /// position 0 of `session` (it is reset first).
 ///
@@ -75,45 +182,11 @@ pub fn generate<E: From<Error>>(
     stop: Option<u32>,
     mut emit: impl FnMut(u32, u32) -> Result<(), E>,
 ) -> Result<Generated, E> {
-    let context = session.context();
-    let vocab_size = session.model().vocab_size();
-    let (&first, forced) = prompt.split_first().ok_or(Error::EmptyPrompt)?;
-    if prompt.len() > context {
-        return Err(Error::PromptTooLong {
-            tokens: prompt.len(),
-            context,
-        }
-        .into());
+    let mut l = Loop::start(session, sampler, prompt, steps, stop)?;
+    while let Some((prev, next)) = l.next(session, sampler, scratch)? {
+        emit(prev, next)?;
     }
-    if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
-        return Err(Error::TokenOutOfRange { token, vocab_size }.into());
-    }
-    sampler.validate()?;
-    let steps = clip_steps(steps, context);
-    session.reset();
-
-    let mut done = Generated {
-        positions: 0,
-        emitted: 0,
-        stopped: false,
-    };
-    let mut token = first;
-    for pos in 0..steps {
-        session.step(token)?;
-        done.positions += 1;
-        let next = match forced.get(pos) {
-            Some(&t) => t,
-            None => sampler.sample(session.logits_mut(), scratch)?,
-        };
-        if Some(next) == stop {
-            done.stopped = true;
-            break;
-        }
-        emit(token, next)?;
-        done.emitted += 1;
-        token = next;
-    }
-    Ok(done)
+    Ok(l.generated())
 }
 
 #[cfg(test)]

@@ -891,6 +891,29 @@ pub struct Image<'a> {
     header: Header,
     n_global: usize,
     n_per_layer: usize,
+    /// Each kind's slot in the directory (indexed by the kind's number): its place
+    /// among the globals, or within a layer; [`NO_SLOT`] when absent. Makes
+    /// [`Image::record`] one index computation.
+    slots: [u8; KINDS],
+}
+
+/// One past the largest [`TensorKind`] number.
+const KINDS: usize = 34;
+const _: () = assert!(TensorKind::BDown as usize + 1 == KINDS);
+/// [`Image`]'s slot of an absent kind.
+const NO_SLOT: u8 = u8::MAX;
+
+/// The directory slot of every kind for `h` (see [`Image`]).
+fn slot_table(h: &Header) -> [u8; KINDS] {
+    let mut t = [NO_SLOT; KINDS];
+    for order in [&GLOBAL_ORDER[..], &LAYER_ORDER[..]] {
+        for (slot, &k) in order.iter().filter(|&&k| present(h, k)).enumerate() {
+            if let Some(e) = t.get_mut(k as usize) {
+                *e = slot as u8;
+            }
+        }
+    }
+    t
 }
 
 impl<'a> Image<'a> {
@@ -941,6 +964,7 @@ impl<'a> Image<'a> {
             header,
             n_global: n_global(&header),
             n_per_layer: n_per_layer(&header),
+            slots: slot_table(&header),
         };
         let expected = img.n_global + img.n_per_layer * header.n_layers as usize;
         if header.n_tensors as usize != expected {
@@ -1041,23 +1065,17 @@ impl<'a> Image<'a> {
     /// `layer` is out of range).
     pub fn record(&self, kind: TensorKind, layer: usize) -> Option<TensorRecord> {
         let h = &self.header;
-        if !present(h, kind) {
+        let slot = *self.slots.get(kind as usize)?;
+        if slot == NO_SLOT {
             return None;
         }
         let idx = if kind.per_layer() {
             if layer >= h.n_layers as usize {
                 return None;
             }
-            let slot = LAYER_ORDER
-                .iter()
-                .filter(|&&k| present(h, k))
-                .position(|&k| k == kind)?;
-            self.n_global + layer * self.n_per_layer + slot
+            self.n_global + layer * self.n_per_layer + slot as usize
         } else {
-            GLOBAL_ORDER
-                .iter()
-                .filter(|&&k| present(h, k))
-                .position(|&k| k == kind)?
+            slot as usize
         };
         let at = HEADER_SIZE + idx * RECORD_SIZE;
         TensorRecord::parse(self.bytes.get(at..at + RECORD_SIZE)?).ok()

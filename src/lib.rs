@@ -28,6 +28,7 @@ pub mod convert;
 pub mod error;
 pub mod generate;
 pub mod image;
+pub mod lm;
 pub mod model;
 pub mod num;
 pub mod pos;

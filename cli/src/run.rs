@@ -29,9 +29,7 @@ use microformer::tokenizer::{self, Tokenizer};
 use crate::error::{bail, fail, CliError, Result};
 use crate::files::ImageFile;
 
-/// The RNG seed used when `--seed 0` (the default) is given: 2^64/φ, the
-/// golden-ratio constant, a well-mixed non-zero xorshift state.
-pub const SEED_FOR_ZERO: u64 = 0x9E37_79B9_7F4A_7C15;
+pub use microformer::lm::SEED_FOR_ZERO;
 
 /// Arguments of `microformer run`.
 #[derive(Debug, Clone, clap::Args)]

@@ -59,9 +59,10 @@
 //! [`crate::num::exp::fast_expf`], below 1.5 ulp of `e^x` but not bit-identical
 //! to `libm`'s or glibc's `expf`; `tanhf`/`erff` from `libm` for GELU.
 //!
-//! Memory: weights are read in place from the image, every tensor resolved once
-//! by [`Model::new`] into typed views ([`LayerWeights`], up to [`MAX_LAYERS`]
-//! layers); all working memory — the activations, one attention score row (two
+//! Memory: weights are read in place from the image, the global tensors and the
+//! position hook resolved once by [`Model::new`] into typed views, a layer's
+//! ([`LayerWeights`]) by one directory index per tensor as the step reaches it
+//! (the model stays a few hundred bytes whatever the depth); all working memory — the activations, one attention score row (two
 //! when query heads share kv heads in pairs), the logits, the KV cache
 //! (`2 · n_layers · context · kv_dim` values), for a parallel block the
 //! feed-forward output, and, for Q8 images, the quantized activation — is carved
@@ -87,10 +88,6 @@ pub use arena::ArenaLayout;
 pub use norm::{gelu, gelu_tanh, layernorm, layernorm_in_place, rmsnorm, rmsnorm_in_place, silu};
 pub use session::Session;
 pub use weights::{LayerWeights, Matrix, NormWeights, QuantizedInput};
-
-/// The most layers a [`Model`] resolves (its per-layer views are held in the
-/// model, without an allocator); a deeper image is [`Error::TooManyLayers`].
-pub const MAX_LAYERS: usize = 8;
 
 /// How a [`Session`] stores its KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -166,7 +163,7 @@ struct Q8Input {
 
 /// A validated model: the image, its dimensions, its position hook and every
 /// tensor resolved into typed views.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
     image: Image<'a>,
     dims: Dims,
@@ -181,7 +178,6 @@ pub struct Model<'a> {
     embed_scale: Option<f32>,
     /// BLOOM's norm of the embedding.
     embed_norm: Option<NormWeights<'a>>,
-    layers: heapless::Vec<LayerWeights<'a>, MAX_LAYERS>,
     final_norm: NormWeights<'a>,
     /// Classifier `[vocab][dim]` (the token embedding when tied).
     output: Matrix<'a>,
@@ -223,15 +219,6 @@ impl<'a> Model<'a> {
             Matrix::from_image(&image, TensorKind::Output, 0)?
         };
         let opt = |kind| weights::optional_vector(&image, kind, 0);
-        let mut layers = heapless::Vec::new();
-        for l in 0..dims.n_layers {
-            layers
-                .push(LayerWeights::from_image(&image, l)?)
-                .map_err(|_| Error::TooManyLayers {
-                    layers: dims.n_layers,
-                    max: MAX_LAYERS,
-                })?;
-        }
         let embed_norm = match opt(TensorKind::EmbedNorm)? {
             Some(weight) => Some(NormWeights {
                 weight,
@@ -240,18 +227,23 @@ impl<'a> Model<'a> {
             None => None,
         };
         let mut q8: Option<Q8Input> = None;
-        let matrices = layers.iter().flat_map(|w: &LayerWeights<'a>| w.matrices());
-        for m in [Some(embedding), Some(output)]
-            .into_iter()
-            .chain(matrices)
-            .flatten()
-        {
+        let mut note = |m: &Matrix<'_>| {
             // Each Q8 matrix has its own group (`Matrix::from_image` checked that
             // it divides the row).
             if let Some(g) = m.q8_group() {
                 let q = q8.get_or_insert_with(Q8Input::default);
                 q.cols = q.cols.max(m.cols());
                 q.scales = q.scales.max(m.cols() / g);
+            }
+        };
+        note(&embedding);
+        note(&output);
+        // Every layer's tensors checked once here, so that the step's lookups
+        // cannot fail on a valid image.
+        for l in 0..dims.n_layers {
+            let w = LayerWeights::from_image(&image, l)?;
+            for m in w.matrices().iter().flatten() {
+                note(m);
             }
         }
         Ok(Model {
@@ -268,7 +260,6 @@ impl<'a> Model<'a> {
             embedding,
             embed_scale: (b.embed_scale != 0.0).then_some(b.embed_scale),
             embed_norm,
-            layers,
             final_norm: NormWeights {
                 weight: weights::vector(&image, TensorKind::FinalNorm, 0)?,
                 bias: opt(TensorKind::FinalNormBias)?,
@@ -327,17 +318,13 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// The weights of layer `layer`.
+    /// The weights of layer `layer`, looked up in the image's directory (one
+    /// index per tensor; checked once by [`Model::new`]).
     ///
-    /// Errors: [`Error::PositionOutOfRange`] past the last layer.
+    /// Errors: [`Error::MissingTensor`] past the last layer.
+    #[inline]
     pub fn layer(&self, layer: usize) -> Result<LayerWeights<'a>, Error> {
-        self.layers
-            .get(layer)
-            .copied()
-            .ok_or(Error::PositionOutOfRange {
-                position: layer,
-                len: self.layers.len(),
-            })
+        LayerWeights::from_image(&self.image, layer)
     }
 
     /// The layout of a session's arena for `context` positions and a KV cache

@@ -261,8 +261,8 @@ fn forward<C: KvWrite>(
     if let Some(n) = &m.embed_norm {
         m.norm.apply_in_place(s.x, n);
     }
-    for (l, w) in m.layers.iter().enumerate() {
-        layer(m, w, cache, s, l, pos)?;
+    for l in 0..m.dims.n_layers {
+        layer(m, &m.layer(l)?, cache, s, l, pos)?;
     }
     m.norm.apply_in_place(s.x, &m.final_norm);
     s.quant.matvec(&m.output, s.logits, s.x)?;

@@ -58,10 +58,7 @@ pub use cases::Case;
 pub use microformer;
 pub use out::{check, Failure, Out, Passed};
 
-/// Bytes aligned to 4, as [`microformer::image::Image::parse`] requires:
-/// `static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!("model.bin"));`.
-#[repr(C, align(4))]
-pub struct Aligned<T: ?Sized>(pub T);
+pub use microformer::lm::Aligned;
 
 pub use settings::{Settings, SEED_FOR_ZERO};
 

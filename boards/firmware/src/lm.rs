@@ -1,22 +1,20 @@
 //! The language-model run, shared by every board (QEMU and real): open the
 //! embedded image, check the arena against the model's needs for the context,
-//! build the tokenizer index, encode the prompt and run llama2.c's generation
-//! loop ([`microformer::generate::generate`]), reporting every token to
-//! [`Events`].
+//! then run the library's [`Generator`] (tokenizer index, prompt, llama2.c's
+//! generation loop), reporting every token to [`Events`].
 //!
 //! Free of any logger and of the board, so the same code runs on the host (the
 //! boards' build scripts compute the tokens the target must produce, and
 //! `tests/run.rs` checks the text against llama2.c's) and on the target. Memory
-//! comes from the caller ([`Buffers`]), usually one zeroed `static` [`Memory`]
-//! sized by the build script (`inputs::Memory`, see `host::write_inputs`).
+//! comes from the caller (the library's [`Buffers`]), usually one zeroed `static`
+//! [`Memory`] sized by the build script (`inputs::Memory`, see `host::write_inputs`).
 
 use core::fmt;
 
-use microformer::generate::{self, Generated};
-use microformer::image::Image;
-use microformer::model::{KvFormat, Model, Session};
-use microformer::sampler::{ProbIndex, Sampler};
-use microformer::tokenizer::{self, Tokenizer};
+use microformer::generate::Generated;
+pub use microformer::lm::{Buffers, Memory, Token};
+use microformer::lm::{Generator, Options, Prompt};
+use microformer::model::{KvFormat, Model};
 use microformer::Error;
 
 use crate::out::{Failure, Out, Passed};
@@ -97,78 +95,6 @@ impl fmt::Display for RunError {
     }
 }
 
-/// The caller's memory for a run.
-#[derive(Debug)]
-pub struct Buffers<'m> {
-    /// The session arena: at least `Model::arena_bytes(context)` bytes (3 more when
-    /// it may not start 4-byte aligned).
-    pub arena: &'m mut [u8],
-    /// Tokenizer index: `2 · vocab` entries (record offsets, then sorted ids).
-    pub index: &'m mut [u32],
-    /// Top-p scratch: `vocab` entries.
-    pub probs: &'m mut [ProbIndex],
-    /// Prompt tokens and encoder scratch: `2 · max_encoded_len(prompt bytes)`.
-    pub tokens: &'m mut [u32],
-}
-
-/// Everything a run needs in RAM, sized at compile time: the session arena
-/// (`ARENA` bytes at the start of the block, so 4-byte aligned), the tokenizer index
-/// (`2 · VOCAB` entries: [`tokenizer::INDEX_BYTES_PER_TOKEN`] = 8 bytes a token), the
-/// prompt's tokens and the encoder's scratch (`PROMPT` each,
-/// [`tokenizer::max_encoded_len`] of the prompt's length) and the top-p scratch
-/// (`VOCAB` [`ProbIndex`]).
-///
-/// Declare it as a `static mut` at the top of the board's `#[cortex_m_rt::entry]`
-/// function (cortex-m-rt hands it over as a `&'static mut`): all zeros, it lands in
-/// `.bss` and costs no flash.
-#[derive(Debug)]
-#[repr(C)]
-pub struct Memory<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> {
-    arena: [u8; ARENA],
-    index: [[u32; VOCAB]; 2],
-    tokens: [[u32; PROMPT]; 2],
-    probs: [ProbIndex; VOCAB],
-}
-
-impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Memory<ARENA, VOCAB, PROMPT> {
-    /// Zeroed memory (a `const fn`, for a `static`).
-    pub const fn new() -> Self {
-        Self {
-            arena: [0; ARENA],
-            index: [[0; VOCAB]; 2],
-            tokens: [[0; PROMPT]; 2],
-            probs: [ProbIndex {
-                prob: 0.0,
-                index: 0,
-            }; VOCAB],
-        }
-    }
-
-    /// Bytes of the session arena.
-    pub const ARENA_BYTES: usize = ARENA;
-
-    /// Bytes of the whole block.
-    pub const BYTES: usize = core::mem::size_of::<Self>();
-
-    /// The block as the [`Buffers`] of a run.
-    pub fn buffers(&mut self) -> Buffers<'_> {
-        Buffers {
-            arena: &mut self.arena,
-            index: self.index.as_flattened_mut(),
-            probs: &mut self.probs,
-            tokens: self.tokens.as_flattened_mut(),
-        }
-    }
-}
-
-impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Default
-    for Memory<ARENA, VOCAB, PROMPT>
-{
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// What a run found out before generating: the model, the context and the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -199,18 +125,6 @@ pub struct Plan {
     pub prompt_tokens: usize,
     /// Whether the image has a tokenizer (without one, tokens carry no text).
     pub tokenizer: bool,
-}
-
-/// One emitted token: the token before it, itself, and the bytes llama2.c prints
-/// for it (`decode` then `safe_printf`; empty without a tokenizer).
-#[derive(Debug, Clone, Copy)]
-pub struct Token<'t> {
-    /// The token before (the pair llama2.c's `decode` takes).
-    pub prev: u32,
-    /// The token.
-    pub id: u32,
-    /// Its text.
-    pub text: &'t [u8],
 }
 
 /// What a run reports as it goes.
@@ -265,8 +179,7 @@ pub fn run(
     if image.is_empty() {
         return Err(RunError::NoImage);
     }
-    let model =
-        Model::new(Image::parse(image).map_err(RunError::Image)?).map_err(RunError::Image)?;
+    let model = Model::from_bytes(image).map_err(RunError::Image)?;
     let h = *model.header();
     let context = context.min(model.max_context());
     let Buffers {
@@ -286,62 +199,72 @@ pub fn run(
         });
     }
     let vocab = model.vocab_size();
-    let tok = match model.tokenizer() {
+    let ids_mode = !settings.prompt_ids.is_empty();
+    microformer::sampler::Sampler::new(settings.temperature, settings.topp, settings.rng_state())?;
+    match model.tokenizer() {
+        Some(_) if index.len() / 2 < vocab => {
+            return Err(RunError::VocabTooLarge {
+                vocab,
+                capacity: index.len() / 2,
+            })
+        }
         Some(data) => {
-            let capacity = index.len() / 2;
-            let (offsets, sorted) = index.split_at_mut(capacity);
-            let (Some(offsets), Some(sorted)) = (offsets.get_mut(..vocab), sorted.get_mut(..vocab))
-            else {
-                return Err(RunError::VocabTooLarge { vocab, capacity });
-            };
-            Some(Tokenizer::new(data, vocab, offsets, sorted).map_err(RunError::Tokenizer)?)
+            // Checked here to report a malformed tokenizer as such.
+            let (offsets, sorted) = index.split_at_mut(index.len() / 2);
+            microformer::tokenizer::Tokenizer::build_index(data, vocab, offsets, sorted)
+                .map_err(RunError::Tokenizer)?;
         }
         None if events.needs_tokenizer() || !settings.prompt.is_empty() => {
             return Err(RunError::NoTokenizer)
         }
-        None => None,
-    };
-    let half = tokens.len() / 2;
-    let (prompt, merge) = tokens.split_at_mut(half);
-    let n = match &tok {
-        // Ids (`prompt_ids`), used as given: not with a text prompt.
-        _ if !settings.prompt_ids.is_empty() => {
-            if !settings.prompt.is_empty() {
-                return Err(RunError::Prompt(Error::InvalidParameter));
-            }
-            let got = prompt.len();
-            let mut n = 0;
-            for id in crate::settings::prompt_ids(settings.prompt_ids) {
-                let slot = prompt
-                    .get_mut(n)
-                    .ok_or(RunError::Prompt(Error::BufferTooSmall {
-                        needed: n + 1,
-                        got,
-                    }))?;
-                *slot = id.ok_or(RunError::Prompt(Error::InvalidParameter))?;
-                n += 1;
-            }
-            n
+        None => {}
+    }
+    // Ids (`prompt_ids`), used as given: parsed into the token buffer, which the
+    // generator then does not need. Not with a text prompt.
+    let (prompt, tokens) = if ids_mode {
+        if !settings.prompt.is_empty() {
+            return Err(RunError::Prompt(Error::InvalidParameter));
         }
-        Some(t) => t
-            .encode(settings.prompt.as_bytes(), true, false, prompt, merge)
-            .map_err(RunError::Prompt)?,
-        None => {
-            let slot = prompt
-                .first_mut()
+        let got = tokens.len();
+        let mut n = 0;
+        for id in crate::settings::prompt_ids(settings.prompt_ids) {
+            let slot = tokens
+                .get_mut(n)
                 .ok_or(RunError::Prompt(Error::BufferTooSmall {
-                    needed: 1,
-                    got: 0,
+                    needed: n + 1,
+                    got,
                 }))?;
-            *slot = h.bos_id;
-            1
+            *slot = id.ok_or(RunError::Prompt(Error::InvalidParameter))?;
+            n += 1;
         }
+        let ids: &[u32] = tokens;
+        (Prompt::Ids(&ids[..n]), &mut [][..])
+    } else {
+        (Prompt::Text(settings.prompt), tokens)
     };
-    let prompt = prompt
-        .get(..n)
-        .ok_or(RunError::Prompt(Error::InvalidParameter))?;
-    let mut sampler = Sampler::new(settings.temperature, settings.topp, settings.rng_state())?;
-    let mut session = Session::with_kv(&model, arena, context, settings.kv)?;
+    let options = Options {
+        prompt,
+        steps: settings.steps as usize,
+        temperature: settings.temperature,
+        topp: settings.topp,
+        seed: settings.seed,
+        stop_at_bos: settings.stop_at_bos,
+        kv: settings.kv,
+        context,
+    };
+    let buf = Buffers {
+        arena,
+        index,
+        probs,
+        tokens,
+    };
+    let mut generator = Generator::new(&model, buf, &options).map_err(|e| match e {
+        Error::EmptyPrompt | Error::PromptTooLong { .. } | Error::TokenOutOfRange { .. } => {
+            RunError::Generate(e)
+        }
+        _ if ids_mode => RunError::Generate(e),
+        e => RunError::Prompt(e),
+    })?;
     events.started(&Plan {
         image_bytes: image.len(),
         dim: h.dim,
@@ -354,39 +277,24 @@ pub fn run(
         context,
         arena_needed: needed,
         arena_reserved: reserved,
-        prompt_tokens: n,
-        tokenizer: tok.is_some(),
+        prompt_tokens: generator.prompt_tokens(),
+        tokenizer: generator.tokenizer().is_some(),
     });
-    generate::generate::<RunError>(
-        &mut session,
-        &mut sampler,
-        probs,
-        prompt,
-        settings.steps as usize,
-        settings.stop_at_bos.then_some(h.bos_id),
-        |prev, id| {
-            let text = match &tok {
-                Some(t) => tokenizer::safe_piece(t.decode(prev, id)?),
-                None => &[],
-            };
-            events.token(Token { prev, id, text });
-            Ok(())
-        },
-    )
+    for token in &mut generator {
+        events.token(token?);
+    }
+    Ok(generator.generated())
 }
 
 /// Sizes of [`Buffers`] for `image` at its own context, a KV cache of format
-/// `kv` and a prompt of up to `prompt_bytes` bytes: `(arena bytes, index
-/// entries, top-p entries, token entries)`. The arena has 3 bytes to spare, for a start that is not 4-byte aligned.
+/// `kv` and a prompt of up to `prompt_bytes` bytes:
+/// [`microformer::lm::buffer_sizes`].
 pub fn buffer_sizes(image: &[u8], prompt_bytes: usize, kv: KvFormat) -> Result<[usize; 4], Error> {
-    let model = Model::new(Image::parse(image)?)?;
-    let vocab = model.vocab_size();
-    Ok([
-        model.arena_bytes_with(model.max_context(), kv) + 3,
-        2 * vocab,
-        vocab,
-        2 * tokenizer::max_encoded_len(prompt_bytes),
-    ])
+    Ok(microformer::lm::buffer_sizes(
+        &Model::from_bytes(image)?,
+        prompt_bytes,
+        kv,
+    ))
 }
 
 /// One on-target generation test (written by `host::write_generate`): an image,

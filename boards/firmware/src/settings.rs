@@ -34,9 +34,7 @@ use microformer::model::KvFormat;
 /// the prompt); its prompt buffers are sized for a prompt this long.
 pub const CMDLINE_BYTES: usize = 1024;
 
-/// The RNG seed used for seed 0, as `microformer run` does (0 is a fixed point of
-/// llama2.c's xorshift): 2^64/φ.
-pub const SEED_FOR_ZERO: u64 = 0x9E37_79B9_7F4A_7C15;
+pub use microformer::lm::SEED_FOR_ZERO;
 
 /// What the firmware does with the embedded model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

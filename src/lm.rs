@@ -1,0 +1,372 @@
+//! Running a tiny language model in ten lines: the image in flash
+//! ([`include_image!`]), one statically sized block of RAM ([`Memory`]) and a
+//! [`Generator`] that yields tokens with their text.
+//!
+//! ```ignore
+//! use microformer::lm::{Generator, Memory, Options, Prompt};
+//! use microformer::model::Model;
+//!
+//! static IMAGE: &[u8] = microformer::include_image!("model.mfi");
+//! static mut MEMORY: Memory<{ 200 * 1024 }, 512, 64> = Memory::new();
+//!
+//! let model = Model::from_bytes(IMAGE)?;
+//! let options = Options { prompt: Prompt::Text("Once upon a time"), ..Options::DEFAULT };
+//! for token in Generator::new(&model, memory.buffers(), &options)? {
+//!     uart.write_all(token?.text)?;           // llama2.c's text, piece by piece
+//! }
+//! ```
+//!
+//! The loop is llama2.c's `generate` ([`crate::generate::Loop`]): the prompt's
+//! tokens are forced one by one, then the [`Sampler`] picks each next token,
+//! until the step budget is spent or BOS comes; every token is decoded as
+//! llama2.c's `decode` + `safe_printf` print it.
+
+use crate::generate::{Generated, Loop};
+use crate::image::Image;
+use crate::model::{KvFormat, Model, Session};
+use crate::sampler::{ProbIndex, Sampler};
+use crate::tokenizer::{self, Tokenizer};
+use crate::Error;
+
+/// `T` at an address aligned to 16 (an image needs 4; 16 suits every kernel):
+/// what [`include_image!`] puts in flash.
+#[derive(Debug)]
+#[repr(C, align(16))]
+pub struct Aligned<T: ?Sized>(pub T);
+
+/// A model image file embedded at compile time, aligned for
+/// [`crate::image::Image::parse`], as a `&'static [u8]`:
+/// `static IMAGE: &[u8] = microformer::include_image!("model.mfi");`
+/// (the path is relative to the file that uses the macro, as `include_bytes!`).
+#[macro_export]
+macro_rules! include_image {
+    ($path:expr) => {{
+        static IMAGE: &$crate::lm::Aligned<[u8]> = &$crate::lm::Aligned(*include_bytes!($path));
+        &IMAGE.0
+    }};
+}
+
+/// The RNG state used for seed 0, as `microformer run` does (0 is a fixed
+/// point of llama2.c's xorshift): 2^64/φ.
+pub const SEED_FOR_ZERO: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The prompt of a generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompt<'p> {
+    /// Text, encoded with BOS first by the image's tokenizer (an empty text is
+    /// BOS alone, and needs no tokenizer).
+    Text(&'p str),
+    /// Token ids, used as given (BOS is not added; read in place, so the
+    /// [`Buffers::tokens`] may be empty).
+    Ids(&'p [u32]),
+}
+
+/// How to generate: llama2.c's `run` flags and the session's shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options<'p> {
+    /// The prompt.
+    pub prompt: Prompt<'p>,
+    /// Positions to run (llama2.c's `-n`): 0, or more than the context, is the
+    /// whole context.
+    pub steps: usize,
+    /// Sampling temperature (`-t`); 0 is greedy argmax.
+    pub temperature: f32,
+    /// Top-p threshold (`-p`); 0 or 1: plain multinomial sampling.
+    pub topp: f32,
+    /// Sampler seed (`-s`); 0 stands for [`SEED_FOR_ZERO`].
+    pub seed: u64,
+    /// End the text when BOS comes next, as llama2.c; `false` runs every step.
+    pub stop_at_bos: bool,
+    /// The KV cache's format.
+    pub kv: KvFormat,
+    /// The session's context: 0 or more than the image covers means the image's.
+    pub context: usize,
+}
+
+impl Options<'_> {
+    /// llama2.c's defaults: empty prompt (BOS), the whole context, temperature
+    /// 1.0, top-p 0.9, seed 0, stop at BOS, f32 KV cache, the image's context.
+    pub const DEFAULT: Options<'static> = Options {
+        prompt: Prompt::Text(""),
+        steps: 0,
+        temperature: 1.0,
+        topp: 0.9,
+        seed: 0,
+        stop_at_bos: true,
+        kv: KvFormat::F32,
+        context: 0,
+    };
+
+    /// The sampler's xorshift state for [`Options::seed`].
+    pub const fn rng_state(&self) -> u64 {
+        if self.seed == 0 {
+            SEED_FOR_ZERO
+        } else {
+            self.seed
+        }
+    }
+
+    /// The session's context for `model`.
+    pub fn context_for(&self, model: &Model<'_>) -> usize {
+        if self.context == 0 {
+            model.max_context()
+        } else {
+            self.context.min(model.max_context())
+        }
+    }
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options::DEFAULT
+    }
+}
+
+/// The caller's memory for a [`Generator`], as slices (see [`Memory`] for one
+/// statically sized block).
+#[derive(Debug)]
+pub struct Buffers<'m> {
+    /// The session arena: at least [`Model::arena_bytes_with`]`(context, kv)`
+    /// bytes (3 more when it may not start 4-byte aligned).
+    pub arena: &'m mut [u8],
+    /// Tokenizer index: `2 · vocab` entries (record offsets, then sorted ids).
+    pub index: &'m mut [u32],
+    /// Top-p scratch: `vocab` entries (none for greedy or plain sampling).
+    pub probs: &'m mut [ProbIndex],
+    /// Prompt tokens and the encoder's scratch: `2 · max_encoded_len(prompt bytes)`
+    /// (or the number of prompt ids).
+    pub tokens: &'m mut [u32],
+}
+
+/// Everything a [`Generator`] needs in RAM, sized at compile time: the session
+/// arena (`ARENA` bytes at the start of the block, so 4-byte aligned), the
+/// tokenizer index (`2 · VOCAB` entries: [`tokenizer::INDEX_BYTES_PER_TOKEN`]
+/// bytes a token), the prompt's tokens and the encoder's scratch (`PROMPT`
+/// each: [`tokenizer::max_encoded_len`] of the prompt's length) and the top-p
+/// scratch (`VOCAB` [`ProbIndex`]).
+///
+/// All zeros, a `static` of it lands in `.bss` and costs no flash (on
+/// cortex-m-rt, declare it `static mut` at the top of the `#[entry]` function,
+/// which hands it over as a `&'static mut`).
+#[derive(Debug)]
+#[repr(C)]
+pub struct Memory<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> {
+    arena: [u8; ARENA],
+    index: [[u32; VOCAB]; 2],
+    tokens: [[u32; PROMPT]; 2],
+    probs: [ProbIndex; VOCAB],
+}
+
+impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Memory<ARENA, VOCAB, PROMPT> {
+    /// Zeroed memory (a `const fn`, for a `static`).
+    pub const fn new() -> Self {
+        Self {
+            arena: [0; ARENA],
+            index: [[0; VOCAB]; 2],
+            tokens: [[0; PROMPT]; 2],
+            probs: [ProbIndex {
+                prob: 0.0,
+                index: 0,
+            }; VOCAB],
+        }
+    }
+
+    /// Bytes of the session arena.
+    pub const ARENA_BYTES: usize = ARENA;
+
+    /// Bytes of the whole block.
+    pub const BYTES: usize = core::mem::size_of::<Self>();
+
+    /// The block as [`Buffers`].
+    pub fn buffers(&mut self) -> Buffers<'_> {
+        Buffers {
+            arena: &mut self.arena,
+            index: self.index.as_flattened_mut(),
+            probs: &mut self.probs,
+            tokens: self.tokens.as_flattened_mut(),
+        }
+    }
+}
+
+impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Default
+    for Memory<ARENA, VOCAB, PROMPT>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sizes of [`Buffers`] for `model` at its own context, a KV cache of format
+/// `kv` and a prompt of up to `prompt_bytes` bytes: `[arena bytes, index
+/// entries, top-p entries, token entries]`, the arena with 3 bytes to spare for
+/// a start that is not 4-byte aligned. What a build script puts in [`Memory`]'s
+/// parameters.
+pub fn buffer_sizes(model: &Model<'_>, prompt_bytes: usize, kv: KvFormat) -> [usize; 4] {
+    let vocab = model.vocab_size();
+    [
+        model.arena_bytes_with(model.max_context(), kv) + 3,
+        2 * vocab,
+        vocab,
+        2 * tokenizer::max_encoded_len(prompt_bytes),
+    ]
+}
+
+impl<'a> Model<'a> {
+    /// [`Image::parse`] then [`Model::new`]: the model in the image bytes
+    /// `bytes` (4-byte aligned, e.g. from [`include_image!`]).
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        Model::new(Image::parse(bytes)?)
+    }
+}
+
+/// One generated token: the token before it, itself, and the bytes llama2.c
+/// prints for it (`decode` then `safe_printf`; empty without a tokenizer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token<'t> {
+    /// The token before (the pair llama2.c's `decode` takes).
+    pub prev: u32,
+    /// The token.
+    pub id: u32,
+    /// Its text.
+    pub text: &'t [u8],
+}
+
+/// A generation in progress: an iterator over the tokens llama2.c would print,
+/// each with its text (an [`Iterator`] of `Result<Token, Error>`; the first error
+/// ends it).
+#[derive(Debug)]
+pub struct Generator<'m> {
+    session: Session<'m>,
+    sampler: Sampler,
+    probs: &'m mut [ProbIndex],
+    tokenizer: Option<Tokenizer<'m>>,
+    prompt_tokens: usize,
+    run: Loop<'m>,
+    failed: bool,
+}
+
+impl<'m> Generator<'m> {
+    /// Opens a session of `model` in `buf`, builds the tokenizer index (when the
+    /// image has a tokenizer), encodes the prompt and checks it.
+    ///
+    /// Errors: the tokenizer index or the token buffer too small
+    /// ([`Error::BufferTooSmall`]); a text prompt without a tokenizer in the
+    /// image ([`Error::MissingTensor`]); a malformed tokenizer; the arena too
+    /// small for the context ([`Error::BufferTooSmall`], from [`Session::with_kv`]);
+    /// a bad sampler setting; then [`Loop::start`]'s.
+    pub fn new(
+        model: &'m Model<'m>,
+        buf: Buffers<'m>,
+        options: &Options<'m>,
+    ) -> Result<Self, Error> {
+        let Buffers {
+            arena,
+            index,
+            probs,
+            tokens,
+        } = buf;
+        let vocab = model.vocab_size();
+        let tokenizer = match model.tokenizer() {
+            Some(data) => {
+                let got = index.len();
+                let (offsets, sorted) = index.split_at_mut(got / 2);
+                if sorted.len() < vocab || offsets.len() < vocab {
+                    return Err(Error::BufferTooSmall {
+                        needed: 2 * vocab,
+                        got,
+                    });
+                }
+                Some(Tokenizer::new(data, vocab, offsets, sorted)?)
+            }
+            None => None,
+        };
+        let half = tokens.len() / 2;
+        let (prompt, merge) = tokens.split_at_mut(half);
+        let prompt: &'m [u32] = match (options.prompt, &tokenizer) {
+            (Prompt::Ids(ids), _) => ids,
+            (Prompt::Text(text), Some(t)) => {
+                let n = t.encode(text.as_bytes(), true, false, prompt, merge)?;
+                let prompt: &'m [u32] = prompt;
+                prompt.get(..n).ok_or(Error::InvalidParameter)?
+            }
+            (Prompt::Text(""), None) => {
+                let slot = prompt.first_mut().ok_or(Error::BufferTooSmall {
+                    needed: 2,
+                    got: 2 * half,
+                })?;
+                *slot = model.header().bos_id;
+                core::slice::from_ref(slot)
+            }
+            (Prompt::Text(_), None) => return Err(Error::MissingTensor),
+        };
+        let n = prompt.len();
+        let sampler = Sampler::new(options.temperature, options.topp, options.rng_state())?;
+        let context = options.context_for(model);
+        let mut session = Session::with_kv(model, arena, context, options.kv)?;
+        let stop = options.stop_at_bos.then_some(model.header().bos_id);
+        let run = Loop::start(&mut session, &sampler, prompt, options.steps, stop)?;
+        Ok(Generator {
+            session,
+            sampler,
+            probs,
+            tokenizer,
+            prompt_tokens: n,
+            run,
+            failed: false,
+        })
+    }
+
+    /// The session (its model, context and position).
+    pub fn session(&self) -> &Session<'m> {
+        &self.session
+    }
+
+    /// The tokenizer, when the image has one.
+    pub fn tokenizer(&self) -> Option<&Tokenizer<'m>> {
+        self.tokenizer.as_ref()
+    }
+
+    /// Tokens in the encoded prompt (BOS included for a text prompt).
+    pub const fn prompt_tokens(&self) -> usize {
+        self.prompt_tokens
+    }
+
+    /// What the generation has done so far: positions run, tokens yielded,
+    /// whether it ended on BOS.
+    pub const fn generated(&self) -> Generated {
+        self.run.generated()
+    }
+
+    /// The next token, or `None` at the end (see [`Loop::next`]); after an
+    /// error, `None`.
+    pub fn next_token(&mut self) -> Result<Option<Token<'m>>, Error> {
+        if self.failed {
+            return Ok(None);
+        }
+        let next = self.advance();
+        self.failed = next.is_err();
+        next
+    }
+
+    fn advance(&mut self) -> Result<Option<Token<'m>>, Error> {
+        let Some((prev, id)) = self
+            .run
+            .next(&mut self.session, &mut self.sampler, self.probs)?
+        else {
+            return Ok(None);
+        };
+        let text = match &self.tokenizer {
+            Some(t) => tokenizer::safe_piece(t.decode(prev, id)?),
+            None => &[],
+        };
+        Ok(Some(Token { prev, id, text }))
+    }
+}
+
+impl<'m> Iterator for Generator<'m> {
+    type Item = Result<Token<'m>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_token().transpose()
+    }
+}
