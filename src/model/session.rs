@@ -7,7 +7,7 @@ use super::arena::Carved;
 use super::norm::{add, gelu, gelu_tanh, silu};
 use super::weights::{LayerWeights, Matrix, QuantizedInput};
 use super::{KvFormat, Model};
-use crate::attn::{self, AttnBuffers, KvCache, KvCacheQ8, KvWrite};
+use crate::attn::{self, AttnBuffers, KvCache, KvCacheQ8, KvRead, KvWrite};
 use crate::image::{FfnKind, Residual};
 use crate::num::q8;
 use crate::pos::{NoBias, Position};
@@ -240,7 +240,9 @@ impl<'s> Session<'s> {
     }
 }
 
-/// One forward pass for `token` at `pos`, leaving the logits in `s.logits`.
+/// One forward pass for `token` at `pos`, leaving the logits in `s.logits`:
+/// `run.c`'s `forward`. Only the steps that touch the cache depend on its
+/// format; the others are compiled once.
 fn forward<C: KvWrite>(
     m: &Model<'_>,
     cache: &mut C,
@@ -248,107 +250,169 @@ fn forward<C: KvWrite>(
     token: u32,
     pos: usize,
 ) -> Result<(), Error> {
-    // Token embedding, scaled, plus the position table, normed (BLOOM).
-    m.embedding.row_into(token as usize, s.x)?;
-    if let Some(scale) = m.embed_scale {
-        for v in s.x.iter_mut() {
-            *v *= scale;
-        }
-    }
-    if let Position::Table(table) = &m.position {
-        table.add_to(pos, s.x)?;
-    }
-    if let Some(n) = &m.embed_norm {
-        m.norm.apply_in_place(s.x, n);
-    }
+    s.embed(m, token, pos)?;
     for l in 0..m.dims.n_layers {
-        layer(m, &m.layer(l)?, cache, s, l, pos)?;
-    }
-    m.norm.apply_in_place(s.x, &m.final_norm);
-    s.quant.matvec(&m.output, s.logits, s.x)?;
-    if let Some(b) = m.output_bias {
-        add(s.logits, b);
-    }
-    Ok(())
-}
-
-/// Layer `l` at `pos`: attention (its k and v into the cache) and the
-/// feed-forward network, added to the residual stream `s.x`.
-fn layer<C: KvWrite>(
-    m: &Model<'_>,
-    w: &LayerWeights<'_>,
-    cache: &mut C,
-    s: &mut Scratch<'_>,
-    l: usize,
-    pos: usize,
-) -> Result<(), Error> {
-    let d = &m.dims;
-    let xb = s.xb.get_mut(..d.dim).ok_or(Error::InconsistentDimensions)?;
-    m.norm.apply(xb, s.x, &w.attn_norm);
-    s.quant.matvec(&w.wq, s.q, xb)?;
-    s.quant.matvec_again(&w.wk, s.k, xb)?;
-    s.quant.matvec_again(&w.wv, s.v, xb)?;
-    if let Some([bq, bk, bv]) = w.qkv_bias {
-        add(s.q, bq);
-        add(s.k, bk);
-        add(s.v, bv);
-    }
-    if let Position::Rope { table, layout } = &m.position {
-        table.rotate_heads(*layout, pos, d.head_dim, s.q)?;
-        table.rotate_heads(*layout, pos, d.head_dim, s.k)?;
-    }
-    cache.store(l, pos, s.k, s.v)?;
-
-    // A parallel block's feed-forward network reads the layer input: run it
-    // before attention overwrites `xb`.
-    if m.is_parallel() {
-        if let (Residual::Parallel, Some(n)) = (m.residual, &w.ffn_norm) {
-            m.norm.apply(xb, s.x, n);
+        let w = m.layer(l)?;
+        s.qkv(m, &w, pos)?;
+        cache.store(l, pos, s.k, s.v)?;
+        // A parallel block's feed-forward network reads the layer input: run it
+        // before attention overwrites `xb`.
+        if m.is_parallel() {
+            s.parallel_ffn(m, &w)?;
         }
-        s.ffn(m, w, FfnOut::Parallel)?;
+        s.attend(m, &*cache, l, pos)?;
+        s.attn_out_and_residual(m, &w)?;
     }
-
-    let xa =
-        s.xb.get_mut(..d.q_dim)
-            .ok_or(Error::InconsistentDimensions)?;
-    let bufs = AttnBuffers {
-        att: s.att,
-        out: xa,
-    };
-    match &m.position {
-        Position::Alibi(bias) => attn::attend_cached(&m.attn, &*cache, l, pos, s.q, bias, bufs)?,
-        _ => attn::attend_cached(&m.attn, &*cache, l, pos, s.q, &NoBias, bufs)?,
-    }
-    s.quant.matvec(&w.wo, s.xb2, xa)?;
-    if let Some(b) = w.o_bias {
-        add(s.xb2, b);
-    }
-    match m.residual {
-        Residual::Sequential => {
-            add(s.x, s.xb2);
-            let xb = s.xb.get_mut(..d.dim).ok_or(Error::InconsistentDimensions)?;
-            m.norm
-                .apply(xb, s.x, w.ffn_norm.as_ref().ok_or(Error::MissingTensor)?);
-            s.ffn(m, w, FfnOut::Xb)?;
-            add(s.x, s.xb.get(..d.dim).ok_or(Error::InconsistentDimensions)?);
-        }
-        // GPT-J, Phi: `attn_output + feed_forward_hidden_states + residual`.
-        Residual::ParallelShared => {
-            for ((x, &a), &f) in s.x.iter_mut().zip(s.xb2.iter()).zip(s.ffn_out.iter()) {
-                *x += a + f; // (a + f) + x: addition commutes
-            }
-        }
-        // GPT-NeoX: `mlp_output + attn_output + hidden_states`.
-        Residual::Parallel => {
-            for ((x, &a), &f) in s.x.iter_mut().zip(s.xb2.iter()).zip(s.ffn_out.iter()) {
-                *x += f + a; // (f + a) + x
-            }
-        }
-    }
-    Ok(())
+    s.classifier(m)
 }
 
 impl Scratch<'_> {
+    /// `x` = the token's embedding row, scaled, plus the position table row,
+    /// normed (BLOOM).
+    #[inline(never)]
+    fn embed(&mut self, m: &Model<'_>, token: u32, pos: usize) -> Result<(), Error> {
+        m.embedding.row_into(token as usize, self.x)?;
+        if let Some(scale) = m.embed_scale {
+            for v in self.x.iter_mut() {
+                *v *= scale;
+            }
+        }
+        if let Position::Table(table) = &m.position {
+            table.add_to(pos, self.x)?;
+        }
+        if let Some(n) = &m.embed_norm {
+            m.norm.apply_in_place(self.x, n);
+        }
+        Ok(())
+    }
+
+    /// `xb = norm(x)`; `q, k, v = Wq·xb, Wk·xb, Wv·xb` (+ biases); q and k
+    /// rotated at `pos` by the rotation hook.
+    #[inline(never)]
+    fn qkv(&mut self, m: &Model<'_>, w: &LayerWeights<'_>, pos: usize) -> Result<(), Error> {
+        let d = &m.dims;
+        let xb = self
+            .xb
+            .get_mut(..d.dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        m.norm.apply(xb, self.x, &w.attn_norm);
+        self.quant.matvec(&w.wq, self.q, xb)?;
+        self.quant.matvec_again(&w.wk, self.k, xb)?;
+        self.quant.matvec_again(&w.wv, self.v, xb)?;
+        if let Some([bq, bk, bv]) = w.qkv_bias {
+            add(self.q, bq);
+            add(self.k, bk);
+            add(self.v, bv);
+        }
+        if let Position::Rope { table, layout } = &m.position {
+            table.rotate_heads(*layout, pos, d.head_dim, self.q)?;
+            table.rotate_heads(*layout, pos, d.head_dim, self.k)?;
+        }
+        Ok(())
+    }
+
+    /// A parallel block's feed-forward output from the layer input (its own
+    /// norm for GPT-NeoX, the attention's for GPT-J and Phi) into `ffn_out`.
+    #[inline(never)]
+    fn parallel_ffn(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
+        if let (Residual::Parallel, Some(n)) = (m.residual, &w.ffn_norm) {
+            let xb = self
+                .xb
+                .get_mut(..m.dims.dim)
+                .ok_or(Error::InconsistentDimensions)?;
+            m.norm.apply(xb, self.x, n);
+        }
+        self.ffn(m, w, FfnOut::Parallel)
+    }
+
+    /// Attention of `q` over the cache at `pos` into `xb[..q_dim]`, with the
+    /// score-bias hook.
+    #[inline]
+    fn attend<C: KvRead>(
+        &mut self,
+        m: &Model<'_>,
+        cache: &C,
+        l: usize,
+        pos: usize,
+    ) -> Result<(), Error> {
+        let out = self
+            .xb
+            .get_mut(..m.dims.q_dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        let bufs = AttnBuffers { att: self.att, out };
+        match &m.position {
+            Position::Alibi(bias) => {
+                attn::attend_cached(&m.attn, cache, l, pos, self.q, bias, bufs)
+            }
+            _ => attn::attend_cached(&m.attn, cache, l, pos, self.q, &NoBias, bufs),
+        }
+    }
+
+    /// `a = Wo·att (+ bo)`, then the residual wiring: sequential `x += a;
+    /// x += ffn(norm₂(x))`, or a parallel block's sum in Hugging Face's order.
+    #[inline(never)]
+    fn attn_out_and_residual(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
+        let d = &m.dims;
+        let att = self
+            .xb
+            .get(..d.q_dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        self.quant.matvec(&w.wo, self.xb2, att)?;
+        if let Some(b) = w.o_bias {
+            add(self.xb2, b);
+        }
+        match m.residual {
+            Residual::Sequential => {
+                add(self.x, self.xb2);
+                let xb = self
+                    .xb
+                    .get_mut(..d.dim)
+                    .ok_or(Error::InconsistentDimensions)?;
+                m.norm
+                    .apply(xb, self.x, w.ffn_norm.as_ref().ok_or(Error::MissingTensor)?);
+                self.ffn(m, w, FfnOut::Xb)?;
+                add(
+                    self.x,
+                    self.xb.get(..d.dim).ok_or(Error::InconsistentDimensions)?,
+                );
+            }
+            // GPT-J, Phi: `attn_output + feed_forward_hidden_states + residual`.
+            Residual::ParallelShared => {
+                for ((x, &a), &f) in self
+                    .x
+                    .iter_mut()
+                    .zip(self.xb2.iter())
+                    .zip(self.ffn_out.iter())
+                {
+                    *x += a + f; // (a + f) + x: addition commutes
+                }
+            }
+            // GPT-NeoX: `mlp_output + attn_output + hidden_states`.
+            Residual::Parallel => {
+                for ((x, &a), &f) in self
+                    .x
+                    .iter_mut()
+                    .zip(self.xb2.iter())
+                    .zip(self.ffn_out.iter())
+                {
+                    *x += f + a; // (f + a) + x
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `x = norm(x)`; logits `= Wcls·x (+ bias)`.
+    #[inline(never)]
+    fn classifier(&mut self, m: &Model<'_>) -> Result<(), Error> {
+        m.norm.apply_in_place(self.x, &m.final_norm);
+        self.quant.matvec(&m.output, self.logits, self.x)?;
+        if let Some(b) = m.output_bias {
+            add(self.logits, b);
+        }
+        Ok(())
+    }
+
     /// The feed-forward network of `w` on `xb[..dim]`, into `out`: SwiGLU
     /// `W2·(silu(W1·x + b1) · (W3·x + b3)) + b2` as `run.c`, or the MLP
     /// `down·gelu(up·x + b_up) + b_down`.
