@@ -20,11 +20,11 @@
 //! - Kernels (`bench=kernels` on the firmware's command line): instructions per RoPE-rotated
 //!   pair (f32 table, Q15 table, Q15 integer phases), per ALiBi bias row and per softmax row
 //!   of 512 keys.
-//! - Flash: the ELF's loaded sections (vector table, code, read-only data with the model
-//!   image, initialised data). RAM: the statics (`.data`, `.bss`: the session arena with its
-//!   KV cache, the tokenizer index, the sampler's scratch) plus the stack's high-water mark,
-//!   measured by painting (cortex-m-rt `paint-stack`; the firmware reports the deepest
-//!   unpainted word).
+//! - Flash: the ELF's loaded sections, read from its section headers (vector table, code,
+//!   read-only data with the model image, initialised data). RAM: the statics (`.data`,
+//!   `.bss`: the session arena with its KV cache, the tokenizer index, the sampler's scratch)
+//!   plus the stack's high-water mark, measured by painting (cortex-m-rt `paint-stack`; the
+//!   firmware reports the deepest unpainted word).
 //!
 //! Output: a Markdown table on stdout (paste it as is), or with `--json`
 //! `[{"core": …, "model": …, "quant": …, "kv": …, "steps": …, "instructions_per_token": …,
@@ -36,6 +36,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::demo::{self, QemuBoard, Settings, M3, M33, M4F};
+use crate::elf::{self, Section};
 use crate::secs;
 
 /// One measured row.
@@ -65,7 +66,7 @@ impl Row {
 }
 
 /// Bytes of an ELF's loaded sections.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Sections {
     /// Everything stored in flash: code, read-only data, `.data`'s initial values.
     flash: u64,
@@ -77,49 +78,32 @@ struct Sections {
     ram: u64,
 }
 
-fn rd(b: &[u8], at: usize, n: usize) -> Result<u64, String> {
-    let s = b.get(at..at + n).ok_or("truncated ELF")?;
-    Ok(s.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64))
-}
+impl Sections {
+    /// Sums a firmware's allocated sections: those at or above `ram_origin` are RAM.
+    fn of(sections: &[Section], ram_origin: u32) -> Sections {
+        let mut s = Sections::default();
+        for sec in sections {
+            if !sec.nobits {
+                s.flash += sec.size;
+            }
+            if sec.addr >= u64::from(ram_origin) {
+                s.ram += sec.size;
+            } else if sec.name.starts_with(".rodata") {
+                s.rodata += sec.size;
+            } else if !sec.nobits {
+                s.text += sec.size;
+            }
+        }
+        s
+    }
 
-/// Reads the section headers of a 32-bit little-endian ELF.
-fn sections(elf: &Path, ram_origin: u32) -> Result<Sections, String> {
-    let b = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
-    if b.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 1, 1]) {
-        return Err(format!("{}: not a 32-bit little-endian ELF", elf.display()));
+    /// Reads the firmware `elf` (RAM from `ram_origin` up).
+    fn of_elf(elf: &Path, ram_origin: u32) -> Result<Sections, String> {
+        let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let sections =
+            elf::allocated_sections(&data).map_err(|e| format!("{}: {e}", elf.display()))?;
+        Ok(Sections::of(&sections, ram_origin))
     }
-    let shoff = rd(&b, 0x20, 4)? as usize;
-    let shentsize = rd(&b, 0x2e, 2)? as usize;
-    let shnum = rd(&b, 0x30, 2)? as usize;
-    let shstrndx = rd(&b, 0x32, 2)? as usize;
-    let names_off = rd(&b, shoff + shstrndx * shentsize + 16, 4)? as usize;
-    let mut s = Sections::default();
-    for i in 0..shnum {
-        let h = shoff + i * shentsize;
-        let name_at = names_off + rd(&b, h, 4)? as usize;
-        let name_len = b[name_at..].iter().position(|&c| c == 0).unwrap_or(0);
-        let name = String::from_utf8_lossy(&b[name_at..name_at + name_len]);
-        let kind = rd(&b, h + 4, 4)?;
-        let flags = rd(&b, h + 8, 4)?;
-        let addr = rd(&b, h + 12, 4)?;
-        let size = rd(&b, h + 20, 4)?;
-        const SHF_ALLOC: u64 = 2;
-        const SHT_NOBITS: u64 = 8;
-        if flags & SHF_ALLOC == 0 || size == 0 {
-            continue;
-        }
-        if kind != SHT_NOBITS {
-            s.flash += size;
-        }
-        if addr >= ram_origin as u64 {
-            s.ram += size;
-        } else if name.starts_with(".rodata") {
-            s.rodata += size;
-        } else if kind != SHT_NOBITS {
-            s.text += size;
-        }
-    }
-    Ok(s)
 }
 
 /// `key=value` from the firmware's `figures:` line.
@@ -234,7 +218,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             &image,
         )?;
         let elf = demo::build_firmware(&board, &image, kv)?;
-        let sections = sections(&elf, board.ram_origin)?;
+        let sections = Sections::of_elf(&elf, board.ram_origin)?;
         for &steps in model.steps {
             let s = Settings {
                 steps,
@@ -371,6 +355,31 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_the_sections() {
+        // .vector_table and .text (flash), .rodata (the image), .data (RAM, its initial
+        // values in flash), .bss and .uninit (RAM only), .defmt (not allocated).
+        let e = elf::test_elf(&[
+            (".vector_table", 1, 2, 0, 0x400),
+            (".text", 1, 6, 0x400, 40_000),
+            (".rodata", 1, 2, 0xa000, 300_000),
+            (".data", 1, 3, 0x3800_0000, 56),
+            (".bss", 8, 3, 0x3800_0038, 180_000),
+            (".uninit", 8, 3, 0x3802_0000, 1024),
+            (".defmt", 1, 0, 0, 26),
+        ]);
+        let sections = elf::allocated_sections(&e).unwrap();
+        assert_eq!(
+            Sections::of(&sections, M33.ram_origin),
+            Sections {
+                flash: 0x400 + 40_000 + 300_000 + 56,
+                text: 0x400 + 40_000,
+                rodata: 300_000,
+                ram: 56 + 180_000 + 1024,
+            }
+        );
+    }
 
     #[test]
     fn reads_the_firmware_lines() {

@@ -12,16 +12,17 @@
 //!    they are sized for embedded: `aidreams260K` from `../shared/models/`, converted to
 //!    Q8_0 at each board's context by the build script. A board whose arena would not hold
 //!    the model at its context fails the stage (the firmware would stop with that error).
-//! 4. The sizes, `cargo size` style, read from each ELF's section headers: flash (`text`:
-//!    code, read-only data and the model image; `data`), RAM (`data`, `bss`: the arena and
-//!    the rest of the statics), the room left for the stack. Printed, and written to
-//!    `target/boards/sizes.md`.
+//! 4. The sizes, `cargo size` style, read from each ELF's section headers (`elf.rs`): flash
+//!    (`text`: code, read-only data and the model image; `data`), RAM (`data`, `bss`: the
+//!    arena and the rest of the statics), the room left for the stack. Printed, and written
+//!    to `target/boards/sizes.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::elf;
 use crate::{boards_command, boards_dir, describe, ensure_targets, root, run_cmd, secs, FIRMWARE};
 
 /// A real board crate under `boards/`.
@@ -292,38 +293,17 @@ struct Sizes {
 }
 
 impl Sizes {
-    /// Reads the section headers of a 32-bit little-endian ELF.
-    fn of_elf(elf: &[u8]) -> Result<Sizes, String> {
-        const SHF_WRITE: u32 = 1;
-        const SHF_ALLOC: u32 = 2;
-        const SHT_NOBITS: u32 = 8;
-        if elf.get(..4) != Some(b"\x7fELF") || elf.get(4) != Some(&1) || elf.get(5) != Some(&1) {
-            return Err("not a 32-bit little-endian ELF file".into());
-        }
-        let u16_at = |o: usize| -> Result<u64, String> {
-            let b = elf.get(o..o + 2).ok_or("truncated ELF")?;
-            Ok(u64::from(u16::from_le_bytes([b[0], b[1]])))
-        };
-        let u32_at = |o: usize| -> Result<u32, String> {
-            let b = elf.get(o..o + 4).ok_or("truncated ELF")?;
-            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let shoff = u32_at(0x20)? as usize;
-        let shentsize = u16_at(0x2e)? as usize;
-        let shnum = u16_at(0x30)? as usize;
+    /// Sums the allocated sections of an ELF. Fails on a file that is not a 32-bit
+    /// little-endian ELF.
+    fn of_elf(data: &[u8]) -> Result<Sizes, String> {
         let mut s = Sizes::default();
-        for i in 0..shnum {
-            let h = shoff + i * shentsize;
-            let (kind, flags, size) = (u32_at(h + 4)?, u32_at(h + 8)?, u64::from(u32_at(h + 20)?));
-            if flags & SHF_ALLOC == 0 {
-                continue;
-            }
-            if kind == SHT_NOBITS {
-                s.bss += size;
-            } else if flags & SHF_WRITE != 0 {
-                s.data += size;
+        for sec in elf::allocated_sections(data)? {
+            if sec.nobits {
+                s.bss += sec.size;
+            } else if sec.writable {
+                s.data += sec.size;
             } else {
-                s.text += size;
+                s.text += sec.size;
             }
         }
         Ok(s)
@@ -409,36 +389,19 @@ mod tests {
         assert_eq!(group(1_234_567), "1 234 567");
     }
 
-    /// A 32-bit ELF with a null section and the given (type, flags, size) sections.
-    fn elf(sections: &[(u32, u32, u32)]) -> Vec<u8> {
-        let shoff = 52usize;
-        let mut e = vec![0u8; shoff + 40 * (sections.len() + 1)];
-        e[..6].copy_from_slice(b"\x7fELF\x01\x01");
-        e[0x20..0x24].copy_from_slice(&(shoff as u32).to_le_bytes());
-        e[0x2e..0x30].copy_from_slice(&40u16.to_le_bytes());
-        e[0x30..0x32].copy_from_slice(&((sections.len() + 1) as u16).to_le_bytes());
-        for (i, &(kind, flags, size)) in sections.iter().enumerate() {
-            let h = shoff + 40 * (i + 1);
-            e[h + 4..h + 8].copy_from_slice(&kind.to_le_bytes());
-            e[h + 8..h + 12].copy_from_slice(&flags.to_le_bytes());
-            e[h + 20..h + 24].copy_from_slice(&size.to_le_bytes());
-        }
-        e
-    }
-
     #[test]
     fn berkeley_sizes() {
         // .vector_table, .text (AX), .rodata (A), .data (WA), .bss and .uninit (WA,
         // NOBITS), .defmt and .debug_info (not allocated).
-        let e = elf(&[
-            (1, 2, 428),
-            (1, 6, 39_716),
-            (1, 2, 391_676),
-            (1, 3, 56),
-            (8, 3, 188_456),
-            (8, 3, 1024),
-            (1, 0, 26),
-            (1, 0, 99_999),
+        let e = elf::test_elf(&[
+            (".vector_table", 1, 2, 0, 428),
+            (".text", 1, 6, 0x1ac, 39_716),
+            (".rodata", 1, 2, 0x9d50, 391_676),
+            (".data", 1, 3, 0x2000_0000, 56),
+            (".bss", 8, 3, 0x2000_0038, 188_456),
+            (".uninit", 8, 3, 0x2002_e000, 1024),
+            (".defmt", 1, 0, 0, 26),
+            (".debug_info", 1, 0, 0, 99_999),
         ]);
         assert_eq!(
             Sizes::of_elf(&e),

@@ -37,6 +37,7 @@ mod boards;
 
 mod bench;
 mod demo;
+mod elf;
 mod json;
 
 use std::io::{BufRead, BufReader, Read};
