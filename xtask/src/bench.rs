@@ -35,6 +35,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+use serde::Serialize;
+
 use crate::demo::{self, QemuBoard, Settings, M3, M33, M4F};
 use crate::elf::{self, Section};
 use crate::secs;
@@ -258,28 +260,42 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     eprintln!("xtask: bench done ({})", secs(start.elapsed()));
     if json {
-        let items: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                format!(
-"{{\"core\": \"{}\", \"model\": \"{}\", \"quant\": \"{}\", \"kv\": \"{}\", \"steps\": {}, \
-                     \"instructions_per_token\": {}, \"flash_bytes\": {}, \"ram_bytes\": {}}}",
-                    r.core,
-                    r.model,
-                    r.quant,
-                    r.kv,
-                    r.steps,
-                    r.per_token(),
-                    r.sections.flash,
-                    r.ram()
-                )
-            })
-            .collect();
-        println!("[\n  {}\n]", items.join(",\n  "));
+        println!("{}", json_rows(&rows)?);
     } else {
         print!("{}", markdown(&rows, &kernels));
     }
     Ok(())
+}
+
+/// A row of `--json`'s array (README and other tools read these names).
+#[derive(Debug, Serialize)]
+struct JsonRow {
+    core: &'static str,
+    model: &'static str,
+    quant: &'static str,
+    kv: &'static str,
+    steps: u32,
+    instructions_per_token: u64,
+    flash_bytes: u64,
+    ram_bytes: u64,
+}
+
+/// The rows as `--json` prints them: an array of objects, one per row.
+fn json_rows(rows: &[Row]) -> Result<String, String> {
+    let items: Vec<JsonRow> = rows
+        .iter()
+        .map(|r| JsonRow {
+            core: r.core,
+            model: r.model,
+            quant: r.quant,
+            kv: r.kv,
+            steps: r.steps,
+            instructions_per_token: r.per_token(),
+            flash_bytes: r.sections.flash,
+            ram_bytes: r.ram(),
+        })
+        .collect();
+    serde_json::to_string_pretty(&items).map_err(|e| format!("cannot write the rows: {e}"))
 }
 
 fn millions(n: u64) -> String {
@@ -379,6 +395,57 @@ mod tests {
                 ram: 56 + 180_000 + 1024,
             }
         );
+    }
+
+    #[test]
+    fn json_rows_keep_their_names() {
+        let row = Row {
+            core: M4F.core,
+            model: "stories260K",
+            quant: "q8",
+            kv: "q8",
+            steps: 200,
+            positions: 200,
+            instructions: 700_000_100,
+            sections: Sections {
+                flash: 500_000,
+                text: 0,
+                rodata: 0,
+                ram: 200_000,
+            },
+            stack: 5_000,
+        };
+        let text = json_rows(&[row]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{
+                "core": "cortex-m4f",
+                "model": "stories260K",
+                "quant": "q8",
+                "kv": "q8",
+                "steps": 200,
+                "instructions_per_token": 3_500_001,
+                "flash_bytes": 500_000,
+                "ram_bytes": 205_000
+            }])
+        );
+        // The fields in the order they always came.
+        let at: Vec<usize> = [
+            "core",
+            "model",
+            "quant",
+            "kv",
+            "steps",
+            "instructions_per_token",
+            "flash_bytes",
+            "ram_bytes",
+        ]
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert_eq!(json_rows(&[]).unwrap(), "[]");
     }
 
     #[test]

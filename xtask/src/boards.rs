@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+
 use crate::elf;
 use crate::{boards_command, boards_dir, describe, ensure_targets, root, run_cmd, secs, FIRMWARE};
 
@@ -233,18 +235,7 @@ fn build(b: &RealBoard, model: &[PathBuf; 2]) -> Result<Built, String> {
         ));
     }
     let messages = String::from_utf8_lossy(&out.stdout);
-    let elf = messages
-        .lines()
-        .filter_map(|l| json_str(l, "executable"))
-        .find(|p| Path::new(p).file_name().is_some_and(|n| n == b.dir))
-        .ok_or_else(|| format!("{}: cargo reported no executable", b.dir))?;
-    let build_dir = format!("/build/{}-", b.dir);
-    let out_dir = messages
-        .lines()
-        .filter(|l| l.contains("\"build-script-executed\""))
-        .filter_map(|l| json_str(l, "out_dir"))
-        .find(|d| d.contains(&build_dir))
-        .ok_or_else(|| format!("{}: cargo reported no build-script output", b.dir))?;
+    let (elf, out_dir) = artifacts(&messages, b.dir)?;
     let summary = Path::new(&out_dir).join("summary.txt");
     let summary = std::fs::read_to_string(&summary)
         .map_err(|e| format!("cannot read {}: {e}", summary.display()))?;
@@ -265,21 +256,38 @@ fn build(b: &RealBoard, model: &[PathBuf; 2]) -> Result<Built, String> {
     })
 }
 
-/// The string value of `"key":"…"` in one line of cargo's JSON messages (paths: no escapes
-/// but `\\` and `\"`).
-fn json_str(line: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":\"");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    let mut value = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => value.push(chars.next()?),
-            c => value.push(c),
-        }
-    }
-    None
+/// One of cargo's JSON messages (`--message-format=json`): the fields the stage reads.
+#[derive(Debug, Deserialize)]
+struct Message {
+    /// `compiler-artifact`, `build-script-executed`, …
+    reason: String,
+    /// A compiled binary's path (`compiler-artifact`).
+    executable: Option<String>,
+    /// A build script's `OUT_DIR` (`build-script-executed`).
+    out_dir: Option<String>,
+}
+
+/// From cargo's messages of a board's build: its binary (named after its crate directory
+/// `dir`) and its build script's `OUT_DIR`.
+fn artifacts(messages: &str, dir: &str) -> Result<(String, String), String> {
+    let messages: Vec<Message> = messages
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let elf = messages
+        .iter()
+        .filter(|m| m.reason == "compiler-artifact")
+        .filter_map(|m| m.executable.as_deref())
+        .find(|p| Path::new(p).file_name().is_some_and(|n| n == dir))
+        .ok_or_else(|| format!("{dir}: cargo reported no executable"))?;
+    let build_dir = format!("/build/{dir}-");
+    let out_dir = messages
+        .iter()
+        .filter(|m| m.reason == "build-script-executed")
+        .filter_map(|m| m.out_dir.as_deref())
+        .find(|d| d.contains(&build_dir))
+        .ok_or_else(|| format!("{dir}: cargo reported no build-script output"))?;
+    Ok((elf.to_owned(), out_dir.to_owned()))
 }
 
 /// Berkeley `size` figures of an ELF: `text` (allocated, read-only: code, read-only data,
@@ -373,11 +381,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings() {
-        let l = r#"{"reason":"compiler-artifact","executable":"/t/a\"b\\c","fresh":true}"#;
-        assert_eq!(json_str(l, "executable").as_deref(), Some(r#"/t/a"b\c"#));
-        assert_eq!(json_str(l, "out_dir"), None);
-        assert_eq!(json_str(r#"{"out_dir":"/x"#, "out_dir"), None);
+    fn cargo_messages() {
+        let messages = [
+            r#"{"reason":"build-script-executed","package_id":"x","out_dir":"/t/build/rp-pico-0a/out"}"#,
+            r#"{"reason":"build-script-executed","out_dir":"/t/build/rp-pico-support-2c/out"}"#,
+            r#"{"reason":"compiler-artifact","executable":null,"fresh":true}"#,
+            r#"{"reason":"compiler-artifact","executable":"/t/rp-pico","fresh":true}"#,
+            "warning: not a JSON line",
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            artifacts(&messages, "rp-pico"),
+            Ok((
+                "/t/rp-pico".to_owned(),
+                "/t/build/rp-pico-0a/out".to_owned()
+            ))
+        );
+        assert!(artifacts(&messages, "nrf52840-dk").is_err());
+        let no_binary = messages.lines().next().unwrap_or_default();
+        assert!(artifacts(no_binary, "rp-pico").is_err());
     }
 
     #[test]

@@ -26,7 +26,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::json::Json;
+use serde::Deserialize;
+
 use crate::{boards_command, boards_dir, ensure_defmt_print, ensure_qemu, ensure_targets};
 use crate::{root, run_cmd, secs};
 
@@ -479,6 +480,23 @@ fn case_settings(args: &str) -> Result<Settings, String> {
     Ok(s)
 }
 
+/// `reference-llama2c.json`: llama2.c's runs of the shared checkpoints.
+#[derive(Debug, Deserialize)]
+struct Llama2cReference {
+    cases: Vec<Llama2cCase>,
+}
+
+/// One llama2.c run (the fields the demo stage reads).
+#[derive(Debug, Deserialize)]
+struct Llama2cCase {
+    /// The checkpoint's file name.
+    model: String,
+    /// run.c's flags (absent for a case without a tokenizer).
+    args: Option<String>,
+    /// The text it printed (absent for a case without a tokenizer).
+    text: Option<String>,
+}
+
 /// The on-target demo stage of `cargo xtask test`: every aidreams260K case of
 /// `reference-llama2c.json`, run as `cargo xtask demo` runs it (one firmware, one QEMU run
 /// per case), must print llama2.c's text byte for byte. Returns its duration.
@@ -490,13 +508,12 @@ pub fn demo_tests() -> Result<Duration, String> {
     let path = models.join("reference-llama2c.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let reference = Json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cases: Vec<&Json> = reference
-        .get("cases")
-        .and_then(Json::as_array)
-        .ok_or("reference-llama2c.json: no cases")?
+    let reference: Llama2cReference =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cases: Vec<&Llama2cCase> = reference
+        .cases
         .iter()
-        .filter(|c| c.get("model").and_then(Json::as_str) == Some("aidreams260K.bin"))
+        .filter(|c| c.model == "aidreams260K.bin")
         .collect();
     if cases.len() < 3 {
         return Err(format!(
@@ -514,14 +531,8 @@ pub fn demo_tests() -> Result<Duration, String> {
     let elf = build_firmware(&M4F, &image, "f32")?;
     let mut failures = Vec::new();
     for c in &cases {
-        let args = c
-            .get("args")
-            .and_then(Json::as_str)
-            .ok_or("a case without args")?;
-        let want = c
-            .get("text")
-            .and_then(Json::as_str)
-            .ok_or("a case without text")?;
+        let args = c.args.as_deref().ok_or("a case without args")?;
+        let want = c.text.as_deref().ok_or("a case without text")?;
         let s = case_settings(args)?;
         let run = run_qemu(&M4F, &elf, &s.cmdline(), true, false)?;
         if run.text == want.as_bytes() {
@@ -653,20 +664,14 @@ fn hf_fixtures_dir() -> PathBuf {
     }
 }
 
-/// `key` of `reference.json` as token ids.
-fn json_ids(reference: &Json, key: &str) -> Result<Vec<u32>, String> {
-    reference
-        .get(key)
-        .and_then(Json::as_array)
-        .ok_or_else(|| format!("reference.json: no {key}"))?
-        .iter()
-        .map(|v| match v {
-            Json::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => {
-                Ok(*n as u32)
-            }
-            _ => Err(format!("reference.json: {key} holds a non-id")),
-        })
-        .collect()
+/// A fixture's `reference.json` (the fields the stage reads): transformers' greedy
+/// continuation of a prompt.
+#[derive(Debug, Deserialize)]
+struct Reference {
+    /// The prompt, as token ids.
+    greedy_prompt: Vec<u32>,
+    /// The ids transformers generated after it, greedy.
+    greedy: Vec<u32>,
 }
 
 /// The settings of a greedy run of `new_tokens` tokens after `prompt` (ids), and how many
@@ -694,9 +699,9 @@ fn family(f: &Family) -> Result<String, String> {
     let path = dir.join("reference.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let reference = Json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let prompt = json_ids(&reference, "greedy_prompt")?;
-    let want = json_ids(&reference, "greedy")?;
+    let reference: Reference =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (prompt, want) = (reference.greedy_prompt, reference.greedy);
     if prompt.is_empty() || want.is_empty() {
         return Err("reference.json: empty greedy_prompt or greedy".into());
     }
@@ -833,6 +838,17 @@ mod tests {
             p.cmdline(),
             "steps=256 temperature=1 topp=0.9 seed=0 prompt=a b"
         );
+    }
+
+    #[test]
+    fn reads_a_reference() {
+        let r: Reference = serde_json::from_str(
+            r#"{"config": {"n_layer": 2}, "greedy_prompt": [86, 33], "greedy": [99, 125]}"#,
+        )
+        .unwrap();
+        assert_eq!((r.greedy_prompt, r.greedy), (vec![86, 33], vec![99, 125]));
+        let not_ids = r#"{"greedy_prompt": [1.5], "greedy": []}"#;
+        assert!(serde_json::from_str::<Reference>(not_ids).is_err());
     }
 
     #[test]

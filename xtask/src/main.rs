@@ -38,7 +38,6 @@ mod boards;
 mod bench;
 mod demo;
 mod elf;
-mod json;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
