@@ -39,7 +39,8 @@ use serde::Serialize;
 
 use crate::demo::{self, QemuBoard, Settings, M3, M33, M4F};
 use crate::elf::{self, Section};
-use crate::secs;
+use crate::install::ensure_tools;
+use crate::util::{models_dir, secs, work_dir};
 
 /// One measured row.
 #[derive(Debug, Clone)]
@@ -183,12 +184,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         }
     }
     let start = Instant::now();
-    demo::ensure_tools()?;
-    let models = match std::env::var_os("MICROFORMER_MODELS") {
-        Some(d) => std::path::PathBuf::from(d),
-        None => crate::root().join("..").join("shared").join("models"),
-    };
-    let work = demo::work_dir()?;
+    ensure_tools()?;
+    let models = models_dir();
+    let work = work_dir()?;
     // (board, model, quant, kv)
     let mut plan: Vec<(QemuBoard, &BenchModel, &'static str, &'static str)> = Vec::new();
     if quick {

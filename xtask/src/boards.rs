@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::elf;
-use crate::{boards_command, boards_dir, describe, ensure_targets, root, run_cmd, secs, FIRMWARE};
+use crate::install::ensure_targets;
+use crate::util::{
+    boards_command, boards_dir, describe, root, run_cmd, secs, shared_dir, FIRMWARE,
+};
 
 /// A real board crate under `boards/`.
 struct RealBoard {
@@ -102,7 +105,7 @@ pub fn stage() -> Result<Duration, String> {
     eprintln!("xtask: === real boards stage (builds only: no board attached) ===");
     ensure_targets()?;
     let boards = boards_dir();
-    let models = root().join("..").join("shared").join("models");
+    let models = shared_dir().join("models");
     let model = [models.join(CHECKPOINT), models.join(TOKENIZER)];
     if let Some(missing) = model.iter().find(|p| !p.is_file()) {
         return Err(format!(

@@ -28,8 +28,11 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::{boards_command, boards_dir, ensure_defmt_print, ensure_qemu, ensure_targets};
-use crate::{root, run_cmd, secs};
+use crate::install::ensure_tools;
+use crate::util::{
+    boards_command, boards_dir, describe, models_dir, root, run_cmd, secs, shared_dir, to_stderr,
+    work_dir,
+};
 
 /// A QEMU board crate the demo and the benchmarks can build.
 #[derive(Debug, Clone, Copy)]
@@ -160,13 +163,6 @@ struct Options {
     settings: Settings,
 }
 
-fn models_dir() -> PathBuf {
-    match std::env::var_os("MICROFORMER_MODELS") {
-        Some(d) => PathBuf::from(d),
-        None => root().join("..").join("shared").join("models"),
-    }
-}
-
 const USAGE: &str = "usage: cargo xtask demo [--model PATH|HF-DIR] [--tokenizer PATH|none] \
 [--prompt TEXT | --prompt-ids 1,2,3] [--steps N] [--temperature T] [--top-p P] [--seed S] \
 [--quant f32|q8|f16] [--kv f32|q8] [--core m4f|m33|m3]
@@ -259,25 +255,6 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         return Err("--prompt cannot contain a NUL byte".into());
     }
     Ok(o)
-}
-
-/// Installs what the demo and the benchmarks need.
-pub fn ensure_tools() -> Result<(), String> {
-    ensure_targets()?;
-    ensure_qemu()?;
-    ensure_defmt_print()
-}
-
-/// Where the demo and the benchmarks keep their images.
-pub fn work_dir() -> Result<PathBuf, String> {
-    let d = root().join("target").join("xtask");
-    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-    Ok(d)
-}
-
-/// Stdout of a child process sent to our stderr (tool logs never reach stdout).
-fn to_stderr() -> Stdio {
-    Stdio::from(std::io::stderr())
 }
 
 /// Converts a llama2.c checkpoint with the host tool (`microformer convert`).
@@ -589,7 +566,7 @@ pub fn host_ids(image: &Path, settings: &Settings) -> Result<Vec<u32>, String> {
     if !settings.prompt.is_empty() {
         cmd.args(["--prompt", &settings.prompt]);
     }
-    eprintln!("xtask: $ {}", crate::describe(&cmd));
+    eprintln!("xtask: $ {}", describe(&cmd));
     let out = cmd
         .stderr(to_stderr())
         .output()
@@ -660,7 +637,7 @@ const FAMILIES: &[Family] = &[
 fn hf_fixtures_dir() -> PathBuf {
     match std::env::var_os("MICROFORMER_HF_FIXTURES") {
         Some(d) => PathBuf::from(d),
-        None => root().join("..").join("shared").join("fixtures").join("hf"),
+        None => shared_dir().join("fixtures").join("hf"),
     }
 }
 

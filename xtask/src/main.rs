@@ -33,26 +33,21 @@
 //! Tool output goes to stderr; a failing step stops the run (after the other boards have run,
 //! in the on-target stage) with a non-zero exit code.
 
-mod boards;
-
 mod bench;
+mod boards;
 mod demo;
 mod elf;
+mod install;
+mod util;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Cortex-M targets the library must build for: M0/M0+, M3, M4F/M7F, M33.
-const TARGETS: &[&str] = &[
-    "thumbv6m-none-eabi",
-    "thumbv7m-none-eabi",
-    "thumbv7em-none-eabihf",
-    "thumbv8m.main-none-eabihf",
-];
+use crate::install::{ensure_component, ensure_defmt_print, ensure_qemu, ensure_targets, TARGETS};
+use crate::util::{boards_command, boards_dir, describe, run, run_cmd, secs, FIRMWARE};
 
 /// A QEMU board crate under `boards/`.
 struct Board {
@@ -92,9 +87,6 @@ const BOARDS: &[Board] = &[
         machine: "mps2-an505",
     },
 ];
-
-/// The shared crate of the boards' workspace (host-tested).
-const FIRMWARE: &str = "microformer-firmware";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -139,167 +131,6 @@ fn main() -> ExitCode {
             eprintln!("xtask: error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The repository root (the xtask crate sits in `<root>/xtask`).
-fn root() -> PathBuf {
-    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask.parent().unwrap_or(xtask).to_path_buf()
-}
-
-/// The boards' workspace.
-fn boards_dir() -> PathBuf {
-    root().join("boards")
-}
-
-/// A command for a board crate or the boards' workspace: run in `dir`, with the boards' shared
-/// target directory, and without variables that would override the boards' own configuration
-/// (`RUSTFLAGS` replaces the link arguments of `.cargo/config.toml`; `CARGO_BUILD_TARGET` the
-/// board's target).
-fn boards_command(dir: &Path, program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir(dir)
-        .env("CARGO_TARGET_DIR", root().join("target").join("boards"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET");
-    cmd
-}
-
-fn describe(cmd: &Command) -> String {
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    format!("{} {}", cmd.get_program().to_string_lossy(), args.join(" "))
-}
-
-/// Runs a command, echoing it (and its directory, when not the root) on stderr; fails on a
-/// non-zero exit.
-fn run_cmd(cmd: &mut Command) -> Result<(), String> {
-    let line = describe(cmd);
-    match cmd.get_current_dir() {
-        Some(d) if d != root() => eprintln!("xtask: $ (cd {}) {line}", d.display()),
-        _ => eprintln!("xtask: $ {line}"),
-    }
-    let start = Instant::now();
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start `{line}`: {e}"))?;
-    if start.elapsed() >= Duration::from_secs(1) {
-        eprintln!("xtask:   ({})", secs(start.elapsed()));
-    }
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{line}` failed ({status})"))
-    }
-}
-
-/// Runs a program with arguments at the repository root.
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    run_cmd(Command::new(program).args(args).current_dir(root()))
-}
-
-/// Whether `program args` runs and exits successfully (its output is discarded).
-fn works(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Adds the rustup targets that are not installed yet (skips the others).
-fn ensure_targets() -> Result<(), String> {
-    let out = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("cannot run rustup: {e}"))?;
-    let installed = String::from_utf8_lossy(&out.stdout);
-    let missing: Vec<&str> = TARGETS
-        .iter()
-        .copied()
-        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
-        .collect();
-    if missing.is_empty() {
-        eprintln!("xtask: rustup targets already installed");
-        return Ok(());
-    }
-    let mut args = vec!["target", "add"];
-    args.extend(missing);
-    run("rustup", &args)
-}
-
-/// Adds a rustup component (rustfmt, clippy) when its cargo subcommand is missing.
-fn ensure_component(subcommand: &str, component: &str) -> Result<(), String> {
-    if works("cargo", &[subcommand, "--version"]) {
-        Ok(())
-    } else {
-        run("rustup", &["component", "add", component])
-    }
-}
-
-/// Whether this process runs as root (apt-get needs it).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Installs `qemu-system-arm` with apt-get when it is missing and we are root.
-fn ensure_qemu() -> Result<(), String> {
-    if works("qemu-system-arm", &["--version"]) {
-        eprintln!("xtask: qemu-system-arm already installed");
-        return Ok(());
-    }
-    if !is_root() || !works("apt-get", &["--version"]) {
-        return Err("qemu-system-arm is missing: install it (Debian/Ubuntu: \
-                    `sudo apt-get install qemu-system-arm`) and rerun"
-            .into());
-    }
-    run("apt-get", &["update"])?;
-    run_cmd(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "qemu-system-arm",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    if works("qemu-system-arm", &["--version"]) {
-        Ok(())
-    } else {
-        Err("qemu-system-arm still does not run after apt-get install".into())
-    }
-}
-
-/// Installs `defmt-print` (1.x, the decoder for defmt 1 frames) when it is missing.
-fn ensure_defmt_print() -> Result<(), String> {
-    let version = Command::new("defmt-print")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    if version.starts_with("defmt-print 1.") {
-        eprintln!("xtask: {} already installed", version.trim());
-        return Ok(());
-    }
-    run(
-        "cargo",
-        &["install", "defmt-print", "--locked", "--version", "^1"],
-    )?;
-    if works("defmt-print", &["--version"]) {
-        Ok(())
-    } else {
-        Err("defmt-print is installed but not on PATH (add ~/.cargo/bin to PATH)".into())
     }
 }
 
@@ -606,8 +437,4 @@ fn run_board(b: &Board) -> BoardRun {
     }
     r.time = start.elapsed();
     r
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
 }
