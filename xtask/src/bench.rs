@@ -37,9 +37,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::demo::{self, QemuBoard, Settings, M3, M33, M4F};
+use crate::demo::{self, Settings};
 use crate::elf::{self, Section};
 use crate::install::ensure_tools;
+use crate::qemu_boards::{QemuBoard, M3, M33, M4F};
 use crate::util::{models_dir, secs, work_dir};
 
 /// One measured row.
@@ -188,7 +189,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let models = models_dir();
     let work = work_dir()?;
     // (board, model, quant, kv)
-    let mut plan: Vec<(QemuBoard, &BenchModel, &'static str, &'static str)> = Vec::new();
+    let mut plan: Vec<(&'static QemuBoard, &BenchModel, &'static str, &'static str)> = Vec::new();
     if quick {
         plan.push((M4F, &STORIES, "f32", "f32"));
     } else {
@@ -217,7 +218,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             quant,
             &image,
         )?;
-        let elf = demo::build_firmware(&board, &image, kv)?;
+        let elf = demo::build_firmware(board, &image, kv)?;
         let sections = Sections::of_elf(&elf, board.ram_origin)?;
         for &steps in model.steps {
             let s = Settings {
@@ -228,7 +229,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             };
             // `stop=none`: a BOS does not end the run, every row runs all its positions.
             let cmdline = format!("stop=none {}", s.cmdline());
-            let run = demo::run_qemu(&board, &elf, &cmdline, true, false)?;
+            let run = demo::run_qemu(board, &elf, &cmdline, true, false)?;
             let row = Row {
                 core: board.core,
                 model: model.name,
@@ -252,7 +253,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             rows.push(row);
         }
         if !kernels.iter().any(|(c, _)| *c == board.core) {
-            let run = demo::run_qemu(&board, &elf, "bench=kernels", true, false)?;
+            let run = demo::run_qemu(board, &elf, "bench=kernels", true, false)?;
             kernels.push((board.core, kernel_lines(&run.log)));
         }
     }

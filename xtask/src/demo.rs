@@ -29,54 +29,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::install::ensure_tools;
+use crate::qemu_boards::{self, QemuBoard, M4F};
 use crate::util::{
     boards_command, boards_dir, describe, models_dir, root, run_cmd, secs, shared_dir, to_stderr,
     work_dir,
-};
-
-/// A QEMU board crate the demo and the benchmarks can build.
-#[derive(Debug, Clone, Copy)]
-pub struct QemuBoard {
-    /// Crate directory under `boards/` (and the binary's name).
-    pub dir: &'static str,
-    /// The core, as the benchmarks name it.
-    pub core: &'static str,
-    /// Its rustup target.
-    pub target: &'static str,
-    /// QEMU `-machine`.
-    pub machine: &'static str,
-    /// QEMU `-cpu`.
-    pub cpu: &'static str,
-    /// Where RAM starts (sections at or above it are RAM).
-    pub ram_origin: u32,
-}
-
-/// The boards with room for a 260K-parameter model (MPS2: 4 MiB flash, 4 MiB RAM).
-pub const M4F: QemuBoard = QemuBoard {
-    dir: "qemu-m4f",
-    core: "cortex-m4f",
-    target: "thumbv7em-none-eabihf",
-    machine: "mps2-an386",
-    cpu: "cortex-m4",
-    ram_origin: 0x2000_0000,
-};
-/// Cortex-M33 (Secure state).
-pub const M33: QemuBoard = QemuBoard {
-    dir: "qemu-m33",
-    core: "cortex-m33",
-    target: "thumbv8m.main-none-eabihf",
-    machine: "mps2-an505",
-    cpu: "cortex-m33",
-    ram_origin: 0x3800_0000,
-};
-/// Cortex-M3 (no FPU).
-pub const M3: QemuBoard = QemuBoard {
-    dir: "qemu-m3",
-    core: "cortex-m3",
-    target: "thumbv7m-none-eabi",
-    machine: "mps2-an385",
-    cpu: "cortex-m3",
-    ram_origin: 0x2000_0000,
 };
 
 /// Run settings, as `microformer run` takes them.
@@ -159,7 +115,7 @@ struct Options {
     model: PathBuf,
     tokenizer: Option<PathBuf>,
     quant: String,
-    board: QemuBoard,
+    board: &'static QemuBoard,
     settings: Settings,
 }
 
@@ -217,12 +173,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--kv" if value == "f32" => o.settings.kv = "f32",
             "--kv" if value == "q8" => o.settings.kv = "q8",
             "--core" => {
-                o.board = match value.as_str() {
-                    "m4f" | "cortex-m4f" => M4F,
-                    "m33" | "cortex-m33" => M33,
-                    "m3" | "cortex-m3" => M3,
-                    _ => return Err(bad("the demo runs on m4f, m33 or m3")),
-                }
+                o.board = qemu_boards::find(value)
+                    .filter(|b| b.fits_model)
+                    .ok_or_else(|| bad("the demo runs on m4f, m33 or m3"))?
             }
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
@@ -423,8 +376,8 @@ pub fn demo(args: &[String]) -> Result<(), String> {
     ensure_tools()?;
     let image = work_dir()?.join(format!("demo-{}.mfi", o.quant));
     convert(&o.model, o.tokenizer.as_deref(), &o.quant, &image)?;
-    let elf = build_firmware(&o.board, &image, o.settings.kv)?;
-    run_qemu(&o.board, &elf, &o.settings.cmdline(), true, true)?;
+    let elf = build_firmware(o.board, &image, o.settings.kv)?;
+    run_qemu(o.board, &elf, &o.settings.cmdline(), true, true)?;
     eprintln!("xtask: demo done ({})", secs(start.elapsed()));
     Ok(())
 }
@@ -505,13 +458,13 @@ pub fn demo_tests() -> Result<Duration, String> {
         "f32",
         &image,
     )?;
-    let elf = build_firmware(&M4F, &image, "f32")?;
+    let elf = build_firmware(M4F, &image, "f32")?;
     let mut failures = Vec::new();
     for c in &cases {
         let args = c.args.as_deref().ok_or("a case without args")?;
         let want = c.text.as_deref().ok_or("a case without text")?;
         let s = case_settings(args)?;
-        let run = run_qemu(&M4F, &elf, &s.cmdline(), true, false)?;
+        let run = run_qemu(M4F, &elf, &s.cmdline(), true, false)?;
         if run.text == want.as_bytes() {
             eprintln!(
                 "xtask: demo `{args}`: {} bytes, identical to llama2.c's text",
@@ -686,8 +639,8 @@ fn family(f: &Family) -> Result<String, String> {
     let image = work_dir()?.join(format!("families-{}.mfi", f.dir));
     convert(&dir, None, "f32", &image)?;
     let host = host_ids(&image, &settings)?;
-    let elf = build_firmware(&M4F, &image, "f32")?;
-    let run = run_qemu(&M4F, &elf, &settings.cmdline(), false, false)?;
+    let elf = build_firmware(M4F, &image, "f32")?;
+    let run = run_qemu(M4F, &elf, &settings.cmdline(), false, false)?;
     let device = parse_printed_ids(&run.text).map_err(|e| {
         format!(
             "the device did not print token ids ({e}): {:?}",

@@ -1,18 +1,11 @@
-//! Installs what a fresh machine lacks, skipping what is already there: the Cortex-M
+//! Installs what a fresh machine lacks, skipping what is already there: the QEMU boards'
 //! rustup targets, the rustup components (rustfmt, clippy), `qemu-system-arm` (apt-get, as
 //! root) and `defmt-print` (`cargo install`).
 
 use std::process::Command;
 
+use crate::qemu_boards;
 use crate::util::{run, run_cmd, works};
-
-/// Cortex-M targets the library must build for: M0/M0+, M3, M4F/M7F, M33.
-pub const TARGETS: &[&str] = &[
-    "thumbv6m-none-eabi",
-    "thumbv7m-none-eabi",
-    "thumbv7em-none-eabihf",
-    "thumbv8m.main-none-eabihf",
-];
 
 /// Adds the rustup targets that are not installed yet (skips the others).
 pub fn ensure_targets() -> Result<(), String> {
@@ -21,9 +14,8 @@ pub fn ensure_targets() -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run rustup: {e}"))?;
     let installed = String::from_utf8_lossy(&out.stdout);
-    let missing: Vec<&str> = TARGETS
-        .iter()
-        .copied()
+    let missing: Vec<&str> = qemu_boards::targets()
+        .into_iter()
         .filter(|t| !installed.lines().any(|l| l.trim() == *t))
         .collect();
     if missing.is_empty() {

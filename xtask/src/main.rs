@@ -38,6 +38,7 @@ mod boards;
 mod demo;
 mod elf;
 mod install;
+mod qemu_boards;
 mod util;
 
 use std::io::{BufRead, BufReader, Read};
@@ -46,47 +47,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::install::{ensure_component, ensure_defmt_print, ensure_qemu, ensure_targets, TARGETS};
+use crate::install::{ensure_component, ensure_defmt_print, ensure_qemu, ensure_targets};
+use crate::qemu_boards::{QemuBoard, BOARDS};
 use crate::util::{boards_command, boards_dir, describe, run, run_cmd, secs, FIRMWARE};
-
-/// A QEMU board crate under `boards/`.
-struct Board {
-    /// Directory under `boards/` (and package name).
-    dir: &'static str,
-    /// The core, for the summary.
-    core: &'static str,
-    /// Its rustup target (set in the crate's `.cargo/config.toml`).
-    target: &'static str,
-    /// QEMU machine.
-    machine: &'static str,
-}
-
-const BOARDS: &[Board] = &[
-    Board {
-        dir: "qemu-m0",
-        core: "Cortex-M0",
-        target: "thumbv6m-none-eabi",
-        machine: "microbit",
-    },
-    Board {
-        dir: "qemu-m3",
-        core: "Cortex-M3",
-        target: "thumbv7m-none-eabi",
-        machine: "mps2-an385",
-    },
-    Board {
-        dir: "qemu-m4f",
-        core: "Cortex-M4F",
-        target: "thumbv7em-none-eabihf",
-        machine: "mps2-an386",
-    },
-    Board {
-        dir: "qemu-m33",
-        core: "Cortex-M33",
-        target: "thumbv8m.main-none-eabihf",
-        machine: "mps2-an505",
-    },
-];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -172,7 +135,7 @@ fn host_stage() -> Result<(), String> {
         ],
     )?;
     run("cargo", &["test", "--workspace"])?;
-    for target in TARGETS {
+    for target in qemu_boards::targets() {
         run(
             "cargo",
             &[
@@ -289,10 +252,10 @@ impl BoardRun {
         self.tests_ok && self.selfcheck_ok && self.failed == 0 && self.passed > 0
     }
 
-    fn summary(&self, b: &Board) -> String {
+    fn summary(&self, b: &QemuBoard) -> String {
         let mut s = format!(
             "{:<10} {:<26} {:<9} {:<11} {} suites, {} passed, {} failed",
-            b.core, b.target, b.dir, b.machine, self.suites, self.passed, self.failed
+            b.name, b.target, b.dir, b.machine, self.suites, self.passed, self.failed
         );
         if self.not_run > 0 {
             s += &format!(", {} not run", self.not_run);
@@ -412,10 +375,10 @@ fn run_streaming(cmd: &mut Command, lines: &mut dyn FnMut(&str)) -> Result<bool,
 
 /// A board's on-target suites (`cargo test`, every suite even after a failure) and its
 /// firmware's self-check (`cargo run`).
-fn run_board(b: &Board) -> BoardRun {
+fn run_board(b: &QemuBoard) -> BoardRun {
     let start = Instant::now();
     let dir = boards_dir().join(b.dir);
-    eprintln!("xtask: --- {} ({}, {}) ---", b.dir, b.core, b.target);
+    eprintln!("xtask: --- {} ({}, {}) ---", b.dir, b.name, b.target);
     let mut progress = Progress::default();
     let tests = run_streaming(
         boards_command(&dir, "cargo").args(["test", "--no-fail-fast"]),
