@@ -37,9 +37,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::demo::{self, Settings};
 use crate::elf::{self, Section};
+use crate::firmware::{build_firmware, convert, Settings};
 use crate::install::ensure_tools;
+use crate::qemu::run_qemu;
 use crate::qemu_boards::{QemuBoard, M3, M33, M4F};
 use crate::util::{models_dir, secs, work_dir};
 
@@ -212,13 +213,13 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let mut kernels: Vec<CoreKernels> = Vec::new();
     for (board, model, quant, kv) in plan {
         let image = work.join(format!("bench-{}-{quant}.mfi", model.name));
-        demo::convert(
+        convert(
             &models.join(model.file),
             model.tokenizer.map(|t| models.join(t)).as_deref(),
             quant,
             &image,
         )?;
-        let elf = demo::build_firmware(board, &image, kv)?;
+        let elf = build_firmware(board, &image, kv)?;
         let sections = Sections::of_elf(&elf, board.ram_origin)?;
         for &steps in model.steps {
             let s = Settings {
@@ -229,7 +230,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             };
             // `stop=none`: a BOS does not end the run, every row runs all its positions.
             let cmdline = format!("stop=none {}", s.cmdline());
-            let run = demo::run_qemu(board, &elf, &cmdline, true, false)?;
+            let run = run_qemu(board, &elf, &cmdline, true, false)?;
             let row = Row {
                 core: board.core,
                 model: model.name,
@@ -253,7 +254,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             rows.push(row);
         }
         if !kernels.iter().any(|(c, _)| *c == board.core) {
-            let run = demo::run_qemu(board, &elf, "bench=kernels", true, false)?;
+            let run = run_qemu(board, &elf, "bench=kernels", true, false)?;
             kernels.push((board.core, kernel_lines(&run.log)));
         }
     }
