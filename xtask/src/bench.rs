@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--json] [--quick]`: instructions per token under QEMU, and the
-//! firmware's flash and RAM.
+//! `cargo xtask bench [--json] [--quick] [--quant f32|q8|f16]`: instructions per token under
+//! QEMU, and the firmware's flash and RAM.
 //!
 //! Figures, not tests: nothing here asserts on speed.
 //!
@@ -32,25 +32,39 @@
 //! f32 rows.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Instant;
 
+use clap::Args;
 use serde::Serialize;
 
 use crate::elf::{self, Section};
-use crate::firmware::{build_firmware, convert, Settings};
+use crate::firmware::{build_firmware, convert, Kv, Quant, Settings};
 use crate::install::ensure_tools;
 use crate::qemu::run_qemu;
 use crate::qemu_boards::{QemuBoard, M3, M33, M4F};
 use crate::util::{models_dir, secs, work_dir};
+
+/// What `cargo xtask bench` takes.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Print the rows as JSON instead of a Markdown table
+    #[arg(long)]
+    json: bool,
+    /// Only the Cortex-M4F stories260K f32 rows
+    #[arg(long)]
+    quick: bool,
+    /// Only the rows of this weight storage
+    #[arg(long, value_enum)]
+    quant: Option<Quant>,
+}
 
 /// One measured row.
 #[derive(Debug, Clone)]
 struct Row {
     core: &'static str,
     model: &'static str,
-    quant: &'static str,
-    kv: &'static str,
+    quant: Quant,
+    kv: Kv,
     steps: u32,
     positions: u64,
     instructions: u64,
@@ -68,6 +82,33 @@ impl Row {
     fn ram(&self) -> u64 {
         self.sections.ram + self.stack
     }
+
+    /// The row as `--json` prints it.
+    fn json(&self) -> JsonRow {
+        JsonRow {
+            core: self.core,
+            model: self.model,
+            quant: self.quant.as_str(),
+            kv: self.kv.as_str(),
+            steps: self.steps,
+            instructions_per_token: self.per_token(),
+            flash_bytes: self.sections.flash,
+            ram_bytes: self.ram(),
+        }
+    }
+}
+
+/// A row of `--json`'s array (README and other tools read these names).
+#[derive(Debug, Serialize)]
+struct JsonRow {
+    core: &'static str,
+    model: &'static str,
+    quant: &'static str,
+    kv: &'static str,
+    steps: u32,
+    instructions_per_token: u64,
+    flash_bytes: u64,
+    ram_bytes: u64,
 }
 
 /// Bytes of an ELF's loaded sections.
@@ -102,12 +143,12 @@ impl Sections {
         s
     }
 
-    /// Reads the firmware `elf` (RAM from `ram_origin` up).
-    fn of_elf(elf: &Path, ram_origin: u32) -> Result<Sections, String> {
+    /// Reads the firmware `elf` built for `board`.
+    fn of_elf(elf: &std::path::Path, board: &QemuBoard) -> Result<Sections, String> {
         let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
         let sections =
             elf::allocated_sections(&data).map_err(|e| format!("{}: {e}", elf.display()))?;
-        Ok(Sections::of(&sections, ram_origin))
+        Ok(Sections::of(&sections, board.ram_origin))
     }
 }
 
@@ -167,52 +208,47 @@ fn kernel_lines(log: &[String]) -> Vec<Kernel> {
         .collect()
 }
 
-/// `cargo xtask bench [--json] [--quick]`.
-pub fn bench(args: &[String]) -> Result<(), String> {
-    let mut json = false;
-    let mut quick = false;
-    let mut only: Option<String> = None;
-    const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--quant f32|q8|f16]";
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => json = true,
-            "--quick" => quick = true,
-            "--quant" => match it.next() {
-                Some(q) if ["f32", "q8", "f16"].contains(&q.as_str()) => only = Some(q.clone()),
-                _ => return Err(format!("--quant needs f32, q8 or f16\n{USAGE}")),
-            },
-            _ => return Err(format!("unknown option {a}\n{USAGE}")),
+/// One firmware the benchmarks build and run: a model converted to `quant`, on `board`,
+/// its arena sized for a `kv` cache.
+type Planned = (&'static QemuBoard, &'static BenchModel, Quant, Kv);
+
+/// The firmwares `cargo xtask bench` runs, in order: the Cortex-M4F, then the Cortex-M33,
+/// each model in every storage format with an f32 KV cache and once more in q8 with the int8
+/// cache, then the Cortex-M3 in q8 (`quick`: the Cortex-M4F stories260K f32 one alone);
+/// `only` keeps those of one storage format.
+fn plan(quick: bool, only: Option<Quant>) -> Vec<Planned> {
+    let mut plan: Vec<Planned> = Vec::new();
+    if quick {
+        plan.push((M4F, &STORIES, Quant::F32, Kv::F32));
+    } else {
+        for board in [M4F, M33] {
+            for model in [&AIDREAMS, &STORIES] {
+                for quant in [Quant::F32, Quant::Q8, Quant::F16] {
+                    plan.push((board, model, quant, Kv::F32));
+                }
+                plan.push((board, model, Quant::Q8, Kv::Q8));
+            }
+        }
+        for model in [&AIDREAMS, &STORIES] {
+            plan.push((M3, model, Quant::Q8, Kv::F32));
         }
     }
+    if let Some(q) = only {
+        plan.retain(|&(_, _, quant, _)| quant == q);
+    }
+    plan
+}
+
+/// `cargo xtask bench [--json] [--quick] [--quant Q]`.
+pub fn bench(args: BenchArgs) -> Result<(), String> {
     let start = Instant::now();
     ensure_tools()?;
     let models = models_dir();
     let work = work_dir()?;
-    // (board, model, quant, kv)
-    let mut plan: Vec<(&'static QemuBoard, &BenchModel, &'static str, &'static str)> = Vec::new();
-    if quick {
-        plan.push((M4F, &STORIES, "f32", "f32"));
-    } else {
-        for board in [M4F, M33] {
-            for model in [&AIDREAMS, &STORIES] {
-                for quant in ["f32", "q8", "f16"] {
-                    plan.push((board, model, quant, "f32"));
-                }
-                plan.push((board, model, "q8", "q8"));
-            }
-        }
-        for model in [&AIDREAMS, &STORIES] {
-            plan.push((M3, model, "q8", "f32"));
-        }
-    }
-    if let Some(q) = &only {
-        plan.retain(|(_, _, quant, _)| quant == q);
-    }
     let mut rows = Vec::new();
     let mut kernels: Vec<CoreKernels> = Vec::new();
-    for (board, model, quant, kv) in plan {
-        let image = work.join(format!("bench-{}-{quant}.mfi", model.name));
+    for (board, model, quant, kv) in plan(args.quick, args.quant) {
+        let image = work.join(format!("bench-{}-{}.mfi", model.name, quant.as_str()));
         convert(
             &models.join(model.file),
             model.tokenizer.map(|t| models.join(t)).as_deref(),
@@ -220,7 +256,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             &image,
         )?;
         let elf = build_firmware(board, &image, kv)?;
-        let sections = Sections::of_elf(&elf, board.ram_origin)?;
+        let sections = Sections::of_elf(&elf, board)?;
         for &steps in model.steps {
             let s = Settings {
                 steps,
@@ -246,8 +282,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 "xtask: bench {} {} {} (KV {}) {} steps: {} instructions/token",
                 row.core,
                 row.model,
-                row.quant,
-                row.kv,
+                row.quant.as_str(),
+                row.kv.as_str(),
                 row.steps,
                 row.per_token()
             );
@@ -259,53 +295,31 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         }
     }
     eprintln!("xtask: bench done ({})", secs(start.elapsed()));
-    if json {
-        println!("{}", json_rows(&rows)?);
+    if args.json {
+        println!("{}", json(&rows)?);
     } else {
         print!("{}", markdown(&rows, &kernels));
     }
     Ok(())
 }
 
-/// A row of `--json`'s array (README and other tools read these names).
-#[derive(Debug, Serialize)]
-struct JsonRow {
-    core: &'static str,
-    model: &'static str,
-    quant: &'static str,
-    kv: &'static str,
-    steps: u32,
-    instructions_per_token: u64,
-    flash_bytes: u64,
-    ram_bytes: u64,
-}
-
 /// The rows as `--json` prints them: an array of objects, one per row.
-fn json_rows(rows: &[Row]) -> Result<String, String> {
-    let items: Vec<JsonRow> = rows
-        .iter()
-        .map(|r| JsonRow {
-            core: r.core,
-            model: r.model,
-            quant: r.quant,
-            kv: r.kv,
-            steps: r.steps,
-            instructions_per_token: r.per_token(),
-            flash_bytes: r.sections.flash,
-            ram_bytes: r.ram(),
-        })
-        .collect();
+fn json(rows: &[Row]) -> Result<String, String> {
+    let items: Vec<JsonRow> = rows.iter().map(Row::json).collect();
     serde_json::to_string_pretty(&items).map_err(|e| format!("cannot write the rows: {e}"))
 }
 
+/// `n` in millions: `3.46 M`.
 fn millions(n: u64) -> String {
     format!("{:.2} M", n as f64 / 1e6)
 }
 
+/// `n` bytes in KiB: `12.5 KiB`.
 fn kib(n: u64) -> String {
     format!("{:.1} KiB", n as f64 / 1024.0)
 }
 
+/// The rows and the kernel timings as Markdown tables.
 fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -325,8 +339,8 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} (code {}, read-only data {}) | {} ({} + {}) |",
             r.core,
             r.model,
-            r.quant,
-            r.kv,
+            r.quant.as_str(),
+            r.kv.as_str(),
             r.steps,
             millions(r.per_token()),
             kib(r.sections.flash),
@@ -373,6 +387,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn measures_the_same_rows() {
+        let all = plan(false, None);
+        assert_eq!(all.len(), 18);
+        let rows: usize = all.iter().map(|(_, m, _, _)| m.steps.len()).sum();
+        assert_eq!(rows, 27);
+        let names: Vec<String> = all
+            .iter()
+            .map(|(b, m, q, k)| format!("{} {} {} {}", b.short, m.name, q.as_str(), k.as_str()))
+            .collect();
+        assert_eq!(
+            names[..4],
+            [
+                "m4f aidreams260K f32 f32",
+                "m4f aidreams260K q8 f32",
+                "m4f aidreams260K f16 f32",
+                "m4f aidreams260K q8 q8"
+            ]
+        );
+        assert_eq!(names[8], "m33 aidreams260K f32 f32");
+        assert_eq!(
+            names[16..].join(", "),
+            "m3 aidreams260K q8 f32, m3 stories260K q8 f32"
+        );
+        assert_eq!(plan(false, Some(Quant::Q8)).len(), 10);
+        assert_eq!(plan(true, Some(Quant::Q8)).len(), 0);
+        let quick = plan(true, None);
+        assert_eq!(
+            (quick[0].0, quick[0].1.name, quick.len()),
+            (M4F, "stories260K", 1)
+        );
+    }
+
+    #[test]
     fn sums_the_sections() {
         // .vector_table and .text (flash), .rodata (the image), .data (RAM, its initial
         // values in flash), .bss and .uninit (RAM only), .defmt (not allocated).
@@ -402,8 +449,8 @@ mod tests {
         let row = Row {
             core: M4F.core,
             model: "stories260K",
-            quant: "q8",
-            kv: "q8",
+            quant: Quant::Q8,
+            kv: Kv::Q8,
             steps: 200,
             positions: 200,
             instructions: 700_000_100,
@@ -415,7 +462,7 @@ mod tests {
             },
             stack: 5_000,
         };
-        let text = json_rows(&[row]).unwrap();
+        let text = json(&[row]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v,
@@ -445,7 +492,7 @@ mod tests {
         .map(|k| text.find(&format!("\"{k}\":")).unwrap())
         .collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
-        assert_eq!(json_rows(&[]).unwrap(), "[]");
+        assert_eq!(json(&[]).unwrap(), "[]");
     }
 
     #[test]

@@ -334,6 +334,7 @@ fn group(n: u64) -> String {
     out
 }
 
+/// `n` bytes in KiB: `12.5 KiB`.
 fn kib(n: u64) -> String {
     format!("{:.1} KiB", n as f64 / 1024.0)
 }

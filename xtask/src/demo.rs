@@ -23,122 +23,219 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use serde::Deserialize;
 
-use crate::firmware::{build_firmware, convert, parse_id_list, Settings};
+use crate::firmware::{build_firmware, convert, parse_id_list, Kv, Quant, Settings};
 use crate::install::ensure_tools;
 use crate::qemu::run_qemu;
-use crate::qemu_boards::{self, QemuBoard, M4F};
+use crate::qemu_boards::{self, QemuBoard, BOARDS, M4F};
 use crate::util::{models_dir, secs, work_dir};
 
-/// What `cargo xtask demo` takes.
+/// The checkpoint the demo runs by default, and its tokenizer (in `../shared/models`).
+const CHECKPOINT: &str = "aidreams260K.bin";
+const TOKENIZER: &str = "aidreams260K.tok512.bin";
+
+/// What `cargo xtask demo` takes (defaults: `microformer run`'s, and llama2.c's).
+#[derive(Debug, Clone, Args)]
+#[command(args_override_self = true)]
+pub struct DemoArgs {
+    /// A llama2.c checkpoint, or a Hugging Face directory (config.json + model.safetensors):
+    /// a directory has no tokenizer (unless --tokenizer is given), the device then prints
+    /// token ids, space-separated, as `microformer run --ids` [default: aidreams260K.bin in
+    /// ../shared/models, or in $MICROFORMER_MODELS]
+    #[arg(long, value_name = "PATH|HF-DIR")]
+    model: Option<PathBuf>,
+    /// The tokenizer embedded with the model, or `none` [default: aidreams260K.tok512.bin
+    /// beside the default checkpoint for a llama2.c file, none for a directory]
+    #[arg(long, value_name = "PATH|none", value_parser = parse_tokenizer)]
+    tokenizer: Option<Tokenizer>,
+    /// The prompt, as text (needs a tokenizer)
+    #[arg(
+        long,
+        short = 'i',
+        value_name = "TEXT",
+        allow_hyphen_values = true,
+        value_parser = parse_prompt
+    )]
+    prompt: Option<String>,
+    /// The prompt as token ids, used as given
+    #[arg(long, value_name = "1,2,3", value_parser = parse_prompt_ids, conflicts_with = "prompt")]
+    prompt_ids: Option<TokenIds>,
+    /// Positions to run (0 or more than the context: all)
+    #[arg(long, short = 'n', value_name = "N", default_value_t = Settings::default().steps)]
+    steps: u32,
+    /// Sampling temperature (0: greedy)
+    #[arg(
+        long,
+        short = 't',
+        value_name = "T",
+        allow_negative_numbers = true,
+        value_parser = parse_temperature,
+        default_value_t = Settings::default().temperature
+    )]
+    temperature: f32,
+    /// Nucleus sampling threshold, in [0, 1]
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "P",
+        allow_negative_numbers = true,
+        value_parser = parse_top_p,
+        default_value_t = Settings::default().top_p
+    )]
+    top_p: f32,
+    /// The sampler's seed (0 stands for a fixed seed, never the clock)
+    #[arg(
+        long,
+        short = 's',
+        value_name = "S",
+        allow_negative_numbers = true,
+        value_parser = parse_seed,
+        default_value_t = Settings::default().seed
+    )]
+    seed: i128,
+    /// Weight storage of the converted image
+    #[arg(long, value_enum, default_value_t = Quant::F32)]
+    quant: Quant,
+    /// KV cache format (the firmware's arena is sized for it)
+    #[arg(long, value_enum, default_value_t = Kv::F32)]
+    kv: Kv,
+    /// The emulated core (`cortex-m4f` and the like are taken too)
+    #[arg(long, value_parser = core_parser(), default_value = M4F.short)]
+    core: &'static QemuBoard,
+}
+
+/// `--tokenizer`: a file, or `none`.
+#[derive(Debug, Clone, PartialEq)]
+enum Tokenizer {
+    /// `none`: the image has no tokenizer.
+    None,
+    /// A llama2.c tokenizer file.
+    Path(PathBuf),
+}
+
+/// `--prompt-ids`: a non-empty list of token ids.
+#[derive(Debug, Clone, PartialEq)]
+struct TokenIds(Vec<u32>);
+
+fn parse_tokenizer(s: &str) -> Result<Tokenizer, String> {
+    Ok(match s {
+        "none" => Tokenizer::None,
+        path => Tokenizer::Path(PathBuf::from(path)),
+    })
+}
+
+fn parse_prompt(s: &str) -> Result<String, String> {
+    if s.contains('\0') {
+        Err("the prompt cannot contain a NUL byte".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+fn parse_prompt_ids(s: &str) -> Result<TokenIds, String> {
+    parse_id_list(s)
+        .filter(|ids| !ids.is_empty())
+        .map(TokenIds)
+        .ok_or_else(|| "not a list of token ids (1,2,3)".into())
+}
+
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    let t: f32 = s.parse().map_err(|_| "not a number".to_owned())?;
+    if t.is_finite() && t >= 0.0 {
+        Ok(t)
+    } else {
+        Err("the temperature must be >= 0".into())
+    }
+}
+
+fn parse_top_p(s: &str) -> Result<f32, String> {
+    let p: f32 = s.parse().map_err(|_| "not a number".to_owned())?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err("top-p must be in [0, 1]".into())
+    }
+}
+
+/// A seed as `microformer run` takes it: any i64 or u64.
+fn parse_seed(s: &str) -> Result<i128, String> {
+    let seed: i128 = s.parse().map_err(|_| "not an integer".to_owned())?;
+    if seed < i128::from(i64::MIN) || seed > i128::from(u64::MAX) {
+        return Err("out of range (an i64 or a u64)".into());
+    }
+    Ok(seed)
+}
+
+/// `--core`: the short name or the core of a board of [`BOARDS`] with room for a model.
+fn core_parser() -> impl TypedValueParser<Value = &'static QemuBoard> {
+    let names = BOARDS
+        .iter()
+        .filter(|b| b.fits_model)
+        .map(|b| PossibleValue::new(b.short).alias(b.core));
+    PossibleValuesParser::new(names)
+        .map(|name| qemu_boards::find(&name).expect("a possible value names a board"))
+}
+
+/// A demo run, its defaults filled in.
 #[derive(Debug, Clone)]
 struct Options {
     model: PathBuf,
     tokenizer: Option<PathBuf>,
-    quant: String,
+    quant: Quant,
     board: &'static QemuBoard,
     settings: Settings,
 }
 
-const USAGE: &str = "usage: cargo xtask demo [--model PATH|HF-DIR] [--tokenizer PATH|none] \
-[--prompt TEXT | --prompt-ids 1,2,3] [--steps N] [--temperature T] [--top-p P] [--seed S] \
-[--quant f32|q8|f16] [--kv f32|q8] [--core m4f|m33|m3]
-  --model takes a llama2.c checkpoint or a Hugging Face directory (config.json + \
-model.safetensors); a directory has no tokenizer (unless --tokenizer is given): the device \
-then prints token ids, space-separated, as `microformer run --ids`";
-
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let models = models_dir();
-    let mut tokenizer: Option<Option<PathBuf>> = None;
-    let mut o = Options {
-        model: models.join("aidreams260K.bin"),
-        tokenizer: None,
-        quant: "f32".into(),
-        board: M4F,
-        settings: Settings::default(),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(USAGE.into());
+impl DemoArgs {
+    /// The run these arguments ask for: the default model (and its tokenizer) filled in.
+    /// Fails on a text prompt for an image without a tokenizer.
+    fn options(self) -> Result<Options, String> {
+        let models = models_dir();
+        let model = self.model.unwrap_or_else(|| models.join(CHECKPOINT));
+        // The default tokenizer goes with the default checkpoint (and any llama2.c file); a
+        // Hugging Face directory has none unless one is given.
+        let tokenizer = match self.tokenizer {
+            Some(Tokenizer::Path(t)) => Some(t),
+            Some(Tokenizer::None) => None,
+            None if model.is_dir() => None,
+            None => Some(models.join(TOKENIZER)),
+        };
+        let settings = Settings {
+            prompt: self.prompt.unwrap_or_default(),
+            prompt_ids: self.prompt_ids.map(|ids| ids.0).unwrap_or_default(),
+            steps: self.steps,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            kv: self.kv,
+        };
+        if !settings.prompt.is_empty() && tokenizer.is_none() {
+            return Err(format!(
+                "--prompt needs a tokenizer and {} is converted without one: give the prompt as \
+                 token ids (--prompt-ids 1,2,3) or a tokenizer (--tokenizer PATH)",
+                model.display()
+            ));
         }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |what: &str| format!("{flag} {value:?}: {what}\n{USAGE}");
-        match flag.as_str() {
-            "--model" => o.model = PathBuf::from(value),
-            "--tokenizer" if value == "none" => tokenizer = Some(None),
-            "--tokenizer" => tokenizer = Some(Some(PathBuf::from(value))),
-            "--prompt" | "-i" => o.settings.prompt = value.clone(),
-            "--prompt-ids" => {
-                o.settings.prompt_ids = parse_id_list(value)
-                    .filter(|ids| !ids.is_empty())
-                    .ok_or_else(|| bad("not a list of token ids (1,2,3)"))?
-            }
-            "--steps" | "-n" => o.settings.steps = value.parse().map_err(|_| bad("not a count"))?,
-            "--temperature" | "-t" => {
-                o.settings.temperature = value.parse().map_err(|_| bad("not a number"))?
-            }
-            "--top-p" | "-p" => {
-                o.settings.top_p = value.parse().map_err(|_| bad("not a number"))?
-            }
-            "--seed" | "-s" => {
-                let s: i128 = value.parse().map_err(|_| bad("not an integer"))?;
-                if s < i64::MIN as i128 || s > u64::MAX as i128 {
-                    return Err(bad("out of range"));
-                }
-                o.settings.seed = s;
-            }
-            "--quant" if ["f32", "q8", "f16"].contains(&value.as_str()) => o.quant = value.clone(),
-            "--kv" if value == "f32" => o.settings.kv = "f32",
-            "--kv" if value == "q8" => o.settings.kv = "q8",
-            "--core" => {
-                o.board = qemu_boards::find(value)
-                    .filter(|b| b.fits_model)
-                    .ok_or_else(|| bad("the demo runs on m4f, m33 or m3"))?
-            }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
-        }
+        Ok(Options {
+            model,
+            tokenizer,
+            quant: self.quant,
+            board: self.core,
+            settings,
+        })
     }
-    // The default tokenizer goes with the default checkpoint (and any llama2.c file); a
-    // Hugging Face directory has none unless one is given.
-    o.tokenizer = match tokenizer {
-        Some(t) => t,
-        None if o.model.is_dir() => None,
-        None => Some(models.join("aidreams260K.tok512.bin")),
-    };
-    let s = &o.settings;
-    if !s.prompt.is_empty() && !s.prompt_ids.is_empty() {
-        return Err(format!("give --prompt or --prompt-ids, not both\n{USAGE}"));
-    }
-    if !s.prompt.is_empty() && o.tokenizer.is_none() {
-        return Err(format!(
-            "--prompt needs a tokenizer and {} is converted without one: give the prompt as \
-             token ids (--prompt-ids 1,2,3) or a tokenizer (--tokenizer PATH)",
-            o.model.display()
-        ));
-    }
-    if !(s.temperature.is_finite() && s.temperature >= 0.0) {
-        return Err(format!("--temperature must be >= 0, got {}", s.temperature));
-    }
-    if !(0.0..=1.0).contains(&s.top_p) {
-        return Err(format!("--top-p must be in [0, 1], got {}", s.top_p));
-    }
-    if s.prompt.contains('\0') {
-        return Err("--prompt cannot contain a NUL byte".into());
-    }
-    Ok(o)
 }
 
 /// `cargo xtask demo [options]`.
-pub fn demo(args: &[String]) -> Result<(), String> {
-    let o = parse_args(args)?;
+pub fn demo(args: DemoArgs) -> Result<(), String> {
+    let o = args.options()?;
     let start = Instant::now();
     ensure_tools()?;
-    let image = work_dir()?.join(format!("demo-{}.mfi", o.quant));
-    convert(&o.model, o.tokenizer.as_deref(), &o.quant, &image)?;
+    let image = work_dir()?.join(format!("demo-{}.mfi", o.quant.as_str()));
+    convert(&o.model, o.tokenizer.as_deref(), o.quant, &image)?;
     let elf = build_firmware(o.board, &image, o.settings.kv)?;
     run_qemu(o.board, &elf, &o.settings.cmdline(), true, true)?;
     eprintln!("xtask: demo done ({})", secs(start.elapsed()));
@@ -206,7 +303,7 @@ pub fn demo_tests() -> Result<Duration, String> {
     let cases: Vec<&Llama2cCase> = reference
         .cases
         .iter()
-        .filter(|c| c.model == "aidreams260K.bin")
+        .filter(|c| c.model == CHECKPOINT)
         .collect();
     if cases.len() < 3 {
         return Err(format!(
@@ -216,12 +313,12 @@ pub fn demo_tests() -> Result<Duration, String> {
     }
     let image = work_dir()?.join("demo-f32.mfi");
     convert(
-        &models.join("aidreams260K.bin"),
-        Some(&models.join("aidreams260K.tok512.bin")),
-        "f32",
+        &models.join(CHECKPOINT),
+        Some(&models.join(TOKENIZER)),
+        Quant::F32,
         &image,
     )?;
-    let elf = build_firmware(M4F, &image, "f32")?;
+    let elf = build_firmware(M4F, &image, Kv::F32)?;
     let mut failures = Vec::new();
     for c in &cases {
         let args = c.args.as_deref().ok_or("a case without args")?;
@@ -267,6 +364,19 @@ pub fn demo_tests() -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `cargo xtask demo`'s arguments alone.
+    #[derive(Parser)]
+    struct Demo {
+        #[command(flatten)]
+        args: DemoArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<DemoArgs, clap::Error> {
+        let argv = std::iter::once("demo").chain(args.iter().copied());
+        Demo::try_parse_from(argv).map(|d| d.args)
+    }
 
     #[test]
     fn case_args_become_settings() {
@@ -282,33 +392,91 @@ mod tests {
         );
         assert!(case_settings("-x 1").is_err());
         assert_eq!(s.cmdline(), "steps=128 temperature=1 topp=0.9 seed=42");
-        let p = Settings {
-            prompt: "a b".into(),
-            ..Settings::default()
-        };
+    }
+
+    #[test]
+    fn defaults_are_microformer_runs() {
+        let o = parse(&[]).unwrap().options().unwrap();
+        assert_eq!(o.settings, Settings::default());
+        assert_eq!((o.quant, o.board), (Quant::F32, M4F));
+        assert_eq!(o.model, models_dir().join(CHECKPOINT));
+        assert_eq!(o.tokenizer, Some(models_dir().join(TOKENIZER)));
+    }
+
+    #[test]
+    fn every_flag_is_read() {
+        let o = parse(&[
+            "--model",
+            "m.bin",
+            "--tokenizer",
+            "t.bin",
+            "-i",
+            "-a b",
+            "-n",
+            "20",
+            "-t",
+            "0",
+            "-p",
+            "0.5",
+            "-s",
+            "-7",
+            "--quant",
+            "q8",
+            "--kv",
+            "q8",
+            "--core",
+            "cortex-m33",
+        ])
+        .unwrap()
+        .options()
+        .unwrap();
+        assert_eq!(o.model, PathBuf::from("m.bin"));
+        assert_eq!(o.tokenizer, Some(PathBuf::from("t.bin")));
+        assert_eq!((o.quant, o.board), (Quant::Q8, qemu_boards::M33));
         assert_eq!(
-            p.cmdline(),
-            "steps=256 temperature=1 topp=0.9 seed=0 prompt=a b"
+            o.settings.cmdline(),
+            "steps=20 temperature=0 topp=0.5 seed=-7 kv=q8 prompt=-a b"
         );
+        let o = parse(&["--steps", "5", "--steps", "6", "--core", "m3"])
+            .unwrap()
+            .options()
+            .unwrap();
+        assert_eq!((o.settings.steps, o.board), (6, qemu_boards::M3));
+        let o = parse(&["--seed", "18446744073709551615", "--tokenizer", "none"])
+            .unwrap()
+            .options()
+            .unwrap();
+        assert_eq!((o.settings.seed, o.tokenizer), (u64::MAX as i128, None));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            &["--steps", "x"][..],
+            &["--temperature", "-1"],
+            &["--top-p", "1.5"],
+            &["--seed", "18446744073709551616"],
+            &["--quant", "q4"],
+            &["--kv", "f16"],
+            &["--core", "m0"],
+            &["--prompt-ids", "1,,3"],
+            &["--prompt-ids", ""],
+            &["--steps"],
+            &["--frobnicate", "1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
     fn prompt_ids_reach_the_command_line() {
-        let args: Vec<String> = ["--model", "/", "--prompt-ids", "5,6"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let o = parse_args(&args).unwrap();
+        let o = parse(&["--model", "/", "--prompt-ids", "5, 6"])
+            .unwrap()
+            .options()
+            .unwrap();
         assert_eq!((o.tokenizer, o.settings.prompt_ids), (None, vec![5, 6]));
-        let both: Vec<String> = ["--prompt", "a", "--prompt-ids", "5"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(parse_args(&both).is_err());
-        let text: Vec<String> = ["--model", "/", "--prompt", "a"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(parse_args(&text).unwrap_err().contains("--prompt-ids"));
+        assert!(parse(&["--prompt", "a", "--prompt-ids", "5"]).is_err());
+        let text = parse(&["--model", "/", "--prompt", "a"]).unwrap();
+        assert!(text.options().unwrap_err().contains("--prompt-ids"));
     }
 }

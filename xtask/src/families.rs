@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::firmware::{build_firmware, convert, host_ids, parse_printed_ids, Settings};
+use crate::firmware::{build_firmware, convert, host_ids, parse_printed_ids, Kv, Quant, Settings};
 use crate::install::ensure_tools;
 use crate::qemu::run_qemu;
 use crate::qemu_boards::M4F;
@@ -130,9 +130,9 @@ fn family(f: &Family) -> Result<String, String> {
     }
     let (settings, echoed) = greedy_settings(&prompt, want.len());
     let image = work_dir()?.join(format!("families-{}.mfi", f.dir));
-    convert(&dir, None, "f32", &image)?;
+    convert(&dir, None, Quant::F32, &image)?;
     let host = host_ids(&image, &settings)?;
-    let elf = build_firmware(M4F, &image, "f32")?;
+    let elf = build_firmware(M4F, &image, Kv::F32)?;
     let run = run_qemu(M4F, &elf, &settings.cmdline(), false, false)?;
     let device = parse_printed_ids(&run.text).map_err(|e| {
         format!(

@@ -6,8 +6,52 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use clap::ValueEnum;
+
 use crate::qemu_boards::QemuBoard;
 use crate::util::{boards_command, boards_dir, describe, root, run_cmd, to_stderr};
+
+/// Weight storage of a converted image (`microformer convert --quant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Quant {
+    /// f32 weights.
+    F32,
+    /// Q8_0: int8 in groups with one scale each (export.py's group size).
+    Q8,
+    /// f16 weights.
+    F16,
+}
+
+impl Quant {
+    /// The name `microformer convert --quant` and the tables use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quant::F32 => "f32",
+            Quant::Q8 => "q8",
+            Quant::F16 => "f16",
+        }
+    }
+}
+
+/// The firmware's KV cache format (`MICROFORMER_KV` at build time sizes the arena for it,
+/// `kv=` on the command line selects it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kv {
+    /// f32 keys and values.
+    F32,
+    /// int8 keys and values, one f32 scale per row.
+    Q8,
+}
+
+impl Kv {
+    /// The name `MICROFORMER_KV`, `kv=` and the tables use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kv::F32 => "f32",
+            Kv::Q8 => "q8",
+        }
+    }
+}
 
 /// Run settings, as `microformer run` takes them.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +69,8 @@ pub struct Settings {
     pub top_p: f32,
     /// The sampler's seed (0 stands for a fixed seed, never the clock).
     pub seed: i128,
-    /// KV cache format, `f32` or `q8` (the firmware's arena is sized for it).
-    pub kv: &'static str,
+    /// KV cache format (the firmware's arena is sized for it).
+    pub kv: Kv,
 }
 
 impl Default for Settings {
@@ -39,7 +83,7 @@ impl Default for Settings {
             temperature: 1.0,
             top_p: 0.9,
             seed: 0,
-            kv: "f32",
+            kv: Kv::F32,
         }
     }
 }
@@ -52,9 +96,9 @@ impl Settings {
             "steps={} temperature={} topp={} seed={}",
             self.steps, self.temperature, self.top_p, self.seed
         );
-        if self.kv != "f32" {
+        if self.kv != Kv::F32 {
             s += " kv=";
-            s += self.kv;
+            s += self.kv.as_str();
         }
         if !self.prompt_ids.is_empty() {
             s += " prompt_ids=";
@@ -93,7 +137,7 @@ pub fn parse_printed_ids(text: &[u8]) -> Result<Vec<u32>, String> {
 pub fn convert(
     model: &Path,
     tokenizer: Option<&Path>,
-    quant: &str,
+    quant: Quant,
     out: &Path,
 ) -> Result<(), String> {
     let mut cmd = Command::new("cargo");
@@ -102,7 +146,7 @@ pub fn convert(
         .arg(model)
         .arg("-o")
         .arg(out)
-        .args(["--quant", quant])
+        .args(["--quant", quant.as_str()])
         .stdout(to_stderr());
     if let Some(t) = tokenizer {
         cmd.arg("--tokenizer").arg(t);
@@ -112,7 +156,7 @@ pub fn convert(
 
 /// Builds `board`'s firmware (release) with `image` embedded and its arena sized for `kv`;
 /// returns the ELF.
-pub fn build_firmware(board: &QemuBoard, image: &Path, kv: &str) -> Result<PathBuf, String> {
+pub fn build_firmware(board: &QemuBoard, image: &Path, kv: Kv) -> Result<PathBuf, String> {
     let dir = boards_dir().join(board.dir);
     let image = image
         .canonicalize()
@@ -121,7 +165,7 @@ pub fn build_firmware(board: &QemuBoard, image: &Path, kv: &str) -> Result<PathB
         boards_command(&dir, "cargo")
             .args(["build", "--release", "--bin", board.dir])
             .env("MICROFORMER_IMAGE", &image)
-            .env("MICROFORMER_KV", kv)
+            .env("MICROFORMER_KV", kv.as_str())
             .env_remove("MICROFORMER_CHECKPOINT")
             .stdout(to_stderr()),
     )?;
@@ -179,7 +223,7 @@ mod tests {
         let q = Settings {
             steps: 128,
             temperature: 0.0,
-            kv: "q8",
+            kv: Kv::Q8,
             prompt_ids: vec![86, 33, 42],
             ..Settings::default()
         };
@@ -196,5 +240,17 @@ mod tests {
         assert_eq!(parse_id_list("1,,3"), None);
         assert_eq!(parse_printed_ids(b"7 8 9\n"), Ok(vec![7, 8, 9]));
         assert!(parse_printed_ids(b"7 x\n").is_err());
+    }
+
+    #[test]
+    fn names_as_the_tools_take_them() {
+        for q in Quant::value_variants() {
+            let name = q.to_possible_value().map(|v| v.get_name().to_owned());
+            assert_eq!(name.as_deref(), Some(q.as_str()));
+        }
+        for k in Kv::value_variants() {
+            let name = k.to_possible_value().map(|v| v.get_name().to_owned());
+            assert_eq!(name.as_deref(), Some(k.as_str()));
+        }
     }
 }

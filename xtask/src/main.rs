@@ -1,37 +1,38 @@
 //! `cargo xtask` — developer tasks for microformer.
 //!
-//! - `cargo xtask test`: everything CI runs, in two stages.
-//!   1. Host stage: installs the Cortex-M rustup targets (and rustfmt, clippy) a fresh machine
-//!      lacks; runs formatting and clippy checks (the root workspace, and the board crates under
-//!      `boards/` for their own targets), every host test, and the library builds for the
-//!      Cortex-M targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`, `thumbv7em-none-eabihf`,
-//!      `thumbv8m.main-none-eabihf`).
-//!   2. On-target stage (as `cargo xtask qemu-tests`).
-//!   3. Demo stage: `cargo xtask demo` for the three aidreams260K cases of
-//!      `reference-llama2c.json`, its text compared with llama2.c's byte for byte.
+//! - `cargo xtask test`: everything CI runs, in stages.
+//!   1. Host stage (`host.rs`): installs the Cortex-M rustup targets (and rustfmt, clippy) a
+//!      fresh machine lacks; runs formatting and clippy checks (the root workspace, and the
+//!      board crates under `boards/` for their own targets), every host test, and the library
+//!      builds for the Cortex-M targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`,
+//!      `thumbv7em-none-eabihf`, `thumbv8m.main-none-eabihf`).
+//!   2. On-target stage (as `cargo xtask qemu-tests`, `on_target.rs`).
+//!   3. Demo stage (as `cargo xtask demo-tests`): `cargo xtask demo` for the three
+//!      aidreams260K cases of `reference-llama2c.json`, its text compared with llama2.c's
+//!      byte for byte.
 //!   4. Families stage (as `cargo xtask families`): Hugging Face fixtures (ALiBi, learned,
 //!      sinusoidal, partial-RoPE positions) converted and run greedy on the host and on the
 //!      emulated Cortex-M4F, the ids compared with each other and with transformers'.
 //!   5. Real boards stage (as `cargo xtask boards`).
-//! - `cargo xtask qemu-tests`: the on-target stage alone. Installs what a fresh machine lacks
-//!   (the rustup targets; `qemu-system-arm` through apt-get when running as root;
-//!   `defmt-print` through `cargo install`), runs the host half of the host/target comparison
-//!   (`boards/firmware`'s host test), then, for each QEMU board (Cortex-M0, M3, M4F, M33), its
-//!   on-target test suites (`cargo test` in the board crate: every suite binary boots under
-//!   QEMU) and its firmware's self-check (`cargo run`). A failing test, a fault or a QEMU run
-//!   past `QEMU_TIMEOUT` seconds (default 60) fails the stage. One summary line per core.
-//!
+//! - `cargo xtask qemu-tests`: the on-target stage alone: for each QEMU board (Cortex-M0,
+//!   M3, M4F, M33) its on-target test suites and its firmware's self-check under QEMU. A
+//!   failing test, a fault or a QEMU run past `QEMU_TIMEOUT` seconds (default 60) fails the
+//!   stage. One summary line per core.
 //! - `cargo xtask boards`: the real boards (STM32F429I-DISC1, nRF52840-DK, Raspberry Pi Pico),
 //!   built only (no board attached): see `boards.rs`.
-//!
 //! - `cargo xtask demo [options]`: a model on the emulated Cortex-M4F, its text on stdout (see
-//!   `demo.rs`); `cargo xtask test` ends with a demo stage comparing the three aidreams260K
-//!   cases with llama2.c's text.
-//! - `cargo xtask bench [--json]`: instructions per token under QEMU, flash and RAM (see
-//!   `bench.rs`).
+//!   `demo.rs`).
+//! - `cargo xtask bench [--json] [--quick] [--quant Q]`: instructions per token under QEMU,
+//!   flash and RAM (see `bench.rs`).
 //!
 //! Tool output goes to stderr; a failing step stops the run (after the other boards have run,
-//! in the on-target stage) with a non-zero exit code.
+//! in the on-target stage) with a non-zero exit code. A bad argument is reported by clap with
+//! the usage, exit code 2.
+//!
+//! The modules depend on each other in one direction only: `util` (paths, commands) and
+//! `qemu_boards` (the board table) on nothing; `install`, `elf`, `qemu` and `firmware` on
+//! those; the stages and commands on all of these; this file, which only wires the command
+//! line, on the stages.
 
 mod bench;
 mod boards;
@@ -49,44 +50,53 @@ mod util;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::{Parser, Subcommand};
+
 use crate::util::secs;
 
+/// Developer tasks for microformer: tests, the demo and the benchmarks, on the host and on
+/// emulated Cortex-M cores (QEMU). What a fresh machine lacks is installed on the way.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+/// The tasks.
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Every stage CI runs: host (install missing targets; fmt, clippy, host tests, Cortex-M
+    /// builds; fmt and clippy of boards/), qemu-tests, demo-tests, families, boards
+    Test,
+    /// On-target stage: install qemu-system-arm and defmt-print if missing, run every board's
+    /// tests under QEMU (M0, M3, M4F, M33)
+    QemuTests,
+    /// Run a model on an emulated Cortex-M (the M4F unless --core): its text on stdout
+    Demo(demo::DemoArgs),
+    /// The demo against llama2.c's aidreams260K texts
+    DemoTests,
+    /// Hugging Face fixtures: greedy ids on the M4F = host = transformers
+    Families,
+    /// Instructions per token, flash and RAM under QEMU
+    Bench(bench::BenchArgs),
+    /// Real boards: lint, host test, release builds and sizes
+    Boards,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("test") => test(),
-        Some("qemu-tests") => on_target::stage().map(|_| ()),
-        Some("demo") => demo::demo(&args[1..]),
-        Some("demo-tests") => demo::demo_tests().map(|_| ()),
-        Some("families") => families::families_tests().map(|_| ()),
-        Some("bench") => bench::bench(&args[1..]),
-        Some("boards") => boards::stage().map(|_| ()),
-        Some("-h") | Some("--help") | None => {
-            eprintln!("usage: cargo xtask <task>");
-            eprintln!(
-                "  test         host stage (install missing targets; fmt, clippy, host tests,"
-            );
-            eprintln!(
-                "               Cortex-M builds; fmt and clippy of boards/), qemu-tests, boards"
-            );
-            eprintln!("  qemu-tests   on-target stage: install qemu-system-arm and defmt-print if");
-            eprintln!(
-                "               missing, run every board's tests under QEMU (M0, M3, M4F, M33)"
-            );
-            eprintln!("  demo         run a model on the emulated Cortex-M4F (--help for options)");
-            eprintln!("  demo-tests   the demo against llama2.c's aidreams260K texts");
-            eprintln!(
-                "  families     Hugging Face fixtures: greedy ids on the M4F = host = transformers"
-            );
-            eprintln!("  bench        instructions per token, flash and RAM under QEMU [--json]");
-            eprintln!("  boards       real boards: lint, host test, release builds and sizes");
-            return if args.is_empty() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-        Some(other) => Err(format!("unknown task `{other}` (try `cargo xtask --help`)")),
+    let result = match Cli::parse().task {
+        Task::Test => test(),
+        Task::QemuTests => on_target::stage().map(|_| ()),
+        Task::Demo(args) => demo::demo(args),
+        Task::DemoTests => demo::demo_tests().map(|_| ()),
+        Task::Families => families::families_tests().map(|_| ()),
+        Task::Bench(args) => bench::bench(args),
+        Task::Boards => boards::stage().map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,4 +126,40 @@ fn test() -> Result<(), String> {
         secs(start.elapsed())
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Task, clap::Error> {
+        let argv = std::iter::once("xtask").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.task)
+    }
+
+    #[test]
+    fn every_task_is_there() {
+        Cli::command().debug_assert();
+        for task in [
+            "test",
+            "qemu-tests",
+            "demo",
+            "demo-tests",
+            "families",
+            "bench",
+            "boards",
+        ] {
+            assert!(parse(&[task]).is_ok(), "{task}");
+        }
+        assert!(matches!(
+            parse(&["bench", "--json", "--quick", "--quant", "q8"]),
+            Ok(Task::Bench(_))
+        ));
+        assert!(parse(&["bench", "--quant", "q4"]).is_err());
+        assert!(parse(&["bench", "--jsn"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&["test", "--quick"]).is_err());
+        assert!(parse(&[]).is_err());
+    }
 }
