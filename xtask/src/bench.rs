@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--json] [--quick]`: instructions per token under QEMU, and the
-//! firmware's flash and RAM.
+//! `cargo xtask bench [--json] [--quick] [--quant f32|q8|f16]`: instructions per token under
+//! QEMU, and the firmware's flash and RAM.
 //!
 //! Figures, not tests: nothing here asserts on speed.
 //!
@@ -20,11 +20,11 @@
 //! - Kernels (`bench=kernels` on the firmware's command line): instructions per RoPE-rotated
 //!   pair (f32 table, Q15 table, Q15 integer phases), per ALiBi bias row and per softmax row
 //!   of 512 keys.
-//! - Flash: the ELF's loaded sections (vector table, code, read-only data with the model
-//!   image, initialised data). RAM: the statics (`.data`, `.bss`: the session arena with its
-//!   KV cache, the tokenizer index, the sampler's scratch) plus the stack's high-water mark,
-//!   measured by painting (cortex-m-rt `paint-stack`; the firmware reports the deepest
-//!   unpainted word).
+//! - Flash: the ELF's loaded sections, read from its section headers (vector table, code,
+//!   read-only data with the model image, initialised data). RAM: the statics (`.data`,
+//!   `.bss`: the session arena with its KV cache, the tokenizer index, the sampler's scratch)
+//!   plus the stack's high-water mark, measured by painting (cortex-m-rt `paint-stack`; the
+//!   firmware reports the deepest unpainted word).
 //!
 //! Output: a Markdown table on stdout (paste it as is), or with `--json`
 //! `[{"core": …, "model": …, "quant": …, "kv": …, "steps": …, "instructions_per_token": …,
@@ -32,19 +32,39 @@
 //! f32 rows.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Instant;
 
-use crate::demo::{self, QemuBoard, Settings, M3, M33, M4F};
-use crate::secs;
+use clap::Args;
+use serde::Serialize;
+
+use crate::elf::{self, Section};
+use crate::firmware::{build_firmware, convert, Kv, Quant, Settings};
+use crate::install::ensure_tools;
+use crate::qemu::run_qemu;
+use crate::qemu_boards::{QemuBoard, M3, M33, M4F};
+use crate::util::{models_dir, secs, work_dir};
+
+/// What `cargo xtask bench` takes.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Print the rows as JSON instead of a Markdown table
+    #[arg(long)]
+    json: bool,
+    /// Only the Cortex-M4F stories260K f32 rows
+    #[arg(long)]
+    quick: bool,
+    /// Only the rows of this weight storage
+    #[arg(long, value_enum)]
+    quant: Option<Quant>,
+}
 
 /// One measured row.
 #[derive(Debug, Clone)]
 struct Row {
     core: &'static str,
     model: &'static str,
-    quant: &'static str,
-    kv: &'static str,
+    quant: Quant,
+    kv: Kv,
     steps: u32,
     positions: u64,
     instructions: u64,
@@ -62,10 +82,37 @@ impl Row {
     fn ram(&self) -> u64 {
         self.sections.ram + self.stack
     }
+
+    /// The row as `--json` prints it.
+    fn json(&self) -> JsonRow {
+        JsonRow {
+            core: self.core,
+            model: self.model,
+            quant: self.quant.as_str(),
+            kv: self.kv.as_str(),
+            steps: self.steps,
+            instructions_per_token: self.per_token(),
+            flash_bytes: self.sections.flash,
+            ram_bytes: self.ram(),
+        }
+    }
+}
+
+/// A row of `--json`'s array (README and other tools read these names).
+#[derive(Debug, Serialize)]
+struct JsonRow {
+    core: &'static str,
+    model: &'static str,
+    quant: &'static str,
+    kv: &'static str,
+    steps: u32,
+    instructions_per_token: u64,
+    flash_bytes: u64,
+    ram_bytes: u64,
 }
 
 /// Bytes of an ELF's loaded sections.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Sections {
     /// Everything stored in flash: code, read-only data, `.data`'s initial values.
     flash: u64,
@@ -77,49 +124,32 @@ struct Sections {
     ram: u64,
 }
 
-fn rd(b: &[u8], at: usize, n: usize) -> Result<u64, String> {
-    let s = b.get(at..at + n).ok_or("truncated ELF")?;
-    Ok(s.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64))
-}
+impl Sections {
+    /// Sums a firmware's allocated sections: those at or above `ram_origin` are RAM.
+    fn of(sections: &[Section], ram_origin: u32) -> Sections {
+        let mut s = Sections::default();
+        for sec in sections {
+            if !sec.nobits {
+                s.flash += sec.size;
+            }
+            if sec.addr >= u64::from(ram_origin) {
+                s.ram += sec.size;
+            } else if sec.name.starts_with(".rodata") {
+                s.rodata += sec.size;
+            } else if !sec.nobits {
+                s.text += sec.size;
+            }
+        }
+        s
+    }
 
-/// Reads the section headers of a 32-bit little-endian ELF.
-fn sections(elf: &Path, ram_origin: u32) -> Result<Sections, String> {
-    let b = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
-    if b.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 1, 1]) {
-        return Err(format!("{}: not a 32-bit little-endian ELF", elf.display()));
+    /// Reads the firmware `elf` built for `board`.
+    fn of_elf(elf: &std::path::Path, board: &QemuBoard) -> Result<Sections, String> {
+        let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let sections =
+            elf::allocated_sections(&data).map_err(|e| format!("{}: {e}", elf.display()))?;
+        Ok(Sections::of(&sections, board.ram_origin))
     }
-    let shoff = rd(&b, 0x20, 4)? as usize;
-    let shentsize = rd(&b, 0x2e, 2)? as usize;
-    let shnum = rd(&b, 0x30, 2)? as usize;
-    let shstrndx = rd(&b, 0x32, 2)? as usize;
-    let names_off = rd(&b, shoff + shstrndx * shentsize + 16, 4)? as usize;
-    let mut s = Sections::default();
-    for i in 0..shnum {
-        let h = shoff + i * shentsize;
-        let name_at = names_off + rd(&b, h, 4)? as usize;
-        let name_len = b[name_at..].iter().position(|&c| c == 0).unwrap_or(0);
-        let name = String::from_utf8_lossy(&b[name_at..name_at + name_len]);
-        let kind = rd(&b, h + 4, 4)?;
-        let flags = rd(&b, h + 8, 4)?;
-        let addr = rd(&b, h + 12, 4)?;
-        let size = rd(&b, h + 20, 4)?;
-        const SHF_ALLOC: u64 = 2;
-        const SHT_NOBITS: u64 = 8;
-        if flags & SHF_ALLOC == 0 || size == 0 {
-            continue;
-        }
-        if kind != SHT_NOBITS {
-            s.flash += size;
-        }
-        if addr >= ram_origin as u64 {
-            s.ram += size;
-        } else if name.starts_with(".rodata") {
-            s.rodata += size;
-        } else if kind != SHT_NOBITS {
-            s.text += size;
-        }
-    }
-    Ok(s)
 }
 
 /// `key=value` from the firmware's `figures:` line.
@@ -178,63 +208,55 @@ fn kernel_lines(log: &[String]) -> Vec<Kernel> {
         .collect()
 }
 
-/// `cargo xtask bench [--json] [--quick]`.
-pub fn bench(args: &[String]) -> Result<(), String> {
-    let mut json = false;
-    let mut quick = false;
-    let mut only: Option<String> = None;
-    const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--quant f32|q8|f16]";
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => json = true,
-            "--quick" => quick = true,
-            "--quant" => match it.next() {
-                Some(q) if ["f32", "q8", "f16"].contains(&q.as_str()) => only = Some(q.clone()),
-                _ => return Err(format!("--quant needs f32, q8 or f16\n{USAGE}")),
-            },
-            _ => return Err(format!("unknown option {a}\n{USAGE}")),
-        }
-    }
-    let start = Instant::now();
-    demo::ensure_tools()?;
-    let models = match std::env::var_os("MICROFORMER_MODELS") {
-        Some(d) => std::path::PathBuf::from(d),
-        None => crate::root().join("..").join("shared").join("models"),
-    };
-    let work = demo::work_dir()?;
-    // (board, model, quant, kv)
-    let mut plan: Vec<(QemuBoard, &BenchModel, &'static str, &'static str)> = Vec::new();
+/// One firmware the benchmarks build and run: a model converted to `quant`, on `board`,
+/// its arena sized for a `kv` cache.
+type Planned = (&'static QemuBoard, &'static BenchModel, Quant, Kv);
+
+/// The firmwares `cargo xtask bench` runs, in order: the Cortex-M4F, then the Cortex-M33,
+/// each model in every storage format with an f32 KV cache and once more in q8 with the int8
+/// cache, then the Cortex-M3 in q8 (`quick`: the Cortex-M4F stories260K f32 one alone);
+/// `only` keeps those of one storage format.
+fn plan(quick: bool, only: Option<Quant>) -> Vec<Planned> {
+    let mut plan: Vec<Planned> = Vec::new();
     if quick {
-        plan.push((M4F, &STORIES, "f32", "f32"));
+        plan.push((M4F, &STORIES, Quant::F32, Kv::F32));
     } else {
         for board in [M4F, M33] {
             for model in [&AIDREAMS, &STORIES] {
-                for quant in ["f32", "q8", "f16"] {
-                    plan.push((board, model, quant, "f32"));
+                for quant in [Quant::F32, Quant::Q8, Quant::F16] {
+                    plan.push((board, model, quant, Kv::F32));
                 }
-                plan.push((board, model, "q8", "q8"));
+                plan.push((board, model, Quant::Q8, Kv::Q8));
             }
         }
         for model in [&AIDREAMS, &STORIES] {
-            plan.push((M3, model, "q8", "f32"));
+            plan.push((M3, model, Quant::Q8, Kv::F32));
         }
     }
-    if let Some(q) = &only {
-        plan.retain(|(_, _, quant, _)| quant == q);
+    if let Some(q) = only {
+        plan.retain(|&(_, _, quant, _)| quant == q);
     }
+    plan
+}
+
+/// `cargo xtask bench [--json] [--quick] [--quant Q]`.
+pub fn bench(args: BenchArgs) -> Result<(), String> {
+    let start = Instant::now();
+    ensure_tools()?;
+    let models = models_dir();
+    let work = work_dir()?;
     let mut rows = Vec::new();
     let mut kernels: Vec<CoreKernels> = Vec::new();
-    for (board, model, quant, kv) in plan {
-        let image = work.join(format!("bench-{}-{quant}.mfi", model.name));
-        demo::convert(
+    for (board, model, quant, kv) in plan(args.quick, args.quant) {
+        let image = work.join(format!("bench-{}-{}.mfi", model.name, quant.as_str()));
+        convert(
             &models.join(model.file),
             model.tokenizer.map(|t| models.join(t)).as_deref(),
             quant,
             &image,
         )?;
-        let elf = demo::build_firmware(&board, &image, kv)?;
-        let sections = sections(&elf, board.ram_origin)?;
+        let elf = build_firmware(board, &image, kv)?;
+        let sections = Sections::of_elf(&elf, board)?;
         for &steps in model.steps {
             let s = Settings {
                 steps,
@@ -244,7 +266,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             };
             // `stop=none`: a BOS does not end the run, every row runs all its positions.
             let cmdline = format!("stop=none {}", s.cmdline());
-            let run = demo::run_qemu(&board, &elf, &cmdline, true, false)?;
+            let run = run_qemu(board, &elf, &cmdline, true, false)?;
             let row = Row {
                 core: board.core,
                 model: model.name,
@@ -260,52 +282,44 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 "xtask: bench {} {} {} (KV {}) {} steps: {} instructions/token",
                 row.core,
                 row.model,
-                row.quant,
-                row.kv,
+                row.quant.as_str(),
+                row.kv.as_str(),
                 row.steps,
                 row.per_token()
             );
             rows.push(row);
         }
         if !kernels.iter().any(|(c, _)| *c == board.core) {
-            let run = demo::run_qemu(&board, &elf, "bench=kernels", true, false)?;
+            let run = run_qemu(board, &elf, "bench=kernels", true, false)?;
             kernels.push((board.core, kernel_lines(&run.log)));
         }
     }
     eprintln!("xtask: bench done ({})", secs(start.elapsed()));
-    if json {
-        let items: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                format!(
-"{{\"core\": \"{}\", \"model\": \"{}\", \"quant\": \"{}\", \"kv\": \"{}\", \"steps\": {}, \
-                     \"instructions_per_token\": {}, \"flash_bytes\": {}, \"ram_bytes\": {}}}",
-                    r.core,
-                    r.model,
-                    r.quant,
-                    r.kv,
-                    r.steps,
-                    r.per_token(),
-                    r.sections.flash,
-                    r.ram()
-                )
-            })
-            .collect();
-        println!("[\n  {}\n]", items.join(",\n  "));
+    if args.json {
+        println!("{}", json(&rows)?);
     } else {
         print!("{}", markdown(&rows, &kernels));
     }
     Ok(())
 }
 
+/// The rows as `--json` prints them: an array of objects, one per row.
+fn json(rows: &[Row]) -> Result<String, String> {
+    let items: Vec<JsonRow> = rows.iter().map(Row::json).collect();
+    serde_json::to_string_pretty(&items).map_err(|e| format!("cannot write the rows: {e}"))
+}
+
+/// `n` in millions: `3.46 M`.
 fn millions(n: u64) -> String {
     format!("{:.2} M", n as f64 / 1e6)
 }
 
+/// `n` bytes in KiB: `12.5 KiB`.
 fn kib(n: u64) -> String {
     format!("{:.1} KiB", n as f64 / 1024.0)
 }
 
+/// The rows and the kernel timings as Markdown tables.
 fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -325,8 +339,8 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} (code {}, read-only data {}) | {} ({} + {}) |",
             r.core,
             r.model,
-            r.quant,
-            r.kv,
+            r.quant.as_str(),
+            r.kv.as_str(),
             r.steps,
             millions(r.per_token()),
             kib(r.sections.flash),
@@ -371,6 +385,115 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measures_the_same_rows() {
+        let all = plan(false, None);
+        assert_eq!(all.len(), 18);
+        let rows: usize = all.iter().map(|(_, m, _, _)| m.steps.len()).sum();
+        assert_eq!(rows, 27);
+        let names: Vec<String> = all
+            .iter()
+            .map(|(b, m, q, k)| format!("{} {} {} {}", b.short, m.name, q.as_str(), k.as_str()))
+            .collect();
+        assert_eq!(
+            names[..4],
+            [
+                "m4f aidreams260K f32 f32",
+                "m4f aidreams260K q8 f32",
+                "m4f aidreams260K f16 f32",
+                "m4f aidreams260K q8 q8"
+            ]
+        );
+        assert_eq!(names[8], "m33 aidreams260K f32 f32");
+        assert_eq!(
+            names[16..].join(", "),
+            "m3 aidreams260K q8 f32, m3 stories260K q8 f32"
+        );
+        assert_eq!(plan(false, Some(Quant::Q8)).len(), 10);
+        assert_eq!(plan(true, Some(Quant::Q8)).len(), 0);
+        let quick = plan(true, None);
+        assert_eq!(
+            (quick[0].0, quick[0].1.name, quick.len()),
+            (M4F, "stories260K", 1)
+        );
+    }
+
+    #[test]
+    fn sums_the_sections() {
+        // .vector_table and .text (flash), .rodata (the image), .data (RAM, its initial
+        // values in flash), .bss and .uninit (RAM only), .defmt (not allocated).
+        let e = elf::test_elf(&[
+            (".vector_table", 1, 2, 0, 0x400),
+            (".text", 1, 6, 0x400, 40_000),
+            (".rodata", 1, 2, 0xa000, 300_000),
+            (".data", 1, 3, 0x3800_0000, 56),
+            (".bss", 8, 3, 0x3800_0038, 180_000),
+            (".uninit", 8, 3, 0x3802_0000, 1024),
+            (".defmt", 1, 0, 0, 26),
+        ]);
+        let sections = elf::allocated_sections(&e).unwrap();
+        assert_eq!(
+            Sections::of(&sections, M33.ram_origin),
+            Sections {
+                flash: 0x400 + 40_000 + 300_000 + 56,
+                text: 0x400 + 40_000,
+                rodata: 300_000,
+                ram: 56 + 180_000 + 1024,
+            }
+        );
+    }
+
+    #[test]
+    fn json_rows_keep_their_names() {
+        let row = Row {
+            core: M4F.core,
+            model: "stories260K",
+            quant: Quant::Q8,
+            kv: Kv::Q8,
+            steps: 200,
+            positions: 200,
+            instructions: 700_000_100,
+            sections: Sections {
+                flash: 500_000,
+                text: 0,
+                rodata: 0,
+                ram: 200_000,
+            },
+            stack: 5_000,
+        };
+        let text = json(&[row]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{
+                "core": "cortex-m4f",
+                "model": "stories260K",
+                "quant": "q8",
+                "kv": "q8",
+                "steps": 200,
+                "instructions_per_token": 3_500_001,
+                "flash_bytes": 500_000,
+                "ram_bytes": 205_000
+            }])
+        );
+        // The fields in the order they always came.
+        let at: Vec<usize> = [
+            "core",
+            "model",
+            "quant",
+            "kv",
+            "steps",
+            "instructions_per_token",
+            "flash_bytes",
+            "ram_bytes",
+        ]
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert_eq!(json(&[]).unwrap(), "[]");
+    }
 
     #[test]
     fn reads_the_firmware_lines() {

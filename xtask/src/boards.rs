@@ -12,17 +12,23 @@
 //!    they are sized for embedded: `aidreams260K` from `../shared/models/`, converted to
 //!    Q8_0 at each board's context by the build script. A board whose arena would not hold
 //!    the model at its context fails the stage (the firmware would stop with that error).
-//! 4. The sizes, `cargo size` style, read from each ELF's section headers: flash (`text`:
-//!    code, read-only data and the model image; `data`), RAM (`data`, `bss`: the arena and
-//!    the rest of the statics), the room left for the stack. Printed, and written to
-//!    `target/boards/sizes.md`.
+//! 4. The sizes, `cargo size` style, read from each ELF's section headers (`elf.rs`): flash
+//!    (`text`: code, read-only data and the model image; `data`), RAM (`data`, `bss`: the
+//!    arena and the rest of the statics), the room left for the stack. Printed, and written
+//!    to `target/boards/sizes.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{boards_command, boards_dir, describe, ensure_targets, root, run_cmd, secs, FIRMWARE};
+use serde::Deserialize;
+
+use crate::elf;
+use crate::install::ensure_targets;
+use crate::util::{
+    boards_command, boards_dir, describe, root, run_cmd, secs, shared_dir, FIRMWARE,
+};
 
 /// A real board crate under `boards/`.
 struct RealBoard {
@@ -99,7 +105,7 @@ pub fn stage() -> Result<Duration, String> {
     eprintln!("xtask: === real boards stage (builds only: no board attached) ===");
     ensure_targets()?;
     let boards = boards_dir();
-    let models = root().join("..").join("shared").join("models");
+    let models = shared_dir().join("models");
     let model = [models.join(CHECKPOINT), models.join(TOKENIZER)];
     if let Some(missing) = model.iter().find(|p| !p.is_file()) {
         return Err(format!(
@@ -232,18 +238,7 @@ fn build(b: &RealBoard, model: &[PathBuf; 2]) -> Result<Built, String> {
         ));
     }
     let messages = String::from_utf8_lossy(&out.stdout);
-    let elf = messages
-        .lines()
-        .filter_map(|l| json_str(l, "executable"))
-        .find(|p| Path::new(p).file_name().is_some_and(|n| n == b.dir))
-        .ok_or_else(|| format!("{}: cargo reported no executable", b.dir))?;
-    let build_dir = format!("/build/{}-", b.dir);
-    let out_dir = messages
-        .lines()
-        .filter(|l| l.contains("\"build-script-executed\""))
-        .filter_map(|l| json_str(l, "out_dir"))
-        .find(|d| d.contains(&build_dir))
-        .ok_or_else(|| format!("{}: cargo reported no build-script output", b.dir))?;
+    let (elf, out_dir) = artifacts(&messages, b.dir)?;
     let summary = Path::new(&out_dir).join("summary.txt");
     let summary = std::fs::read_to_string(&summary)
         .map_err(|e| format!("cannot read {}: {e}", summary.display()))?;
@@ -264,21 +259,38 @@ fn build(b: &RealBoard, model: &[PathBuf; 2]) -> Result<Built, String> {
     })
 }
 
-/// The string value of `"key":"…"` in one line of cargo's JSON messages (paths: no escapes
-/// but `\\` and `\"`).
-fn json_str(line: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":\"");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    let mut value = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => value.push(chars.next()?),
-            c => value.push(c),
-        }
-    }
-    None
+/// One of cargo's JSON messages (`--message-format=json`): the fields the stage reads.
+#[derive(Debug, Deserialize)]
+struct Message {
+    /// `compiler-artifact`, `build-script-executed`, …
+    reason: String,
+    /// A compiled binary's path (`compiler-artifact`).
+    executable: Option<String>,
+    /// A build script's `OUT_DIR` (`build-script-executed`).
+    out_dir: Option<String>,
+}
+
+/// From cargo's messages of a board's build: its binary (named after its crate directory
+/// `dir`) and its build script's `OUT_DIR`.
+fn artifacts(messages: &str, dir: &str) -> Result<(String, String), String> {
+    let messages: Vec<Message> = messages
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let elf = messages
+        .iter()
+        .filter(|m| m.reason == "compiler-artifact")
+        .filter_map(|m| m.executable.as_deref())
+        .find(|p| Path::new(p).file_name().is_some_and(|n| n == dir))
+        .ok_or_else(|| format!("{dir}: cargo reported no executable"))?;
+    let build_dir = format!("/build/{dir}-");
+    let out_dir = messages
+        .iter()
+        .filter(|m| m.reason == "build-script-executed")
+        .filter_map(|m| m.out_dir.as_deref())
+        .find(|d| d.contains(&build_dir))
+        .ok_or_else(|| format!("{dir}: cargo reported no build-script output"))?;
+    Ok((elf.to_owned(), out_dir.to_owned()))
 }
 
 /// Berkeley `size` figures of an ELF: `text` (allocated, read-only: code, read-only data,
@@ -292,38 +304,17 @@ struct Sizes {
 }
 
 impl Sizes {
-    /// Reads the section headers of a 32-bit little-endian ELF.
-    fn of_elf(elf: &[u8]) -> Result<Sizes, String> {
-        const SHF_WRITE: u32 = 1;
-        const SHF_ALLOC: u32 = 2;
-        const SHT_NOBITS: u32 = 8;
-        if elf.get(..4) != Some(b"\x7fELF") || elf.get(4) != Some(&1) || elf.get(5) != Some(&1) {
-            return Err("not a 32-bit little-endian ELF file".into());
-        }
-        let u16_at = |o: usize| -> Result<u64, String> {
-            let b = elf.get(o..o + 2).ok_or("truncated ELF")?;
-            Ok(u64::from(u16::from_le_bytes([b[0], b[1]])))
-        };
-        let u32_at = |o: usize| -> Result<u32, String> {
-            let b = elf.get(o..o + 4).ok_or("truncated ELF")?;
-            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let shoff = u32_at(0x20)? as usize;
-        let shentsize = u16_at(0x2e)? as usize;
-        let shnum = u16_at(0x30)? as usize;
+    /// Sums the allocated sections of an ELF. Fails on a file that is not a 32-bit
+    /// little-endian ELF.
+    fn of_elf(data: &[u8]) -> Result<Sizes, String> {
         let mut s = Sizes::default();
-        for i in 0..shnum {
-            let h = shoff + i * shentsize;
-            let (kind, flags, size) = (u32_at(h + 4)?, u32_at(h + 8)?, u64::from(u32_at(h + 20)?));
-            if flags & SHF_ALLOC == 0 {
-                continue;
-            }
-            if kind == SHT_NOBITS {
-                s.bss += size;
-            } else if flags & SHF_WRITE != 0 {
-                s.data += size;
+        for sec in elf::allocated_sections(data)? {
+            if sec.nobits {
+                s.bss += sec.size;
+            } else if sec.writable {
+                s.data += sec.size;
             } else {
-                s.text += size;
+                s.text += sec.size;
             }
         }
         Ok(s)
@@ -343,6 +334,7 @@ fn group(n: u64) -> String {
     out
 }
 
+/// `n` bytes in KiB: `12.5 KiB`.
 fn kib(n: u64) -> String {
     format!("{:.1} KiB", n as f64 / 1024.0)
 }
@@ -393,11 +385,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings() {
-        let l = r#"{"reason":"compiler-artifact","executable":"/t/a\"b\\c","fresh":true}"#;
-        assert_eq!(json_str(l, "executable").as_deref(), Some(r#"/t/a"b\c"#));
-        assert_eq!(json_str(l, "out_dir"), None);
-        assert_eq!(json_str(r#"{"out_dir":"/x"#, "out_dir"), None);
+    fn cargo_messages() {
+        let messages = [
+            r#"{"reason":"build-script-executed","package_id":"x","out_dir":"/t/build/rp-pico-0a/out"}"#,
+            r#"{"reason":"build-script-executed","out_dir":"/t/build/rp-pico-support-2c/out"}"#,
+            r#"{"reason":"compiler-artifact","executable":null,"fresh":true}"#,
+            r#"{"reason":"compiler-artifact","executable":"/t/rp-pico","fresh":true}"#,
+            "warning: not a JSON line",
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            artifacts(&messages, "rp-pico"),
+            Ok((
+                "/t/rp-pico".to_owned(),
+                "/t/build/rp-pico-0a/out".to_owned()
+            ))
+        );
+        assert!(artifacts(&messages, "nrf52840-dk").is_err());
+        let no_binary = messages.lines().next().unwrap_or_default();
+        assert!(artifacts(no_binary, "rp-pico").is_err());
     }
 
     #[test]
@@ -409,36 +416,19 @@ mod tests {
         assert_eq!(group(1_234_567), "1 234 567");
     }
 
-    /// A 32-bit ELF with a null section and the given (type, flags, size) sections.
-    fn elf(sections: &[(u32, u32, u32)]) -> Vec<u8> {
-        let shoff = 52usize;
-        let mut e = vec![0u8; shoff + 40 * (sections.len() + 1)];
-        e[..6].copy_from_slice(b"\x7fELF\x01\x01");
-        e[0x20..0x24].copy_from_slice(&(shoff as u32).to_le_bytes());
-        e[0x2e..0x30].copy_from_slice(&40u16.to_le_bytes());
-        e[0x30..0x32].copy_from_slice(&((sections.len() + 1) as u16).to_le_bytes());
-        for (i, &(kind, flags, size)) in sections.iter().enumerate() {
-            let h = shoff + 40 * (i + 1);
-            e[h + 4..h + 8].copy_from_slice(&kind.to_le_bytes());
-            e[h + 8..h + 12].copy_from_slice(&flags.to_le_bytes());
-            e[h + 20..h + 24].copy_from_slice(&size.to_le_bytes());
-        }
-        e
-    }
-
     #[test]
     fn berkeley_sizes() {
         // .vector_table, .text (AX), .rodata (A), .data (WA), .bss and .uninit (WA,
         // NOBITS), .defmt and .debug_info (not allocated).
-        let e = elf(&[
-            (1, 2, 428),
-            (1, 6, 39_716),
-            (1, 2, 391_676),
-            (1, 3, 56),
-            (8, 3, 188_456),
-            (8, 3, 1024),
-            (1, 0, 26),
-            (1, 0, 99_999),
+        let e = elf::test_elf(&[
+            (".vector_table", 1, 2, 0, 428),
+            (".text", 1, 6, 0x1ac, 39_716),
+            (".rodata", 1, 2, 0x9d50, 391_676),
+            (".data", 1, 3, 0x2000_0000, 56),
+            (".bss", 8, 3, 0x2000_0038, 188_456),
+            (".uninit", 8, 3, 0x2002_e000, 1024),
+            (".defmt", 1, 0, 0, 26),
+            (".debug_info", 1, 0, 0, 99_999),
         ]);
         assert_eq!(
             Sizes::of_elf(&e),

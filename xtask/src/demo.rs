@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: a model on the emulated Cortex-M4F.
+//! `cargo xtask demo`: a model on an emulated Cortex-M (the M4F unless `--core` says).
 //!
 //! Installs what a fresh machine lacks (the rustup targets, `qemu-system-arm`, `defmt-print`),
 //! converts the checkpoint with the host tool (`microformer convert`), builds the QEMU board's
@@ -17,436 +17,227 @@
 //! `--model` also takes a Hugging Face directory (any family `microformer convert` reads).
 //! Its image has no tokenizer: the device then prints the token ids, space-separated, as
 //! `microformer run --ids` does, and a prompt is given as ids (`--prompt-ids 1,2,3`, the
-//! firmware's `prompt_ids=` word). [`families_tests`] (a stage of `cargo xtask test`) runs
-//! the shared fixtures that way and compares the ids with the host's and transformers'.
+//! firmware's `prompt_ids=` word). The families stage (`families.rs`) runs the shared
+//! fixtures that way.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::json::Json;
-use crate::{boards_command, boards_dir, ensure_defmt_print, ensure_qemu, ensure_targets};
-use crate::{root, run_cmd, secs};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
+use serde::Deserialize;
 
-/// A QEMU board crate the demo and the benchmarks can build.
-#[derive(Debug, Clone, Copy)]
-pub struct QemuBoard {
-    /// Crate directory under `boards/` (and the binary's name).
-    pub dir: &'static str,
-    /// The core, as the benchmarks name it.
-    pub core: &'static str,
-    /// Its rustup target.
-    pub target: &'static str,
-    /// QEMU `-machine`.
-    pub machine: &'static str,
-    /// QEMU `-cpu`.
-    pub cpu: &'static str,
-    /// Where RAM starts (sections at or above it are RAM).
-    pub ram_origin: u32,
+use crate::firmware::{build_firmware, convert, parse_id_list, Kv, Quant, Settings};
+use crate::install::ensure_tools;
+use crate::qemu::run_qemu;
+use crate::qemu_boards::{self, QemuBoard, BOARDS, M4F};
+use crate::util::{models_dir, secs, work_dir};
+
+/// The checkpoint the demo runs by default, and its tokenizer (in `../shared/models`).
+const CHECKPOINT: &str = "aidreams260K.bin";
+const TOKENIZER: &str = "aidreams260K.tok512.bin";
+
+/// What `cargo xtask demo` takes (defaults: `microformer run`'s, and llama2.c's).
+#[derive(Debug, Clone, Args)]
+#[command(args_override_self = true)]
+pub struct DemoArgs {
+    /// A llama2.c checkpoint, or a Hugging Face directory (config.json + model.safetensors):
+    /// a directory has no tokenizer (unless --tokenizer is given), the device then prints
+    /// token ids, space-separated, as `microformer run --ids` [default: aidreams260K.bin in
+    /// ../shared/models, or in $MICROFORMER_MODELS]
+    #[arg(long, value_name = "PATH|HF-DIR")]
+    model: Option<PathBuf>,
+    /// The tokenizer embedded with the model, or `none` [default: aidreams260K.tok512.bin
+    /// beside the default checkpoint for a llama2.c file, none for a directory]
+    #[arg(long, value_name = "PATH|none", value_parser = parse_tokenizer)]
+    tokenizer: Option<Tokenizer>,
+    /// The prompt, as text (needs a tokenizer)
+    #[arg(
+        long,
+        short = 'i',
+        value_name = "TEXT",
+        allow_hyphen_values = true,
+        value_parser = parse_prompt
+    )]
+    prompt: Option<String>,
+    /// The prompt as token ids, used as given
+    #[arg(long, value_name = "1,2,3", value_parser = parse_prompt_ids, conflicts_with = "prompt")]
+    prompt_ids: Option<TokenIds>,
+    /// Positions to run (0 or more than the context: all)
+    #[arg(long, short = 'n', value_name = "N", default_value_t = Settings::default().steps)]
+    steps: u32,
+    /// Sampling temperature (0: greedy)
+    #[arg(
+        long,
+        short = 't',
+        value_name = "T",
+        allow_negative_numbers = true,
+        value_parser = parse_temperature,
+        default_value_t = Settings::default().temperature
+    )]
+    temperature: f32,
+    /// Nucleus sampling threshold, in [0, 1]
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "P",
+        allow_negative_numbers = true,
+        value_parser = parse_top_p,
+        default_value_t = Settings::default().top_p
+    )]
+    top_p: f32,
+    /// The sampler's seed (0 stands for a fixed seed, never the clock)
+    #[arg(
+        long,
+        short = 's',
+        value_name = "S",
+        allow_negative_numbers = true,
+        value_parser = parse_seed,
+        default_value_t = Settings::default().seed
+    )]
+    seed: i128,
+    /// Weight storage of the converted image
+    #[arg(long, value_enum, default_value_t = Quant::F32)]
+    quant: Quant,
+    /// KV cache format (the firmware's arena is sized for it)
+    #[arg(long, value_enum, default_value_t = Kv::F32)]
+    kv: Kv,
+    /// The emulated core (`cortex-m4f` and the like are taken too)
+    #[arg(long, value_parser = core_parser(), default_value = M4F.short)]
+    core: &'static QemuBoard,
 }
 
-/// The boards with room for a 260K-parameter model (MPS2: 4 MiB flash, 4 MiB RAM).
-pub const M4F: QemuBoard = QemuBoard {
-    dir: "qemu-m4f",
-    core: "cortex-m4f",
-    target: "thumbv7em-none-eabihf",
-    machine: "mps2-an386",
-    cpu: "cortex-m4",
-    ram_origin: 0x2000_0000,
-};
-/// Cortex-M33 (Secure state).
-pub const M33: QemuBoard = QemuBoard {
-    dir: "qemu-m33",
-    core: "cortex-m33",
-    target: "thumbv8m.main-none-eabihf",
-    machine: "mps2-an505",
-    cpu: "cortex-m33",
-    ram_origin: 0x3800_0000,
-};
-/// Cortex-M3 (no FPU).
-pub const M3: QemuBoard = QemuBoard {
-    dir: "qemu-m3",
-    core: "cortex-m3",
-    target: "thumbv7m-none-eabi",
-    machine: "mps2-an385",
-    cpu: "cortex-m3",
-    ram_origin: 0x2000_0000,
-};
-
-/// Run settings, as `microformer run` takes them.
+/// `--tokenizer`: a file, or `none`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    pub prompt: String,
-    /// The prompt as token ids (`microformer run --prompt-ids`), used as given; empty:
-    /// none (the text prompt, or BOS alone).
-    pub prompt_ids: Vec<u32>,
-    pub steps: u32,
-    pub temperature: f32,
-    pub top_p: f32,
-    pub seed: i128,
-    /// KV cache format, `f32` or `q8` (the firmware's arena is sized for it).
-    pub kv: &'static str,
+enum Tokenizer {
+    /// `none`: the image has no tokenizer.
+    None,
+    /// A llama2.c tokenizer file.
+    Path(PathBuf),
 }
 
-impl Default for Settings {
-    /// `microformer run`'s (and llama2.c's) defaults, seed 0 fixed.
-    fn default() -> Self {
-        Settings {
-            prompt: String::new(),
-            prompt_ids: Vec::new(),
-            steps: 256,
-            temperature: 1.0,
-            top_p: 0.9,
-            seed: 0,
-            kv: "f32",
-        }
+/// `--prompt-ids`: a non-empty list of token ids.
+#[derive(Debug, Clone, PartialEq)]
+struct TokenIds(Vec<u32>);
+
+fn parse_tokenizer(s: &str) -> Result<Tokenizer, String> {
+    Ok(match s {
+        "none" => Tokenizer::None,
+        path => Tokenizer::Path(PathBuf::from(path)),
+    })
+}
+
+fn parse_prompt(s: &str) -> Result<String, String> {
+    if s.contains('\0') {
+        Err("the prompt cannot contain a NUL byte".into())
+    } else {
+        Ok(s.to_owned())
     }
 }
 
-impl Settings {
-    /// The firmware's command line (see `boards/firmware/src/settings.rs`): the prompt last,
-    /// as it runs to the end of the line.
-    pub fn cmdline(&self) -> String {
-        let mut s = format!(
-            "steps={} temperature={} topp={} seed={}",
-            self.steps, self.temperature, self.top_p, self.seed
-        );
-        if self.kv != "f32" {
-            s += " kv=";
-            s += self.kv;
-        }
-        if !self.prompt_ids.is_empty() {
-            s += " prompt_ids=";
-            s += &id_list(&self.prompt_ids);
-        }
-        if !self.prompt.is_empty() {
-            s += " prompt=";
-            s += &self.prompt;
-        }
-        s
+fn parse_prompt_ids(s: &str) -> Result<TokenIds, String> {
+    parse_id_list(s)
+        .filter(|ids| !ids.is_empty())
+        .map(TokenIds)
+        .ok_or_else(|| "not a list of token ids (1,2,3)".into())
+}
+
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    let t: f32 = s.parse().map_err(|_| "not a number".to_owned())?;
+    if t.is_finite() && t >= 0.0 {
+        Ok(t)
+    } else {
+        Err("the temperature must be >= 0".into())
     }
 }
 
-/// `1,2,3`, as `microformer run --prompt-ids` takes a list.
-fn id_list(ids: &[u32]) -> String {
-    let items: Vec<String> = ids.iter().map(u32::to_string).collect();
-    items.join(",")
+fn parse_top_p(s: &str) -> Result<f32, String> {
+    let p: f32 = s.parse().map_err(|_| "not a number".to_owned())?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err("top-p must be in [0, 1]".into())
+    }
 }
 
-/// Parses `1,2,3` (spaces allowed around the commas), as `microformer run --prompt-ids`.
-fn parse_id_list(s: &str) -> Option<Vec<u32>> {
-    s.split(',').map(|t| t.trim().parse().ok()).collect()
+/// A seed as `microformer run` takes it: any i64 or u64.
+fn parse_seed(s: &str) -> Result<i128, String> {
+    let seed: i128 = s.parse().map_err(|_| "not an integer".to_owned())?;
+    if seed < i128::from(i64::MIN) || seed > i128::from(u64::MAX) {
+        return Err("out of range (an i64 or a u64)".into());
+    }
+    Ok(seed)
 }
 
-/// Parses the ids a run printed (`microformer run --ids`, or the firmware without a
-/// tokenizer): space-separated, one final newline.
-fn parse_printed_ids(text: &[u8]) -> Result<Vec<u32>, String> {
-    let text = std::str::from_utf8(text).map_err(|_| "the ids are not UTF-8".to_owned())?;
-    text.split_whitespace()
-        .map(|t| t.parse().map_err(|_| format!("{t:?} is not a token id")))
-        .collect()
+/// `--core`: the short name or the core of a board of [`BOARDS`] with room for a model.
+fn core_parser() -> impl TypedValueParser<Value = &'static QemuBoard> {
+    let names = BOARDS
+        .iter()
+        .filter(|b| b.fits_model)
+        .map(|b| PossibleValue::new(b.short).alias(b.core));
+    PossibleValuesParser::new(names)
+        .map(|name| qemu_boards::find(&name).expect("a possible value names a board"))
 }
 
-/// What `cargo xtask demo` takes.
+/// A demo run, its defaults filled in.
 #[derive(Debug, Clone)]
 struct Options {
     model: PathBuf,
     tokenizer: Option<PathBuf>,
-    quant: String,
-    board: QemuBoard,
+    quant: Quant,
+    board: &'static QemuBoard,
     settings: Settings,
 }
 
-fn models_dir() -> PathBuf {
-    match std::env::var_os("MICROFORMER_MODELS") {
-        Some(d) => PathBuf::from(d),
-        None => root().join("..").join("shared").join("models"),
-    }
-}
-
-const USAGE: &str = "usage: cargo xtask demo [--model PATH|HF-DIR] [--tokenizer PATH|none] \
-[--prompt TEXT | --prompt-ids 1,2,3] [--steps N] [--temperature T] [--top-p P] [--seed S] \
-[--quant f32|q8|f16] [--kv f32|q8] [--core m4f|m33|m3]
-  --model takes a llama2.c checkpoint or a Hugging Face directory (config.json + \
-model.safetensors); a directory has no tokenizer (unless --tokenizer is given): the device \
-then prints token ids, space-separated, as `microformer run --ids`";
-
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let models = models_dir();
-    let mut tokenizer: Option<Option<PathBuf>> = None;
-    let mut o = Options {
-        model: models.join("aidreams260K.bin"),
-        tokenizer: None,
-        quant: "f32".into(),
-        board: M4F,
-        settings: Settings::default(),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(USAGE.into());
+impl DemoArgs {
+    /// The run these arguments ask for: the default model (and its tokenizer) filled in.
+    /// Fails on a text prompt for an image without a tokenizer.
+    fn options(self) -> Result<Options, String> {
+        let models = models_dir();
+        let model = self.model.unwrap_or_else(|| models.join(CHECKPOINT));
+        // The default tokenizer goes with the default checkpoint (and any llama2.c file); a
+        // Hugging Face directory has none unless one is given.
+        let tokenizer = match self.tokenizer {
+            Some(Tokenizer::Path(t)) => Some(t),
+            Some(Tokenizer::None) => None,
+            None if model.is_dir() => None,
+            None => Some(models.join(TOKENIZER)),
+        };
+        let settings = Settings {
+            prompt: self.prompt.unwrap_or_default(),
+            prompt_ids: self.prompt_ids.map(|ids| ids.0).unwrap_or_default(),
+            steps: self.steps,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            kv: self.kv,
+        };
+        if !settings.prompt.is_empty() && tokenizer.is_none() {
+            return Err(format!(
+                "--prompt needs a tokenizer and {} is converted without one: give the prompt as \
+                 token ids (--prompt-ids 1,2,3) or a tokenizer (--tokenizer PATH)",
+                model.display()
+            ));
         }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |what: &str| format!("{flag} {value:?}: {what}\n{USAGE}");
-        match flag.as_str() {
-            "--model" => o.model = PathBuf::from(value),
-            "--tokenizer" if value == "none" => tokenizer = Some(None),
-            "--tokenizer" => tokenizer = Some(Some(PathBuf::from(value))),
-            "--prompt" | "-i" => o.settings.prompt = value.clone(),
-            "--prompt-ids" => {
-                o.settings.prompt_ids = parse_id_list(value)
-                    .filter(|ids| !ids.is_empty())
-                    .ok_or_else(|| bad("not a list of token ids (1,2,3)"))?
-            }
-            "--steps" | "-n" => o.settings.steps = value.parse().map_err(|_| bad("not a count"))?,
-            "--temperature" | "-t" => {
-                o.settings.temperature = value.parse().map_err(|_| bad("not a number"))?
-            }
-            "--top-p" | "-p" => {
-                o.settings.top_p = value.parse().map_err(|_| bad("not a number"))?
-            }
-            "--seed" | "-s" => {
-                let s: i128 = value.parse().map_err(|_| bad("not an integer"))?;
-                if s < i64::MIN as i128 || s > u64::MAX as i128 {
-                    return Err(bad("out of range"));
-                }
-                o.settings.seed = s;
-            }
-            "--quant" if ["f32", "q8", "f16"].contains(&value.as_str()) => o.quant = value.clone(),
-            "--kv" if value == "f32" => o.settings.kv = "f32",
-            "--kv" if value == "q8" => o.settings.kv = "q8",
-            "--core" => {
-                o.board = match value.as_str() {
-                    "m4f" | "cortex-m4f" => M4F,
-                    "m33" | "cortex-m33" => M33,
-                    "m3" | "cortex-m3" => M3,
-                    _ => return Err(bad("the demo runs on m4f, m33 or m3")),
-                }
-            }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
-        }
+        Ok(Options {
+            model,
+            tokenizer,
+            quant: self.quant,
+            board: self.core,
+            settings,
+        })
     }
-    // The default tokenizer goes with the default checkpoint (and any llama2.c file); a
-    // Hugging Face directory has none unless one is given.
-    o.tokenizer = match tokenizer {
-        Some(t) => t,
-        None if o.model.is_dir() => None,
-        None => Some(models.join("aidreams260K.tok512.bin")),
-    };
-    let s = &o.settings;
-    if !s.prompt.is_empty() && !s.prompt_ids.is_empty() {
-        return Err(format!("give --prompt or --prompt-ids, not both\n{USAGE}"));
-    }
-    if !s.prompt.is_empty() && o.tokenizer.is_none() {
-        return Err(format!(
-            "--prompt needs a tokenizer and {} is converted without one: give the prompt as \
-             token ids (--prompt-ids 1,2,3) or a tokenizer (--tokenizer PATH)",
-            o.model.display()
-        ));
-    }
-    if !(s.temperature.is_finite() && s.temperature >= 0.0) {
-        return Err(format!("--temperature must be >= 0, got {}", s.temperature));
-    }
-    if !(0.0..=1.0).contains(&s.top_p) {
-        return Err(format!("--top-p must be in [0, 1], got {}", s.top_p));
-    }
-    if s.prompt.contains('\0') {
-        return Err("--prompt cannot contain a NUL byte".into());
-    }
-    Ok(o)
-}
-
-/// Installs what the demo and the benchmarks need.
-pub fn ensure_tools() -> Result<(), String> {
-    ensure_targets()?;
-    ensure_qemu()?;
-    ensure_defmt_print()
-}
-
-/// Where the demo and the benchmarks keep their images.
-pub fn work_dir() -> Result<PathBuf, String> {
-    let d = root().join("target").join("xtask");
-    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-    Ok(d)
-}
-
-/// Stdout of a child process sent to our stderr (tool logs never reach stdout).
-fn to_stderr() -> Stdio {
-    Stdio::from(std::io::stderr())
-}
-
-/// Converts a llama2.c checkpoint with the host tool (`microformer convert`).
-pub fn convert(
-    model: &Path,
-    tokenizer: Option<&Path>,
-    quant: &str,
-    out: &Path,
-) -> Result<(), String> {
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(root())
-        .args(["run", "--quiet", "-p", "microformer-cli", "--", "convert"])
-        .arg(model)
-        .arg("-o")
-        .arg(out)
-        .args(["--quant", quant])
-        .stdout(to_stderr());
-    if let Some(t) = tokenizer {
-        cmd.arg("--tokenizer").arg(t);
-    }
-    run_cmd(&mut cmd)
-}
-
-/// Builds `board`'s firmware (release) with `image` embedded; returns the ELF.
-pub fn build_firmware(board: &QemuBoard, image: &Path, kv: &str) -> Result<PathBuf, String> {
-    let dir = boards_dir().join(board.dir);
-    let image = image
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", image.display()))?;
-    run_cmd(
-        boards_command(&dir, "cargo")
-            .args(["build", "--release", "--bin", board.dir])
-            .env("MICROFORMER_IMAGE", &image)
-            .env("MICROFORMER_KV", kv)
-            .env_remove("MICROFORMER_CHECKPOINT")
-            .stdout(to_stderr()),
-    )?;
-    Ok(root()
-        .join("target")
-        .join("boards")
-        .join(board.target)
-        .join("release")
-        .join(board.dir))
-}
-
-/// What a firmware run printed: the device's text and its decoded logs.
-pub struct QemuRun {
-    /// Semihosting stderr: the generated text.
-    pub text: Vec<u8>,
-    /// defmt-print's output, line by line.
-    pub log: Vec<String>,
-}
-
-/// Waits for `child`, killing it after `limit`.
-fn wait_with_limit(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(s);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("QEMU ran past {} s: stopped", limit.as_secs()));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs `elf` on `board` under QEMU with `cmdline` (`-append`), optionally counting
-/// instructions (`-icount shift=0`). The text goes to our stdout as it comes when `echo`,
-/// and is returned either way; the decoded log is echoed to stderr and returned. Fails on
-/// a non-zero exit (a failed run, a fault) or a run longer than `QEMU_TIMEOUT` seconds
-/// (default 600).
-pub fn run_qemu(
-    board: &QemuBoard,
-    elf: &Path,
-    cmdline: &str,
-    icount: bool,
-    echo: bool,
-) -> Result<QemuRun, String> {
-    let limit = std::env::var("QEMU_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
-    let mut qemu = Command::new("qemu-system-arm");
-    qemu.args(["-machine", board.machine, "-cpu", board.cpu, "-nographic"])
-        .args(["-semihosting-config", "enable=on,target=native"]);
-    if icount {
-        qemu.args(["-icount", "shift=0"]);
-    }
-    qemu.arg("-kernel")
-        .arg(elf)
-        .arg("-append")
-        .arg(cmdline)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    eprintln!(
-        "xtask: $ qemu-system-arm -machine {} -cpu {}{} -kernel {} -append {cmdline:?} | defmt-print",
-        board.machine,
-        board.cpu,
-        if icount { " -icount shift=0" } else { "" },
-        elf.display()
-    );
-    let mut q = qemu
-        .spawn()
-        .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
-    let frames = q.stdout.take().ok_or("no QEMU stdout")?;
-    let mut print = Command::new("defmt-print")
-        .arg("-e")
-        .arg(elf)
-        .stdin(Stdio::from(frames))
-        .stdout(Stdio::piped())
-        .stderr(to_stderr())
-        .spawn()
-        .map_err(|e| format!("cannot start defmt-print: {e}"))?;
-    let mut err = q.stderr.take().ok_or("no QEMU stderr")?;
-    let text = thread::spawn(move || {
-        use std::io::Write;
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        let out = std::io::stdout();
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            if echo {
-                let mut o = out.lock();
-                let _ = o.write_all(&buf[..n]);
-                let _ = o.flush();
-            }
-        }
-        all
-    });
-    let mut decoded = print.stdout.take().ok_or("no defmt-print stdout")?;
-    let log = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = decoded.read_to_string(&mut s);
-        s
-    });
-    let status = wait_with_limit(&mut q, Duration::from_secs(limit));
-    let _ = print.wait();
-    let text = text.join().unwrap_or_default();
-    let log: Vec<String> = log
-        .join()
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    for l in &log {
-        eprintln!("{l}");
-    }
-    let status = status?;
-    if !status.success() {
-        return Err(format!("the firmware failed under QEMU ({status})"));
-    }
-    Ok(QemuRun { text, log })
 }
 
 /// `cargo xtask demo [options]`.
-pub fn demo(args: &[String]) -> Result<(), String> {
-    let o = parse_args(args)?;
+pub fn demo(args: DemoArgs) -> Result<(), String> {
+    let o = args.options()?;
     let start = Instant::now();
     ensure_tools()?;
-    let image = work_dir()?.join(format!("demo-{}.mfi", o.quant));
-    convert(&o.model, o.tokenizer.as_deref(), &o.quant, &image)?;
-    let elf = build_firmware(&o.board, &image, o.settings.kv)?;
-    run_qemu(&o.board, &elf, &o.settings.cmdline(), true, true)?;
+    let image = work_dir()?.join(format!("demo-{}.mfi", o.quant.as_str()));
+    convert(&o.model, o.tokenizer.as_deref(), o.quant, &image)?;
+    let elf = build_firmware(o.board, &image, o.settings.kv)?;
+    run_qemu(o.board, &elf, &o.settings.cmdline(), true, true)?;
     eprintln!("xtask: demo done ({})", secs(start.elapsed()));
     Ok(())
 }
@@ -479,6 +270,23 @@ fn case_settings(args: &str) -> Result<Settings, String> {
     Ok(s)
 }
 
+/// `reference-llama2c.json`: llama2.c's runs of the shared checkpoints.
+#[derive(Debug, Deserialize)]
+struct Llama2cReference {
+    cases: Vec<Llama2cCase>,
+}
+
+/// One llama2.c run (the fields the demo stage reads).
+#[derive(Debug, Deserialize)]
+struct Llama2cCase {
+    /// The checkpoint's file name.
+    model: String,
+    /// run.c's flags (absent for a case without a tokenizer).
+    args: Option<String>,
+    /// The text it printed (absent for a case without a tokenizer).
+    text: Option<String>,
+}
+
 /// The on-target demo stage of `cargo xtask test`: every aidreams260K case of
 /// `reference-llama2c.json`, run as `cargo xtask demo` runs it (one firmware, one QEMU run
 /// per case), must print llama2.c's text byte for byte. Returns its duration.
@@ -490,13 +298,12 @@ pub fn demo_tests() -> Result<Duration, String> {
     let path = models.join("reference-llama2c.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let reference = Json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cases: Vec<&Json> = reference
-        .get("cases")
-        .and_then(Json::as_array)
-        .ok_or("reference-llama2c.json: no cases")?
+    let reference: Llama2cReference =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cases: Vec<&Llama2cCase> = reference
+        .cases
         .iter()
-        .filter(|c| c.get("model").and_then(Json::as_str) == Some("aidreams260K.bin"))
+        .filter(|c| c.model == CHECKPOINT)
         .collect();
     if cases.len() < 3 {
         return Err(format!(
@@ -506,24 +313,18 @@ pub fn demo_tests() -> Result<Duration, String> {
     }
     let image = work_dir()?.join("demo-f32.mfi");
     convert(
-        &models.join("aidreams260K.bin"),
-        Some(&models.join("aidreams260K.tok512.bin")),
-        "f32",
+        &models.join(CHECKPOINT),
+        Some(&models.join(TOKENIZER)),
+        Quant::F32,
         &image,
     )?;
-    let elf = build_firmware(&M4F, &image, "f32")?;
+    let elf = build_firmware(M4F, &image, Kv::F32)?;
     let mut failures = Vec::new();
     for c in &cases {
-        let args = c
-            .get("args")
-            .and_then(Json::as_str)
-            .ok_or("a case without args")?;
-        let want = c
-            .get("text")
-            .and_then(Json::as_str)
-            .ok_or("a case without text")?;
+        let args = c.args.as_deref().ok_or("a case without args")?;
+        let want = c.text.as_deref().ok_or("a case without text")?;
         let s = case_settings(args)?;
-        let run = run_qemu(&M4F, &elf, &s.cmdline(), true, false)?;
+        let run = run_qemu(M4F, &elf, &s.cmdline(), true, false)?;
         if run.text == want.as_bytes() {
             eprintln!(
                 "xtask: demo `{args}`: {} bytes, identical to llama2.c's text",
@@ -560,256 +361,22 @@ pub fn demo_tests() -> Result<Duration, String> {
     }
 }
 
-/// `microformer run IMG --ids` on the host with `settings` (prompt ids or text): the ids it
-/// printed.
-pub fn host_ids(image: &Path, settings: &Settings) -> Result<Vec<u32>, String> {
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(root())
-        .args(["run", "--quiet", "-p", "microformer-cli", "--", "run"])
-        .arg(image)
-        .arg("--ids")
-        .args(["-n", &settings.steps.to_string()])
-        .args(["-t", &settings.temperature.to_string()])
-        .args(["-p", &settings.top_p.to_string()])
-        .args(["-s", &settings.seed.to_string()]);
-    if !settings.prompt_ids.is_empty() {
-        cmd.args(["--prompt-ids", &id_list(&settings.prompt_ids)]);
-    }
-    if !settings.prompt.is_empty() {
-        cmd.args(["--prompt", &settings.prompt]);
-    }
-    eprintln!("xtask: $ {}", crate::describe(&cmd));
-    let out = cmd
-        .stderr(to_stderr())
-        .output()
-        .map_err(|e| format!("cannot run microformer: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("microformer run failed ({})", out.status));
-    }
-    parse_printed_ids(&out.stdout)
-}
-
-/// A Hugging Face fixture the families stage runs on the device.
-struct Family {
-    /// Directory under `../shared/fixtures/hf`, or under `tests/fixtures/hf` when not `shared`.
-    dir: &'static str,
-    /// Whether it is a shared fixture (else one of the project's own).
-    shared: bool,
-    /// What it exercises.
-    what: &'static str,
-}
-
-/// Every family the converter reads, one fixture each: one ALiBi model and one
-/// learned-position model (what the issue asks for), and every other position hook and
-/// block shape.
-const FAMILIES: &[Family] = &[
-    Family {
-        dir: "bloom-alibi",
-        shared: true,
-        what: "BLOOM, ALiBi",
-    },
-    Family {
-        dir: "gpt2-learned",
-        shared: true,
-        what: "GPT-2, learned positions",
-    },
-    Family {
-        dir: "xglm-sinusoidal",
-        shared: true,
-        what: "XGLM, sinusoidal",
-    },
-    Family {
-        dir: "gptneox-partial-rope",
-        shared: true,
-        what: "GPT-NeoX, partial RoPE",
-    },
-    Family {
-        dir: "llama-rope-default",
-        shared: true,
-        what: "Llama, RoPE",
-    },
-    Family {
-        dir: "gptj-interleaved-rope",
-        shared: false,
-        what: "GPT-J, interleaved RoPE",
-    },
-    Family {
-        dir: "mpt-alibi-6h",
-        shared: false,
-        what: "MPT, ALiBi, 6 heads",
-    },
-    Family {
-        dir: "phi-partial-rope",
-        shared: false,
-        what: "Phi, partial RoPE",
-    },
-];
-
-/// The shared Hugging Face fixtures (`MICROFORMER_HF_FIXTURES` overrides).
-fn hf_fixtures_dir() -> PathBuf {
-    match std::env::var_os("MICROFORMER_HF_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => root().join("..").join("shared").join("fixtures").join("hf"),
-    }
-}
-
-/// `key` of `reference.json` as token ids.
-fn json_ids(reference: &Json, key: &str) -> Result<Vec<u32>, String> {
-    reference
-        .get(key)
-        .and_then(Json::as_array)
-        .ok_or_else(|| format!("reference.json: no {key}"))?
-        .iter()
-        .map(|v| match v {
-            Json::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => {
-                Ok(*n as u32)
-            }
-            _ => Err(format!("reference.json: {key} holds a non-id")),
-        })
-        .collect()
-}
-
-/// The settings of a greedy run of `new_tokens` tokens after `prompt` (ids), and how many
-/// ids it prints before them: run.c emits the prompt's tokens after the first, then the
-/// generated ones, one per position.
-fn greedy_settings(prompt: &[u32], new_tokens: usize) -> (Settings, usize) {
-    let echoed = prompt.len().saturating_sub(1);
-    let s = Settings {
-        prompt_ids: prompt.to_vec(),
-        steps: (echoed + new_tokens) as u32,
-        temperature: 0.0,
-        ..Settings::default()
-    };
-    (s, echoed)
-}
-
-/// One fixture: convert, run greedy on the host and on the emulated Cortex-M4F, compare
-/// the ids with each other and with transformers' `greedy`. Returns the summary line.
-fn family(f: &Family) -> Result<String, String> {
-    let dir = if f.shared {
-        hf_fixtures_dir().join(f.dir)
-    } else {
-        root().join("tests").join("fixtures").join("hf").join(f.dir)
-    };
-    let path = dir.join("reference.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let reference = Json::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let prompt = json_ids(&reference, "greedy_prompt")?;
-    let want = json_ids(&reference, "greedy")?;
-    if prompt.is_empty() || want.is_empty() {
-        return Err("reference.json: empty greedy_prompt or greedy".into());
-    }
-    let (settings, echoed) = greedy_settings(&prompt, want.len());
-    let image = work_dir()?.join(format!("families-{}.mfi", f.dir));
-    convert(&dir, None, "f32", &image)?;
-    let host = host_ids(&image, &settings)?;
-    let elf = build_firmware(&M4F, &image, "f32")?;
-    let run = run_qemu(&M4F, &elf, &settings.cmdline(), false, false)?;
-    let device = parse_printed_ids(&run.text).map_err(|e| {
-        format!(
-            "the device did not print token ids ({e}): {:?}",
-            String::from_utf8_lossy(&run.text)
-        )
-    })?;
-    let show = |ids: &[u32]| {
-        let v: Vec<String> = ids.iter().map(u32::to_string).collect();
-        v.join(" ")
-    };
-    eprintln!("xtask: {} host:   {}", f.dir, show(&host));
-    eprintln!("xtask: {} device: {}", f.dir, show(&device));
-    if device != host {
-        let at = device
-            .iter()
-            .zip(&host)
-            .position(|(a, b)| a != b)
-            .unwrap_or(device.len().min(host.len()));
-        return Err(format!(
-            "device and host differ at id {at} (device {} ids, host {} ids)",
-            device.len(),
-            host.len()
-        ));
-    }
-    if host.get(..echoed) != prompt.get(1..) {
-        return Err("the printed ids do not start with the prompt's (after the first)".into());
-    }
-    let generated = &host[echoed..];
-    if generated != want.as_slice() {
-        return Err(format!(
-            "{} generated ids, transformers' greedy has {}; first difference at {}",
-            generated.len(),
-            want.len(),
-            generated
-                .iter()
-                .zip(&want)
-                .position(|(a, b)| a != b)
-                .unwrap_or(generated.len().min(want.len()))
-        ));
-    }
-    Ok(format!(
-        "{} ids, device = host = transformers' greedy ({} tokens after an {}-token prompt)",
-        host.len(),
-        want.len(),
-        prompt.len()
-    ))
-}
-
-/// The families stage of `cargo xtask test`: for each fixture of [`FAMILIES`] (ALiBi,
-/// learned, sinusoidal and partial-RoPE positions), `microformer convert` of the Hugging
-/// Face directory, then greedy generation from `reference.json`'s `greedy_prompt` (as
-/// prompt ids) for as many tokens as its `greedy` holds, on the host (`microformer run
-/// --ids`) and on the emulated Cortex-M4F (the demo's path: the firmware prints ids, the
-/// image having no tokenizer). The ids must be identical, and the continuation equal to
-/// transformers' `greedy`. One line per model, then `families: N passed, M failed`.
-pub fn families_tests() -> Result<Duration, String> {
-    let start = Instant::now();
-    eprintln!("xtask: === families stage ===");
-    ensure_tools()?;
-    let mut results = Vec::new();
-    for f in FAMILIES {
-        eprintln!("xtask: --- {} ({}) ---", f.dir, f.what);
-        let t = Instant::now();
-        results.push((f, family(f), t.elapsed()));
-    }
-    let mut failed = Vec::new();
-    for (f, r, t) in &results {
-        match r {
-            Ok(line) => eprintln!(
-                "families: {:<22} {:<26} ok: {line} ({})",
-                f.dir,
-                f.what,
-                secs(*t)
-            ),
-            Err(e) => {
-                eprintln!(
-                    "families: {:<22} {:<26} FAILED: {e} ({})",
-                    f.dir,
-                    f.what,
-                    secs(*t)
-                );
-                failed.push(f.dir);
-            }
-        }
-    }
-    eprintln!(
-        "families: {} passed, {} failed",
-        results.len() - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        eprintln!("xtask: families stage passed in {}", secs(start.elapsed()));
-        Ok(start.elapsed())
-    } else {
-        Err(format!(
-            "device generation differs for {}",
-            failed.join(", ")
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `cargo xtask demo`'s arguments alone.
+    #[derive(Parser)]
+    struct Demo {
+        #[command(flatten)]
+        args: DemoArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<DemoArgs, clap::Error> {
+        let argv = std::iter::once("demo").chain(args.iter().copied());
+        Demo::try_parse_from(argv).map(|d| d.args)
+    }
 
     #[test]
     fn case_args_become_settings() {
@@ -825,43 +392,91 @@ mod tests {
         );
         assert!(case_settings("-x 1").is_err());
         assert_eq!(s.cmdline(), "steps=128 temperature=1 topp=0.9 seed=42");
-        let p = Settings {
-            prompt: "a b".into(),
-            ..Settings::default()
-        };
+    }
+
+    #[test]
+    fn defaults_are_microformer_runs() {
+        let o = parse(&[]).unwrap().options().unwrap();
+        assert_eq!(o.settings, Settings::default());
+        assert_eq!((o.quant, o.board), (Quant::F32, M4F));
+        assert_eq!(o.model, models_dir().join(CHECKPOINT));
+        assert_eq!(o.tokenizer, Some(models_dir().join(TOKENIZER)));
+    }
+
+    #[test]
+    fn every_flag_is_read() {
+        let o = parse(&[
+            "--model",
+            "m.bin",
+            "--tokenizer",
+            "t.bin",
+            "-i",
+            "-a b",
+            "-n",
+            "20",
+            "-t",
+            "0",
+            "-p",
+            "0.5",
+            "-s",
+            "-7",
+            "--quant",
+            "q8",
+            "--kv",
+            "q8",
+            "--core",
+            "cortex-m33",
+        ])
+        .unwrap()
+        .options()
+        .unwrap();
+        assert_eq!(o.model, PathBuf::from("m.bin"));
+        assert_eq!(o.tokenizer, Some(PathBuf::from("t.bin")));
+        assert_eq!((o.quant, o.board), (Quant::Q8, qemu_boards::M33));
         assert_eq!(
-            p.cmdline(),
-            "steps=256 temperature=1 topp=0.9 seed=0 prompt=a b"
+            o.settings.cmdline(),
+            "steps=20 temperature=0 topp=0.5 seed=-7 kv=q8 prompt=-a b"
         );
+        let o = parse(&["--steps", "5", "--steps", "6", "--core", "m3"])
+            .unwrap()
+            .options()
+            .unwrap();
+        assert_eq!((o.settings.steps, o.board), (6, qemu_boards::M3));
+        let o = parse(&["--seed", "18446744073709551615", "--tokenizer", "none"])
+            .unwrap()
+            .options()
+            .unwrap();
+        assert_eq!((o.settings.seed, o.tokenizer), (u64::MAX as i128, None));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            &["--steps", "x"][..],
+            &["--temperature", "-1"],
+            &["--top-p", "1.5"],
+            &["--seed", "18446744073709551616"],
+            &["--quant", "q4"],
+            &["--kv", "f16"],
+            &["--core", "m0"],
+            &["--prompt-ids", "1,,3"],
+            &["--prompt-ids", ""],
+            &["--steps"],
+            &["--frobnicate", "1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
     fn prompt_ids_reach_the_command_line() {
-        let (s, echoed) = greedy_settings(&[86, 33, 42], 24);
-        assert_eq!((s.steps, echoed), (26, 2));
-        assert_eq!(
-            s.cmdline(),
-            "steps=26 temperature=0 topp=0.9 seed=0 prompt_ids=86,33,42"
-        );
-        assert_eq!(parse_id_list("1, 2,3"), Some(vec![1, 2, 3]));
-        assert_eq!(parse_id_list("1,,3"), None);
-        assert_eq!(parse_printed_ids(b"7 8 9\n"), Ok(vec![7, 8, 9]));
-        assert!(parse_printed_ids(b"7 x\n").is_err());
-        let args: Vec<String> = ["--model", "/", "--prompt-ids", "5,6"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let o = parse_args(&args).unwrap();
+        let o = parse(&["--model", "/", "--prompt-ids", "5, 6"])
+            .unwrap()
+            .options()
+            .unwrap();
         assert_eq!((o.tokenizer, o.settings.prompt_ids), (None, vec![5, 6]));
-        let both: Vec<String> = ["--prompt", "a", "--prompt-ids", "5"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(parse_args(&both).is_err());
-        let text: Vec<String> = ["--model", "/", "--prompt", "a"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(parse_args(&text).unwrap_err().contains("--prompt-ids"));
+        assert!(parse(&["--prompt", "a", "--prompt-ids", "5"]).is_err());
+        let text = parse(&["--model", "/", "--prompt", "a"]).unwrap();
+        assert!(text.options().unwrap_err().contains("--prompt-ids"));
     }
 }
