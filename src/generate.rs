@@ -122,24 +122,13 @@ mod tests {
     use crate::image::{self, Arch, Header, Image, TensorSource};
     use crate::model::Model;
     use crate::sampler::sample_argmax;
-
-    /// Bytes at a 4-byte aligned address.
-    struct Aligned {
-        words: Vec<u32>,
-        len: usize,
-    }
-
-    impl Aligned {
-        fn bytes(&self) -> &[u8] {
-            &bytemuck::cast_slice(&self.words)[..self.len]
-        }
-    }
+    use microformer_testkit::AlignedBytes;
 
     const VOCAB: usize = 11;
     const CONTEXT: usize = 12;
 
     /// A tiny random Llama image (pseudo-random weights, exact tables unneeded).
-    fn tiny_image() -> Aligned {
+    fn tiny_image() -> AlignedBytes {
         let h = Header {
             arch: Arch::Llama,
             flags: image::FLAG_ROPE_INTERLEAVED,
@@ -172,12 +161,8 @@ mod tests {
             .collect();
         let srcs: Vec<TensorSource<'_>> = data.iter().map(|v| TensorSource::F32(v)).collect();
         let len = image::image_len(&srcs);
-        let mut out = Aligned {
-            words: vec![0; len.div_ceil(4)],
-            len,
-        };
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out.words);
-        assert_eq!(image::write(&h, &srcs, bytes), Ok(len));
+        let mut out = AlignedBytes::zeroed(len);
+        assert_eq!(image::write(&h, &srcs, out.bytes_mut()), Ok(len));
         out
     }
 

@@ -1,5 +1,6 @@
 use super::header::rd_u32;
 use super::*;
+use microformer_testkit::AlignedBytes;
 
 fn llama() -> Header {
     Header {
@@ -217,8 +218,8 @@ fn gpt_image_round_trip() {
         .collect();
     let srcs: Vec<TensorSource<'_>> = data.iter().map(|v| TensorSource::F32(v)).collect();
     let len = image_len(&srcs);
-    let mut words = vec![0u32; len / 4];
-    let out: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+    let mut buf = AlignedBytes::zeroed(len);
+    let out = buf.bytes_mut();
     assert_eq!(write(&h, &srcs, out), Ok(len));
     let img = Image::parse(out).unwrap();
     assert_eq!(img.header().block, h.block);

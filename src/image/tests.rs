@@ -1,16 +1,5 @@
 use super::*;
-
-/// Backing store with 4-byte alignment.
-#[derive(Clone)]
-struct Buf(Vec<u32>);
-impl Buf {
-    fn bytes(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.0)
-    }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        bytemuck::cast_slice_mut(&mut self.0)
-    }
-}
+use microformer_testkit::{AlignedBytes, XorShift32};
 
 fn header() -> Header {
     Header {
@@ -39,7 +28,7 @@ fn header() -> Header {
 
 /// Builds a valid image whose f32 values encode (kind, layer, index) and whose
 /// Wq tensors are Q8.
-fn build(h: &Header) -> Buf {
+fn build(h: &Header) -> AlignedBytes {
     let mut store_f: Vec<Vec<f32>> = Vec::new();
     let mut store_q: Vec<(Vec<i8>, Vec<f32>)> = Vec::new();
     let kinds: Vec<(TensorKind, u16)> = slots(h).collect();
@@ -80,12 +69,12 @@ fn build(h: &Header) -> Buf {
         })
         .collect();
     let len = image_len(&srcs);
-    let mut buf = Buf(vec![0; len / 4]);
+    let mut buf = AlignedBytes::zeroed(len);
     assert_eq!(write(h, &srcs, buf.bytes_mut()), Ok(len));
     buf
 }
 
-fn reseal(buf: &mut Buf) {
+fn reseal(buf: &mut AlignedBytes) {
     let b = buf.bytes_mut();
     let body = b.len() - CHECKSUM_SIZE;
     let s = checksum(&b[..body]);
@@ -144,13 +133,10 @@ fn malformed_inputs_give_typed_errors() {
         assert_eq!(e, Error::Truncated, "cut at {cut}");
     }
     // random bytes
-    let mut x: u32 = 12345;
-    let mut rnd = Buf(vec![0; b.len() / 4]);
-    for w in rnd.0.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *w = x;
+    let mut x = XorShift32(12345);
+    let mut rnd = AlignedBytes::zeroed(b.len());
+    for w in rnd.bytes_mut().chunks_exact_mut(4) {
+        w.copy_from_slice(&x.next_u32().to_ne_bytes());
     }
     assert_eq!(Image::parse(rnd.bytes()).unwrap_err(), Error::BadMagic);
     // wrong magic
@@ -194,8 +180,8 @@ fn malformed_inputs_give_typed_errors() {
     reseal(&mut o);
     assert_eq!(Image::parse(o.bytes()).unwrap_err(), Error::BadTensor);
     // misaligned slice
-    let mut shifted = vec![0u32; b.len() / 4 + 1];
-    let sb: &mut [u8] = bytemuck::cast_slice_mut(&mut shifted);
+    let mut shifted = AlignedBytes::zeroed(b.len() + 1);
+    let sb = shifted.bytes_mut();
     sb[1..1 + b.len()].copy_from_slice(b);
     assert_eq!(
         Image::parse(&sb[1..1 + b.len()]).unwrap_err(),
@@ -245,7 +231,7 @@ impl Owned {
 }
 
 /// Writes an image whose tensors `make(kind, layer, rows, cols)` chooses.
-fn build_with(h: &Header, make: impl Fn(TensorKind, u16, usize, usize) -> Owned) -> Buf {
+fn build_with(h: &Header, make: impl Fn(TensorKind, u16, usize, usize) -> Owned) -> AlignedBytes {
     let owned: Vec<Owned> = slots(h)
         .map(|(k, l)| {
             let (r, c) = h.expected_shape(k);
@@ -254,7 +240,7 @@ fn build_with(h: &Header, make: impl Fn(TensorKind, u16, usize, usize) -> Owned)
         .collect();
     let srcs: Vec<TensorSource> = owned.iter().map(Owned::source).collect();
     let len = image_len(&srcs);
-    let mut buf = Buf(vec![0; len / 4]);
+    let mut buf = AlignedBytes::zeroed(len);
     assert_eq!(write(h, &srcs, buf.bytes_mut()), Ok(len));
     buf
 }
