@@ -1,29 +1,14 @@
 use super::header::rd_u32;
+use super::testing::tiny_llama;
 use super::*;
 use microformer_testkit::AlignedBytes;
 
+/// One layer with q/k/v biases and a tokenizer.
 fn llama() -> Header {
     Header {
-        arch: Arch::Llama,
         flags: FLAG_QKV_BIAS | FLAG_TOKENIZER,
-        dim: 8,
-        hidden_dim: 12,
         n_layers: 1,
-        n_heads: 2,
-        n_kv_heads: 1,
-        head_dim: 4,
-        vocab_size: 5,
-        seq_len: 3,
-        rotary_dim: 4,
-        sliding_window: 0,
-        norm_eps: 1e-5,
-        group_size: 0,
-        bos_id: 1,
-        eos_id: 2,
-        n_tensors: 0,
-        image_len: 0,
-        train_context: 3,
-        block: Block::LLAMA,
+        ..tiny_llama()
     }
 }
 

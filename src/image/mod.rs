@@ -293,4 +293,6 @@ impl<'a> Image<'a> {
 #[cfg(test)]
 mod block_tests;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

@@ -1,28 +1,13 @@
+use super::testing::tiny_llama;
 use super::*;
 use microformer_testkit::{AlignedBytes, XorShift32};
 
+/// Two layers, tied embeddings, a tokenizer, Q8 groups of 4.
 fn header() -> Header {
     Header {
-        arch: Arch::Llama,
         flags: FLAG_TIED_EMBEDDINGS | FLAG_TOKENIZER,
-        dim: 8,
-        hidden_dim: 12,
-        n_layers: 2,
-        n_heads: 2,
-        n_kv_heads: 1,
-        head_dim: 4,
-        vocab_size: 5,
-        seq_len: 3,
-        rotary_dim: 4,
-        sliding_window: 0,
-        norm_eps: 1e-5,
         group_size: 4,
-        bos_id: 1,
-        eos_id: 2,
-        n_tensors: 0,
-        image_len: 0,
-        train_context: 3,
-        block: Block::LLAMA,
+        ..tiny_llama()
     }
 }
 
