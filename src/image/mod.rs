@@ -48,15 +48,11 @@
 //!
 //! The checksum is a Fletcher-style pair of 64-bit running sums over the image's
 //! little-endian u32 words ([`checksum`]): any single changed byte changes it.
-//!
-//! ## Files
-//!
-//! The types live in one file per concern and are all re-exported here: the
-//! header, its flags and dimensions (`header.rs`); the block shape (`block.rs`);
-//! tensor kinds, dtypes, directory records and the canonical order (`tensor.rs`);
-//! the checksum (`checksum.rs`); the writer (`writer.rs`); and here the
-//! validated [`Image`] view.
 
+// One file per concern, each re-exported here; a file uses only those above it:
+// the block shape, the checksum, the header (its flags and dimensions), tensors
+// (kinds, dtypes, directory records, canonical order), the writer; and here the
+// validated `Image` view.
 mod block;
 mod checksum;
 mod header;

@@ -1,6 +1,7 @@
 //! What the crate's unit tests build their tiny images from.
 
-use super::{Arch, Block, Header};
+use super::block::Block;
+use super::header::{Arch, Header};
 
 /// A tiny Llama header: width 8 (two query heads of 4, one key/value head),
 /// hidden width 12, two layers, five tokens, three positions rotated over the
