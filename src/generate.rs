@@ -192,48 +192,22 @@ pub fn generate<E: From<Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{self, Arch, Header, Image, TensorSource};
+    use crate::image::{self, Header, Image, TensorSource};
     use crate::model::Model;
     use crate::sampler::sample_argmax;
-
-    /// Bytes at a 4-byte aligned address.
-    struct Aligned {
-        words: Vec<u32>,
-        len: usize,
-    }
-
-    impl Aligned {
-        fn bytes(&self) -> &[u8] {
-            &bytemuck::cast_slice(&self.words)[..self.len]
-        }
-    }
+    use microformer_testkit::AlignedBytes;
 
     const VOCAB: usize = 11;
     const CONTEXT: usize = 12;
 
     /// A tiny random Llama image (pseudo-random weights, exact tables unneeded).
-    fn tiny_image() -> Aligned {
+    fn tiny_image() -> AlignedBytes {
         let h = Header {
-            arch: Arch::Llama,
             flags: image::FLAG_ROPE_INTERLEAVED,
-            dim: 8,
-            hidden_dim: 12,
-            n_layers: 2,
-            n_heads: 2,
-            n_kv_heads: 1,
-            head_dim: 4,
             vocab_size: VOCAB as u32,
             seq_len: CONTEXT as u32,
-            rotary_dim: 4,
-            sliding_window: 0,
-            norm_eps: 1e-5,
-            group_size: 0,
-            bos_id: 1,
-            eos_id: 2,
-            n_tensors: 0,
-            image_len: 0,
             train_context: CONTEXT as u32,
-            block: image::Block::LLAMA,
+            ..image::testing::tiny_llama()
         };
         let mut state = 0x1234_5678_9abc_def0u64;
         let mut rnd = || crate::sampler::random_f32(&mut state) * 2.0 - 1.0;
@@ -245,12 +219,8 @@ mod tests {
             .collect();
         let srcs: Vec<TensorSource<'_>> = data.iter().map(|v| TensorSource::F32(v)).collect();
         let len = image::image_len(&srcs);
-        let mut out = Aligned {
-            words: vec![0; len.div_ceil(4)],
-            len,
-        };
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out.words);
-        assert_eq!(image::write(&h, &srcs, bytes), Ok(len));
+        let mut out = AlignedBytes::zeroed(len);
+        assert_eq!(image::write(&h, &srcs, out.bytes_mut()), Ok(len));
         out
     }
 

@@ -1,24 +1,38 @@
 //! # microformer
 //!
 //! A `#![no_std]`, heap-free inference core for tiny transformers on Cortex-M
-//! microcontrollers.
+//! microcontrollers: the positional encodings and the attention block a
+//! transformer is built from, and a tiny-LM runtime that runs a model straight
+//! from a flash image, with llama2.c's tokenizer, sampler and generation loop.
 //!
-//! This crate holds the positional encodings every tiny transformer needs, each in
-//! `f32` and in fixed point, with their angle tables precomputed (at compile time
-//! through `const fn`, or at run time into caller-provided storage), so that no
-//! `sin`/`cos` runs per token:
-//!
-//! | hook | schemes | module |
-//! |---|---|---|
-//! | add a vector to the token embedding | sinusoidal (interleaved, split), learned absolute | [`pos::sinusoidal`], [`pos::learned`] |
-//! | rotate q and k | RoPE (interleaved and half-split pairs, partial rotary, 2-D axial) with every Hugging Face scaling rule | [`pos::rope`], [`pos::rope_scaling`], [`pos::rope2d`] |
-//! | add a bias to the scores | ALiBi (BLOOM and MPT slopes), T5 relative buckets | [`pos::alibi`], [`pos::t5`] |
-//!
-//! Numerics live in [`num`]: `const fn` f64 maths ([`num::math`]) used to build
-//! tables, and Q15 fixed point with integer phases ([`num::fixed`]).
+//! ```text
+//! let model = Model::new(Image::parse(FLASH_IMAGE)?)?;        // validated once, read in place
+//! let mut session = Session::new(&model, &mut arena, context)?; // all working memory
+//! generate(&mut session, &mut sampler, &mut scratch, &prompt, steps, stop, |prev, next| ...)?;
+//! ```
 //!
 //! No allocator is used anywhere: tables are `static`/`const` arrays in flash or
-//! slices the caller provides.
+//! slices the caller provides, and every working buffer (KV cache, activations,
+//! logits) is carved from one caller-provided arena whose size
+//! [`model::Model::arena_bytes`] states. Every failure is one [`Error`] variant.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`pos`] | positional encodings in `f32` and fixed point, angle tables precomputed (at compile time through `const fn`, or at run time into caller storage) so that no `sin`/`cos` runs per token: sinusoidal and learned absolute positions, RoPE (interleaved and half-split pairs, partial rotary, 2-D axial, every Hugging Face scaling rule), ALiBi and T5 relative buckets |
+//! | [`attn`] | the attention block: scaled dot-product attention with MHA/GQA/MQA head sharing, causal or bidirectional masks, a sliding window and a score-bias hook; the KV cache in f32 or int8 |
+//! | [`model`] | the tiny-LM runtime: a [`model::Model`] over an image and a [`model::Session`] that runs one forward step per token for every block shape the image describes (the Llama family with Qwen2, Mistral and Phi-3; GPT-2, XGLM, BLOOM, MPT, GPT-J, GPT-NeoX, Phi) |
+//! | [`image`] | the flash image format: header, block shape, tensor directory, f32 / Q8_0 / binary16 weights, checksum; a zero-copy validating reader and a heap-free writer |
+//! | [`tokenizer`] | llama2.c's byte-pair tokenizer, zero-copy over the image's tokenizer bytes |
+//! | [`sampler`] | llama2.c's sampler: its xorshift RNG, greedy argmax, multinomial and top-p sampling |
+//! | [`generate`] | llama2.c's generation loop: prompt forcing, sampling, the stop rule and the step budget |
+//! | [`convert`] | heap-free checkpoint readers that write images (llama2.c `.bin`) |
+//! | [`num`] | numerics: `const fn` f64 maths for tables, Q15 fixed point, Q8_0, binary16, `expf`, the f32 kernels |
+//! | [`error`] | the one error type, [`Error`] |
+//!
+//! The crate denies `unsafe` code except in one module, the Cortex-M4F/M33
+//! matrix-vector kernel in inline assembly (`num::kernels_m4`, compiled for
+//! hard-float Arm targets only), whose result is bit-identical to the portable
+//! kernel.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

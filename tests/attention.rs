@@ -6,19 +6,11 @@ use microformer::attn::{
     ScoreBias,
 };
 use microformer::Error;
+use microformer_testkit::XorShift32;
 
-/// xorshift32, uniform in [-1, 1).
-struct Rng(u32);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 17;
-        self.0 ^= self.0 << 5;
-        (self.0 >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
+/// `n` values uniform in `[-scale, scale)`.
+fn values(rng: &mut XorShift32, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.signed_unit() * scale).collect()
 }
 
 /// Which keys query `i` of `n` sees.
@@ -164,18 +156,18 @@ fn run_cached<B: ScoreBias>(
     out
 }
 
-fn data(rng: &mut Rng, c: &Case) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn data(rng: &mut XorShift32, c: &Case) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     // Scale q and k so that scores spread over several units (peaked softmax).
     (
-        rng.vec(c.n * c.nh * c.hd, 2.0),
-        rng.vec(c.n * c.nkv * c.hd, 2.0),
-        rng.vec(c.n * c.nkv * c.hd, 1.0),
+        values(rng, c.n * c.nh * c.hd, 2.0),
+        values(rng, c.n * c.nkv * c.hd, 2.0),
+        values(rng, c.n * c.nkv * c.hd, 1.0),
     )
 }
 
 #[test]
 fn causal_bidirectional_and_windowed_match_f64() {
-    let mut rng = Rng(0x1234_5678);
+    let mut rng = XorShift32(0x1234_5678);
     let zero = |_: usize, _: usize, _: usize| 0.0f64;
     for c in &CASES {
         let (q, k, v) = data(&mut rng, c);
@@ -249,9 +241,9 @@ fn gqa_and_mqa_head_mapping() {
         let hd = 4;
         let n = 5;
         let cfg = AttnConfig::new(nh, nkv, hd).unwrap();
-        let mut rng = Rng(99);
-        let q = rng.vec(n * nh * hd, 1.0);
-        let k = rng.vec(n * nkv * hd, 1.0);
+        let mut rng = XorShift32(99);
+        let q = values(&mut rng, n * nh * hd, 1.0);
+        let k = values(&mut rng, n * nkv * hd, 1.0);
         let v: Vec<f32> = (0..n * nkv * hd)
             .map(|i| ((i / hd) % nkv + 1) as f32)
             .collect();
@@ -276,7 +268,7 @@ fn window_ignores_keys_outside_it() {
         hd: 8,
         n: 20,
     };
-    let mut rng = Rng(7);
+    let mut rng = XorShift32(7);
     let (q, k, v) = data(&mut rng, &c);
     let cfg = AttnConfig::new(c.nh, c.nkv, c.hd).unwrap().with_window(4);
     let a = run_cached(&cfg, &q, &k, &v, 1, 0, &NoBias);
@@ -285,7 +277,7 @@ fn window_ignores_keys_outside_it() {
     let (mut k2, mut v2) = (k.clone(), v.clone());
     let kvd = c.nkv * c.hd;
     for x in k2[..10 * kvd].iter_mut().chain(v2[..10 * kvd].iter_mut()) {
-        *x = rng.next() * 5.0;
+        *x = rng.signed_unit() * 5.0;
     }
     let b = run_cached(&cfg, &q, &k2, &v2, 1, 0, &NoBias);
     let qd = c.nh * c.hd;
@@ -295,11 +287,11 @@ fn window_ignores_keys_outside_it() {
 
 #[test]
 fn score_bias_hook_matches_f64() {
-    let mut rng = Rng(0xdead_beef);
+    let mut rng = XorShift32(0xdead_beef);
     // ALiBi-like: -m_h · (i − j), slopes 2^-(h+1); and a T5-like table per
     // (head, bucket of j − i), bidirectional.
     let slopes: Vec<f32> = (0..8).map(|h| 0.5f32.powi(h + 1)).collect();
-    let table: Vec<f32> = rng.vec(8 * 9, 3.0);
+    let table: Vec<f32> = values(&mut rng, 8 * 9, 3.0);
     let bucket = |i: usize, j: usize| ((j as i64 - i as i64).clamp(-4, 4) + 4) as usize;
     for c in &CASES[..3] {
         let (q, k, v) = data(&mut rng, c);
@@ -348,7 +340,7 @@ fn score_bias_hook_matches_f64() {
 fn divisor_override() {
     // T5 does not scale scores: divisor 1 equals √hd-scaled attention on q·√hd.
     let c = &CASES[0];
-    let mut rng = Rng(5);
+    let mut rng = XorShift32(5);
     let (q, k, v) = data(&mut rng, c);
     let s = (c.hd as f32).sqrt();
     let q_scaled: Vec<f32> = q.iter().map(|x| x * s).collect();

@@ -7,6 +7,7 @@ use microformer::pos::learned::{LearnedPositions, LearnedPositionsQ15};
 use microformer::pos::sinusoidal::{self, SinusoidalTable, SinusoidalTableQ15};
 use microformer::pos::t5::{self, T5BucketTable, T5Buckets, T5RelativeBias};
 use microformer::Error;
+use microformer_testkit::Lcg64;
 use serde_json::Value;
 
 fn fixtures() -> Value {
@@ -213,24 +214,9 @@ fn alibi_fixed_bias_from_q32_slope_has_the_stated_bound() {
     }
 }
 
-/// A small deterministic generator (no dev-dependency needed).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 11
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn property_alibi_bias_is_minus_m_times_distance() {
-    let mut rng = Lcg(0x5eed);
+    let mut rng = Lcg64(0x5eed);
     let mut row = vec![0.0f32; 4097];
     let mut sym = vec![0.0f32; 4097];
     let mut key = vec![0.0f32; 4097];

@@ -10,34 +10,15 @@ use microformer::pos::rope_scaling::{
     Llama3Params, LongRopeParams, RopeConfig, RopeScaling, YarnParams,
 };
 use microformer::Error;
+use microformer_testkit::XorShift64;
 use serde_json::Value;
 use std::f64::consts::TAU;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tables.json");
 
-/// Deterministic xorshift64 PRNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// Uniform in `[0, n)`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Uniform in `[lo, hi)`.
-    fn f64_in(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-    fn q15(&mut self) -> Q15 {
-        self.next() as i16
-    }
+/// A Q15 value over the whole range (the generator's low 16 bits).
+fn q15(rng: &mut XorShift64) -> Q15 {
+    rng.next_u64() as i16
 }
 
 // ---------------------------------------------------------------------------
@@ -395,7 +376,7 @@ fn check_every_position(case: &Case, seq_len: usize, seed: u64) -> Worst {
     let pairs = cfg.pairs();
     let a = cfg.attention_factor(seq_len);
     let w = case.ref_inv_freq(seq_len);
-    let mut rng = Rng(seed);
+    let mut rng = XorShift64(seed);
     let mut worst = Worst::default();
     let two24 = 2f64.powi(-24);
 
@@ -442,7 +423,7 @@ fn check_every_position(case: &Case, seq_len: usize, seed: u64) -> Worst {
             let p = first + r;
             phases.fill_row(p, &mut pc, &mut ps).expect("phase row");
             for (i, xi) in x.iter_mut().enumerate() {
-                let bits = rng.next();
+                let bits = rng.next_u64();
                 *xi = (bits as i16, (bits >> 16) as i16);
                 head[lo + st * i] = xi.0;
                 head[hi + st * i] = xi.1;
@@ -621,7 +602,7 @@ fn fixture_order_is_as_expected() {
 
 /// A random valid configuration with attention factor 1 (`kind` 0..4: default,
 /// linear, dynamic, llama3), even rotary dim 2..=64 (4..=64 for dynamic).
-fn random_config(rng: &mut Rng) -> RopeConfig<'static> {
+fn random_config(rng: &mut XorShift64) -> RopeConfig<'static> {
     let dim = 2 * (1 + rng.below(32) as usize);
     let theta = rng.f64_in(100.0, 1e6);
     let max_pos = 64 + rng.below(8192) as usize;
@@ -669,11 +650,11 @@ fn rotate_at(
     y
 }
 
-fn random_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
+fn random_vec(rng: &mut XorShift64, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.f64_in(-2.0, 2.0) as f32).collect()
 }
 
-fn layout_of(rng: &mut Rng) -> RopeLayout {
+fn layout_of(rng: &mut XorShift64) -> RopeLayout {
     if rng.below(2) == 0 {
         RopeLayout::Interleaved
     } else {
@@ -686,7 +667,7 @@ fn layout_of(rng: &mut Rng) -> RopeLayout {
 /// one sum), so the norm within `√2·3u ≈ 2.5e-7` relative.
 #[test]
 fn rotation_keeps_the_norm() {
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut rng = XorShift64(0x1234_5678_9ABC_DEF1);
     let mut worst = 0.0f64;
     for _ in 0..3000 {
         let cfg = random_config(&mut rng);
@@ -716,7 +697,7 @@ fn rotation_keeps_the_norm() {
 /// `1e-10·S` for the f64 angles (≈ p·ω·2^-52) and tiny table values.
 #[test]
 fn scores_depend_only_on_relative_position() {
-    let mut rng = Rng(0x0DDB_A11C_AFE0_BEEF);
+    let mut rng = XorShift64(0x0DDB_A11C_AFE0_BEEF);
     let u = 2f64.powi(-24);
     let mut worst = 0.0f64;
     for _ in 0..3000 {
@@ -762,7 +743,7 @@ fn scores_depend_only_on_relative_position() {
 /// `2i ↔ i`, `2i+1 ↔ i + d/2` (same operations on the same numbers).
 #[test]
 fn layouts_agree_after_permutation() {
-    let mut rng = Rng(0xC0FF_EE00_1234_5678);
+    let mut rng = XorShift64(0xC0FF_EE00_1234_5678);
     for _ in 0..2000 {
         let cfg = random_config(&mut rng);
         let pairs = cfg.pairs();
@@ -786,7 +767,7 @@ fn layouts_agree_after_permutation() {
         let mut sq = vec![0i16; pairs];
         RopeTableQ15::fill(&cfg, 0, p, &mut cq, &mut sq).expect("fill");
         let t = RopeTableQ15::new(&cq, &sq, pairs).expect("table");
-        let xq: Vec<i16> = (0..2 * pairs).map(|_| rng.q15()).collect();
+        let xq: Vec<i16> = (0..2 * pairs).map(|_| q15(&mut rng)).collect();
         let mut pq = xq.clone();
         for i in 0..pairs {
             pq[i] = xq[2 * i];
@@ -806,7 +787,7 @@ fn layouts_agree_after_permutation() {
 /// exactly 1-D RoPE with half the pairs (and symmetrically on column 0).
 #[test]
 fn rope2d_reduces_to_1d_on_a_line() {
-    let mut rng = Rng(0xA5A5_5A5A_0F0F_F0F0);
+    let mut rng = XorShift64(0xA5A5_5A5A_0F0F_F0F0);
     for _ in 0..500 {
         let mut axis = random_config(&mut rng);
         let side = 1 + rng.below(64) as usize;
@@ -857,7 +838,7 @@ fn rope2d_reduces_to_1d_on_a_line() {
         let mut sq = vec![0i16; side * ap];
         RopeTableQ15::fill(&axis, 0, 0, &mut cq, &mut sq).expect("fill");
         let tq = RopeTableQ15::new(&cq, &sq, ap).expect("table");
-        let xq: Vec<i16> = (0..4 * ap).map(|_| rng.q15()).collect();
+        let xq: Vec<i16> = (0..4 * ap).map(|_| q15(&mut rng)).collect();
         let mut yq = xq.clone();
         Rope2dQ15::new(tq)
             .rotate(layout, 0, c, &mut yq)

@@ -5,6 +5,7 @@ use microformer::sampler::{
     random_f32, random_u32, sample_argmax, sample_mult, sample_topp, softmax, ProbIndex, Sampler,
 };
 use microformer::Error;
+use microformer_testkit::Lcg64;
 
 const U: f64 = 1.0 / 16_777_216.0; // 2^-24, f32 unit roundoff
 
@@ -68,16 +69,13 @@ fn rng_matches_u128_model_and_known_values() {
     assert_eq!((random_u32(&mut z), z), (0, 0));
 }
 
-/// Test-side generator for distributions (independent of the crate's RNG).
-struct Lcg(u64);
-impl Lcg {
+/// Test-side distributions over the kit's LCG (independent of the crate's RNG).
+struct Gen(Lcg64);
+impl Gen {
     fn unit(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit_f64()
     }
+    /// In `[0, n)`, scaled from [`Gen::unit`] (not `Lcg64::below`'s modulo).
     fn below(&mut self, n: usize) -> usize {
         (self.unit() * n as f64) as usize % n
     }
@@ -104,7 +102,7 @@ fn argmax_takes_the_first_maximum() {
     assert_eq!(sample_argmax(&[0.0, f32::NAN, 1.0]), Ok(2));
     assert_eq!(sample_argmax(&[f32::NAN, 5.0]), Ok(0)); // as run.c: NaN > x is false
     assert_eq!(sample_argmax(&[]), Err(Error::ZeroDimension));
-    let mut g = Lcg(7);
+    let mut g = Gen(Lcg64(7));
     for n in 1..300 {
         let v = g.logits(n);
         let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -115,7 +113,7 @@ fn argmax_takes_the_first_maximum() {
 
 #[test]
 fn softmax_matches_f64_model_and_run_c_operation_order() {
-    let mut g = Lcg(11);
+    let mut g = Gen(Lcg64(11));
     let mut worst_ulps = 0.0f64;
     let mut worst_of_bound = 0.0f64;
     for case in 0..400 {
@@ -235,7 +233,7 @@ fn ref_topp(p: &[f32], topp: f32, coin: f32) -> u32 {
 
 #[test]
 fn topp_and_mult_match_reference_over_random_distributions() {
-    let mut g = Lcg(2024);
+    let mut g = Gen(Lcg64(2024));
     let mut rng = RefRng(99);
     let mut scratch = vec![ProbIndex::default(); 700];
     let mut ties_seen = 0;
@@ -293,7 +291,7 @@ fn ties_follow_index_order_as_a_stable_sort() {
 
 #[test]
 fn sampler_paths_match_run_c() {
-    let mut g = Lcg(5);
+    let mut g = Gen(Lcg64(5));
     let mut scratch = vec![ProbIndex::default(); 600];
     for case in 0..600 {
         let n = 1 + g.below(600);

@@ -7,6 +7,7 @@ use microformer::tokenizer::{
     max_encoded_len, safe_piece, Tokenizer, BOS, EOS, INDEX_BYTES_PER_TOKEN,
 };
 use microformer::Error;
+use microformer_testkit::XorShift64;
 use serde_json::Value;
 
 const LLAMA2_TOK: &str = concat!(
@@ -264,13 +265,8 @@ fn special_and_byte_tokens_decode_as_run_c() {
 /// vocabulary, so byte fallback), stray continuation bytes, invalid lead bytes,
 /// over-long continuation runs, control bytes.
 fn texts(count: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut s = seed;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    let mut rng = XorShift64(seed);
+    let mut next = move || rng.next_u64();
     let atoms: [&[u8]; 24] = [
         b"the",
         b" ",

@@ -125,6 +125,7 @@ pub const fn from_f32(x: f32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use microformer_testkit::XorShift32;
 
     /// Reference decode in f64: (-1)^s · 2^(e-15) · (1 + f/1024), or subnormal.
     fn decode_f64(h: u16) -> f64 {
@@ -160,7 +161,7 @@ mod tests {
 
     #[test]
     fn rounds_to_nearest_even_as_the_half_crate() {
-        let mut s = 0x9e37_79b9u32;
+        let mut rng = XorShift32(0x9e37_79b9);
         let mut cases: Vec<f32> = vec![
             0.0,
             -0.0,
@@ -181,9 +182,7 @@ mod tests {
             1e-40,
         ];
         for _ in 0..2000 {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
+            let s = rng.next_u32();
             // Exponents spanning the whole half range and a little beyond.
             let e = (s >> 24) as i32 % 48 - 30;
             let m = 1.0 + (s & 0xff_ffff) as f32 / 16_777_216.0;

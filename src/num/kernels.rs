@@ -52,16 +52,12 @@ pub fn axpy8(acc: &mut [f32; 8], a: f32, v: &[f32; 8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use microformer_testkit::XorShift32;
 
     #[test]
     fn equal_to_the_loops_bit_for_bit() {
-        let mut st = 0x1234_5678u32;
-        let mut rnd = || {
-            st ^= st << 13;
-            st ^= st >> 17;
-            st ^= st << 5;
-            st as f32 / u32::MAX as f32 - 0.5
-        };
+        let mut rng = XorShift32(0x1234_5678);
+        let mut rnd = || rng.centered_unit();
         for _ in 0..1000 {
             let w: [f32; 8] = core::array::from_fn(|_| rnd());
             let x: [f32; 8] = core::array::from_fn(|_| rnd());

@@ -7,12 +7,12 @@
 //!
 //! From safe Rust, LLVM loads every weight with its own `vldr` (its register
 //! allocator hands out non-consecutive S registers, so the load/store optimiser
-//! never forms a `vldm`): ~2.5 instructions per multiply-add. There is no way to
-//! ask for `vldm` into consecutive registers without `asm!`, which is `unsafe`.
-//! Here one `vldmia` loads eight weights (or eight `x` values) and every
-//! multiply-add is one `vmla.f32`: 5 loads + 32 multiply-adds per 32
-//! multiply-adds, and 2 loop instructions per two blocks (~1.19 instructions
-//! each).
+//! never forms a `vldm`), so every weight costs a load of its own besides its
+//! multiply-add. There is no way to ask for `vldm` into consecutive registers
+//! without `asm!`, which is `unsafe`. Here one `vldmia` loads eight weights (or
+//! eight `x` values) and every multiply-add is one `vmla.f32`: 5 loads + 32
+//! multiply-adds per 32 multiply-adds, and 2 loop instructions per two blocks
+//! (the README's benchmark section has the counts).
 //!
 //! # Bit-exactness
 //!
@@ -122,8 +122,8 @@ macro_rules! block {
 /// bit-identical to `a[i] = dot8(a[i], &rows[i][c], &x[c])` for `c` in `0..m`.
 #[inline(always)]
 pub fn dot4x8(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[f32; 8]]; 4]) {
-    // Written out: an iterator (`rows.iter().fold(..)`) here measured ~37 K
-    // more instructions per token on the M4F (stories260K, 512 positions).
+    // Written out: an iterator (`rows.iter().fold(..)`) here costs more
+    // instructions per token on the M4F (the README's benchmark section).
     let m = x
         .len()
         .min(rows[0].len())
@@ -213,14 +213,14 @@ macro_rules! row_f16 {
 /// as after reset; subnormals widened exactly with `FPSCR.FZ` = 0, the reset
 /// value) widen exactly, as [`crate::num::fp16::to_f32_finite`] does, so the
 /// result is bit-identical to the portable loop. Per block: 5 loads, 32 widenings,
-/// 32 multiply-adds (~2.2 instructions per multiply-add).
+/// 32 multiply-adds.
 ///
 /// Every row must start 4-byte aligned (`vldm` faults otherwise): the caller
 /// checks it (see `weights::matvec_f16`) and uses the portable loop when not.
 #[inline(always)]
 pub fn dot4x8_f16(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[u16; 8]]; 4]) {
-    // Written out: an iterator (`rows.iter().fold(..)`) here measured ~37 K
-    // more instructions per token on the M4F (stories260K, 512 positions).
+    // Written out: an iterator (`rows.iter().fold(..)`) here costs more
+    // instructions per token on the M4F (the README's benchmark section).
     let m = x
         .len()
         .min(rows[0].len())

@@ -10,15 +10,15 @@
 //!
 //! - [`sin_cos_turns`]: the argument is in turns (1 turn = 2π); reduction to
 //!   `[-1/8, 1/8]` turn is exact, the kernel is a degree-17/18 Taylor polynomial on
-//!   `[-π/4, π/4]` (truncation < 1e-19). Max error ≈ 2 ulp of f64 (measured in the
-//!   tests below against `f64::sin_cos`).
+//!   `[-π/4, π/4]` (truncation < 1e-19). Max error about 2 ulp of f64 (the tests
+//!   compare it with `f64::sin_cos`).
 //! - [`exp`]: Cody–Waite reduction by `ln 2`, degree-20 Taylor kernel. ≤ 2 ulp.
 //! - [`ln`]: exponent split, `ln m = 2·atanh((m−1)/(m+1))` series. ≤ 2 ulp.
 //! - [`pow`]: `exp(e·ln b)`; relative error ≈ `|e·ln b|·2^-52`.
 //! - [`sqrt`]: Newton iterations from a bit-level first guess. ≤ 1 ulp.
 //!
-//! These are for tables, not for hot loops: on a Cortex-M4F (no f64 unit) one call
-//! costs a few thousand instructions. Inputs are expected to be finite; angles are
+//! These are for tables, not for hot loops: the Cortex-M cores have no f64 unit,
+//! so every f64 operation is a software routine. Inputs are expected to be finite; angles are
 //! expected below 2^52 turns.
 
 /// 2π.

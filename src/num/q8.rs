@@ -180,6 +180,7 @@ fn check_group(n: usize, group: usize) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use microformer_testkit::XorShift32;
 
     #[test]
     fn quantize_matches_runq_rounding() {
@@ -197,15 +198,8 @@ mod tests {
 
     #[test]
     fn round_trip_error_within_half_scale() {
-        let mut seed = 7u32;
-        let x: Vec<f32> = (0..256)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                (seed as f32 / u32::MAX as f32 - 0.5) * 3.0
-            })
-            .collect();
+        let mut rng = XorShift32(7);
+        let x: Vec<f32> = (0..256).map(|_| rng.centered_unit() * 3.0).collect();
         let mut q = vec![0i8; 256];
         let mut s = vec![0f32; 8];
         quantize(&x, 32, &mut q, &mut s).unwrap();

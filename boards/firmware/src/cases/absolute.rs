@@ -5,8 +5,9 @@ use microformer::num::fixed::Q15;
 use microformer::pos::learned::{LearnedPositions, LearnedPositionsQ15};
 use microformer::pos::sinusoidal::{self, SinusoidalTable, SinusoidalTableQ15};
 use microformer::Error;
+use microformer_testkit::XorShift32;
 
-use super::{ensure, expect_err, identical, lib, pow2, within, Rng};
+use super::{ensure, expect_err, identical, lib, pow2, within};
 use crate::out::{Failure, Out};
 
 const DIM: usize = 16;
@@ -234,7 +235,7 @@ pub(super) fn sinusoidal_q15(out: &mut Out<'_>) -> Result<(), Failure> {
         "SinusoidalTableQ15::new",
         SinusoidalTableQ15::new(&t[..n], DIM),
     )?;
-    let mut rng = Rng(31337);
+    let mut rng = XorShift32(31337);
     for p in [1usize, 8, 30] {
         let pe = &t[p * DIM..(p + 1) * DIM];
         let mut x = [0 as Q15; DIM];
@@ -301,7 +302,7 @@ pub(super) fn sinusoidal_q15(out: &mut Out<'_>) -> Result<(), Failure> {
 pub(super) fn learned(out: &mut Out<'_>) -> Result<(), Failure> {
     const D: usize = 8;
     let mut table = [0f32; 6 * D];
-    Rng(4242).fill_f32(&mut table);
+    XorShift32(4242).fill_f32(&mut table);
     let gpt2 = lib("LearnedPositions::gpt2", LearnedPositions::gpt2(&table, D))?;
     let opt = lib("LearnedPositions::opt", LearnedPositions::opt(&table, D))?;
     ensure("gpt2 positions", 0, gpt2.positions() == 6)?;
@@ -310,7 +311,7 @@ pub(super) fn learned(out: &mut Out<'_>) -> Result<(), Failure> {
         0,
         opt.positions() == 4 && opt.offset() == 2,
     )?;
-    let mut rng = Rng(77);
+    let mut rng = XorShift32(77);
     for (view, offset) in [(gpt2, 0usize), (opt, 2)] {
         for p in 0..view.positions() {
             let mut x = [0f32; D];
@@ -365,7 +366,7 @@ pub(super) fn learned(out: &mut Out<'_>) -> Result<(), Failure> {
 
     // Q15: exact saturating sums.
     let mut qt = [0 as Q15; 6 * D];
-    Rng(555).fill_q15(&mut qt);
+    XorShift32(555).fill_q15(&mut qt);
     qt[2 * D] = i16::MAX;
     qt[2 * D + 1] = i16::MIN;
     let qopt = lib("LearnedPositionsQ15::opt", LearnedPositionsQ15::opt(&qt, D))?;

@@ -6,8 +6,9 @@
 use microformer::attn::{self, AttnBuffers, AttnConfig, KvCache, KvWrite, Mask, NoBias};
 use microformer::pos::alibi::{self, AlibiRule};
 use microformer::Error;
+use microformer_testkit::XorShift32;
 
-use super::{expect_err, lib, within, Rng};
+use super::{expect_err, lib, within};
 use crate::out::{Failure, Out};
 
 const LAYERS: usize = 2;
@@ -74,7 +75,7 @@ fn check_heads(
 }
 
 pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
-    let mut rng = Rng(0x0a77_e171);
+    let mut rng = XorShift32(0x0a77_e171);
     let mut keys = [0f32; LAYERS * POSITIONS * KV_DIM];
     let mut values = [0f32; LAYERS * POSITIONS * KV_DIM];
     let mut k_rows = [0f32; LAYERS * POSITIONS * KV_DIM];

@@ -5,8 +5,9 @@ use microformer::num::fixed::Q15;
 use microformer::pos::alibi::{self, AlibiRule, FixedSlope};
 use microformer::pos::t5::{self, T5BucketTable, T5Buckets, T5RelativeBias, T5RelativeBiasQ15};
 use microformer::Error;
+use microformer_testkit::XorShift32;
 
-use super::{ensure, expect_err, lib, pow2, ulp_f32, within, Rng};
+use super::{ensure, expect_err, lib, pow2, ulp_f32, within};
 use crate::out::{Failure, Out};
 
 const HEAD_COUNTS: [usize; 12] = [1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48];
@@ -373,7 +374,7 @@ pub(super) fn t5_bias(out: &mut Out<'_>) -> Result<(), Failure> {
     let mut storage = [0u8; 129];
     let table = lib("bucket table", T5BucketTable::new(cfg, &mut storage))?;
     let mut w = [0f32; NB * H];
-    Rng(0xb1a5).fill_f32(&mut w);
+    XorShift32(0xb1a5).fill_f32(&mut w);
     let bias = lib("T5RelativeBias::new", T5RelativeBias::new(&w, NB, H))?;
     let mut row = [0f32; Q + 1];
     for h in 0..H {
@@ -409,16 +410,16 @@ pub(super) fn t5_bias(out: &mut Out<'_>) -> Result<(), Failure> {
     // Q15 biases added to fixed-point scores with f fractional bits:
     // rescaled (rounded half away from zero below 15 bits), saturating.
     let mut wq = [0 as Q15; NB * H];
-    Rng(0x0515).fill_q15(&mut wq);
+    XorShift32(0x0515).fill_q15(&mut wq);
     wq[0] = i16::MAX;
     wq[1] = i16::MIN;
     let qb = lib("T5RelativeBiasQ15::new", T5RelativeBiasQ15::new(&wq, NB, H))?;
     let mut scores = [0i32; Q + 1];
-    let mut rng = Rng(12345);
+    let mut rng = XorShift32(12345);
     for f in [8u32, 15, 20, 30] {
         for h in [0usize, 1, 3] {
             for s in scores.iter_mut() {
-                *s = rng.next() as i32;
+                *s = rng.next_u32() as i32;
             }
             let before = scores;
             lib(

@@ -60,7 +60,7 @@ static Q8_SCALES: [f32; 16] = [
     0.5, 0.25, 1.5, 2.0, 0.125, 3.0, 0.75, 1.0, 0.5, 0.25, 1.5, 2.0, 0.125, 3.0, 0.75, 1.0,
 ];
 static TOKENIZER: &[u8] = b"tiny tokenizer";
-/// Room for the image (about 2.7 KiB) plus one byte of shift.
+/// Room for the image (checked below) plus one byte of shift.
 const CAPACITY: usize = 3072;
 
 pub(super) fn image(out: &mut Out<'_>) -> Result<(), Failure> {

@@ -190,31 +190,3 @@ pub(crate) fn ulp_f32(x: f32) -> f64 {
 pub(crate) fn pow2(e: i32) -> f64 {
     libm::ldexp(1.0, e)
 }
-
-/// Deterministic test inputs (xorshift32), the same on every machine.
-pub(crate) struct Rng(pub u32);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
-    }
-
-    /// f32 values in `[-1, 1)`, multiples of 2^-23 (exact).
-    pub(crate) fn fill_f32(&mut self, xs: &mut [f32]) {
-        for x in xs {
-            *x = ((self.next() >> 8) as i32 - (1 << 23)) as f32 / (1 << 23) as f32;
-        }
-    }
-
-    /// Q15 values over the whole range.
-    pub(crate) fn fill_q15(&mut self, xs: &mut [i16]) {
-        for x in xs {
-            *x = (self.next() >> 16) as u16 as i16;
-        }
-    }
-}

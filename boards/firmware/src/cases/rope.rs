@@ -9,8 +9,9 @@ use microformer::pos::rope_scaling::{
     Llama3Params, LongRopeParams, RopeConfig, RopeScaling, YarnParams,
 };
 use microformer::Error;
+use microformer_testkit::XorShift32;
 
-use super::{ensure, expect_err, identical, lib, pow2, within, Rng};
+use super::{ensure, expect_err, identical, lib, pow2, within};
 use crate::out::{Failure, Out};
 
 /// Head of 20 dims, the first 16 rotary (partial rotary), θ = 10000.
@@ -193,7 +194,7 @@ pub(super) fn const_table(out: &mut Out<'_>) -> Result<(), Failure> {
     )?;
     // Rotation through the const table's view equals the run-time table's.
     let t = lib("RopeTable::new", RopeTable::new(cos, sin, 4))?;
-    let mut rng = Rng(7);
+    let mut rng = XorShift32(7);
     for p in [0usize, 1, 17, 31] {
         let mut h1 = [0f32; 8];
         rng.fill_f32(&mut h1);
@@ -219,7 +220,7 @@ pub(super) fn const_table(out: &mut Out<'_>) -> Result<(), Failure> {
 pub(super) fn rotate_f32(out: &mut Out<'_>) -> Result<(), Failure> {
     let mut cos = [0f32; 8 * PAIRS];
     let mut sin = [0f32; 8 * PAIRS];
-    let mut rng = Rng(0x5eed);
+    let mut rng = XorShift32(0x5eed);
     for first in [0usize, 1000, 65528] {
         lib("fill", RopeTable::fill(&CFG, 0, first, &mut cos, &mut sin))?;
         let t = lib("RopeTable::new", RopeTable::new(&cos, &sin, PAIRS))?;
@@ -325,7 +326,7 @@ pub(super) fn q15(out: &mut Out<'_>) -> Result<(), Failure> {
         // rotation of the same Q15 input (saturated to the Q15 range).
         lib("fill", RopeTableQ15::fill(&CFG, 0, first, cos, sin))?;
         let t = lib("RopeTableQ15::new", RopeTableQ15::new(cos, sin, PAIRS))?;
-        let mut rng = Rng(first as u32 + 1);
+        let mut rng = XorShift32(first as u32 + 1);
         for r in 0..rows.min(4) {
             for layout in LAYOUTS {
                 let mut x = [0 as Q15; HEAD];
@@ -425,7 +426,7 @@ pub(super) fn phases(out: &mut Out<'_>) -> Result<(), Failure> {
             }
         }
         // Rotation: <= 2.9 LSB (a = 1) against the exact rotation.
-        let mut rng = Rng(99);
+        let mut rng = XorShift32(99);
         for p in positions.clone().step_by(7) {
             for layout in LAYOUTS {
                 let mut x = [0 as Q15; HEAD];
@@ -718,7 +719,7 @@ pub(super) fn two_d(out: &mut Out<'_>) -> Result<(), Failure> {
     let qaxis = lib("Q15 axis table", RopeTableQ15::new(&qc, &qs, A))?;
     let qrope = Rope2dQ15::new(qaxis);
     let grid = [0usize, 1, 2, 7, 15];
-    let mut rng = Rng(2024);
+    let mut rng = XorShift32(2024);
     for row in grid {
         for col in grid {
             let k = row * 16 + col;

@@ -4,8 +4,9 @@
 
 use microformer::model::weights::{matvec_f16, matvec_f32};
 use microformer::num::fp16;
+use microformer_testkit::XorShift32;
 
-use super::{identical, identical_bits, Rng};
+use super::{identical, identical_bits};
 use crate::out::{Failure, Out};
 
 const ROWS: usize = 7; // one block of four rows and a remainder of three
@@ -32,10 +33,10 @@ pub(super) fn f16(out: &mut Out<'_>) -> Result<(), Failure> {
     out.u32("widened patterns hash", sum);
 
     // Narrowing of values across the whole range, ties and overflow included.
-    let mut rng = Rng(0x00f1_6a11);
+    let mut rng = XorShift32(0x00f1_6a11);
     let mut narrowed = [0u32; 64];
     for (i, n) in narrowed.iter_mut().enumerate() {
-        let m = (rng.next() >> 8) as f32 / (1 << 24) as f32 + 1.0;
+        let m = (rng.next_u32() >> 8) as f32 / (1 << 24) as f32 + 1.0;
         let x = libm::ldexpf(m, i as i32 - 30);
         *n = fp16::from_f32(if i % 2 == 0 { x } else { -x }) as u32;
     }
@@ -47,7 +48,7 @@ pub(super) fn f16(out: &mut Out<'_>) -> Result<(), Failure> {
     let w = &mut w.0;
     let mut wf = [0f32; ROWS * COLS];
     for (i, (h, f)) in w.iter_mut().zip(&mut wf).enumerate() {
-        let bits = rng.next() as u16 & 0x3fff; // exponents 0..15: |w| < 2
+        let bits = rng.next_u32() as u16 & 0x3fff; // exponents 0..15: |w| < 2
         *h = if i % 5 == 0 { bits & 0x83ff } else { bits }; // every 5th subnormal
         *f = fp16::to_f32(*h);
     }

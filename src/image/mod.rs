@@ -1,0 +1,322 @@
+//! The model image: one file the host tool writes and the device reads in place.
+//!
+//! An image is a `&'static [u8]` in flash (or any byte slice), read zero-copy:
+//! [`Image::parse`] validates everything once — sizes, offsets, alignment, shapes,
+//! the tensor directory and the checksum — and returns a typed [`Error`] for any
+//! defect; afterwards every accessor is infallible in practice and never reads out
+//! of bounds.
+//!
+//! ## Layout (all integers little-endian)
+//!
+//! ```text
+//! offset 0    header, HEADER_SIZE (128) bytes          see `Header`
+//! offset 128  tensor directory, n_tensors × 32 bytes   see `TensorRecord`, canonical order
+//! ...         tensor data, each 4-byte aligned         f32 / int8 + f32 scales / raw bytes
+//! len - 8     checksum, u64                            `checksum(&image[..len - 8])`
+//! ```
+//!
+//! Header fields (u32 unless noted): `magic` (8 bytes, `MICROFMR`), `version`,
+//! `header_size`, `arch`, `flags`, `dim`, `hidden_dim`, `n_layers`, `n_heads`,
+//! `n_kv_heads`, `head_dim`, `vocab_size`, `seq_len` (positions the tables and the
+//! context cover), `rotary_dim`, `sliding_window` (0: none), `norm_eps` (f32),
+//! `group_size` (the default Q8 group, 0 when no Q8 tensor uses it), `bos_id`,
+//! `eos_id`, `n_tensors`, `image_len`, `train_context` (the checkpoint's `max_position_embeddings`), then
+//! the block shape ([`Block`]: one word of four byte-sized kinds — norm, FFN,
+//! residual, position hook — then `pos_offset`, `embed_scale` (f32) and
+//! `attn_scale` (f32); all zero is the Llama block), then reserved bytes that
+//! must be zero.
+//!
+//! Tensors appear in the canonical order of [`slots`]: the global tensors, then
+//! each layer's tensors in a fixed order, so [`Image::tensor`] finds a tensor in
+//! O(1) with no search at run time.
+//!
+//! Numeric formats: `F32` (row-major `[rows][cols]`), `Q8` (llama2.c `runq.c` Q8_0:
+//! int8 values row-major, then one f32 scale per `group` consecutive values of a
+//! row, `value = q · scale`), `F16` (IEEE binary16 bit patterns, row-major,
+//! widened exactly to f32 when used: see [`crate::num::fp16`]), `U8` (raw bytes,
+//! e.g. the tokenizer). `Q8` and `F16` are for the matrices only
+//! ([`TensorKind::quantizable`]); norms, biases and tables stay `F32`. An unknown
+//! dtype value is [`Error::Malformed`].
+//!
+//! A Q8 tensor's group is its record's last word (`TensorRecord::group`), or the
+//! header's `group_size` when that word is 0. Every group is a multiple of 4 of at
+//! most 4096 that divides the tensor's row length, so one model may store, say,
+//! `w_down` (rows of 172) in groups of 4 and the other matrices in groups of 64.
+//! The writer stores 0 there for a tensor whose group is the header's, so a model
+//! with one group names it once, in the header. The word is 0 on every other
+//! dtype; anything else is [`Error::Malformed`].
+//!
+//! The checksum is a Fletcher-style pair of 64-bit running sums over the image's
+//! little-endian u32 words ([`checksum`]): any single changed byte changes it.
+
+// One file per concern, each re-exported here; a file uses only those above it:
+// the block shape, the checksum, the header (its flags and dimensions), tensors
+// (kinds, dtypes, directory records, canonical order), the writer; and here the
+// validated `Image` view.
+mod block;
+mod checksum;
+mod header;
+mod tensor;
+mod writer;
+
+pub use block::{Block, FfnKind, NormKind, PositionHook, Residual};
+pub use checksum::{checksum, CHECKSUM_SIZE};
+pub use header::{
+    valid_group, Arch, Header, FLAG_EMBED_NORM, FLAG_MLP_BIAS, FLAG_OUTPUT_BIAS, FLAG_O_BIAS,
+    FLAG_QKV_BIAS, FLAG_ROPE_INTERLEAVED, FLAG_TIED_EMBEDDINGS, FLAG_TOKENIZER, HEADER_SIZE, MAGIC,
+    VERSION,
+};
+pub use tensor::{
+    has_tensor, slots, DType, TensorData, TensorKind, TensorRecord, ALIGN, RECORD_SIZE,
+};
+pub use writer::{image_len, write, TensorSource};
+
+use crate::Error;
+use tensor::{n_global, n_per_layer, present, GLOBAL_ORDER, LAYER_ORDER};
+
+/// A validated model image.
+#[derive(Debug, Clone, Copy)]
+pub struct Image<'a> {
+    bytes: &'a [u8],
+    header: Header,
+    /// Which kinds of [`GLOBAL_ORDER`] are present (bit `i`: entry `i`).
+    globals: u16,
+    /// Which kinds of [`LAYER_ORDER`] are present (bit `i`: entry `i`).
+    per_layer: u32,
+}
+
+/// One past the largest [`TensorKind`] number.
+const KINDS: usize = TensorKind::BDown as usize + 1;
+
+/// Each kind's place in its canonical order ([`GLOBAL_ORDER`] or
+/// [`LAYER_ORDER`]), indexed by the kind's number.
+const ORDER_POS: [u8; KINDS] = {
+    let mut t = [0u8; KINDS];
+    let mut i = 0;
+    while i < GLOBAL_ORDER.len() {
+        t[GLOBAL_ORDER[i] as usize] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < LAYER_ORDER.len() {
+        t[LAYER_ORDER[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The presence bits of `order`'s kinds for `h` (bit `i`: `order[i]`).
+fn presence(h: &Header, order: &[TensorKind]) -> u32 {
+    order
+        .iter()
+        .enumerate()
+        .filter(|&(_, &k)| present(h, k))
+        .fold(0, |m, (i, _)| m | 1 << i)
+}
+
+impl<'a> Image<'a> {
+    /// Validates an image and returns a view over it.
+    ///
+    /// Checks, in order: length and magic, version, header fields, total length,
+    /// checksum, then every directory record (canonical order, shape, dtype,
+    /// alignment, bounds). Returns the first defect as a typed error.
+    /// The slice must start 4-byte aligned ([`Error::Misaligned`] otherwise).
+    pub fn parse(bytes: &'a [u8]) -> Result<Image<'a>, Error> {
+        if bytes.is_empty() {
+            return Err(Error::Truncated);
+        }
+        if bytes.len() < 8 || bytes[..8] != MAGIC {
+            return Err(if bytes.len() < 8 && MAGIC.starts_with(bytes) {
+                Error::Truncated
+            } else {
+                Error::BadMagic
+            });
+        }
+        let header = Header::parse(bytes)?;
+        let len = header.image_len as usize;
+        if bytes.len() < len {
+            return Err(Error::Truncated);
+        }
+        if bytes.len() > len || len % ALIGN != 0 || len < HEADER_SIZE + CHECKSUM_SIZE {
+            return Err(Error::Malformed);
+        }
+        if bytes.as_ptr().align_offset(ALIGN) != 0 {
+            return Err(Error::Misaligned);
+        }
+        let body = len - CHECKSUM_SIZE;
+        let stored = u64::from_le_bytes([
+            bytes[body],
+            bytes[body + 1],
+            bytes[body + 2],
+            bytes[body + 3],
+            bytes[body + 4],
+            bytes[body + 5],
+            bytes[body + 6],
+            bytes[body + 7],
+        ]);
+        if checksum(&bytes[..body]) != stored {
+            return Err(Error::ChecksumMismatch);
+        }
+        let img = Image {
+            bytes: &bytes[..len],
+            header,
+            globals: presence(&header, &GLOBAL_ORDER) as u16,
+            per_layer: presence(&header, &LAYER_ORDER),
+        };
+        let expected = n_global(&header) + n_per_layer(&header) * header.n_layers as usize;
+        if header.n_tensors as usize != expected {
+            return Err(Error::MissingTensor);
+        }
+        let dir_end = HEADER_SIZE + expected * RECORD_SIZE;
+        if dir_end > body {
+            return Err(Error::Truncated);
+        }
+        for (i, (kind, layer)) in slots(&header).enumerate() {
+            let at = HEADER_SIZE + i * RECORD_SIZE;
+            let r = TensorRecord::parse(&bytes[at..at + RECORD_SIZE])?;
+            if r.kind != kind || r.layer != layer {
+                return Err(Error::MissingTensor);
+            }
+            if r.dtype == DType::Q8 && !valid_group(header.q8_group(r.group)) {
+                // No group at all (record and header both 0), or a bad own group.
+                return Err(Error::InconsistentDimensions);
+            }
+            img.check_record(&r, dir_end, body)?;
+        }
+        Ok(img)
+    }
+
+    fn check_record(
+        &self,
+        r: &TensorRecord,
+        data_start: usize,
+        data_end: usize,
+    ) -> Result<(), Error> {
+        let h = &self.header;
+        let (rows, cols) = h.expected_shape(r.kind);
+        let shape_ok = if r.kind == TensorKind::Tokenizer {
+            r.rows == 1 && r.dtype == DType::U8
+        } else {
+            r.rows as usize == rows && r.cols as usize == cols
+        };
+        if !shape_ok {
+            return Err(Error::InconsistentDimensions);
+        }
+        let n = r.rows as usize * r.cols as usize;
+        let in_bounds = |off: u32, bytes: usize| {
+            let off = off as usize;
+            off % ALIGN == 0
+                && off >= data_start
+                && off.checked_add(bytes).is_some_and(|e| e <= data_end)
+        };
+        let ok = match r.dtype {
+            DType::F32 => {
+                r.kind != TensorKind::Tokenizer
+                    && r.len as usize == 4 * n
+                    && in_bounds(r.offset, 4 * n)
+            }
+            DType::U8 => {
+                r.kind == TensorKind::Tokenizer && r.len as usize == n && in_bounds(r.offset, n)
+            }
+            DType::F16 => {
+                r.kind.quantizable() && r.len as usize == 2 * n && in_bounds(r.offset, 2 * n)
+            }
+            DType::Q8 => {
+                let g = h.q8_group(r.group) as usize;
+                r.kind.quantizable()
+                    && g != 0
+                    && (r.cols as usize) % g == 0
+                    && r.len as usize == n
+                    && in_bounds(r.offset, n)
+                    && in_bounds(r.scale_offset, 4 * (n / g))
+            }
+        };
+        // Binary16 weights must be finite: the kernels widen them with
+        // `fp16::to_f32_finite`.
+        let ok = ok
+            && (r.dtype != DType::F16
+                || self.bytes[r.offset as usize..r.offset as usize + 2 * n]
+                    .chunks_exact(2)
+                    .all(|b| crate::num::fp16::is_finite(u16::from_le_bytes([b[0], b[1]]))));
+        if !ok {
+            return Err(if r.kind != TensorKind::Tokenizer && r.dtype == DType::U8 {
+                Error::Malformed
+            } else {
+                Error::BadTensor
+            });
+        }
+        Ok(())
+    }
+
+    /// The validated header.
+    pub const fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The whole image.
+    pub const fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The directory record of a tensor (`None` if the header's flags exclude it or
+    /// `layer` is out of range).
+    pub fn record(&self, kind: TensorKind, layer: usize) -> Option<TensorRecord> {
+        // A kind's slot: the present kinds before it in its canonical order.
+        let pos = *ORDER_POS.get(kind as usize)? as u32;
+        let before = (1u32 << pos) - 1;
+        let idx = if kind.per_layer() {
+            if self.per_layer >> pos & 1 == 0 || layer >= self.header.n_layers as usize {
+                return None;
+            }
+            let slot = (self.per_layer & before).count_ones() as usize;
+            let (globals, per_layer) = (self.globals.count_ones(), self.per_layer.count_ones());
+            globals as usize + layer * per_layer as usize + slot
+        } else {
+            if u32::from(self.globals) >> pos & 1 == 0 {
+                return None;
+            }
+            (u32::from(self.globals) & before).count_ones() as usize
+        };
+        let at = HEADER_SIZE + idx * RECORD_SIZE;
+        TensorRecord::parse(self.bytes.get(at..at + RECORD_SIZE)?).ok()
+    }
+
+    /// A tensor's data (validated at [`Image::parse`]).
+    pub fn tensor(&self, kind: TensorKind, layer: usize) -> Result<TensorData<'a>, Error> {
+        let r = self.record(kind, layer).ok_or(Error::MissingTensor)?;
+        let slice = |off: u32, len: usize| {
+            self.bytes
+                .get(off as usize..off as usize + len)
+                .ok_or(Error::BadTensor)
+        };
+        let n = r.rows as usize * r.cols as usize;
+        Ok(match r.dtype {
+            DType::F32 => TensorData::F32(
+                bytemuck::try_cast_slice(slice(r.offset, 4 * n)?).map_err(|_| Error::Misaligned)?,
+            ),
+            DType::U8 => TensorData::U8(slice(r.offset, n)?),
+            DType::F16 => TensorData::F16(
+                bytemuck::try_cast_slice(slice(r.offset, 2 * n)?).map_err(|_| Error::Misaligned)?,
+            ),
+            DType::Q8 => {
+                let g = self.header.q8_group(r.group) as usize;
+                if g == 0 {
+                    return Err(Error::BadTensor);
+                }
+                TensorData::Q8 {
+                    values: bytemuck::cast_slice(slice(r.offset, n)?),
+                    scales: bytemuck::try_cast_slice(slice(r.scale_offset, 4 * (n / g))?)
+                        .map_err(|_| Error::Misaligned)?,
+                    group: g,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod block_tests;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

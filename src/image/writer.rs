@@ -1,0 +1,192 @@
+//! The writer: lays out a header, its tensor directory and the tensors' data, and
+//! seals the image with its checksum, into a buffer the caller sizes with
+//! [`image_len`].
+
+use super::checksum::{checksum, CHECKSUM_SIZE};
+use super::header::{valid_group, Header, HEADER_SIZE};
+use super::tensor::{slots, DType, TensorKind, TensorRecord, ALIGN, RECORD_SIZE};
+use crate::Error;
+
+/// A tensor handed to [`write()`].
+#[derive(Debug, Clone, Copy)]
+pub enum TensorSource<'b> {
+    /// f32 values, row-major.
+    F32(&'b [f32]),
+    /// Q8_0 values and one scale per header `group_size` values.
+    Q8 {
+        /// int8 values, row-major.
+        values: &'b [i8],
+        /// One scale per group.
+        scales: &'b [f32],
+    },
+    /// Raw bytes (the tokenizer).
+    U8(&'b [u8]),
+    /// Q8_0 values and one scale per `group` values, with this tensor's own group
+    /// (a multiple of 4, at most 4096, dividing the row length). The record names
+    /// the group unless it equals the header's `group_size`.
+    Q8Grouped {
+        /// int8 values, row-major.
+        values: &'b [i8],
+        /// One scale per group.
+        scales: &'b [f32],
+        /// Values per scale.
+        group: usize,
+    },
+    /// IEEE binary16 bit patterns, row-major (a matrix only).
+    F16(&'b [u16]),
+}
+
+impl TensorSource<'_> {
+    fn dtype(&self) -> DType {
+        match self {
+            TensorSource::F32(_) => DType::F32,
+            TensorSource::Q8 { .. } | TensorSource::Q8Grouped { .. } => DType::Q8,
+            TensorSource::U8(_) => DType::U8,
+            TensorSource::F16(_) => DType::F16,
+        }
+    }
+
+    /// Data bytes this tensor takes in an image, alignment padding included.
+    fn padded_bytes(&self) -> usize {
+        let raw = match self {
+            TensorSource::F32(v) => 4 * v.len(),
+            TensorSource::Q8 { values, scales }
+            | TensorSource::Q8Grouped { values, scales, .. } => {
+                values.len().next_multiple_of(ALIGN) + 4 * scales.len()
+            }
+            TensorSource::U8(b) => b.len(),
+            TensorSource::F16(v) => 2 * v.len(),
+        };
+        raw.next_multiple_of(ALIGN)
+    }
+}
+
+/// Bytes an image of these tensors takes.
+pub fn image_len(tensors: &[TensorSource<'_>]) -> usize {
+    HEADER_SIZE
+        + tensors.len() * RECORD_SIZE
+        + tensors.iter().map(|t| t.padded_bytes()).sum::<usize>()
+        + CHECKSUM_SIZE
+}
+
+/// Writes an image into `out` and returns its length.
+///
+/// `tensors` are given in the canonical order of [`slots`] for `header` (whose
+/// `n_tensors` and `image_len` are filled in here). Shapes are checked against
+/// the header; the result passes [`Image::parse`](super::Image::parse). Heap-free: the caller sizes
+/// `out` with [`image_len`].
+pub fn write(
+    header: &Header,
+    tensors: &[TensorSource<'_>],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let mut h = *header;
+    h.n_tensors = tensors.len() as u32;
+    let len = image_len(tensors);
+    h.image_len = u32::try_from(len).map_err(|_| Error::InconsistentDimensions)?;
+    h.validate()?;
+    if out.len() < len {
+        return Err(Error::BufferTooSmall {
+            needed: len,
+            got: out.len(),
+        });
+    }
+    // Padding between tensors stays zero.
+    out[..len].fill(0);
+    let mut count = 0;
+    let mut data_at = HEADER_SIZE + tensors.len() * RECORD_SIZE;
+    for (i, (kind, layer)) in slots(&h).enumerate() {
+        let t = tensors.get(i).ok_or(Error::MissingTensor)?;
+        count += 1;
+        let (rows, cols) = match (kind, t) {
+            (TensorKind::Tokenizer, TensorSource::U8(b)) => (1, b.len()),
+            _ => h.expected_shape(kind),
+        };
+        let n = rows * cols;
+        let len_ok = match t {
+            TensorSource::F32(v) => v.len() == n,
+            TensorSource::U8(b) => b.len() == n && kind == TensorKind::Tokenizer,
+            TensorSource::F16(v) => v.len() == n && kind.quantizable(),
+            TensorSource::Q8 { values, scales } => {
+                let g = h.group_size as usize;
+                kind.quantizable()
+                    && g != 0
+                    && cols % g == 0
+                    && values.len() == n
+                    && scales.len() == n / g
+            }
+            TensorSource::Q8Grouped {
+                values,
+                scales,
+                group,
+            } => {
+                let g = *group;
+                kind.quantizable()
+                    && u32::try_from(g).is_ok_and(valid_group)
+                    && cols % g == 0
+                    && values.len() == n
+                    && scales.len() == n / g
+            }
+        };
+        if !len_ok {
+            return Err(Error::BadTensor);
+        }
+        let mut rec = TensorRecord {
+            kind,
+            layer,
+            dtype: t.dtype(),
+            rows: rows as u32,
+            cols: cols as u32,
+            offset: data_at as u32,
+            len: 0,
+            scale_offset: 0,
+            group: 0,
+        };
+        match t {
+            TensorSource::F32(v) => {
+                rec.len = (4 * v.len()) as u32;
+                for (j, x) in v.iter().enumerate() {
+                    out[data_at + 4 * j..data_at + 4 * j + 4].copy_from_slice(&x.to_le_bytes());
+                }
+            }
+            TensorSource::U8(b) => {
+                rec.len = b.len() as u32;
+                out[data_at..data_at + b.len()].copy_from_slice(b);
+            }
+            TensorSource::F16(v) => {
+                rec.len = (2 * v.len()) as u32;
+                for (j, x) in v.iter().enumerate() {
+                    out[data_at + 2 * j..data_at + 2 * j + 2].copy_from_slice(&x.to_le_bytes());
+                }
+            }
+            TensorSource::Q8 { values, scales }
+            | TensorSource::Q8Grouped { values, scales, .. } => {
+                if let TensorSource::Q8Grouped { group, .. } = t {
+                    // `len_ok` checked that the group fits a u32.
+                    let g = *group as u32;
+                    rec.group = if g == h.group_size { 0 } else { g };
+                }
+                rec.len = values.len() as u32;
+                for (j, &q) in values.iter().enumerate() {
+                    out[data_at + j] = q as u8;
+                }
+                let s_at = data_at + values.len().next_multiple_of(ALIGN);
+                rec.scale_offset = s_at as u32;
+                for (j, x) in scales.iter().enumerate() {
+                    out[s_at + 4 * j..s_at + 4 * j + 4].copy_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+        let at = HEADER_SIZE + i * RECORD_SIZE;
+        out[at..at + RECORD_SIZE].copy_from_slice(&rec.to_bytes());
+        data_at += t.padded_bytes();
+    }
+    if count != tensors.len() {
+        return Err(Error::MissingTensor);
+    }
+    out[..HEADER_SIZE].copy_from_slice(&h.to_bytes());
+    let body = len - CHECKSUM_SIZE;
+    let sum = checksum(&out[..body]);
+    out[body..len].copy_from_slice(&sum.to_le_bytes());
+    Ok(len)
+}

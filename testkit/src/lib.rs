@@ -1,0 +1,26 @@
+//! What microformer's tests share, so that each test does not carry its own copy.
+//!
+//! - Deterministic generators for test inputs, the same on every machine and
+//!   every core: [`XorShift32`] and [`XorShift64`] (Marsaglia's xorshift with
+//!   the shifts 13, 17, 5 and 13, 7, 17) and [`Lcg64`] (Knuth's MMIX linear
+//!   congruential generator). They are for making inputs, not for sampling: the
+//!   library's own generator is llama2.c's xorshift64*, `microformer::sampler`.
+//! - [`AlignedBytes`] (feature `alloc`): bytes at a 4-byte aligned address, as
+//!   `microformer::image::Image::parse` requires of an image.
+//!
+//! `#![no_std]`: the firmware's on-target cases use the generators on the
+//! target, where there is no allocator.
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+#[cfg(feature = "alloc")]
+mod aligned;
+mod rng;
+
+#[cfg(feature = "alloc")]
+pub use aligned::AlignedBytes;
+pub use rng::{Lcg64, XorShift32, XorShift64};
