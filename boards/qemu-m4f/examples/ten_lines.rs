@@ -12,6 +12,7 @@ use board::firmware::microformer::lm::{Generator, Options, Prompt};
 use board::firmware::microformer::{include_image, model::Model};
 use board::firmware::qemu::{exit, Text};
 
+#[allow(dead_code)] // the firmware's other inputs (settings, context)
 mod inputs {
     include!(concat!(env!("OUT_DIR"), "/inputs.rs"));
 }
