@@ -79,24 +79,19 @@ use tensor::{n_global, n_per_layer, present, GLOBAL_ORDER, LAYER_ORDER};
 pub struct Image<'a> {
     bytes: &'a [u8],
     header: Header,
-    /// Which kinds of [`GLOBAL_ORDER`] are present (bit `i`: entry `i`).
-    globals: u16,
-    /// Which kinds of [`LAYER_ORDER`] are present (bit `i`: entry `i`).
+    /// Global tensors in the directory.
+    n_global: u16,
+    /// Tensors per layer.
+    n_per_layer: u16,
+    /// Which kinds of [`LAYER_ORDER`] a layer has (bit `i`: entry `i`): a
+    /// layer tensor's slot is the number of present kinds before it.
     per_layer: u32,
 }
 
-/// One past the largest [`TensorKind`] number.
-const KINDS: usize = TensorKind::BDown as usize + 1;
-
-/// Each kind's place in its canonical order ([`GLOBAL_ORDER`] or
-/// [`LAYER_ORDER`]), indexed by the kind's number.
-const ORDER_POS: [u8; KINDS] = {
-    let mut t = [0u8; KINDS];
-    let mut i = 0;
-    while i < GLOBAL_ORDER.len() {
-        t[GLOBAL_ORDER[i] as usize] = i as u8;
-        i += 1;
-    }
+/// Each layer kind's place in [`LAYER_ORDER`], indexed by the kind's number
+/// (0 for global kinds, which are never looked up through it).
+const LAYER_POS: [u8; TensorKind::BDown as usize + 1] = {
+    let mut t = [0u8; TensorKind::BDown as usize + 1];
     let mut i = 0;
     while i < LAYER_ORDER.len() {
         t[LAYER_ORDER[i] as usize] = i as u8;
@@ -104,15 +99,6 @@ const ORDER_POS: [u8; KINDS] = {
     }
     t
 };
-
-/// The presence bits of `order`'s kinds for `h` (bit `i`: `order[i]`).
-fn presence(h: &Header, order: &[TensorKind]) -> u32 {
-    order
-        .iter()
-        .enumerate()
-        .filter(|&(_, &k)| present(h, k))
-        .fold(0, |m, (i, _)| m | 1 << i)
-}
 
 impl<'a> Image<'a> {
     /// Validates an image and returns a view over it.
@@ -160,10 +146,16 @@ impl<'a> Image<'a> {
         let img = Image {
             bytes: &bytes[..len],
             header,
-            globals: presence(&header, &GLOBAL_ORDER) as u16,
-            per_layer: presence(&header, &LAYER_ORDER),
+            n_global: n_global(&header) as u16,
+            n_per_layer: n_per_layer(&header) as u16,
+            per_layer: LAYER_ORDER
+                .iter()
+                .enumerate()
+                .filter(|&(_, &k)| present(&header, k))
+                .fold(0, |m, (i, _)| m | 1 << i),
         };
-        let expected = n_global(&header) + n_per_layer(&header) * header.n_layers as usize;
+        let expected =
+            usize::from(img.n_global) + usize::from(img.n_per_layer) * header.n_layers as usize;
         if header.n_tensors as usize != expected {
             return Err(Error::MissingTensor);
         }
@@ -261,21 +253,22 @@ impl<'a> Image<'a> {
     /// The directory record of a tensor (`None` if the header's flags exclude it or
     /// `layer` is out of range).
     pub fn record(&self, kind: TensorKind, layer: usize) -> Option<TensorRecord> {
-        // A kind's slot: the present kinds before it in its canonical order.
-        let pos = *ORDER_POS.get(kind as usize)? as u32;
-        let before = (1u32 << pos) - 1;
+        let h = &self.header;
         let idx = if kind.per_layer() {
-            if self.per_layer >> pos & 1 == 0 || layer >= self.header.n_layers as usize {
+            let pos = *LAYER_POS.get(kind as usize)?;
+            if self.per_layer >> pos & 1 == 0 || layer >= h.n_layers as usize {
                 return None;
             }
-            let slot = (self.per_layer & before).count_ones() as usize;
-            let (globals, per_layer) = (self.globals.count_ones(), self.per_layer.count_ones());
-            globals as usize + layer * per_layer as usize + slot
+            let slot = (self.per_layer & ((1 << pos) - 1)).count_ones() as usize;
+            usize::from(self.n_global) + layer * usize::from(self.n_per_layer) + slot
         } else {
-            if u32::from(self.globals) >> pos & 1 == 0 {
+            if !present(h, kind) {
                 return None;
             }
-            (u32::from(self.globals) & before).count_ones() as usize
+            GLOBAL_ORDER
+                .iter()
+                .filter(|&&k| present(h, k))
+                .position(|&k| k == kind)?
         };
         let at = HEADER_SIZE + idx * RECORD_SIZE;
         TensorRecord::parse(self.bytes.get(at..at + RECORD_SIZE)?).ok()
@@ -283,7 +276,11 @@ impl<'a> Image<'a> {
 
     /// A tensor's data (validated at [`Image::parse`]).
     pub fn tensor(&self, kind: TensorKind, layer: usize) -> Result<TensorData<'a>, Error> {
-        let r = self.record(kind, layer).ok_or(Error::MissingTensor)?;
+        self.data(&self.record(kind, layer).ok_or(Error::MissingTensor)?)
+    }
+
+    /// The data a record points at.
+    fn data(&self, r: &TensorRecord) -> Result<TensorData<'a>, Error> {
         let slice = |off: u32, len: usize| {
             self.bytes
                 .get(off as usize..off as usize + len)

@@ -229,23 +229,20 @@ impl<'s> Session<'s> {
                 context: self.context,
             });
         }
-        // The cache format is chosen once per step: the forward pass is
-        // compiled for each.
-        match &mut self.cache {
-            Cache::F32(c) => forward(m, c, &mut self.s, token, pos)?,
-            Cache::Q8(c) => forward(m, c, &mut self.s, token, pos)?,
-        }
+        // The cache format is chosen once per step: the layers are compiled
+        // for each.
+        forward(m, &mut self.cache, &mut self.s, token, pos)?;
         self.pos += 1;
         Ok(self.s.logits)
     }
 }
 
 /// One forward pass for `token` at `pos`, leaving the logits in `s.logits`:
-/// `run.c`'s `forward`. Only the steps that touch the cache depend on its
-/// format; the others are compiled once.
-fn forward<C: KvWrite>(
+/// `run.c`'s `forward`.
+#[inline(never)]
+fn forward(
     m: &Model<'_>,
-    cache: &mut C,
+    cache: &mut Cache<'_>,
     s: &mut Scratch<'_>,
     token: u32,
     pos: usize,
@@ -254,13 +251,19 @@ fn forward<C: KvWrite>(
     for l in 0..m.dims.n_layers {
         let w = m.layer(l)?;
         s.qkv(m, &w, pos)?;
-        cache.store(l, pos, s.k, s.v)?;
+        match cache {
+            Cache::F32(c) => c.store(l, pos, s.k, s.v)?,
+            Cache::Q8(c) => c.store(l, pos, s.k, s.v)?,
+        }
         // A parallel block's feed-forward network reads the layer input: run it
         // before attention overwrites `xb`.
         if m.is_parallel() {
             s.parallel_ffn(m, &w)?;
         }
-        s.attend(m, &*cache, l, pos)?;
+        match cache {
+            Cache::F32(c) => s.attend(m, c, l, pos)?,
+            Cache::Q8(c) => s.attend(m, c, l, pos)?,
+        }
         s.attn_out_and_residual(m, &w)?;
     }
     s.classifier(m)
@@ -269,6 +272,7 @@ fn forward<C: KvWrite>(
 impl Scratch<'_> {
     /// `x` = the token's embedding row, scaled, plus the position table row,
     /// normed (BLOOM).
+
     #[inline(never)]
     fn embed(&mut self, m: &Model<'_>, token: u32, pos: usize) -> Result<(), Error> {
         m.embedding.row_into(token as usize, self.x)?;
@@ -288,6 +292,7 @@ impl Scratch<'_> {
 
     /// `xb = norm(x)`; `q, k, v = Wq·xb, Wk·xb, Wv·xb` (+ biases); q and k
     /// rotated at `pos` by the rotation hook.
+
     #[inline(never)]
     fn qkv(&mut self, m: &Model<'_>, w: &LayerWeights<'_>, pos: usize) -> Result<(), Error> {
         let d = &m.dims;
@@ -313,6 +318,7 @@ impl Scratch<'_> {
 
     /// A parallel block's feed-forward output from the layer input (its own
     /// norm for GPT-NeoX, the attention's for GPT-J and Phi) into `ffn_out`.
+
     #[inline(never)]
     fn parallel_ffn(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
         if let (Residual::Parallel, Some(n)) = (m.residual, &w.ffn_norm) {
@@ -327,7 +333,7 @@ impl Scratch<'_> {
 
     /// Attention of `q` over the cache at `pos` into `xb[..q_dim]`, with the
     /// score-bias hook.
-    #[inline]
+    #[inline(always)]
     fn attend<C: KvRead>(
         &mut self,
         m: &Model<'_>,
@@ -350,6 +356,7 @@ impl Scratch<'_> {
 
     /// `a = Wo·att (+ bo)`, then the residual wiring: sequential `x += a;
     /// x += ffn(norm₂(x))`, or a parallel block's sum in Hugging Face's order.
+
     #[inline(never)]
     fn attn_out_and_residual(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
         let d = &m.dims;
@@ -403,6 +410,7 @@ impl Scratch<'_> {
     }
 
     /// `x = norm(x)`; logits `= Wcls·x (+ bias)`.
+
     #[inline(never)]
     fn classifier(&mut self, m: &Model<'_>) -> Result<(), Error> {
         m.norm.apply_in_place(self.x, &m.final_norm);
@@ -416,6 +424,7 @@ impl Scratch<'_> {
     /// The feed-forward network of `w` on `xb[..dim]`, into `out`: SwiGLU
     /// `W2·(silu(W1·x + b1) · (W3·x + b3)) + b2` as `run.c`, or the MLP
     /// `down·gelu(up·x + b_up) + b_down`.
+    #[inline(never)]
     fn ffn(&mut self, m: &Model<'_>, w: &LayerWeights<'_>, out: FfnOut) -> Result<(), Error> {
         let dim = m.dims.dim;
         let xin = self.xb.get(..dim).ok_or(Error::InconsistentDimensions)?;

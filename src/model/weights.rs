@@ -54,7 +54,14 @@ impl<'a> Matrix<'a> {
     /// The image tensor `kind` of `layer` as a matrix of the header's shape.
     pub fn from_image(image: &Image<'a>, kind: TensorKind, layer: usize) -> Result<Self, Error> {
         let (rows, cols) = image.header().expected_shape(kind);
-        match image.tensor(kind, layer)? {
+        Self::from_data(image.tensor(kind, layer)?, rows, cols)
+    }
+
+    /// A tensor's data as a `[rows][cols]` matrix.
+    ///
+    /// Errors: [`Error::BadTensor`] for another shape or a dtype that is not a matrix's.
+    pub fn from_data(data: TensorData<'a>, rows: usize, cols: usize) -> Result<Self, Error> {
+        match data {
             TensorData::F32(w) if w.len() == rows * cols => Ok(Matrix::F32 { w, rows, cols }),
             TensorData::F16(w) if w.len() == rows * cols => Ok(Matrix::F16 { w, rows, cols }),
             TensorData::Q8 {
@@ -414,7 +421,7 @@ pub fn optional_vector<'a>(
 }
 
 impl<'a> LayerWeights<'a> {
-    /// Looks up layer `layer`'s tensors in the image.
+    /// Looks up layer `layer`'s tensors in the image (one directory index each).
     pub fn from_image(image: &Image<'a>, layer: usize) -> Result<Self, Error> {
         use TensorKind::*;
         let qkv_bias = if image.header().has(crate::image::FLAG_QKV_BIAS) {

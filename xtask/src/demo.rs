@@ -27,7 +27,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use serde::Deserialize;
 
-use crate::firmware::{build_firmware, convert, parse_id_list, Kv, Quant, Settings};
+use crate::firmware::{build_example, build_firmware, convert, parse_id_list, Kv, Quant, Settings};
 use crate::install::ensure_tools;
 use crate::qemu::run_qemu;
 use crate::qemu_boards::{self, QemuBoard, BOARDS, M4F};
@@ -36,6 +36,9 @@ use crate::util::{models_dir, secs, work_dir};
 /// The checkpoint the demo runs by default, and its tokenizer (in `../shared/models`).
 const CHECKPOINT: &str = "aidreams260K.bin";
 const TOKENIZER: &str = "aidreams260K.tok512.bin";
+
+/// llama2.c's arguments for the text the ten-line firmware example prints.
+const TEN_LINES_ARGS: &str = "-t 0 -n 100 -i I was flying over";
 
 /// What `cargo xtask demo` takes (defaults: `microformer run`'s, and llama2.c's).
 #[derive(Debug, Clone, Args)]
@@ -345,9 +348,32 @@ pub fn demo_tests() -> Result<Duration, String> {
             failures.push(args.to_owned());
         }
     }
+    // The README's ten-line firmware (boards/qemu-m4f/examples/ten_lines.rs):
+    // greedy, 100 steps from "I was flying over", as llama2.c's case of that prompt.
+    let ten = cases
+        .iter()
+        .find(|c| c.args.as_deref() == Some(TEN_LINES_ARGS))
+        .and_then(|c| c.text.as_deref())
+        .ok_or_else(|| format!("reference-llama2c.json: no case `{TEN_LINES_ARGS}`"))?;
+    let elf = build_example(M4F, &image, "ten_lines")?;
+    let run = run_qemu(M4F, &elf, "", false, false)?;
+    // llama2.c ends its text with a newline; the example prints the tokens only.
+    if run.text == ten.trim_end_matches('\n').as_bytes() {
+        eprintln!(
+            "xtask: ten-line firmware: {} bytes, identical to llama2.c's text",
+            run.text.len()
+        );
+    } else {
+        eprintln!(
+            "xtask: ten-line firmware differs from llama2.c's text\n  device:   {:?}\n  llama2.c: {:?}",
+            String::from_utf8_lossy(&run.text),
+            ten
+        );
+        failures.push("ten_lines example".to_owned());
+    }
     eprintln!(
         "demo: {} passed, {} failed",
-        cases.len() - failures.len(),
+        cases.len() + 1 - failures.len(),
         failures.len()
     );
     if failures.is_empty() {

@@ -177,6 +177,30 @@ pub fn build_firmware(board: &QemuBoard, image: &Path, kv: Kv) -> Result<PathBuf
         .join(board.dir))
 }
 
+/// Builds the example `name` of `board`'s crate (release) with `image` in flash and
+/// returns the ELF's path.
+pub fn build_example(board: &QemuBoard, image: &Path, name: &str) -> Result<PathBuf, String> {
+    let dir = boards_dir().join(board.dir);
+    let image = image
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    run_cmd(
+        boards_command(&dir, "cargo")
+            .args(["build", "--release", "--example", name])
+            .env("MICROFORMER_IMAGE", &image)
+            .env("MICROFORMER_KV", "f32")
+            .env_remove("MICROFORMER_CHECKPOINT")
+            .stdout(to_stderr()),
+    )?;
+    Ok(root()
+        .join("target")
+        .join("boards")
+        .join(board.target)
+        .join("release")
+        .join("examples")
+        .join(name))
+}
+
 /// `microformer run IMG --ids` on the host with `settings` (prompt ids or text): the ids it
 /// printed.
 pub fn host_ids(image: &Path, settings: &Settings) -> Result<Vec<u32>, String> {

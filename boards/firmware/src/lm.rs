@@ -180,7 +180,7 @@ pub fn run(
         return Err(RunError::NoImage);
     }
     let model = Model::from_bytes(image).map_err(RunError::Image)?;
-    let h = *model.header();
+    let h = model.header();
     let context = context.min(model.max_context());
     let Buffers {
         arena,
@@ -208,16 +208,10 @@ pub fn run(
                 capacity: index.len() / 2,
             })
         }
-        Some(data) => {
-            // Checked here to report a malformed tokenizer as such.
-            let (offsets, sorted) = index.split_at_mut(index.len() / 2);
-            microformer::tokenizer::Tokenizer::build_index(data, vocab, offsets, sorted)
-                .map_err(RunError::Tokenizer)?;
-        }
         None if events.needs_tokenizer() || !settings.prompt.is_empty() => {
             return Err(RunError::NoTokenizer)
         }
-        None => {}
+        _ => {}
     }
     // Ids (`prompt_ids`), used as given: parsed into the token buffer, which the
     // generator then does not need. Not with a text prompt.
@@ -259,6 +253,10 @@ pub fn run(
         tokens,
     };
     let mut generator = Generator::new(&model, buf, &options).map_err(|e| match e {
+        // The tokenizer file's own defects.
+        Error::Truncated | Error::InvalidTokenLength { .. } | Error::VocabSizeMismatch { .. } => {
+            RunError::Tokenizer(e)
+        }
         Error::EmptyPrompt | Error::PromptTooLong { .. } | Error::TokenOutOfRange { .. } => {
             RunError::Generate(e)
         }

@@ -23,7 +23,12 @@ static IMAGE: &[u8] = include_image!(concat!(env!("OUT_DIR"), "/model.bin"));
 fn main() -> ! {
     static mut MEMORY: inputs::Memory = inputs::Memory::new();
     let model = Model::from_bytes(IMAGE).unwrap();
-    let options = Options { prompt: Prompt::Text("I was flying over"), temperature: 0.0, steps: 100, ..Options::DEFAULT };
+    let options = Options {
+        prompt: Prompt::Text("I was flying over"),
+        temperature: 0.0,
+        steps: 100,
+        ..Options::DEFAULT
+    };
     let mut text = Text::open();
     for token in Generator::new(&model, MEMORY.buffers(), &options).unwrap() {
         text.write(token.unwrap().text);
