@@ -164,6 +164,16 @@ impl<'p> Loop<'p> {
     pub const fn generated(&self) -> Generated {
         self.done
     }
+
+    /// Tokens in the prompt (the first one included).
+    pub const fn prompt_len(&self) -> usize {
+        self.forced.len() + 1
+    }
+
+    /// Ends the loop: [`Loop::next`] returns `None` from now on.
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
 }
 
 /// Runs llama2.c's generation loop (see the module documentation) from

@@ -240,9 +240,7 @@ pub struct Generator<'m> {
     sampler: Sampler,
     probs: &'m mut [ProbIndex],
     tokenizer: Option<Tokenizer<'m>>,
-    prompt_tokens: usize,
     run: Loop<'m>,
-    failed: bool,
 }
 
 impl<'m> Generator<'m> {
@@ -299,7 +297,6 @@ impl<'m> Generator<'m> {
             }
             (Prompt::Text(_), None) => return Err(Error::MissingTensor),
         };
-        let n = prompt.len();
         let sampler = Sampler::new(options.temperature, options.topp, options.rng_state())?;
         let context = options.context_for(model);
         let mut session = Session::with_kv(model, arena, context, options.kv)?;
@@ -310,9 +307,7 @@ impl<'m> Generator<'m> {
             sampler,
             probs,
             tokenizer,
-            prompt_tokens: n,
             run,
-            failed: false,
         })
     }
 
@@ -328,7 +323,7 @@ impl<'m> Generator<'m> {
 
     /// Tokens in the encoded prompt (BOS included for a text prompt).
     pub const fn prompt_tokens(&self) -> usize {
-        self.prompt_tokens
+        self.run.prompt_len()
     }
 
     /// What the generation has done so far: positions run, tokens yielded,
@@ -340,11 +335,10 @@ impl<'m> Generator<'m> {
     /// The next token, or `None` at the end (see [`Loop::next`]); after an
     /// error, `None`.
     pub fn next_token(&mut self) -> Result<Option<Token<'m>>, Error> {
-        if self.failed {
-            return Ok(None);
-        }
         let next = self.advance();
-        self.failed = next.is_err();
+        if next.is_err() {
+            self.run.end();
+        }
         next
     }
 

@@ -32,7 +32,7 @@ struct Quantized<'s> {
 
 impl Quantized<'_> {
     /// `out = m · x` for a new input `x`.
-    #[inline]
+    #[inline(always)]
     fn matvec(&mut self, m: &Matrix<'_>, out: &mut [f32], x: &[f32]) -> Result<(), Error> {
         self.group = 0;
         self.matvec_again(m, out, x)
@@ -255,16 +255,27 @@ fn forward(
             Cache::F32(c) => c.store(l, pos, s.k, s.v)?,
             Cache::Q8(c) => c.store(l, pos, s.k, s.v)?,
         }
-        // A parallel block's feed-forward network reads the layer input: run it
-        // before attention overwrites `xb`.
         if m.is_parallel() {
-            s.parallel_ffn(m, &w)?;
+            // A parallel block's feed-forward network reads the layer input: run
+            // it before attention overwrites `xb`.
+            s.parallel_ffn_norm(m, &w)?;
+            s.ffn(m, &w, FfnOut::Parallel)?;
         }
         match cache {
             Cache::F32(c) => s.attend(m, c, l, pos)?,
             Cache::Q8(c) => s.attend(m, c, l, pos)?,
         }
-        s.attn_out_and_residual(m, &w)?;
+        s.attn_out(m, &w)?;
+        if m.is_parallel() {
+            s.parallel_residual();
+        } else {
+            s.ffn(m, &w, FfnOut::Xb)?;
+            add(
+                s.x,
+                s.xb.get(..m.dims.dim)
+                    .ok_or(Error::InconsistentDimensions)?,
+            );
+        }
     }
     s.classifier(m)
 }
@@ -272,7 +283,6 @@ fn forward(
 impl Scratch<'_> {
     /// `x` = the token's embedding row, scaled, plus the position table row,
     /// normed (BLOOM).
-
     #[inline(never)]
     fn embed(&mut self, m: &Model<'_>, token: u32, pos: usize) -> Result<(), Error> {
         m.embedding.row_into(token as usize, self.x)?;
@@ -292,7 +302,6 @@ impl Scratch<'_> {
 
     /// `xb = norm(x)`; `q, k, v = Wq·xb, Wk·xb, Wv·xb` (+ biases); q and k
     /// rotated at `pos` by the rotation hook.
-
     #[inline(never)]
     fn qkv(&mut self, m: &Model<'_>, w: &LayerWeights<'_>, pos: usize) -> Result<(), Error> {
         let d = &m.dims;
@@ -316,11 +325,10 @@ impl Scratch<'_> {
         Ok(())
     }
 
-    /// A parallel block's feed-forward output from the layer input (its own
-    /// norm for GPT-NeoX, the attention's for GPT-J and Phi) into `ffn_out`.
-
-    #[inline(never)]
-    fn parallel_ffn(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
+    /// A parallel block's feed-forward input: GPT-NeoX's own norm of the layer
+    /// input into `xb` (GPT-J and Phi share the attention's, already there).
+    #[inline(always)]
+    fn parallel_ffn_norm(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
         if let (Residual::Parallel, Some(n)) = (m.residual, &w.ffn_norm) {
             let xb = self
                 .xb
@@ -328,7 +336,7 @@ impl Scratch<'_> {
                 .ok_or(Error::InconsistentDimensions)?;
             m.norm.apply(xb, self.x, n);
         }
-        self.ffn(m, w, FfnOut::Parallel)
+        Ok(())
     }
 
     /// Attention of `q` over the cache at `pos` into `xb[..q_dim]`, with the
@@ -354,11 +362,10 @@ impl Scratch<'_> {
         }
     }
 
-    /// `a = Wo·att (+ bo)`, then the residual wiring: sequential `x += a;
-    /// x += ffn(norm₂(x))`, or a parallel block's sum in Hugging Face's order.
-
+    /// `a = Wo·att (+ bo)`; for a sequential block `x += a` and `xb = norm₂(x)`,
+    /// the feed-forward network's input.
     #[inline(never)]
-    fn attn_out_and_residual(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
+    fn attn_out(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
         let d = &m.dims;
         let att = self
             .xb
@@ -368,49 +375,35 @@ impl Scratch<'_> {
         if let Some(b) = w.o_bias {
             add(self.xb2, b);
         }
-        match m.residual {
-            Residual::Sequential => {
-                add(self.x, self.xb2);
-                let xb = self
-                    .xb
-                    .get_mut(..d.dim)
-                    .ok_or(Error::InconsistentDimensions)?;
-                m.norm
-                    .apply(xb, self.x, w.ffn_norm.as_ref().ok_or(Error::MissingTensor)?);
-                self.ffn(m, w, FfnOut::Xb)?;
-                add(
-                    self.x,
-                    self.xb.get(..d.dim).ok_or(Error::InconsistentDimensions)?,
-                );
-            }
-            // GPT-J, Phi: `attn_output + feed_forward_hidden_states + residual`.
-            Residual::ParallelShared => {
-                for ((x, &a), &f) in self
-                    .x
-                    .iter_mut()
-                    .zip(self.xb2.iter())
-                    .zip(self.ffn_out.iter())
-                {
-                    *x += a + f; // (a + f) + x: addition commutes
-                }
-            }
-            // GPT-NeoX: `mlp_output + attn_output + hidden_states`.
-            Residual::Parallel => {
-                for ((x, &a), &f) in self
-                    .x
-                    .iter_mut()
-                    .zip(self.xb2.iter())
-                    .zip(self.ffn_out.iter())
-                {
-                    *x += f + a; // (f + a) + x
-                }
-            }
+        if !m.is_parallel() {
+            add(self.x, self.xb2);
+            let xb = self
+                .xb
+                .get_mut(..d.dim)
+                .ok_or(Error::InconsistentDimensions)?;
+            m.norm
+                .apply(xb, self.x, w.ffn_norm.as_ref().ok_or(Error::MissingTensor)?);
         }
         Ok(())
     }
 
-    /// `x = norm(x)`; logits `= Wcls·x (+ bias)`.
+    /// A parallel block's sum, in Hugging Face's order: GPT-J and Phi
+    /// `attn_output + feed_forward_hidden_states + residual`, GPT-NeoX
+    /// `mlp_output + attn_output + hidden_states`.
+    #[inline(never)]
+    fn parallel_residual(&mut self) {
+        for ((x, &a), &f) in self
+            .x
+            .iter_mut()
+            .zip(self.xb2.iter())
+            .zip(self.ffn_out.iter())
+        {
+            // Both orders are (a + f) + x: `a + f` and `f + a` are the same f32.
+            *x += a + f;
+        }
+    }
 
+    /// `x = norm(x)`; logits `= Wcls·x (+ bias)`.
     #[inline(never)]
     fn classifier(&mut self, m: &Model<'_>) -> Result<(), Error> {
         m.norm.apply_in_place(self.x, &m.final_norm);

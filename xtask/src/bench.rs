@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--json] [--quick] [--quant f32|q8|f16]`: instructions per token under
+//! `cargo xtask bench [--json] [--quick] [--quant f32|q8|f16] [--write]`: instructions per token under
 //! QEMU, and the firmware's flash and RAM.
 //!
 //! Figures, not tests: nothing here asserts on speed.
@@ -28,7 +28,9 @@
 //!
 //! Output: a Markdown table on stdout (paste it as is), or with `--json`
 //! `[{"core": …, "model": …, "quant": …, "kv": …, "steps": …, "instructions_per_token": …,
-//! "flash_bytes": …, "ram_bytes": …}, …]`. `--quick` runs only the Cortex-M4F stories260K
+//! "flash_bytes": …, "ram_bytes": …}, …]`. `--write` also writes both into `docs/`
+//! (`benchmarks.md`, `benchmarks.json`), the committed figures README.md's are checked
+//! against (`readme_figures_are_the_committed_benchmarks`). `--quick` runs only the Cortex-M4F stories260K
 //! f32 rows.
 
 use std::fmt::Write as _;
@@ -56,6 +58,11 @@ pub struct BenchArgs {
     /// Only the rows of this weight storage
     #[arg(long, value_enum)]
     quant: Option<Quant>,
+    /// Also write the figures into the repository: `docs/benchmarks.md` (the tables) and
+    /// `docs/benchmarks.json` (the rows), which README.md's figures are checked against
+    /// (a full run only)
+    #[arg(long, conflicts_with_all = ["quick", "quant"])]
+    write: bool,
 }
 
 /// One measured row.
@@ -295,6 +302,23 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
         }
     }
     eprintln!("xtask: bench done ({})", secs(start.elapsed()));
+    if args.write {
+        let docs = crate::util::root().join("docs");
+        std::fs::create_dir_all(&docs).map_err(|e| format!("{}: {e}", docs.display()))?;
+        let md = format!(
+            "# Benchmarks\n\nWritten by `cargo xtask bench --write` (see README.md, Benchmarks); \
+             do not edit.\n\n{}",
+            markdown(&rows, &kernels)
+        );
+        for (name, text) in [
+            ("benchmarks.md", md),
+            ("benchmarks.json", json(&rows)? + "\n"),
+        ] {
+            let path = docs.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("xtask: wrote {}", path.display());
+        }
+    }
     if args.json {
         println!("{}", json(&rows)?);
     } else {
