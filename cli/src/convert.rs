@@ -7,7 +7,7 @@
 //!   maths library), so the image reproduces `run.c` token for token. Default
 //!   context: the checkpoint's `seq_len`.
 //! - A Hugging Face directory (`config.json` + `model.safetensors`, or shards with
-//!   `model.safetensors.index.json`): see [`crate::hf_import`]. Default context:
+//!   `model.safetensors.index.json`): see [`microformer_convert::hf`]. Default context:
 //!   `min(max_position_embeddings, 2048)`.
 //!
 //! `--tokenizer` embeds a llama2.c tokenizer file (checked against the model's
@@ -24,13 +24,13 @@
 use std::path::{Path, PathBuf};
 
 use microformer::image::Header;
-use microformer::tokenizer::Tokenizer;
+use microformer_convert::hf;
 use microformer_convert::llama2c::{self, Version};
 use microformer_convert::Storage;
 
 use crate::error::{bail, CliError, Result};
 use crate::files;
-use crate::hf_import;
+use crate::progress::Progress;
 
 /// Matrix storage in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,21 +73,18 @@ pub struct ConvertArgs {
     pub no_check: bool,
 }
 
-/// Validates a llama2.c tokenizer file for a vocabulary.
-pub fn check_tokenizer(data: &[u8], vocab_size: usize) -> Result<()> {
-    let mut offsets = vec![0u32; vocab_size];
-    let mut sorted = vec![0u32; vocab_size];
-    Tokenizer::new(data, vocab_size, &mut offsets, &mut sorted).map_err(|e| {
-        CliError::runtime(format!(
-            "the tokenizer does not fit the model's vocabulary of {vocab_size}: {e}"
-        ))
-    })?;
-    Ok(())
-}
-
 fn to_usize(v: Option<u64>, what: &str) -> Result<Option<usize>> {
     v.map(|v| usize::try_from(v).map_err(|_| CliError::new(format!("{what} {v} is too large"))))
         .transpose()
+}
+
+/// The converters' storage for `--quant` and `--group-size`.
+fn to_storage(quant: QuantArg, group: Option<usize>) -> Storage {
+    match quant {
+        QuantArg::F32 => Storage::F32,
+        QuantArg::F16 => Storage::F16,
+        QuantArg::Q8 => Storage::Q8 { group_size: group },
+    }
 }
 
 /// Runs the subcommand.
@@ -109,19 +106,22 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     let src = &args.src;
     let convert = |quant: QuantArg, tokenizer: Option<Vec<u8>>| -> Result<_> {
         if src.is_dir() {
-            let opts = hf_import::Options {
+            let opts = hf::Options {
                 context,
-                quant: match quant {
-                    QuantArg::F32 => hf_import::Quant::F32,
-                    QuantArg::Q8 => hf_import::Quant::Q8 {
-                        group_size: group.unwrap_or(0),
-                    },
-                    QuantArg::F16 => hf_import::Quant::F16,
-                },
+                storage: to_storage(quant, group),
                 tokenizer,
             };
-            let (bytes, s) = hf_import::convert(src, &opts, quant == args.quant)
-                .map_err(|e| e.context(format!("converting {}", src.display())))?;
+            // The bar follows the written image's conversion, not the check's.
+            let mut progress = Progress::new();
+            let draw = quant == args.quant;
+            let converted = hf::convert(src, &opts, &mut |done, total, label| {
+                if draw {
+                    progress.tick(done, total, label);
+                }
+            });
+            progress.finish();
+            let (bytes, s) = converted
+                .map_err(|e| CliError::from(e).context(format!("converting {}", src.display())))?;
             Ok((
                 bytes,
                 s.header,
@@ -300,11 +300,7 @@ pub fn llama2c_image(
     use microformer_convert::llama2c::Llama2cError as E;
     let data = files::read(path)?;
     let opts = llama2c::Options {
-        storage: match quant {
-            QuantArg::F32 => Storage::F32,
-            QuantArg::F16 => Storage::F16,
-            QuantArg::Q8 => Storage::Q8 { group_size: group },
-        },
+        storage: to_storage(quant, group),
         context,
         tokenizer: tokenizer.as_deref(),
     };

@@ -32,9 +32,9 @@ use microformer::pos::alibi::{self, AlibiRule};
 use microformer::pos::sinusoidal;
 use serde_json::{Map, Value};
 
-use crate::error::{bail, CliError, Result};
-use crate::hf_config::{opt_bool, opt_f64, opt_usize, HfConfig, ModelType, XGLM_OFFSET};
-use crate::hf_import::rope_tables;
+use super::config::{opt_bool, opt_f64, opt_usize, HfConfig, ModelType, XGLM_OFFSET};
+use super::import::rope_tables;
+use crate::error::{bail, Error, Result};
 
 /// Where an image tensor's values come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -282,7 +282,7 @@ impl Dims {
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| CliError::new(format!("{what} {v} is too large")))
+    u32::try_from(v).map_err(|_| Error::config(format!("{what} {v} is too large")))
 }
 
 /// The context a converted image covers: `--context`, else `default`.
@@ -343,7 +343,7 @@ fn header(
         block,
     };
     h.validate()
-        .map_err(|e| CliError::new(format!("these dimensions do not make a valid image: {e}")))?;
+        .map_err(|e| Error::config(format!("these dimensions do not make a valid image: {e}")))?;
     Ok(h)
 }
 
@@ -374,7 +374,7 @@ fn rope(cfg: &HfConfig, head_dim: usize, ctx: usize) -> Result<(usize, bool, Com
     let (cos, sin) = rope_tables(&spec.config(), ctx).map_err(|e| e.context("RoPE parameters"))?;
     Ok((
         spec.rotary_dim,
-        spec.layout == crate::hf_config::PairLayout::Interleaved,
+        spec.layout == super::config::PairLayout::Interleaved,
         vec![(TensorKind::RopeCos, cos), (TensorKind::RopeSin, sin)],
     ))
 }
@@ -435,7 +435,7 @@ impl Spec {
             _ => 2,
         };
         let none = || -> Result<Source> {
-            Err(CliError::runtime(format!(
+            Err(Error::input(format!(
                 "internal: a {} image has no {kind:?} tensor",
                 self.model_type
             )))
@@ -840,7 +840,7 @@ fn xglm(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
     }
     let mut table = vec![0f32; rows * dim];
     sinusoidal::fill_split_float32(rows, dim, padding_idx, &mut table)
-        .map_err(|e| CliError::new(format!("sinusoidal table: {e}")))?;
+        .map_err(|e| Error::config(format!("sinusoidal table: {e}")))?;
     let ffn = gelu(raw, "activation_function", "gelu")?;
     let mut block = gpt_block(ffn, Residual::Sequential, PositionHook::Table);
     block.pos_offset = XGLM_OFFSET as u32;
@@ -869,7 +869,7 @@ fn xglm(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
 
 fn alibi_slopes(rule: AlibiRule, heads: usize) -> Result<Vec<f32>> {
     let mut s = vec![0f32; heads];
-    alibi::slopes(rule, heads, &mut s).map_err(|e| CliError::new(format!("ALiBi slopes: {e}")))?;
+    alibi::slopes(rule, heads, &mut s).map_err(|e| Error::config(format!("ALiBi slopes: {e}")))?;
     Ok(s)
 }
 
@@ -1144,7 +1144,7 @@ mod tests {
         );
         assert_eq!(m(r#"{"act":"gelu_fast"}"#).unwrap(), FfnKind::GeluTanh);
         let e = m(r#"{"act":"relu"}"#).unwrap_err();
-        assert!(e.0.contains("act \"relu\" is not supported"), "{e}");
+        assert!(e.message().contains("act \"relu\" is not supported"), "{e}");
     }
 
     #[test]
@@ -1168,7 +1168,10 @@ mod tests {
             Some(33),
         )
         .unwrap_err();
-        assert!(e.0.contains("exceeds the 32 learned positions"), "{e}");
+        assert!(
+            e.message().contains("exceeds the 32 learned positions"),
+            "{e}"
+        );
 
         let x = spec(
             r#"{"model_type":"xglm","d_model":16,"attention_heads":2,"num_layers":1,"ffn_dim":32,
@@ -1231,9 +1234,12 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(e.0.contains("qk_layernorm"), "{e}");
+        assert!(e.message().contains("qk_layernorm"), "{e}");
         let e = spec(r#"{"model_type":"t5"}"#, None).unwrap_err();
-        assert!(e.0.contains("model_type t5 cannot be converted"), "{e}");
+        assert!(
+            e.message().contains("model_type t5 cannot be converted"),
+            "{e}"
+        );
     }
 
     #[test]

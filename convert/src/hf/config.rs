@@ -9,7 +9,7 @@
 //! following `standardize_rope_params` and `modeling_rope_utils.py` of
 //! transformers 5.
 //!
-//! Every missing or malformed key is a [`CliError`] naming the key; nothing panics.
+//! Every missing or malformed key is a [`Error`](crate::error::Error) naming the key; nothing panics.
 
 use std::path::Path;
 
@@ -19,7 +19,7 @@ use microformer::pos::rope_scaling::{
 };
 use serde_json::{Map, Value};
 
-use crate::error::{bail, CliError, Result};
+use crate::error::{bail, Error, Result};
 
 /// The model families microformer knows, by their `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,14 +348,14 @@ impl HfConfig {
     /// Reads and parses a `config.json` file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| e.context(path.display()))
     }
 
     /// Parses the text of a `config.json`.
     pub fn parse(text: &str) -> Result<Self> {
         let value: Value =
-            serde_json::from_str(text).map_err(|e| CliError::new(format!("invalid JSON: {e}")))?;
+            serde_json::from_str(text).map_err(|e| Error::config(format!("invalid JSON: {e}")))?;
         let Value::Object(raw) = value else {
             bail!("config.json must hold a JSON object");
         };
@@ -927,7 +927,7 @@ fn positive(v: f64, ctx: &str, key: &str) -> Result<f64> {
 fn as_usize(v: &Value, ctx: &str, key: &str) -> Result<usize> {
     if let Some(u) = v.as_u64() {
         return usize::try_from(u)
-            .map_err(|_| CliError::new(format!("{} = {u} is too large", key_name(ctx, key))));
+            .map_err(|_| Error::config(format!("{} = {u} is too large", key_name(ctx, key))));
     }
     if let Some(f) = v.as_f64() {
         if f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= usize::MAX as f64 / 2.0 {
@@ -951,7 +951,7 @@ pub fn opt_usize(m: &Map<String, Value>, key: &str, ctx: &str) -> Result<Option<
 /// A required non-negative integer.
 pub fn req_usize(m: &Map<String, Value>, key: &str, ctx: &str) -> Result<usize> {
     opt_usize(m, key, ctx)?
-        .ok_or_else(|| CliError::new(format!("missing key {}", key_name(ctx, key))))
+        .ok_or_else(|| Error::config(format!("missing key {}", key_name(ctx, key))))
 }
 
 /// A required non-negative integer under the first of several names.
@@ -979,7 +979,7 @@ pub fn opt_f64(m: &Map<String, Value>, key: &str, ctx: &str) -> Result<Option<f6
 /// A required number.
 pub fn req_f64(m: &Map<String, Value>, key: &str, ctx: &str) -> Result<f64> {
     opt_f64(m, key, ctx)?
-        .ok_or_else(|| CliError::new(format!("missing key {}", key_name(ctx, key))))
+        .ok_or_else(|| Error::config(format!("missing key {}", key_name(ctx, key))))
 }
 
 /// An optional boolean (`null` counts as absent).
@@ -999,7 +999,7 @@ pub fn req_f64_list(m: &Map<String, Value>, key: &str, ctx: &str) -> Result<Vec<
             .iter()
             .map(|v| {
                 v.as_f64().ok_or_else(|| {
-                    CliError::new(format!("{} must hold numbers, got {v}", key_name(ctx, key)))
+                    Error::config(format!("{} must hold numbers, got {v}", key_name(ctx, key)))
                 })
             })
             .collect(),
@@ -1068,18 +1068,18 @@ mod tests {
     #[test]
     fn errors_name_their_cause() {
         let e = HfConfig::parse("{").unwrap_err();
-        assert!(e.0.contains("invalid JSON"), "{e}");
+        assert!(e.message().contains("invalid JSON"), "{e}");
         let e = HfConfig::parse(r#"{"model_type":"nope"}"#).unwrap_err();
-        assert!(e.0.contains("unknown model_type"), "{e}");
+        assert!(e.message().contains("unknown model_type"), "{e}");
         let e = spec(r#"{"model_type":"llama","hidden_size":64,"num_attention_heads":0,"max_position_embeddings":4}"#)
             .unwrap_err();
-        assert!(e.0.contains("num_attention_heads is 0"), "{e}");
+        assert!(e.message().contains("num_attention_heads is 0"), "{e}");
         let e = spec(r#"{"model_type":"llama","head_dim":6,"max_position_embeddings":4,"partial_rotary_factor":0.5}"#)
             .unwrap_err();
-        assert!(e.0.contains("odd"), "{e}");
+        assert!(e.message().contains("odd"), "{e}");
         let e = spec(r#"{"model_type":"llama","head_dim":8,"max_position_embeddings":4,"rope_scaling":{"type":"wobbly"}}"#)
             .unwrap_err();
-        assert!(e.0.contains("unknown rope type"), "{e}");
+        assert!(e.message().contains("unknown rope type"), "{e}");
     }
 
     fn dims(extra: &str) -> Result<LlamaDims> {
@@ -1120,17 +1120,20 @@ mod tests {
         assert_eq!(d.sliding_window, Some(16));
         let e = dims(r#","model_type":"qwen2","sliding_window":16,"use_sliding_window":true,"max_window_layers":1"#)
             .unwrap_err();
-        assert!(e.0.contains("1 of 2 layers use a sliding window"), "{e}");
+        assert!(
+            e.message().contains("1 of 2 layers use a sliding window"),
+            "{e}"
+        );
         let e = dims(r#","model_type":"mistral","sliding_window":16,"layer_types":["full_attention","sliding_attention"]"#)
             .unwrap_err();
-        assert!(e.0.contains("1 of 2 layers"), "{e}");
+        assert!(e.message().contains("1 of 2 layers"), "{e}");
         let e = dims(r#","model_type":"gpt2""#).unwrap_err();
-        assert!(e.0.contains("not a Llama-family model"), "{e}");
+        assert!(e.message().contains("not a Llama-family model"), "{e}");
         let e = dims(r#","model_type":"llama","hidden_act":"gelu""#).unwrap_err();
-        assert!(e.0.contains("hidden_act"), "{e}");
+        assert!(e.message().contains("hidden_act"), "{e}");
         let e = dims(r#","model_type":"llama","num_key_value_heads":3"#).unwrap_err();
-        assert!(e.0.contains("not a multiple"), "{e}");
+        assert!(e.message().contains("not a multiple"), "{e}");
         let e = dims(r#","model_type":"llama","mlp_bias":true"#).unwrap_err();
-        assert!(e.0.contains("mlp_bias"), "{e}");
+        assert!(e.message().contains("mlp_bias"), "{e}");
     }
 }

@@ -37,26 +37,13 @@ use microformer::num::{fp16, q8};
 use microformer::pos::rope_scaling::RopeConfig;
 use serde_json::Value;
 
-use crate::error::{bail, fail, CliError, Result};
+use super::config::HfConfig;
+use super::families::{Source, Spec};
+use super::shard::{SafeTensors, StError};
+use crate::error::{bail, fail, Error, Result};
 use crate::files;
-use crate::hf_config::HfConfig;
-use crate::hf_families::{Source, Spec};
-use crate::progress::Progress;
-use crate::safetensors::{SafeTensors, StError};
-
-/// How the matrices are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quant {
-    /// f32.
-    F32,
-    /// Q8_0 with this group size (matrices whose rows are not whole groups stay f32).
-    Q8 {
-        /// Values per scale.
-        group_size: usize,
-    },
-    /// IEEE binary16 for every matrix (rounded to nearest even).
-    F16,
-}
+use crate::storage::{default_group_size, Storage};
+use crate::tokenizer::check_tokenizer;
 
 /// Conversion options.
 #[derive(Debug, Clone)]
@@ -64,24 +51,16 @@ pub struct Options {
     /// Positions of the image; default `min(max_position_embeddings, 2048)`
     /// (BLOOM, which has no limit: 2048).
     pub context: Option<usize>,
-    /// Matrix storage; `Q8 { group_size: 0 }` picks the default group.
-    pub quant: Quant,
+    /// Matrix storage; `Q8 { group_size: None }` picks `export.py`'s default
+    /// group for the model width. Q8 stores the matrices whose rows are whole
+    /// groups (the others stay f32); F16 every matrix.
+    pub storage: Storage,
     /// A llama2.c tokenizer file to embed.
     pub tokenizer: Option<Vec<u8>>,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| CliError::new(format!("{what} {v} is too large")))
-}
-
-/// The Q8 group size used when none is given: 64, halved while it does not
-/// divide `dim` (llama2.c `export.py`'s rule).
-pub fn default_group_size(dim: usize) -> usize {
-    let mut g = 64;
-    while g > 1 && dim % g != 0 {
-        g /= 2;
-    }
-    g
+    u32::try_from(v).map_err(|_| Error::config(format!("{what} {v} is too large")))
 }
 
 /// The checkpoint's tensors, possibly over several shards.
@@ -95,8 +74,8 @@ struct Weights {
     cache: Option<(String, Vec<usize>, Vec<f32>)>,
 }
 
-fn st_err(e: StError) -> CliError {
-    CliError::runtime(e.to_string())
+fn st_err(e: StError) -> Error {
+    Error::input(e.to_string())
 }
 
 impl Weights {
@@ -108,9 +87,9 @@ impl Weights {
             vec![single]
         } else {
             let text = String::from_utf8(files::read(&index_path)?)
-                .map_err(|_| CliError::runtime(format!("{}: not UTF-8", index_path.display())))?;
+                .map_err(|_| Error::input(format!("{}: not UTF-8", index_path.display())))?;
             let v: Value = serde_json::from_str(&text).map_err(|e| {
-                CliError::runtime(format!("{}: invalid JSON: {e}", index_path.display()))
+                Error::input(format!("{}: invalid JSON: {e}", index_path.display()))
             })?;
             let Some(map) = v.get("weight_map").and_then(Value::as_object) else {
                 fail!("{}: no \"weight_map\" object", index_path.display());
@@ -320,8 +299,12 @@ fn values(w: &mut Weights, spec: &Spec, src: &Source, opts: &Options) -> Result<
     }))
 }
 
-/// Converts a Hugging Face checkpoint directory into image bytes.
-pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Vec<u8>, Summary)> {
+/// Called once per image tensor as the conversion reads it: `(done, total, label)`.
+pub type OnTensor<'a> = &'a mut dyn FnMut(usize, usize, &str);
+
+/// Converts a Hugging Face checkpoint directory into image bytes; `on_tensor`
+/// follows the progress (a progress bar).
+pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(Vec<u8>, Summary)> {
     let cfg_path = dir.join("config.json");
     if !cfg_path.exists() {
         fail!("{}: no config.json in this directory", dir.display());
@@ -333,9 +316,9 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
     let mut spec = spec.with_qkv_bias(|n| w.has(n))?;
 
     let dim = spec.header.dim as usize;
-    let group_size = match opts.quant {
-        Quant::F32 | Quant::F16 => 0,
-        Quant::Q8 { group_size: 0 } => {
+    let group_size = match opts.storage {
+        Storage::F32 | Storage::F16 => 0,
+        Storage::Q8 { group_size: None } => {
             let g = default_group_size(dim);
             if g % 4 != 0 {
                 bail!(
@@ -344,7 +327,9 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
             }
             g
         }
-        Quant::Q8 { group_size } => group_size,
+        Storage::Q8 {
+            group_size: Some(g),
+        } => g,
     };
     let header = &mut spec.header;
     header.group_size = u32_of(group_size, "--group-size")?;
@@ -352,28 +337,28 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
         header.flags |= image::FLAG_TOKENIZER;
     }
     header.validate().map_err(|e| {
-        CliError::new(format!(
+        Error::config(format!(
             "{}: these dimensions do not make a valid image: {e}",
             cfg_path.display()
         ))
     })?;
     let header = *header;
     if let Some(t) = &opts.tokenizer {
-        crate::convert::check_tokenizer(t, header.vocab_size as usize)?;
+        let vocab = header.vocab_size as usize;
+        check_tokenizer(t, vocab).map_err(|e| {
+            Error::input(format!(
+                "the tokenizer does not fit the model's vocabulary of {vocab}: {e}"
+            ))
+        })?;
     }
 
     let slots: Vec<(TensorKind, u16)> = image::slots(&header).collect();
-    let mut progress = if verbose_progress {
-        Progress::new(slots.len())
-    } else {
-        Progress::hidden(slots.len())
-    };
     let mut tensors: Vec<Owned> = Vec::with_capacity(slots.len());
-    for &(kind, layer) in &slots {
+    for (done, &(kind, layer)) in slots.iter().enumerate() {
         let src = spec.source(kind, layer)?;
         let label = src.label();
         let values = values(&mut w, &spec, &src, opts)?;
-        progress.tick(&label);
+        on_tensor(done + 1, slots.len(), &label);
         let owned = match values {
             Owned::F32(v) => {
                 let (_, cols) = header.expected_shape(kind);
@@ -381,9 +366,9 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
                     let mut q = vec![0i8; v.len()];
                     let mut s = vec![0f32; v.len() / group_size];
                     q8::quantize(&v, group_size, &mut q, &mut s)
-                        .map_err(|e| CliError::runtime(format!("cannot quantize {label}: {e}")))?;
+                        .map_err(|e| Error::input(format!("cannot quantize {label}: {e}")))?;
                     Owned::Q8(q, s)
-                } else if opts.quant == Quant::F16 && kind.quantizable() {
+                } else if opts.storage == Storage::F16 && kind.quantizable() {
                     let h: Vec<u16> = v.iter().map(|&x| fp16::from_f32(x)).collect();
                     if let Some(i) = h.iter().position(|&x| !fp16::is_finite(x)) {
                         fail!(
@@ -400,7 +385,6 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
         };
         tensors.push(owned);
     }
-    progress.finish();
     // With tied embeddings a stored head is the embedding again (or unused).
     if header.has(image::FLAG_TIED_EMBEDDINGS) {
         for n in spec.head_names() {
@@ -421,7 +405,7 @@ pub fn convert(dir: &Path, opts: &Options, verbose_progress: bool) -> Result<(Ve
     let len = image::image_len(&sources);
     let mut out = vec![0u8; len];
     let n = image::write(&header, &sources, &mut out)
-        .map_err(|e| CliError::runtime(format!("cannot write the image: {e}")))?;
+        .map_err(|e| Error::input(format!("cannot write the image: {e}")))?;
     out.truncate(n);
     Ok((
         out,
@@ -453,12 +437,5 @@ mod tests {
                 assert_eq!(s[p * 4 + i], (angle as f64).sin() as f32);
             }
         }
-    }
-
-    #[test]
-    fn default_group_follows_export_py() {
-        assert_eq!(default_group_size(64), 64);
-        assert_eq!(default_group_size(288), 32);
-        assert_eq!(default_group_size(6), 2);
     }
 }
