@@ -39,7 +39,7 @@ use serde_json::Value;
 
 use super::config::HfConfig;
 use super::families::{Source, Spec};
-use super::shard::{SafeTensors, StError};
+use super::shard::{Shard, StError};
 use crate::error::{bail, fail, Error, Result};
 use crate::files;
 use crate::storage::{default_group_size, Storage};
@@ -65,7 +65,7 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
 
 /// The checkpoint's tensors, possibly over several shards.
 struct Weights {
-    shards: Vec<SafeTensors>,
+    shards: Vec<Shard>,
     /// name → shard index
     index: BTreeMap<String, usize>,
     used: BTreeSet<String>,
@@ -108,10 +108,10 @@ impl Weights {
         let mut shards = Vec::new();
         let mut index = BTreeMap::new();
         for (i, path) in files.iter().enumerate() {
-            let st = SafeTensors::parse(files::read(path)?)
-                .map_err(|e| st_err(e).context(path.display()))?;
+            let st =
+                Shard::parse(files::read(path)?).map_err(|e| st_err(e).context(path.display()))?;
             for name in st.names() {
-                if index.insert(name.to_string(), i).is_some() {
+                if index.insert(name.clone(), i).is_some() {
                     fail!("tensor {name} appears in two shards");
                 }
             }

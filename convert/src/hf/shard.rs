@@ -1,26 +1,28 @@
-//! A reader for the safetensors format (Hugging Face `model.safetensors`).
+//! One safetensors file (Hugging Face `model.safetensors`, or one shard of a
+//! sharded checkpoint), read with the `safetensors` crate.
 //!
 //! Format: an 8-byte little-endian header length `n`, then `n` bytes of JSON —
 //! an object mapping each tensor name to `{"dtype", "shape", "data_offsets":
 //! [begin, end]}` (offsets relative to the byte after the header), plus an
 //! optional `"__metadata__"` object of strings — then the tensor data, row-major,
-//! little-endian.
+//! little-endian, covering the rest of the file without gaps.
 //!
-//! [`SafeTensors::parse`] checks the whole header up front — length, JSON, every
-//! entry's dtype, shape and offsets (in range, `end - begin` = elements × dtype
-//! size) — and returns a typed [`StError`] naming the defect. [`SafeTensors::f32`]
-//! returns a tensor as `f32` (`F32` as is; `F16`, `BF16` and `F64` converted, the
-//! first two exactly, `F64` rounded to nearest).
+//! [`Shard::parse`] checks the whole header up front (the crate's checks: the
+//! length, the JSON, every entry's offsets in order and of the size its shape and
+//! dtype need, the data covering the file exactly) and turns the crate's error
+//! into a [`StError`] naming the defect. [`Shard::f32`] returns a tensor as `f32`
+//! (`F32` as is; `F16`, `BF16` and `F64` converted with the `half` crate and
+//! `as`, the first two exactly, `F64` rounded to nearest).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use serde_json::Value;
+use safetensors::tensor::Metadata;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
-/// Largest header accepted (the format's own reference limit is 100 MB).
+/// Largest header accepted (the `safetensors` crate's limit, 100 MB).
 pub const MAX_HEADER: u64 = 100_000_000;
 
-/// A defect of a safetensors file.
+/// A defect of a safetensors file, or a tensor the model cannot use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StError {
     /// The file ends before the header or before a tensor's data.
@@ -78,196 +80,123 @@ impl fmt::Display for StError {
 
 impl std::error::Error for StError {}
 
-/// Element types of a safetensors file that convert to `f32`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dtype {
-    /// IEEE binary32.
-    F32,
-    /// IEEE binary16.
-    F16,
-    /// bfloat16 (the top half of a binary32).
-    BF16,
-    /// IEEE binary64.
-    F64,
-}
-
-impl Dtype {
-    fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "F32" => Dtype::F32,
-            "F16" => Dtype::F16,
-            "BF16" => Dtype::BF16,
-            "F64" => Dtype::F64,
-            _ => return None,
-        })
-    }
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F16 | Dtype::BF16 => 2,
-            Dtype::F64 => 8,
-        }
-    }
-
-    /// The safetensors name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "F32",
-            Dtype::F16 => "F16",
-            Dtype::BF16 => "BF16",
-            Dtype::F64 => "F64",
-        }
-    }
-}
-
-/// One header entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorInfo {
-    /// Element type.
-    pub dtype: Dtype,
-    /// Shape (empty for a scalar).
-    pub shape: Vec<usize>,
-    /// Byte range in the data section.
-    pub begin: usize,
-    /// End of the byte range (exclusive).
-    pub end: usize,
-}
-
 /// A parsed safetensors file (owning its bytes).
-#[derive(Debug, Clone)]
-pub struct SafeTensors {
+#[derive(Debug)]
+pub struct Shard {
     bytes: Vec<u8>,
     data_start: usize,
-    tensors: BTreeMap<String, TensorInfo>,
+    metadata: Metadata,
 }
 
-fn bad(m: impl Into<String>) -> StError {
-    StError::BadHeader(m.into())
+/// The header length the first 8 bytes give (0 when there are fewer).
+fn header_len(bytes: &[u8]) -> u64 {
+    let mut n8 = [0u8; 8];
+    match bytes.get(..8) {
+        Some(b) => {
+            n8.copy_from_slice(b);
+            u64::from_le_bytes(n8)
+        }
+        None => 0,
+    }
 }
 
-impl SafeTensors {
+/// The defect behind one of the crate's errors, with the byte counts it implies.
+fn describe(bytes: &[u8], e: SafeTensorError) -> StError {
+    let total = bytes.len() as u64;
+    let n = header_len(bytes);
+    let bad = |m: String| StError::BadHeader(m);
+    match e {
+        SafeTensorError::HeaderTooSmall => StError::Truncated {
+            what: "the header length".into(),
+            needed: 8,
+            got: total,
+        },
+        SafeTensorError::HeaderTooLarge => bad(format!(
+            "header length {n} exceeds the {MAX_HEADER}-byte limit"
+        )),
+        SafeTensorError::InvalidHeaderLength => StError::Truncated {
+            what: format!("the {n}-byte header"),
+            needed: n.saturating_add(8),
+            got: total,
+        },
+        SafeTensorError::InvalidHeader(e) => bad(format!("the header is not UTF-8: {e}")),
+        SafeTensorError::InvalidHeaderDeserialization(e) if e.is_syntax() || e.is_eof() => {
+            bad(format!("invalid JSON: {e}"))
+        }
+        SafeTensorError::InvalidHeaderDeserialization(e) => {
+            bad(format!("the header is not the documented structure: {e}"))
+        }
+        SafeTensorError::InvalidOffset(name) => bad(format!(
+            "entry {name}: its data_offsets do not start where the previous tensor ends \
+             (the data must follow the header without gaps or overlaps)"
+        )),
+        SafeTensorError::TensorInvalidInfo => {
+            bad("an entry's data_offsets span disagrees with its shape and dtype".into())
+        }
+        SafeTensorError::ValidationOverflow => bad("an entry's shape is too large".into()),
+        SafeTensorError::MetadataIncompleteBuffer => uncovered(bytes, n),
+        other => bad(other.to_string()),
+    }
+}
+
+/// The data section is shorter or longer than the entries say: which tensor is
+/// cut off, or how many bytes follow the last one.
+fn uncovered(bytes: &[u8], n: u64) -> StError {
+    let total = bytes.len() as u64;
+    let header = usize::try_from(n)
+        .ok()
+        .and_then(|n| bytes.get(8..8 + n))
+        .and_then(|h| serde_json::from_slice::<Metadata>(h).ok());
+    let Some(metadata) = header else {
+        return StError::BadHeader("the tensor data does not cover the file".into());
+    };
+    let data_start = 8 + n;
+    let end = data_start + metadata.data_len() as u64;
+    if end <= total {
+        return StError::BadHeader(format!(
+            "{} bytes follow the last tensor's data",
+            total - end
+        ));
+    }
+    let cut = metadata.offset_keys().into_iter().find_map(|name| {
+        let (_, e) = metadata.info(&name)?.data_offsets;
+        let needed = data_start + e as u64;
+        (needed > total).then_some((name, needed))
+    });
+    let (what, needed) = match cut {
+        Some((name, needed)) => (format!("tensor {name}"), needed),
+        None => ("the tensor data".into(), end),
+    };
+    StError::Truncated {
+        what,
+        needed,
+        got: total,
+    }
+}
+
+impl Shard {
     /// Parses and checks a whole file.
     pub fn parse(bytes: Vec<u8>) -> Result<Self, StError> {
-        let total = bytes.len() as u64;
-        let Some(len_bytes) = bytes.get(..8) else {
-            return Err(StError::Truncated {
-                what: "the header length".into(),
-                needed: 8,
-                got: total,
-            });
-        };
-        let mut n8 = [0u8; 8];
-        n8.copy_from_slice(len_bytes);
-        let n = u64::from_le_bytes(n8);
-        if n > MAX_HEADER {
-            return Err(bad(format!(
-                "header length {n} exceeds the {MAX_HEADER}-byte limit"
-            )));
-        }
-        if 8 + n > total {
-            return Err(StError::Truncated {
-                what: format!("the {n}-byte header"),
-                needed: 8 + n,
-                got: total,
-            });
-        }
-        let data_start = 8 + n as usize;
-        let header: Value = serde_json::from_slice(&bytes[8..data_start])
-            .map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let Value::Object(map) = header else {
-            return Err(bad("the header is not a JSON object"));
-        };
-        let data_len = bytes.len() - data_start;
-        let mut tensors = BTreeMap::new();
-        for (name, v) in map {
-            if name == "__metadata__" {
-                continue;
-            }
-            let info = Self::entry(&name, &v)?;
-            if info.end > data_len {
-                return Err(StError::Truncated {
-                    what: format!("tensor {name}"),
-                    needed: (data_start + info.end) as u64,
-                    got: total,
-                });
-            }
-            tensors.insert(name, info);
-        }
-        Ok(SafeTensors {
+        let (n, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| describe(&bytes, e))?;
+        Ok(Shard {
+            data_start: 8 + n,
             bytes,
-            data_start,
-            tensors,
-        })
-    }
-
-    fn entry(name: &str, v: &Value) -> Result<TensorInfo, StError> {
-        let Value::Object(o) = v else {
-            return Err(bad(format!("entry {name} is not an object")));
-        };
-        let dtype_name = o
-            .get("dtype")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(format!("entry {name} has no string \"dtype\"")))?;
-        let shape: Vec<usize> = match o.get("shape") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad(format!("entry {name} has a non-integer dimension")))?,
-            _ => return Err(bad(format!("entry {name} has no \"shape\" list"))),
-        };
-        let offsets: Vec<usize> = match o.get("data_offsets") {
-            Some(Value::Array(a)) if a.len() == 2 => a
-                .iter()
-                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad(format!("entry {name} has non-integer data_offsets")))?,
-            _ => return Err(bad(format!("entry {name} has no \"data_offsets\" pair"))),
-        };
-        let (begin, end) = (offsets[0], offsets[1]);
-        if end < begin {
-            return Err(bad(format!(
-                "entry {name} has data_offsets [{begin}, {end}]"
-            )));
-        }
-        let Some(dtype) = Dtype::from_name(dtype_name) else {
-            return Err(StError::UnsupportedDtype {
-                name: name.into(),
-                dtype: dtype_name.into(),
-            });
-        };
-        let numel = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .and_then(|n| n.checked_mul(dtype.size()))
-            .ok_or_else(|| bad(format!("entry {name} has a shape too large: {shape:?}")))?;
-        if end - begin != numel {
-            return Err(bad(format!(
-                "entry {name}: shape {shape:?} of {} needs {numel} bytes, data_offsets span {}",
-                dtype.name(),
-                end - begin
-            )));
-        }
-        Ok(TensorInfo {
-            dtype,
-            shape,
-            begin,
-            end,
+            metadata,
         })
     }
 
     /// Tensor names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
+    pub fn names(&self) -> Vec<String> {
+        let mut names = self.metadata.offset_keys();
+        names.sort();
+        names
     }
 
     /// A tensor as `f32`, checking its shape.
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, StError> {
         let info = self
-            .tensors
-            .get(name)
+            .metadata
+            .info(name)
             .ok_or_else(|| StError::MissingTensor(name.into()))?;
         if info.shape != shape {
             return Err(StError::WrongShape {
@@ -276,19 +205,22 @@ impl SafeTensors {
                 got: info.shape.clone(),
             });
         }
-        let raw = &self.bytes[self.data_start + info.begin..self.data_start + info.end];
+        let (begin, end) = info.data_offsets;
+        // In range: `parse` checked that the entries cover the data exactly.
+        let raw = &self.bytes[self.data_start + begin..self.data_start + end];
+        let le16 = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
         Ok(match info.dtype {
             Dtype::F32 => raw
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-                .collect(),
             Dtype::F16 => raw
                 .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .map(|c| half::f16::from_bits(le16(c)).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_bits(le16(c)).to_f32())
                 .collect(),
             Dtype::F64 => raw
                 .chunks_exact(8)
@@ -298,43 +230,29 @@ impl SafeTensors {
                     f64::from_le_bytes(b) as f32
                 })
                 .collect(),
+            other => {
+                return Err(StError::UnsupportedDtype {
+                    name: name.into(),
+                    dtype: other.to_string(),
+                })
+            }
         })
     }
 }
 
-/// IEEE binary16 to binary32 (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
-    let exp = i32::from((h >> 10) & 0x1f);
-    let frac = f32::from(h & 0x3ff);
-    match exp {
-        0 => sign * frac * (2.0f32).powi(-24),
-        31 if frac == 0.0 => sign * f32::INFINITY,
-        31 => f32::NAN,
-        e => sign * (1.0 + frac / 1024.0) * (2.0f32).powi(e - 15),
-    }
-}
-
-/// Builds a safetensors file (for tests): F32 tensors in the given order.
+/// Builds a safetensors file (for tests): F32 tensors.
 #[cfg(test)]
 pub fn build_f32(tensors: &[(&str, Vec<usize>, &[f32])]) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    let mut data = Vec::new();
-    for (name, shape, values) in tensors {
-        let begin = data.len();
-        for v in values.iter() {
-            data.extend_from_slice(&v.to_le_bytes());
-        }
-        header.insert(
-            (*name).to_string(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}),
-        );
-    }
-    let text = Value::Object(header).to_string();
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(&data);
-    out
+    use safetensors::tensor::TensorView;
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), b)| {
+        let view = TensorView::new(Dtype::F32, shape.clone(), b).expect("consistent test tensor");
+        (*name, view)
+    });
+    safetensors::serialize(views, None).expect("serializable test tensors")
 }
 
 #[cfg(test)]
@@ -348,10 +266,18 @@ mod tests {
         ])
     }
 
+    /// A file with this header text and `data` zero bytes after it.
+    fn raw(text: &str, data: &[u8]) -> Vec<u8> {
+        let mut f = (text.len() as u64).to_le_bytes().to_vec();
+        f.extend_from_slice(text.as_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+
     #[test]
     fn reads_tensors() {
-        let st = SafeTensors::parse(sample()).unwrap();
-        assert_eq!(st.names().collect::<Vec<_>>(), ["a", "b"]);
+        let st = Shard::parse(sample()).unwrap();
+        assert_eq!(st.names(), ["a", "b"]);
         assert_eq!(
             st.f32("a", &[2, 3]).unwrap(),
             [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
@@ -373,53 +299,57 @@ mod tests {
 
     #[test]
     fn half_precision_converts_exactly() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
-        assert!(f16_to_f32(0x7e00).is_nan());
+        let halves: [u16; 6] = [0x3c00, 0xc000, 0x0001, 0x7bff, 0x7c00, 0x7e00];
+        let data: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let st = Shard::parse(raw(
+            r#"{"h":{"dtype":"F16","shape":[6],"data_offsets":[0,12]}}"#,
+            &data,
+        ))
+        .unwrap();
+        let v = st.f32("h", &[6]).unwrap();
+        assert_eq!(v[..5], [1.0, -2.0, 2f32.powi(-24), 65504.0, f32::INFINITY]);
+        assert!(v[5].is_nan());
         let text = r#"{"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"g":{"dtype":"BF16","shape":[1],"data_offsets":[4,6]}}"#;
-        let mut f = (text.len() as u64).to_le_bytes().to_vec();
-        f.extend_from_slice(text.as_bytes());
-        f.extend_from_slice(&[0x00, 0x3c, 0x00, 0x35, 0x80, 0x3f]);
-        let st = SafeTensors::parse(f).unwrap();
+        let st = Shard::parse(raw(text, &[0x00, 0x3c, 0x00, 0x35, 0x80, 0x3f])).unwrap();
         assert_eq!(st.f32("h", &[2]).unwrap(), [1.0, 0.3125]);
         assert_eq!(st.f32("g", &[1]).unwrap(), [1.0]);
+        let st = Shard::parse(raw(
+            r#"{"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#,
+            &0.1f64.to_le_bytes(),
+        ))
+        .unwrap();
+        assert_eq!(st.f32("d", &[1]).unwrap(), [0.1f32]);
     }
 
     #[test]
     fn malformed_files_give_typed_errors() {
         let good = sample();
         assert!(matches!(
-            SafeTensors::parse(vec![]).unwrap_err(),
+            Shard::parse(vec![]).unwrap_err(),
             StError::Truncated { needed: 8, .. }
         ));
         // cut inside the header, inside the data
         for cut in [5, 20, good.len() - 1] {
-            let e = SafeTensors::parse(good[..cut].to_vec()).unwrap_err();
+            let e = Shard::parse(good[..cut].to_vec()).unwrap_err();
             assert!(matches!(e, StError::Truncated { .. }), "cut {cut}: {e}");
         }
+        let e = Shard::parse(good[..good.len() - 1].to_vec()).unwrap_err();
+        assert!(e.to_string().contains("tensor b needs"), "{e}");
         // huge header length
         let mut h = good.clone();
         h[7] = 0x7f;
         assert!(matches!(
-            SafeTensors::parse(h).unwrap_err(),
+            Shard::parse(h).unwrap_err(),
             StError::BadHeader(_)
         ));
         // not JSON
         let mut j = good.clone();
         j[8] = b'[';
         assert!(matches!(
-            SafeTensors::parse(j).unwrap_err(),
+            Shard::parse(j).unwrap_err(),
             StError::BadHeader(_)
         ));
-        let mk = |text: &str, data: usize| {
-            let mut f = (text.len() as u64).to_le_bytes().to_vec();
-            f.extend_from_slice(text.as_bytes());
-            f.extend(std::iter::repeat_n(0u8, data));
-            SafeTensors::parse(f)
-        };
+        let mk = |text: &str, data: usize| Shard::parse(raw(text, &vec![0u8; data]));
         // span disagrees with the shape
         let e = mk(
             r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
@@ -434,22 +364,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, StError::BadHeader(_)), "{e}");
-        // unsupported dtype
+        // a gap between tensors, bytes after the last one
         let e = mk(
+            r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+            8,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("entry a"), "{e}");
+        let e = mk(
+            r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            6,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("2 bytes follow"), "{e}");
+        // unsupported dtype: a valid file, refused when read
+        let st = mk(
             r#"{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]}}"#,
             2,
         )
-        .unwrap_err();
+        .unwrap();
+        let e = st.f32("a", &[2]).unwrap_err();
         assert!(matches!(e, StError::UnsupportedDtype { .. }), "{e}");
-        // missing fields
-        let e = mk(r#"{"a":{"dtype":"F32","data_offsets":[0,4]}}"#, 4).unwrap_err();
-        assert!(matches!(e, StError::BadHeader(_)), "{e}");
+        // an unknown dtype, missing fields
+        for text in [
+            r#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}}"#,
+            r#"{"a":{"dtype":"F32","data_offsets":[0,4]}}"#,
+        ] {
+            let e = mk(text, 4).unwrap_err();
+            assert!(matches!(e, StError::BadHeader(_)), "{e}");
+        }
         // metadata is skipped
         let st = mk(
             r#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
             4,
         )
         .unwrap();
-        assert_eq!(st.names().count(), 1);
+        assert_eq!(st.names().len(), 1);
     }
 }
