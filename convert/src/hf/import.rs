@@ -1,7 +1,7 @@
 //! Hugging Face checkpoints (`config.json` + `model.safetensors`) into model images.
 //!
 //! The families and how each one's tensors map onto the image are in
-//! [`crate::hf_families`]: Llama, Qwen2, Mistral and Phi-3 (RMSNorm, SwiGLU, RoPE,
+//! [`super::families`]: Llama, Qwen2, Mistral and Phi-3 (RMSNorm, SwiGLU, RoPE,
 //! grouped-query attention: the Llama block), and GPT-2, XGLM, BLOOM, MPT, GPT-J,
 //! GPT-NeoX and Phi (LayerNorm, GELU MLPs, sequential or parallel blocks; learned,
 //! sinusoidal, ALiBi or partial RoPE positions), one image format for all: the
@@ -10,38 +10,22 @@
 //! other, per head, or in GPT-2's transposed `Conv1D` layout), quantizes, and
 //! writes the image.
 //!
-//! ## The RoPE table
-//!
-//! Rows `[context][rotary_dim/2]`, computed the way Hugging Face's
-//! `LlamaRotaryEmbedding.forward` computes them, so that the logits agree:
-//! `inv_freq` from [`RopeConfig::inv_freq`] (Hugging Face's formula, evaluated in
-//! f64) rounded to f32 — Hugging Face keeps `inv_freq` as a float32 buffer; the
-//! angle `(pos as f32) · inv_freq` in f32 (its float32 matmul, one product per
-//! entry); `cos`/`sin` of that f32 angle evaluated in f64 and rounded to f32 (torch's
-//! float32 `cos`/`sin` are accurate to about an ulp); then multiplied in f32 by the
-//! attention factor rounded to f32. Dynamic NTK and LongRoPE choose their
-//! frequencies from the sequence length: here the image's context (`--context`).
-//! GPT-J builds its table the same way in float32 (`create_sinusoidal_positions`).
-//!
 //! Every tensor in the file must be used (buffers transformers drops on loading —
 //! `rotary_emb.inv_freq`, GPT-2/GPT-J `attn.bias`/`attn.masked_bias`, GPT-NeoX
 //! `attention.bias`/`attention.masked_bias` — excepted): an unknown tensor means
 //! a model part microformer would not run (a q/k norm, MPT biases with
 //! `no_bias: false`, ...), and converting it silently would give wrong logits.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use microformer::image::{self, Header, TensorKind, TensorSource};
 use microformer::num::{fp16, q8};
-use microformer::pos::rope_scaling::RopeConfig;
-use serde_json::Value;
 
 use super::config::HfConfig;
-use super::families::{Source, Spec};
-use super::shard::{Shard, StError};
+use super::families::plan;
+use super::spec::{Source, Spec};
+use super::weights::Weights;
 use crate::error::{bail, fail, Error, Result};
-use crate::files;
 use crate::storage::{default_group_size, Storage};
 use crate::tokenizer::check_tokenizer;
 
@@ -63,125 +47,6 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::config(format!("{what} {v} is too large")))
 }
 
-/// The checkpoint's tensors, possibly over several shards.
-struct Weights {
-    shards: Vec<Shard>,
-    /// name → shard index
-    index: BTreeMap<String, usize>,
-    used: BTreeSet<String>,
-    /// The last fused tensor read (`name`, shape, values): its parts are read in
-    /// a row (q, k, v), so it is converted once.
-    cache: Option<(String, Vec<usize>, Vec<f32>)>,
-}
-
-fn st_err(e: StError) -> Error {
-    Error::input(e.to_string())
-}
-
-impl Weights {
-    /// `model.safetensors`, or the shards named by `model.safetensors.index.json`.
-    fn load(dir: &Path) -> Result<Self> {
-        let single = dir.join("model.safetensors");
-        let index_path = dir.join("model.safetensors.index.json");
-        let files: Vec<std::path::PathBuf> = if single.exists() || !index_path.exists() {
-            vec![single]
-        } else {
-            let text = String::from_utf8(files::read(&index_path)?)
-                .map_err(|_| Error::input(format!("{}: not UTF-8", index_path.display())))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| {
-                Error::input(format!("{}: invalid JSON: {e}", index_path.display()))
-            })?;
-            let Some(map) = v.get("weight_map").and_then(Value::as_object) else {
-                fail!("{}: no \"weight_map\" object", index_path.display());
-            };
-            let mut names = BTreeSet::new();
-            for f in map.values() {
-                match f.as_str() {
-                    Some(s) if !s.contains('/') && !s.contains('\\') => {
-                        names.insert(s.to_string());
-                    }
-                    _ => fail!("{}: bad shard name {f}", index_path.display()),
-                }
-            }
-            names.into_iter().map(|n| dir.join(n)).collect()
-        };
-        let mut shards = Vec::new();
-        let mut index = BTreeMap::new();
-        for (i, path) in files.iter().enumerate() {
-            let st =
-                Shard::parse(files::read(path)?).map_err(|e| st_err(e).context(path.display()))?;
-            for name in st.names() {
-                if index.insert(name.clone(), i).is_some() {
-                    fail!("tensor {name} appears in two shards");
-                }
-            }
-            shards.push(st);
-        }
-        Ok(Weights {
-            shards,
-            index,
-            used: BTreeSet::new(),
-            cache: None,
-        })
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.index.contains_key(name)
-    }
-
-    fn get(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let Some(&i) = self.index.get(name) else {
-            return Err(st_err(StError::MissingTensor(name.into())));
-        };
-        self.used.insert(name.to_string());
-        self.shards[i].f32(name, shape).map_err(st_err)
-    }
-
-    /// A tensor read through the one-entry cache (fused tensors).
-    fn cached(&mut self, name: &str, shape: &[usize]) -> Result<&[f32]> {
-        let hit = matches!(&self.cache, Some((n, s, _)) if n == name && s == shape);
-        if !hit {
-            let v = self.get(name, shape)?;
-            self.cache = Some((name.to_string(), shape.to_vec(), v));
-        }
-        match &self.cache {
-            Some((_, _, v)) => Ok(v),
-            None => fail!("internal: empty tensor cache"),
-        }
-    }
-
-    /// The checkpoint's name for `name`: itself, without the base-model `prefix`
-    /// (checkpoints saved from the base model: the original GPT-2 and BLOOM files
-    /// name `h.0.attn.c_attn.weight`, not `transformer.h.0...`), or, for the output
-    /// head, another of its `head_names`. `name` itself when none is present, so
-    /// that the error names what the model expects.
-    fn resolve(&self, name: &str, prefix: &str, head_names: &[&str]) -> String {
-        if self.has(name) {
-            return name.to_string();
-        }
-        if let Some(short) = name.strip_prefix(prefix).filter(|_| !prefix.is_empty()) {
-            if self.has(short) {
-                return short.to_string();
-            }
-        }
-        if head_names.contains(&name) {
-            if let Some(n) = head_names.iter().find(|n| self.has(n)) {
-                return (*n).to_string();
-            }
-        }
-        name.to_string()
-    }
-
-    /// Tensors never read (buffers excepted).
-    fn unused(&self) -> Vec<&str> {
-        self.index
-            .keys()
-            .filter(|n| !self.used.contains(*n) && !Spec::is_buffer(n))
-            .map(String::as_str)
-            .collect()
-    }
-}
-
 /// An image tensor before it is laid out.
 enum Owned {
     F32(Vec<f32>),
@@ -201,31 +66,6 @@ impl Owned {
     }
 }
 
-/// RoPE cos/sin rows for `context` positions, as Hugging Face computes them
-/// (see the module documentation).
-pub fn rope_tables(cfg: &RopeConfig<'_>, context: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-    cfg.validate()?;
-    let pairs = cfg.pairs();
-    let inv: Vec<f32> = (0..pairs)
-        .map(|i| cfg.inv_freq(i, context) as f32)
-        .collect();
-    let attn = cfg.attention_factor(context) as f32;
-    if !(attn.is_finite() && inv.iter().all(|f| f.is_finite())) {
-        bail!("the RoPE parameters give non-finite frequencies");
-    }
-    let mut cos = Vec::with_capacity(context * pairs);
-    let mut sin = Vec::with_capacity(context * pairs);
-    for p in 0..context {
-        for &f in &inv {
-            let angle = p as f32 * f;
-            let a = f64::from(angle);
-            cos.push(a.cos() as f32 * attn);
-            sin.push(a.sin() as f32 * attn);
-        }
-    }
-    Ok((cos, sin))
-}
-
 /// What was converted (for the summary line).
 pub struct Summary {
     /// The image header.
@@ -238,7 +78,7 @@ pub struct Summary {
 
 /// The values of one source tensor.
 fn values(w: &mut Weights, spec: &Spec, src: &Source, opts: &Options) -> Result<Owned> {
-    let name_of = |w: &Weights, name: &str| w.resolve(name, spec.prefix, spec.head_names());
+    let name_of = |w: &Weights, name: &str| w.resolve(name, spec.prefix, spec.head_names);
     Ok(Owned::F32(match src {
         Source::Tensor { name, shape } => {
             let n = name_of(w, name);
@@ -310,7 +150,7 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
         fail!("{}: no config.json in this directory", dir.display());
     }
     let cfg = HfConfig::load(&cfg_path)?;
-    let spec = Spec::new(&cfg, opts.context).map_err(|e| e.context(cfg_path.display()))?;
+    let spec = plan(&cfg, opts.context).map_err(|e| e.context(cfg_path.display()))?;
 
     let mut w = Weights::load(dir)?;
     let mut spec = spec.with_qkv_bias(|n| w.has(n))?;
@@ -387,8 +227,8 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
     }
     // With tied embeddings a stored head is the embedding again (or unused).
     if header.has(image::FLAG_TIED_EMBEDDINGS) {
-        for n in spec.head_names() {
-            w.used.insert((*n).to_string());
+        for n in spec.head_names {
+            w.mark_used(n);
         }
     }
     let unused = w.unused();
@@ -415,27 +255,4 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
             warnings: spec.warnings,
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use microformer::pos::rope_scaling::RopeScaling;
-
-    #[test]
-    fn rope_table_is_hf_float32_recipe() {
-        let mut cfg = RopeConfig::new(10000.0, 8, 64);
-        cfg.scaling = RopeScaling::Linear { factor: 2.0 };
-        let (c, s) = rope_tables(&cfg, 40).unwrap();
-        assert_eq!(c.len(), 40 * 4);
-        for p in [0usize, 1, 17, 39] {
-            for i in 0..4 {
-                // HF: inv_freq = 1/(base^(2i/d)) / factor (here in f64, rounded once).
-                let inv = (1.0 / 10000f64.powf(2.0 * i as f64 / 8.0) / 2.0) as f32;
-                let angle = p as f32 * inv;
-                assert_eq!(c[p * 4 + i], (angle as f64).cos() as f32);
-                assert_eq!(s[p * 4 + i], (angle as f64).sin() as f32);
-            }
-        }
-    }
 }
