@@ -5,31 +5,70 @@
 
 use microformer::image::{self, FfnKind, PositionHook, Residual, TensorKind};
 use microformer::pos::alibi::AlibiRule;
+use serde::Deserialize;
 
+use super::config::keys::{flag_or, Count, Flag, Number, TokenId};
 use super::config::HfConfig;
 use super::spec::{
-    alibi_slopes, context, dim_any, eps, flag, gpt_block, head_dim_of, qkv_part, token, Dims,
-    Layout, Source, Spec, DEFAULT_MAX_CONTEXT,
+    alibi_slopes, context, dim_any, eps, gpt_block, head_dim_of, qkv_part, token, Dims, Layout,
+    Source, Spec, DEFAULT_MAX_CONTEXT,
 };
 use crate::error::{bail, Result};
 
+/// The keys of a BLOOM `config.json` (`BloomConfig`, with its `attribute_map`
+/// names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BloomKeys {
+    /// `hidden_size` (or `n_embed`).
+    pub hidden_size: Option<Count>,
+    /// `n_embed`.
+    pub n_embed: Option<Count>,
+    /// `n_head` (or `num_attention_heads`).
+    pub n_head: Option<Count>,
+    /// `num_attention_heads`.
+    pub num_attention_heads: Option<Count>,
+    /// `n_layer` (or `num_hidden_layers`).
+    pub n_layer: Option<Count>,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: Option<Count>,
+    /// `vocab_size`.
+    pub vocab_size: Option<Count>,
+    /// `layer_norm_epsilon` (default 1e-5).
+    pub layer_norm_epsilon: Option<Number>,
+    /// `apply_residual_connection_post_layernorm` (not supported when true).
+    pub apply_residual_connection_post_layernorm: Option<Flag>,
+    /// `tie_word_embeddings` (default true).
+    pub tie_word_embeddings: Option<Flag>,
+    /// `bos_token_id` (default 1).
+    pub bos_token_id: Option<TokenId>,
+    /// `eos_token_id` (default 2).
+    pub eos_token_id: Option<TokenId>,
+}
+
 /// The plan for a BLOOM `config.json`; `asked` is `--context`.
 pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
-    let raw = &cfg.raw;
-    let dim = dim_any(raw, &["hidden_size", "n_embed"])?;
-    let heads = dim_any(raw, &["n_head", "num_attention_heads"])?;
+    let k: BloomKeys = cfg.view()?;
+    let dim = dim_any(&[(k.hidden_size, "hidden_size"), (k.n_embed, "n_embed")])?;
+    let heads = dim_any(&[
+        (k.n_head, "n_head"),
+        (k.num_attention_heads, "num_attention_heads"),
+    ])?;
     let dims = Dims {
         dim,
         hidden: 4 * dim,
-        layers: dim_any(raw, &["n_layer", "num_hidden_layers"])?,
+        layers: dim_any(&[
+            (k.n_layer, "n_layer"),
+            (k.num_hidden_layers, "num_hidden_layers"),
+        ])?,
         heads,
         kv_heads: heads,
         head_dim: head_dim_of(dim, heads),
-        vocab: dim_any(raw, &["vocab_size"])?,
+        vocab: dim_any(&[(k.vocab_size, "vocab_size")])?,
         train: 0,
     };
     dims.check()?;
-    if flag(raw, "apply_residual_connection_post_layernorm", false)? {
+    if flag_or(k.apply_residual_connection_post_layernorm, false) {
         bail!("apply_residual_connection_post_layernorm is true: not supported");
     }
     // ALiBi has no trained context.
@@ -37,11 +76,11 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
     // `bloom_gelu_forward`: x·½(1 + tanh(0.79788456·x·(1 + 0.044715·x²))).
     let block = gpt_block(FfnKind::GeluTanh, Residual::Sequential, PositionHook::Alibi);
     let mut warnings = Vec::new();
-    let bos = token(raw, "bos_token_id", 1, dims.vocab, &mut warnings)?;
-    let eos = token(raw, "eos_token_id", 2, dims.vocab, &mut warnings)?;
+    let bos = token(k.bos_token_id, "bos_token_id", 1, dims.vocab, &mut warnings);
+    let eos = token(k.eos_token_id, "eos_token_id", 2, dims.vocab, &mut warnings);
     let mut flags =
         image::FLAG_QKV_BIAS | image::FLAG_O_BIAS | image::FLAG_MLP_BIAS | image::FLAG_EMBED_NORM;
-    if flag(raw, "tie_word_embeddings", true)? {
+    if flag_or(k.tie_word_embeddings, true) {
         flags |= image::FLAG_TIED_EMBEDDINGS;
     }
     let header = dims.header(&Layout {
@@ -49,7 +88,7 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
         flags,
         rotary_dim: 0,
         sliding_window: 0,
-        norm_eps: eps(raw, "layer_norm_epsilon", 1e-5)?,
+        norm_eps: eps(k.layer_norm_epsilon, "layer_norm_epsilon", 1e-5)?,
         bos,
         eos,
         block,

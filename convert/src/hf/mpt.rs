@@ -9,52 +9,104 @@
 
 use microformer::image::{self, FfnKind, NormKind, PositionHook, Residual, TensorKind};
 use microformer::pos::alibi::AlibiRule;
-use serde_json::Value;
+use serde::Deserialize;
 
-use super::config::{opt_f64, HfConfig};
+use super::config::keys::{flag_or, number, Count, Dict, Flag, Number, TokenId};
+use super::config::HfConfig;
 use super::spec::{
-    alibi_slopes, context, default_context, dim_any, eps, flag, gpt_block, head_dim_of, qkv_rows,
-    token, usize_any, Dims, Layout, Source, Spec,
+    alibi_slopes, context, default_context, dim_any, eps, gpt_block, head_dim_of, qkv_rows, token,
+    Dims, Layout, Source, Spec,
 };
 use crate::error::{bail, Result};
 
+/// The keys of MPT's `attn_config` the conversion reads.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default)]
+pub struct MptAttnKeys {
+    /// `alibi_bias_max` (transformers uses 8 whatever it says).
+    pub alibi_bias_max: Option<Number>,
+    /// `clip_qkv`: clipping of q, k, v (not supported when set).
+    pub clip_qkv: Option<Number>,
+    /// `softmax_scale`: the score scale (default `1/√head_dim`).
+    pub softmax_scale: Option<Number>,
+}
+
+/// The keys of an MPT `config.json` (`MptConfig`, with its `attribute_map`
+/// names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MptKeys {
+    /// `d_model` (or `hidden_size`).
+    pub d_model: Option<Count>,
+    /// `hidden_size`.
+    pub hidden_size: Option<Count>,
+    /// `n_heads` (or `num_attention_heads`).
+    pub n_heads: Option<Count>,
+    /// `num_attention_heads`.
+    pub num_attention_heads: Option<Count>,
+    /// `n_layers` (or `num_hidden_layers`).
+    pub n_layers: Option<Count>,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: Option<Count>,
+    /// `max_seq_len` (or `max_position_embeddings`; default 2048).
+    pub max_seq_len: Option<Count>,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: Option<Count>,
+    /// `vocab_size`.
+    pub vocab_size: Option<Count>,
+    /// `attn_config`.
+    pub attn_config: Option<Dict<MptAttnKeys>>,
+    /// `layer_norm_epsilon` (default 1e-5).
+    pub layer_norm_epsilon: Option<Number>,
+    /// `tie_word_embeddings` (default true).
+    pub tie_word_embeddings: Option<Flag>,
+    /// `bos_token_id` (default 1).
+    pub bos_token_id: Option<TokenId>,
+    /// `eos_token_id` (default 2).
+    pub eos_token_id: Option<TokenId>,
+}
+
 /// The plan for an MPT `config.json`; `asked` is `--context`.
 pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
-    let raw = &cfg.raw;
-    let dim = dim_any(raw, &["d_model", "hidden_size"])?;
-    let heads = dim_any(raw, &["n_heads", "num_attention_heads"])?;
-    let max_seq = usize_any(raw, &["max_seq_len", "max_position_embeddings"])?.unwrap_or(2048);
+    let k: MptKeys = cfg.view()?;
+    let dim = dim_any(&[(k.d_model, "d_model"), (k.hidden_size, "hidden_size")])?;
+    let heads = dim_any(&[
+        (k.n_heads, "n_heads"),
+        (k.num_attention_heads, "num_attention_heads"),
+    ])?;
+    let max_seq = k
+        .max_seq_len
+        .or(k.max_position_embeddings)
+        .map_or(2048, |c| c.0);
     let dims = Dims {
         dim,
         // MptMLP is 4·d_model wide whatever `expansion_ratio` says.
         hidden: 4 * dim,
-        layers: dim_any(raw, &["n_layers", "num_hidden_layers"])?,
+        layers: dim_any(&[
+            (k.n_layers, "n_layers"),
+            (k.num_hidden_layers, "num_hidden_layers"),
+        ])?,
         heads,
         kv_heads: heads,
         head_dim: head_dim_of(dim, heads),
-        vocab: dim_any(raw, &["vocab_size"])?,
+        vocab: dim_any(&[(k.vocab_size, "vocab_size")])?,
         train: max_seq,
     };
     dims.check()?;
-    let attn = match raw.get("attn_config") {
-        Some(Value::Object(m)) => Some(m),
-        None | Some(Value::Null) => None,
-        Some(_) => bail!("key \"attn_config\" must be an object"),
-    };
     let mut block = gpt_block(FfnKind::Gelu, Residual::Sequential, PositionHook::Alibi);
     block.norm = NormKind::LayerNormNoBias;
     let mut warnings = Vec::new();
-    if let Some(a) = attn {
-        if opt_f64(a, "clip_qkv", "attn_config")?.is_some() {
+    if let Some(Dict(a)) = k.attn_config {
+        if a.clip_qkv.is_some() {
             bail!("attn_config.clip_qkv is set: clipping q/k/v is not supported");
         }
-        if let Some(s) = opt_f64(a, "softmax_scale", "attn_config")? {
+        if let Some(s) = number(a.softmax_scale) {
             if !(s.is_finite() && s > 0.0) {
                 bail!("attn_config.softmax_scale must be a finite number > 0, got {s}");
             }
             block.attn_scale = s as f32;
         }
-        if let Some(b) = opt_f64(a, "alibi_bias_max", "attn_config")? {
+        if let Some(b) = number(a.alibi_bias_max) {
             if b != 8.0 {
                 warnings.push(format!(
                     "attn_config.alibi_bias_max is {b}, but transformers' MPT uses 8 (build_mpt_alibi_tensor's default): the image follows transformers"
@@ -63,10 +115,10 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
         }
     }
     let ctx = context(asked, default_context(max_seq))?;
-    let bos = token(raw, "bos_token_id", 1, dims.vocab, &mut warnings)?;
-    let eos = token(raw, "eos_token_id", 2, dims.vocab, &mut warnings)?;
+    let bos = token(k.bos_token_id, "bos_token_id", 1, dims.vocab, &mut warnings);
+    let eos = token(k.eos_token_id, "eos_token_id", 2, dims.vocab, &mut warnings);
     let mut flags = 0;
-    if flag(raw, "tie_word_embeddings", true)? {
+    if flag_or(k.tie_word_embeddings, true) {
         flags |= image::FLAG_TIED_EMBEDDINGS;
     }
     let header = dims.header(&Layout {
@@ -74,7 +126,7 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
         flags,
         rotary_dim: 0,
         sliding_window: 0,
-        norm_eps: eps(raw, "layer_norm_epsilon", 1e-5)?,
+        norm_eps: eps(k.layer_norm_epsilon, "layer_norm_epsilon", 1e-5)?,
         bos,
         eos,
         block,

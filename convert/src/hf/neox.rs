@@ -4,48 +4,83 @@
 //! `query_key_value` grouped per head (`[q k v]` of each), `attention_bias`.
 
 use microformer::image::{self, PositionHook, Residual, TensorKind};
+use serde::Deserialize;
 
+use super::config::keys::{flag_or, Count, Flag, Name, Number, TokenId};
 use super::config::HfConfig;
 use super::spec::{
-    context, default_context, dim_any, eps, flag, gelu, gpt_block, head_dim_of, qkv_part, rotation,
+    context, default_context, dim_any, eps, gelu, gpt_block, head_dim_of, qkv_part, rotation,
     token, Dims, Layout, Source, Spec,
 };
 use crate::error::Result;
 
+/// The keys of a GPT-NeoX `config.json` (`GPTNeoXConfig`; the RoPE keys are read
+/// by [`HfConfig::rope`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NeoXKeys {
+    /// `hidden_size`.
+    pub hidden_size: Option<Count>,
+    /// `num_attention_heads`.
+    pub num_attention_heads: Option<Count>,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: Option<Count>,
+    /// `intermediate_size`.
+    pub intermediate_size: Option<Count>,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: Option<Count>,
+    /// `vocab_size`.
+    pub vocab_size: Option<Count>,
+    /// `hidden_act` (default `gelu`).
+    pub hidden_act: Option<Name>,
+    /// `use_parallel_residual` (default true).
+    pub use_parallel_residual: Option<Flag>,
+    /// `attention_bias` (default true).
+    pub attention_bias: Option<Flag>,
+    /// `layer_norm_eps` (default 1e-5).
+    pub layer_norm_eps: Option<Number>,
+    /// `tie_word_embeddings` (default false).
+    pub tie_word_embeddings: Option<Flag>,
+    /// `bos_token_id` (default 0).
+    pub bos_token_id: Option<TokenId>,
+    /// `eos_token_id` (default 2).
+    pub eos_token_id: Option<TokenId>,
+}
+
 /// The plan for a GPT-NeoX `config.json`; `asked` is `--context`.
 pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
-    let raw = &cfg.raw;
-    let dim = dim_any(raw, &["hidden_size"])?;
-    let heads = dim_any(raw, &["num_attention_heads"])?;
-    let max_pos = dim_any(raw, &["max_position_embeddings"])?;
+    let k: NeoXKeys = cfg.view()?;
+    let dim = dim_any(&[(k.hidden_size, "hidden_size")])?;
+    let heads = dim_any(&[(k.num_attention_heads, "num_attention_heads")])?;
+    let max_pos = dim_any(&[(k.max_position_embeddings, "max_position_embeddings")])?;
     let dims = Dims {
         dim,
-        hidden: dim_any(raw, &["intermediate_size"])?,
-        layers: dim_any(raw, &["num_hidden_layers"])?,
+        hidden: dim_any(&[(k.intermediate_size, "intermediate_size")])?,
+        layers: dim_any(&[(k.num_hidden_layers, "num_hidden_layers")])?,
         heads,
         kv_heads: heads,
         head_dim: head_dim_of(dim, heads),
-        vocab: dim_any(raw, &["vocab_size"])?,
+        vocab: dim_any(&[(k.vocab_size, "vocab_size")])?,
         train: max_pos,
     };
     dims.check()?;
     let ctx = context(asked, default_context(max_pos))?;
     let rope = rotation(cfg, dims.head_dim, ctx)?;
-    let ffn = gelu(raw, "hidden_act", "gelu")?;
-    let residual = if flag(raw, "use_parallel_residual", true)? {
+    let ffn = gelu(k.hidden_act.as_ref(), "hidden_act", "gelu")?;
+    let residual = if flag_or(k.use_parallel_residual, true) {
         Residual::Parallel
     } else {
         Residual::Sequential
     };
     let block = gpt_block(ffn, residual, PositionHook::Rope);
     let mut warnings = Vec::new();
-    let bos = token(raw, "bos_token_id", 0, dims.vocab, &mut warnings)?;
-    let eos = token(raw, "eos_token_id", 2, dims.vocab, &mut warnings)?;
+    let bos = token(k.bos_token_id, "bos_token_id", 0, dims.vocab, &mut warnings);
+    let eos = token(k.eos_token_id, "eos_token_id", 2, dims.vocab, &mut warnings);
     let mut flags = image::FLAG_MLP_BIAS;
-    if flag(raw, "attention_bias", true)? {
+    if flag_or(k.attention_bias, true) {
         flags |= image::FLAG_QKV_BIAS | image::FLAG_O_BIAS;
     }
-    if flag(raw, "tie_word_embeddings", false)? {
+    if flag_or(k.tie_word_embeddings, false) {
         flags |= image::FLAG_TIED_EMBEDDINGS;
     }
     let header = dims.header(&Layout {
@@ -53,7 +88,7 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
         flags,
         rotary_dim: rope.rotary_dim,
         sliding_window: 0,
-        norm_eps: eps(raw, "layer_norm_eps", 1e-5)?,
+        norm_eps: eps(k.layer_norm_eps, "layer_norm_eps", 1e-5)?,
         bos,
         eos,
         block,

@@ -14,10 +14,12 @@
 //! (`F32` as is; `F16`, `BF16` and `F64` converted with the `half` crate and
 //! `as`, the first two exactly, `F64` rounded to nearest).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use safetensors::tensor::Metadata;
+use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
+use serde::Deserialize;
 
 /// Largest header accepted (the `safetensors` crate's limit, 100 MB).
 pub const MAX_HEADER: u64 = 100_000_000;
@@ -130,13 +132,39 @@ fn describe(bytes: &[u8], e: SafeTensorError) -> StError {
             "entry {name}: its data_offsets do not start where the previous tensor ends \
              (the data must follow the header without gaps or overlaps)"
         )),
-        SafeTensorError::TensorInvalidInfo => {
-            bad("an entry's data_offsets span disagrees with its shape and dtype".into())
-        }
+        SafeTensorError::TensorInvalidInfo => bad(mis_sized(bytes, n)),
         SafeTensorError::ValidationOverflow => bad("an entry's shape is too large".into()),
         SafeTensorError::MetadataIncompleteBuffer => uncovered(bytes, n),
         other => bad(other.to_string()),
     }
+}
+
+/// Which entry's `data_offsets` span is not the size its shape and dtype need.
+fn mis_sized(bytes: &[u8], n: u64) -> String {
+    let entries = usize::try_from(n)
+        .ok()
+        .and_then(|n| bytes.get(8..8 + n))
+        .and_then(|h| serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(h).ok())
+        .unwrap_or_default();
+    let found = entries.iter().find_map(|(name, v)| {
+        let info = TensorInfo::deserialize(v).ok()?;
+        let (b, e) = info.data_offsets;
+        let bits = info
+            .shape
+            .iter()
+            .try_fold(info.dtype.bitsize(), |a, &d| a.checked_mul(d))?;
+        (e.checked_sub(b) != Some(bits / 8)).then(|| {
+            format!(
+                "entry {name}: shape {:?} of {} needs {} bytes, data_offsets span {}",
+                info.shape,
+                info.dtype,
+                bits / 8,
+                e.wrapping_sub(b)
+            )
+        })
+    });
+    found
+        .unwrap_or_else(|| "an entry's data_offsets span disagrees with its shape and dtype".into())
 }
 
 /// The data section is shorter or longer than the entries say: which tensor is
@@ -357,6 +385,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, StError::BadHeader(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("entry a: shape [3] of F32 needs 12 bytes, data_offsets span 8"),
+            "{e}"
+        );
         // reversed offsets
         let e = mk(
             r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#,

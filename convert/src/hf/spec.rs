@@ -9,9 +9,9 @@ use microformer::image::{
     self, Arch, Block, FfnKind, Header, NormKind, PositionHook, Residual, TensorKind,
 };
 use microformer::pos::alibi::{self, AlibiRule};
-use serde_json::{Map, Value};
 
-use super::config::{opt_bool, opt_f64, opt_usize, HfConfig, PairLayout};
+use super::config::keys::{count, number, required_any, Count, Name, Number, TokenId};
+use super::config::{HfConfig, PairLayout};
 use super::rope_tables::rope_tables;
 use crate::error::{bail, Error, Result};
 
@@ -171,50 +171,29 @@ impl Spec {
     }
 }
 
-/// Integer key under the first of several names (a family's `attribute_map`).
-pub fn usize_any(raw: &Map<String, Value>, keys: &[&str]) -> Result<Option<usize>> {
-    for k in keys {
-        if let Some(v) = opt_usize(raw, k, "")? {
-            return Ok(Some(v));
-        }
+/// A required dimension under the first present of several names (a family's
+/// `attribute_map`), > 0.
+pub fn dim_any(names: &[(Option<Count>, &str)]) -> Result<usize> {
+    let found: Vec<(Option<usize>, &str)> = names.iter().map(|&(v, k)| (count(v), k)).collect();
+    match required_any(&found)? {
+        0 => bail!("\"{}\" is 0", names[0].1),
+        v => Ok(v),
     }
-    Ok(None)
-}
-
-/// A required dimension under one of several names, > 0.
-pub fn dim_any(raw: &Map<String, Value>, keys: &[&str]) -> Result<usize> {
-    match usize_any(raw, keys)? {
-        Some(0) => bail!("\"{}\" is 0", keys[0]),
-        Some(v) => Ok(v),
-        None => {
-            let names: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
-            bail!("missing key {}", names.join(" or "))
-        }
-    }
-}
-
-/// A boolean key with its default.
-pub fn flag(raw: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
-    Ok(opt_bool(raw, key, "")?.unwrap_or(default))
 }
 
 /// A normalization epsilon with its default: finite and >= 0.
-pub fn eps(raw: &Map<String, Value>, key: &str, default: f64) -> Result<f64> {
-    let e = opt_f64(raw, key, "")?.unwrap_or(default);
+pub fn eps(v: Option<Number>, key: &str, default: f64) -> Result<f64> {
+    let e = number(v).unwrap_or(default);
     if !(e.is_finite() && e >= 0.0) {
         bail!("{key} must be a finite number >= 0, got {e}");
     }
     Ok(e)
 }
 
-/// The GELU variant of an activation name (`ACT2FN` in transformers' `activations.py`).
-pub fn gelu(raw: &Map<String, Value>, key: &str, default: &str) -> Result<FfnKind> {
-    let name = match raw.get(key) {
-        None | Some(Value::Null) => default.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => bail!("{key} must be a string, got {v}"),
-    };
-    Ok(match name.as_str() {
+/// The GELU variant of an activation name (`ACT2FN` in transformers'
+/// `activations.py`): the key `key`'s value, or `default`.
+pub fn gelu(v: Option<&Name>, key: &str, default: &str) -> Result<FfnKind> {
+    Ok(match v.map_or(default, |n| n.0.as_str()) {
         // tanh approximation: NewGELU, GELUTanh (torch approximate="tanh"), FastGELU, AccurateGELU
         "gelu_new" | "gelu_pytorch_tanh" | "gelu_python_tanh" | "gelu_fast" | "gelu_accurate" => {
             FfnKind::GeluTanh
@@ -227,42 +206,31 @@ pub fn gelu(raw: &Map<String, Value>, key: &str, default: &str) -> Result<FfnKin
     })
 }
 
-/// `bos_token_id`/`eos_token_id` (the first of a list), default `default`.
+/// `bos_token_id`/`eos_token_id` (the key `key`'s value), default `default`: an
+/// id outside the vocabulary (GPT-2's 50256 in a tiny test model) cannot be
+/// stored, so the image uses 0 instead and `warnings` says so.
 pub fn token(
-    raw: &Map<String, Value>,
+    id: Option<TokenId>,
     key: &str,
     default: u32,
     vocab: usize,
     warnings: &mut Vec<String>,
-) -> Result<u32> {
-    let id = match raw.get(key) {
-        Some(Value::Array(a)) => match a.first() {
-            Some(v) => v.as_u64(),
-            None => None,
-        },
-        Some(Value::Null) | None => None,
-        Some(v) => match v.as_u64() {
-            Some(u) => Some(u),
-            None => bail!("{key} must be a token id, got {v}"),
-        },
-    };
-    // An id outside the vocabulary (GPT-2's 50256 in a tiny test model) cannot
-    // be stored: the image uses 0 instead, and says so.
+) -> u32 {
     let fallback = if (default as usize) < vocab {
         default
     } else {
         0
     };
-    Ok(match id {
+    match id.and_then(|t| t.0) {
         None => fallback,
-        Some(i) if (i as usize) < vocab => i as u32,
+        Some(i) if usize::try_from(i).is_ok_and(|i| i < vocab) => i as u32,
         Some(i) => {
             warnings.push(format!(
                 "{key} {i} is outside the vocabulary of {vocab}: the image uses {fallback}"
             ));
             fallback
         }
-    })
+    }
 }
 
 /// Dimensions shared by every family.
@@ -461,18 +429,38 @@ mod tests {
 
     #[test]
     fn gelu_names_follow_act2fn() {
-        let m = |s: &str| {
-            let v: Value = serde_json::from_str(s).unwrap();
-            gelu(v.as_object().unwrap(), "act", "gelu_new")
-        };
-        assert_eq!(m(r#"{}"#).unwrap(), FfnKind::GeluTanh);
-        assert_eq!(m(r#"{"act":"gelu"}"#).unwrap(), FfnKind::Gelu);
-        assert_eq!(
-            m(r#"{"act":"gelu_pytorch_tanh"}"#).unwrap(),
-            FfnKind::GeluTanh
-        );
-        assert_eq!(m(r#"{"act":"gelu_fast"}"#).unwrap(), FfnKind::GeluTanh);
-        let e = m(r#"{"act":"relu"}"#).unwrap_err();
+        let m = |s: Option<&str>| gelu(s.map(|s| Name(s.into())).as_ref(), "act", "gelu_new");
+        assert_eq!(m(None).unwrap(), FfnKind::GeluTanh);
+        assert_eq!(m(Some("gelu")).unwrap(), FfnKind::Gelu);
+        assert_eq!(m(Some("gelu_pytorch_tanh")).unwrap(), FfnKind::GeluTanh);
+        assert_eq!(m(Some("gelu_fast")).unwrap(), FfnKind::GeluTanh);
+        let e = m(Some("relu")).unwrap_err();
         assert!(e.message().contains("act \"relu\" is not supported"), "{e}");
+    }
+
+    #[test]
+    fn token_ids_outside_the_vocabulary_fall_back() {
+        let mut w = Vec::new();
+        assert_eq!(token(None, "bos_token_id", 1, 10, &mut w), 1);
+        assert_eq!(token(Some(TokenId(None)), "bos_token_id", 1, 10, &mut w), 1);
+        assert_eq!(
+            token(Some(TokenId(Some(7))), "bos_token_id", 1, 10, &mut w),
+            7
+        );
+        assert!(w.is_empty());
+        assert_eq!(
+            token(
+                Some(TokenId(Some(50256))),
+                "eos_token_id",
+                50256,
+                10,
+                &mut w
+            ),
+            0
+        );
+        assert_eq!(
+            w,
+            ["eos_token_id 50256 is outside the vocabulary of 10: the image uses 0"]
+        );
     }
 }

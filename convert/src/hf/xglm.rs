@@ -6,41 +6,87 @@
 
 use microformer::image::{self, PositionHook, Residual, TensorKind};
 use microformer::pos::sinusoidal;
-use serde_json::Value;
+use serde::Deserialize;
 
-use super::config::{opt_usize, HfConfig, XGLM_OFFSET};
+use super::config::keys::{flag_or, Count, Flag, Maybe, Name, TokenId};
+use super::config::{HfConfig, XGLM_OFFSET};
 use super::spec::{
-    context, default_context, dim_any, flag, gelu, gpt_block, head_dim_of, token, Dims, Layout,
-    Source, Spec,
+    context, default_context, dim_any, gelu, gpt_block, head_dim_of, token, Dims, Layout, Source,
+    Spec,
 };
 use crate::error::{bail, Error, Result};
 
+/// The keys of an XGLM `config.json` (`XGLMConfig`, with its `attribute_map`
+/// names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct XglmKeys {
+    /// `d_model` (or `hidden_size`).
+    pub d_model: Option<Count>,
+    /// `hidden_size`.
+    pub hidden_size: Option<Count>,
+    /// `attention_heads` (or `num_attention_heads`).
+    pub attention_heads: Option<Count>,
+    /// `num_attention_heads`.
+    pub num_attention_heads: Option<Count>,
+    /// `num_layers` (or `num_hidden_layers`).
+    pub num_layers: Option<Count>,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: Option<Count>,
+    /// `ffn_dim`.
+    pub ffn_dim: Option<Count>,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: Option<Count>,
+    /// `vocab_size`.
+    pub vocab_size: Option<Count>,
+    /// `pad_token_id`: the position table's zero row (default 1; `null`: none).
+    pub pad_token_id: Maybe<Count>,
+    /// `activation_function` (default `gelu`).
+    pub activation_function: Option<Name>,
+    /// `scale_embedding` (default true).
+    pub scale_embedding: Option<Flag>,
+    /// `add_cross_attention` (not supported when true).
+    pub add_cross_attention: Option<Flag>,
+    /// `tie_word_embeddings` (default true).
+    pub tie_word_embeddings: Option<Flag>,
+    /// `bos_token_id` (default 0).
+    pub bos_token_id: Option<TokenId>,
+    /// `eos_token_id` (default 2).
+    pub eos_token_id: Option<TokenId>,
+}
+
 /// The plan for an XGLM `config.json`; `asked` is `--context`.
 pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
-    let raw = &cfg.raw;
-    let dim = dim_any(raw, &["d_model", "hidden_size"])?;
-    let heads = dim_any(raw, &["attention_heads", "num_attention_heads"])?;
-    let max_pos = dim_any(raw, &["max_position_embeddings"])?;
+    let k: XglmKeys = cfg.view()?;
+    let dim = dim_any(&[(k.d_model, "d_model"), (k.hidden_size, "hidden_size")])?;
+    let heads = dim_any(&[
+        (k.attention_heads, "attention_heads"),
+        (k.num_attention_heads, "num_attention_heads"),
+    ])?;
+    let max_pos = dim_any(&[(k.max_position_embeddings, "max_position_embeddings")])?;
     let dims = Dims {
         dim,
-        hidden: dim_any(raw, &["ffn_dim"])?,
-        layers: dim_any(raw, &["num_layers", "num_hidden_layers"])?,
+        hidden: dim_any(&[(k.ffn_dim, "ffn_dim")])?,
+        layers: dim_any(&[
+            (k.num_layers, "num_layers"),
+            (k.num_hidden_layers, "num_hidden_layers"),
+        ])?,
         heads,
         kv_heads: heads,
         head_dim: head_dim_of(dim, heads),
-        vocab: dim_any(raw, &["vocab_size"])?,
+        vocab: dim_any(&[(k.vocab_size, "vocab_size")])?,
         train: max_pos,
     };
     dims.check()?;
-    if flag(raw, "add_cross_attention", false)? {
+    if flag_or(k.add_cross_attention, false) {
         bail!("add_cross_attention is true: cross-attention is not supported");
     }
     // XGLM grows its sinusoidal table on demand: any context works.
     let ctx = context(asked, default_context(max_pos))?;
-    let padding_idx = match raw.get("pad_token_id") {
-        None => Some(1),
-        Some(Value::Null) => None,
-        Some(_) => opt_usize(raw, "pad_token_id", "")?,
+    let padding_idx = match k.pad_token_id {
+        Maybe::Absent => Some(1),
+        Maybe::Null => None,
+        Maybe::Value(Count(p)) => Some(p),
     };
     let rows = ctx + XGLM_OFFSET;
     if padding_idx.is_some_and(|p| p >= rows) {
@@ -49,18 +95,22 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
     let mut table = vec![0f32; rows * dim];
     sinusoidal::fill_split_float32(rows, dim, padding_idx, &mut table)
         .map_err(|e| Error::config(format!("sinusoidal table: {e}")))?;
-    let ffn = gelu(raw, "activation_function", "gelu")?;
+    let ffn = gelu(
+        k.activation_function.as_ref(),
+        "activation_function",
+        "gelu",
+    )?;
     let mut block = gpt_block(ffn, Residual::Sequential, PositionHook::Table);
     block.pos_offset = XGLM_OFFSET as u32;
-    if flag(raw, "scale_embedding", true)? {
+    if flag_or(k.scale_embedding, true) {
         // `math.sqrt(config.d_model)`, a Python float, multiplies a float32 tensor.
         block.embed_scale = (dim as f64).sqrt() as f32;
     }
     let mut warnings = Vec::new();
-    let bos = token(raw, "bos_token_id", 0, dims.vocab, &mut warnings)?;
-    let eos = token(raw, "eos_token_id", 2, dims.vocab, &mut warnings)?;
+    let bos = token(k.bos_token_id, "bos_token_id", 0, dims.vocab, &mut warnings);
+    let eos = token(k.eos_token_id, "eos_token_id", 2, dims.vocab, &mut warnings);
     let mut flags = image::FLAG_QKV_BIAS | image::FLAG_O_BIAS | image::FLAG_MLP_BIAS;
-    if flag(raw, "tie_word_embeddings", true)? {
+    if flag_or(k.tie_word_embeddings, true) {
         flags |= image::FLAG_TIED_EMBEDDINGS;
     }
     let header = dims.header(&Layout {
