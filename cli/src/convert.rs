@@ -119,7 +119,9 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
                     progress.tick(done, total, label);
                 }
             });
-            progress.finish();
+            if draw {
+                progress.finish();
+            }
             let (bytes, s) = converted
                 .map_err(|e| CliError::from(e).context(format!("converting {}", src.display())))?;
             Ok((

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Reads a whole file ([`crate::ErrorKind::Input`] naming the path otherwise).
+/// Reads a whole file ([`crate::error::ErrorKind::Input`] naming the path otherwise).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))
 }

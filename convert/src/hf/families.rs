@@ -35,7 +35,7 @@ pub const SUPPORTED: &str =
 
 /// The conversion plan for a parsed `config.json`; `asked` is `--context`.
 ///
-/// Errors ([`crate::ErrorKind::Config`]) name the key: a model type microformer
+/// Errors ([`crate::error::ErrorKind::Config`]) name the key: a model type microformer
 /// does not convert, missing or malformed values, zero or inconsistent
 /// dimensions, variants it does not run.
 pub fn plan(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {

@@ -56,7 +56,7 @@ impl Quant {
     }
 }
 
-/// How one image matrix is stored (see [`to_image_with`](super::to_image::to_image_with)).
+/// How one image matrix is stored (see `to_image_with`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// f32 (a v2 checkpoint's matrix is dequantized, `q · scale`).
@@ -96,7 +96,7 @@ pub const fn default_group_size(config: &Config) -> usize {
 /// What goes into the image besides the checkpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageOptions<'t> {
-    /// f32 or Q8_0 matrices ([`sizes_with`](super::to_image::sizes_with) and [`to_image_with`](super::to_image::to_image_with) ignore it).
+    /// f32 or Q8_0 matrices (`sizes_with` and `to_image_with` ignore it).
     pub quant: Quant,
     /// Positions of the image (`seq_len` in its header): at most the checkpoint's.
     pub context: usize,
@@ -108,7 +108,7 @@ pub struct ImageOptions<'t> {
     pub tokenizer: Option<&'t [u8]>,
 }
 
-/// Buffer sizes for [`to_image`](super::to_image::to_image).
+/// Buffer sizes for `to_image`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
     /// Tensors in the image (entries of the `sources` slice).

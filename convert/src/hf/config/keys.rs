@@ -30,7 +30,7 @@ fn keyed<E: serde::de::Error>(message: impl Display) -> E {
 
 /// Deserializes `T` from a parsed `config.json` (or a part of one).
 ///
-/// Errors ([`crate::ErrorKind::Config`]) name the key with its path: the
+/// Errors ([`crate::error::ErrorKind::Config`]) name the key with its path: the
 /// messages of the key types with the path filled in, or serde's own (a wrong
 /// type for a derived field) after the path.
 pub fn view<T: DeserializeOwned>(value: &Value) -> Result<T> {

@@ -3,10 +3,10 @@
 //! Only what microformer needs is read: the model type ([`HfConfig::parse`]),
 //! the parameters of its positional encoding ([`HfConfig::position_scheme`],
 //! [`HfConfig::rope`]) and, for the conversion, each family's dimensions (in its
-//! module of [`crate::hf`], through [`HfConfig::view`]). Each use deserializes
+//! module of `hf`, through [`HfConfig::view`]). Each use deserializes
 //! only the keys it reads, with the value types of [`keys`].
 //!
-//! Every missing or malformed key is a [`crate::Error`] naming the key; nothing
+//! Every missing or malformed key is a [`crate::error::Error`] naming the key; nothing
 //! panics.
 //!
 //! - `model`: [`HfConfig`], [`ModelType`];

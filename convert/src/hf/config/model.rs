@@ -152,7 +152,7 @@ impl HfConfig {
     /// The keys a serde-derived struct `T` names (unknown keys are ignored),
     /// checked by their value types ([`super::keys`]).
     ///
-    /// Errors ([`crate::ErrorKind::Config`]) name the malformed key with its path.
+    /// Errors ([`crate::error::ErrorKind::Config`]) name the malformed key with its path.
     pub fn view<T: DeserializeOwned>(&self) -> Result<T> {
         view(&self.raw)
     }
