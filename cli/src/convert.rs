@@ -328,6 +328,7 @@ pub fn llama2c_image(
         E::Tokenizer { vocab_size, error } => CliError::runtime(format!(
             "the tokenizer does not fit the model's vocabulary of {vocab_size}: {error}"
         )),
+        e @ E::TableTooLarge { .. } => CliError::new(format!("{e}: give a smaller --context")),
         E::Convert(e) => CliError::runtime(format!("cannot convert {}: {e}", path.display())),
     })?;
     let header = *microformer::image::Image::parse(files::Aligned::new(&converted.image).bytes())

@@ -23,6 +23,7 @@ pub mod aligned;
 pub mod error;
 mod files;
 pub mod hf;
+pub mod limits;
 pub mod llama2c;
 pub mod storage;
 pub mod tokenizer;

@@ -14,6 +14,7 @@ use super::config::keys::{count, number, required_any, Count, Name, Number, Toke
 use super::config::{HfConfig, PairLayout};
 use super::rope_tables::rope_tables;
 use crate::error::{bail, Error, Result};
+use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
 
 /// Where an image tensor's values come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -406,6 +407,12 @@ pub fn rotation(cfg: &HfConfig, head_dim: usize, ctx: usize) -> Result<Rotation>
         bail!(
             "RoPE head dimension {} disagrees with the head dimension {head_dim}",
             spec.head_dim
+        );
+    }
+    let pairs = spec.rotary_dim / 2;
+    if table_entries(ctx, pairs).is_none() {
+        bail!(
+            "the RoPE table of {ctx} positions × {pairs} pairs is too large (at most {MAX_TABLE_ENTRIES} entries)"
         );
     }
     let (cos, sin) = rope_tables(&spec.config(), ctx).map_err(|e| e.context("RoPE parameters"))?;

@@ -15,6 +15,7 @@ use super::spec::{
     Spec,
 };
 use crate::error::{bail, Error, Result};
+use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
 
 /// The keys of an XGLM `config.json` (`XGLMConfig`, with its `attribute_map`
 /// names).
@@ -92,7 +93,12 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
     if padding_idx.is_some_and(|p| p >= rows) {
         bail!("pad_token_id {padding_idx:?} is beyond the {rows} rows of the position table");
     }
-    let mut table = vec![0f32; rows * dim];
+    let Some(entries) = table_entries(rows, dim) else {
+        bail!(
+            "the position table of {rows} rows × {dim} is too large (at most {MAX_TABLE_ENTRIES} entries)"
+        );
+    };
+    let mut table = vec![0f32; entries];
     sinusoidal::fill_split_float32(rows, dim, padding_idx, &mut table)
         .map_err(|e| Error::config(format!("sinusoidal table: {e}")))?;
     let ffn = gelu(

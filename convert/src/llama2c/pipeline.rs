@@ -9,6 +9,7 @@ use super::checkpoint::{fill_rope_tables, Checkpoint, Config, Version};
 use super::quant::{default_group_size, ImageOptions, Quant};
 use super::to_image::{sizes, to_image};
 use crate::aligned::AlignedBytes;
+use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
 use crate::storage::Storage;
 use crate::tokenizer::check_tokenizer;
 
@@ -74,6 +75,14 @@ pub enum Llama2cError {
         /// What the tokenizer check reported.
         error: microformer::Error,
     },
+    /// The RoPE table for this context would exceed
+    /// [`crate::limits::MAX_TABLE_ENTRIES`].
+    TableTooLarge {
+        /// Positions.
+        positions: usize,
+        /// Pairs per position (`head_size / 2`).
+        pairs: usize,
+    },
     /// The conversion itself failed (the RoPE tables, the image header, writing).
     Convert(microformer::Error),
 }
@@ -105,6 +114,10 @@ impl fmt::Display for Llama2cError {
                 f,
                 "the tokenizer does not fit the model's vocabulary of {vocab_size}: {error}"
             ),
+            Llama2cError::TableTooLarge { positions, pairs } => write!(
+                f,
+                "the RoPE table of {positions} positions × {pairs} pairs is too large (at most {MAX_TABLE_ENTRIES} entries)"
+            ),
             Llama2cError::Convert(e) => write!(f, "cannot convert: {e}"),
         }
     }
@@ -118,7 +131,7 @@ impl std::error::Error for Llama2cError {}
 /// The RoPE tables are computed as `run.c` computes its angles, with the host's
 /// f32 `powf`, `cos` and `sin` ([`fill_rope_tables`]), so the image reproduces
 /// `run.c` token for token. Checks, in this order: the checkpoint, the context,
-/// the Q8 group, the tokenizer; then the conversion's own (see
+/// the Q8 group, the tokenizer, the size of the RoPE table; then the conversion's own (see
 /// [`super::to_image()`]).
 pub fn convert(checkpoint: &[u8], opts: &Options<'_>) -> Result<Converted, Llama2cError> {
     let data = AlignedBytes::new(checkpoint);
@@ -160,7 +173,10 @@ pub fn convert(checkpoint: &[u8], opts: &Options<'_>) -> Result<Converted, Llama
         })?;
     }
     let hs = c.head_size();
-    let n = context * (hs / 2);
+    let n = table_entries(context, hs / 2).ok_or(Llama2cError::TableTooLarge {
+        positions: context,
+        pairs: hs / 2,
+    })?;
     let (mut cos, mut sin) = (vec![0f32; n], vec![0f32; n]);
     fill_rope_tables(hs, &mut cos, &mut sin, f32::powf, f32::cos, f32::sin)
         .map_err(Llama2cError::Convert)?;
