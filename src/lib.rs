@@ -38,7 +38,6 @@
 #![deny(unsafe_code)]
 
 pub mod attn;
-pub mod convert;
 pub mod error;
 pub mod generate;
 pub mod image;

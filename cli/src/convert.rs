@@ -2,12 +2,12 @@
 //! into a microformer model image.
 //!
 //! - llama2.c `.bin` (legacy v0, v1 f32, v2 Q8_0): read with
-//!   [`microformer::convert::llama2c`]; the RoPE table is computed as `run.c`
+//!   [`microformer_convert::llama2c`]; the RoPE table is computed as `run.c`
 //!   computes its angles (f32 `powf`, `pos · freq` in f32, `cosf`/`sinf` of the host's
 //!   maths library), so the image reproduces `run.c` token for token. Default
 //!   context: the checkpoint's `seq_len`.
 //! - A Hugging Face directory (`config.json` + `model.safetensors`, or shards with
-//!   `model.safetensors.index.json`): see [`crate::hf_import`]. Default context:
+//!   `model.safetensors.index.json`): see [`microformer_convert::hf`]. Default context:
 //!   `min(max_position_embeddings, 2048)`.
 //!
 //! `--tokenizer` embeds a llama2.c tokenizer file (checked against the model's
@@ -23,13 +23,14 @@
 
 use std::path::{Path, PathBuf};
 
-use microformer::convert::llama2c::{self, Checkpoint, ImageOptions, Version};
-use microformer::image::{Header, TensorSource};
-use microformer::tokenizer::Tokenizer;
+use microformer::image::Header;
+use microformer_convert::hf;
+use microformer_convert::llama2c::{self, Version};
+use microformer_convert::Storage;
 
 use crate::error::{bail, CliError, Result};
 use crate::files;
-use crate::hf_import;
+use crate::progress::Progress;
 
 /// Matrix storage in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,21 +73,18 @@ pub struct ConvertArgs {
     pub no_check: bool,
 }
 
-/// Validates a llama2.c tokenizer file for a vocabulary.
-pub fn check_tokenizer(data: &[u8], vocab_size: usize) -> Result<()> {
-    let mut offsets = vec![0u32; vocab_size];
-    let mut sorted = vec![0u32; vocab_size];
-    Tokenizer::new(data, vocab_size, &mut offsets, &mut sorted).map_err(|e| {
-        CliError::runtime(format!(
-            "the tokenizer does not fit the model's vocabulary of {vocab_size}: {e}"
-        ))
-    })?;
-    Ok(())
-}
-
 fn to_usize(v: Option<u64>, what: &str) -> Result<Option<usize>> {
     v.map(|v| usize::try_from(v).map_err(|_| CliError::new(format!("{what} {v} is too large"))))
         .transpose()
+}
+
+/// The converters' storage for `--quant` and `--group-size`.
+fn to_storage(quant: QuantArg, group: Option<usize>) -> Storage {
+    match quant {
+        QuantArg::F32 => Storage::F32,
+        QuantArg::F16 => Storage::F16,
+        QuantArg::Q8 => Storage::Q8 { group_size: group },
+    }
 }
 
 /// Runs the subcommand.
@@ -108,19 +106,24 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     let src = &args.src;
     let convert = |quant: QuantArg, tokenizer: Option<Vec<u8>>| -> Result<_> {
         if src.is_dir() {
-            let opts = hf_import::Options {
+            let opts = hf::Options {
                 context,
-                quant: match quant {
-                    QuantArg::F32 => hf_import::Quant::F32,
-                    QuantArg::Q8 => hf_import::Quant::Q8 {
-                        group_size: group.unwrap_or(0),
-                    },
-                    QuantArg::F16 => hf_import::Quant::F16,
-                },
+                storage: to_storage(quant, group),
                 tokenizer,
             };
-            let (bytes, s) = hf_import::convert(src, &opts, quant == args.quant)
-                .map_err(|e| e.context(format!("converting {}", src.display())))?;
+            // The bar follows the written image's conversion, not the check's.
+            let mut progress = Progress::new();
+            let draw = quant == args.quant;
+            let converted = hf::convert(src, &opts, &mut |done, total, label| {
+                if draw {
+                    progress.tick(done, total, label);
+                }
+            });
+            if draw {
+                progress.finish();
+            }
+            let (bytes, s) = converted
+                .map_err(|e| CliError::from(e).context(format!("converting {}", src.display())))?;
             Ok((
                 bytes,
                 s.header,
@@ -287,7 +290,8 @@ pub fn agreement(reference: &[u8], candidate: &[u8], positions: usize) -> Result
     Ok(a)
 }
 
-/// Converts a llama2.c checkpoint file.
+/// Converts a llama2.c checkpoint file with [`microformer_convert::llama2c::convert()`],
+/// phrasing its errors in the command's terms.
 pub fn llama2c_image(
     path: &Path,
     quant: QuantArg,
@@ -295,67 +299,40 @@ pub fn llama2c_image(
     context: Option<usize>,
     tokenizer: Option<Vec<u8>>,
 ) -> Result<(Vec<u8>, Header, Version)> {
-    let data = files::Aligned::new(&files::read(path)?);
-    let ck = Checkpoint::parse(data.bytes()).map_err(|e| {
-        CliError::runtime(format!(
-            "{}: neither a Hugging Face model directory nor a valid llama2.c checkpoint: {e}",
-            path.display()
-        ))
-    })?;
-    let c = *ck.config();
-    let context = context.unwrap_or(c.seq_len);
-    if context > c.seq_len {
-        bail!(
-            "--context {context} exceeds the checkpoint's context of {} positions",
-            c.seq_len
-        );
-    }
-    let quant = match quant {
-        QuantArg::F32 => llama2c::Quant::F32,
-        QuantArg::F16 => llama2c::Quant::F16,
-        QuantArg::Q8 => {
-            let g = group
-                .or(ck.group_size())
-                .unwrap_or_else(|| llama2c::default_group_size(&c));
-            if let Some(file_g) = ck.group_size() {
-                if g != file_g {
-                    bail!("--group-size {g} differs from the v2 checkpoint's group size {file_g}");
-                }
-            }
-            if g % 4 != 0 {
-                bail!(
-                    "no Q8 group size of a multiple of 4 divides dim {}: give --group-size",
-                    c.dim
-                );
-            }
-            // Matrices whose rows are not whole groups (w_down: 172 columns for
-            // group 64) get the largest multiple of 4 that divides the row.
-            llama2c::Quant::Q8Fit { group_size: g }
-        }
-    };
-    if let Some(t) = &tokenizer {
-        check_tokenizer(t, c.vocab_size)?;
-    }
-    let hs = c.head_size();
-    let n = context * (hs / 2);
-    let (mut cos, mut sin) = (vec![0f32; n], vec![0f32; n]);
-    llama2c::fill_rope_tables(hs, &mut cos, &mut sin, f32::powf, f32::cos, f32::sin)?;
-    let opts = ImageOptions {
-        quant,
+    use microformer_convert::llama2c::Llama2cError as E;
+    let data = files::read(path)?;
+    let opts = llama2c::Options {
+        storage: to_storage(quant, group),
         context,
-        rope_cos: &cos,
-        rope_sin: &sin,
         tokenizer: tokenizer.as_deref(),
     };
-    let sizes = llama2c::sizes(&ck, &opts)?;
-    let mut scratch = vec![0u32; sizes.scratch_words];
-    let mut sources = vec![TensorSource::U8(&[]); sizes.n_tensors];
-    let mut out = vec![0u8; sizes.image_bytes];
-    let len = llama2c::to_image(&ck, &opts, &mut scratch, &mut sources, &mut out)
-        .map_err(|e| CliError::runtime(format!("cannot convert {}: {e}", path.display())))?;
-    out.truncate(len);
-    let header = *microformer::image::Image::parse(files::Aligned::new(&out).bytes())
+    let converted = llama2c::convert(&data, &opts).map_err(|e| match e {
+        E::Checkpoint(e) => CliError::runtime(format!(
+            "{}: neither a Hugging Face model directory nor a valid llama2.c checkpoint: {e}",
+            path.display()
+        )),
+        E::Context { asked, max } => CliError::new(format!(
+            "--context {asked} exceeds the checkpoint's context of {max} positions"
+        )),
+        E::GroupMismatch { asked, file } => CliError::new(format!(
+            "--group-size {asked} differs from the v2 checkpoint's group size {file}"
+        )),
+        E::BadGroup {
+            dim, default: true, ..
+        } => CliError::new(format!(
+            "no Q8 group size of a multiple of 4 divides dim {dim}: give --group-size"
+        )),
+        E::BadGroup { group_size, .. } => {
+            CliError::new(format!("--group-size {group_size} is not a multiple of 4"))
+        }
+        E::Tokenizer { vocab_size, error } => CliError::runtime(format!(
+            "the tokenizer does not fit the model's vocabulary of {vocab_size}: {error}"
+        )),
+        e @ E::TableTooLarge { .. } => CliError::new(format!("{e}: give a smaller --context")),
+        E::Convert(e) => CliError::runtime(format!("cannot convert {}: {e}", path.display())),
+    })?;
+    let header = *microformer::image::Image::parse(files::Aligned::new(&converted.image).bytes())
         .map_err(|e| CliError::runtime(format!("the written image does not parse: {e}")))?
         .header();
-    Ok((out, header, ck.version()))
+    Ok((converted.image, header, converted.version))
 }

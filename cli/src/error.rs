@@ -63,6 +63,18 @@ impl From<microformer::Error> for CliError {
     }
 }
 
+impl From<microformer_convert::Error> for CliError {
+    /// A converter's configuration errors are usage errors, its input errors
+    /// runtime failures.
+    fn from(e: microformer_convert::Error) -> Self {
+        let kind = match e.kind() {
+            microformer_convert::ErrorKind::Config => Kind::Usage,
+            microformer_convert::ErrorKind::Input => Kind::Runtime,
+        };
+        CliError(e.message().to_string(), kind)
+    }
+}
+
 /// Result with a [`CliError`].
 pub type Result<T> = std::result::Result<T, CliError>;
 

@@ -15,33 +15,8 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
         .map_err(|e| CliError::runtime(format!("cannot read {}: {e}", path.display())))
 }
 
-/// Bytes stored at a 4-byte aligned address.
-#[derive(Debug, Clone)]
-pub struct Aligned {
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl Aligned {
-    /// Copies `bytes` to an aligned address.
-    pub fn new(bytes: &[u8]) -> Self {
-        let mut buf = vec![0u8; bytes.len() + 3];
-        // A Vec's address never changes while it is not resized.
-        let start = buf.as_ptr().align_offset(4).min(3);
-        buf[start..start + bytes.len()].copy_from_slice(bytes);
-        Aligned {
-            buf,
-            start,
-            len: bytes.len(),
-        }
-    }
-
-    /// The bytes (4-byte aligned).
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-}
+/// Bytes stored at a 4-byte aligned address (the converters' type).
+pub use microformer_convert::AlignedBytes as Aligned;
 
 /// A model image read from a file.
 pub struct ImageFile {

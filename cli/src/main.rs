@@ -16,15 +16,11 @@
 mod convert;
 mod error;
 mod files;
-mod hf_config;
-mod hf_families;
-mod hf_import;
 mod inspect;
 mod logits;
 mod output;
 mod progress;
 mod run;
-mod safetensors;
 mod tables;
 
 use std::process::ExitCode;

@@ -11,37 +11,24 @@ const WIDTH: usize = 24;
 
 /// A per-item progress bar.
 pub struct Progress {
-    total: usize,
-    done: usize,
     enabled: bool,
 }
 
 impl Progress {
-    /// A bar for `total` items (drawn only on a terminal).
-    pub fn new(total: usize) -> Self {
+    /// A bar (drawn only on a terminal).
+    pub fn new() -> Self {
         Progress {
-            total,
-            done: 0,
             enabled: std::io::stderr().is_terminal(),
         }
     }
 
-    /// A bar that never draws.
-    pub fn hidden(total: usize) -> Self {
-        Progress {
-            total,
-            done: 0,
-            enabled: false,
-        }
-    }
-
-    /// Marks one more item done; `label` names it.
-    pub fn tick(&mut self, label: &str) {
-        self.done = (self.done + 1).min(self.total);
+    /// Shows `done` of `total` items done; `label` names the last one.
+    pub fn tick(&mut self, done: usize, total: usize, label: &str) {
         if !self.enabled {
             return;
         }
-        let filled = (WIDTH * self.done).checked_div(self.total).unwrap_or(WIDTH);
+        let done = done.min(total);
+        let filled = (WIDTH * done).checked_div(total).unwrap_or(WIDTH);
         let label: String = label.chars().take(48).collect();
         let mut err = std::io::stderr().lock();
         let _ = write!(
@@ -49,8 +36,8 @@ impl Progress {
             "\r\x1b[2K[{}{}] {:>4}/{} {label}",
             "#".repeat(filled),
             ".".repeat(WIDTH - filled),
-            self.done,
-            self.total
+            done,
+            total
         );
         let _ = err.flush();
     }

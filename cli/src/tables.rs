@@ -15,10 +15,10 @@ use microformer::pos::rope::RopeTable;
 use microformer::pos::{alibi, sinusoidal, t5};
 
 use crate::error::{bail, CliError, Result};
-use crate::hf_config::{
+use crate::output::{self, Format};
+use microformer_convert::hf::config::{
     AlibiSpec, HfConfig, PositionScheme, RopeSpec, SinusoidalLayout, SinusoidalSpec, T5Spec,
 };
-use crate::output::{self, Format};
 
 /// Most rows/entries a table may have (keeps a typo from filling the disk).
 pub const MAX_ENTRIES: usize = 1 << 26;
@@ -609,7 +609,7 @@ pub fn to_c(config_name: &str, model_type: &str, tables: &Tables) -> String {
             let _ = writeln!(
                 o,
                 "#define MICROFORMER_ROPE_INTERLEAVED {}",
-                u8::from(t.spec.layout == crate::hf_config::PairLayout::Interleaved)
+                u8::from(t.spec.layout == microformer_convert::hf::config::PairLayout::Interleaved)
             );
             let _ = writeln!(
                 o,

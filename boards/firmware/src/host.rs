@@ -10,7 +10,7 @@
 //!   image) or a real board's [`Budget`]:
 //!   - `MICROFORMER_IMAGE`: a prebuilt image (`microformer convert`), embedded as is; or
 //!   - `MICROFORMER_CHECKPOINT`: a llama2.c checkpoint (v0, v1, v2) converted here with
-//!     the library's conversion ([`convert_llama2c`], the same code as `microformer
+//!     `microformer-convert` ([`convert_llama2c`], the same code as `microformer
 //!     convert`: RoPE tables computed as `run.c` computes its angles, with the host's
 //!     f32 `powf`/`cosf`/`sinf`), with `MICROFORMER_TOKENIZER` (a llama2.c tokenizer
 //!     file), `MICROFORMER_QUANT` (`f32` or `q8`; default f32 on QEMU, q8 on a real
@@ -35,8 +35,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
-use microformer::convert::llama2c::{self, Checkpoint, ImageOptions};
-use microformer::image::{Image, TensorSource};
+use microformer::image::Image;
 use microformer::model::{KvFormat, Model};
 use microformer::sampler::random_f32;
 use microformer::tokenizer;
@@ -156,31 +155,7 @@ fn parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T, BuildError> 
 
 /// Bytes at a 4-byte aligned address, on the host (checkpoints and images are read
 /// in place as `f32`/`u32`).
-#[derive(Debug, Clone)]
-pub struct AlignedBytes {
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl AlignedBytes {
-    /// A 4-byte aligned copy of `bytes`.
-    pub fn new(bytes: &[u8]) -> Self {
-        let mut buf = vec![0u8; bytes.len() + 3];
-        let start = buf.as_ptr().align_offset(4).min(3);
-        buf[start..start + bytes.len()].copy_from_slice(bytes);
-        AlignedBytes {
-            buf,
-            start,
-            len: bytes.len(),
-        }
-    }
-
-    /// The bytes, 4-byte aligned.
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-}
+pub use microformer_convert::AlignedBytes;
 
 /// Converts a llama2.c checkpoint (v0, v1 or v2) into an image, as `microformer
 /// convert` does, with `tokenizer` embedded: Q8_0 matrices when `q8` (the file's group
@@ -198,63 +173,31 @@ pub fn convert_llama2c(
     q8: bool,
     context: Option<usize>,
 ) -> Result<Vec<u8>, BuildError> {
-    let data = AlignedBytes::new(checkpoint);
-    let ck = Checkpoint::parse(data.bytes())
-        .map_err(|e| format!("not a valid llama2.c checkpoint: {e}"))?;
-    let c = *ck.config();
-    let context = context.unwrap_or(c.seq_len);
-    if context == 0 || context > c.seq_len {
-        return Err(format!(
-            "context {context} is outside the checkpoint's 1..={}",
-            c.seq_len
-        ));
-    }
-    if let Some(t) = tokenizer {
-        let mut offsets = vec![0u32; c.vocab_size];
-        let mut sorted = vec![0u32; c.vocab_size];
-        tokenizer::Tokenizer::new(t, c.vocab_size, &mut offsets, &mut sorted).map_err(|e| {
-            format!(
-                "the tokenizer does not fit the vocabulary of {}: {e}",
-                c.vocab_size
-            )
-        })?;
-    }
-    let quant = if q8 {
-        let g = ck
-            .group_size()
-            .unwrap_or_else(|| llama2c::default_group_size(&c));
-        if g % 4 != 0 {
-            return Err(format!(
-                "no Q8 group size of a multiple of 4 divides dim {}: use MICROFORMER_QUANT=f32",
-                c.dim
-            ));
-        }
-        // As `microformer convert --quant q8`: rows that are not whole groups (w_down,
-        // 172 wide) get the largest multiple of 4 dividing them, so every matrix is Q8.
-        llama2c::Quant::Q8Fit { group_size: g }
-    } else {
-        llama2c::Quant::F32
-    };
-    let hs = c.head_size();
-    let n = context * (hs / 2);
-    let (mut cos, mut sin) = (vec![0f32; n], vec![0f32; n]);
-    llama2c::fill_rope_tables(hs, &mut cos, &mut sin, f32::powf, f32::cos, f32::sin)
-        .map_err(|e| format!("RoPE tables: {e}"))?;
-    let opts = ImageOptions {
-        quant,
+    use microformer_convert::llama2c::{self, Llama2cError as E};
+    use microformer_convert::Storage;
+    let opts = llama2c::Options {
+        storage: if q8 {
+            Storage::Q8 { group_size: None }
+        } else {
+            Storage::F32
+        },
         context,
-        rope_cos: &cos,
-        rope_sin: &sin,
         tokenizer,
     };
-    let sizes = llama2c::sizes(&ck, &opts).map_err(|e| format!("cannot convert: {e}"))?;
-    let mut scratch = vec![0u32; sizes.scratch_words];
-    let mut sources = vec![TensorSource::U8(&[]); sizes.n_tensors];
-    let mut out = vec![0u8; sizes.image_bytes];
-    let len = llama2c::to_image(&ck, &opts, &mut scratch, &mut sources, &mut out)
-        .map_err(|e| format!("cannot convert: {e}"))?;
-    out.truncate(len);
-    Ok(out)
+    match llama2c::convert(checkpoint, &opts) {
+        Ok(c) => Ok(c.image),
+        Err(E::Checkpoint(e)) => Err(format!("not a valid llama2.c checkpoint: {e}")),
+        Err(E::Context { asked, max }) => Err(format!(
+            "context {asked} is outside the checkpoint's 1..={max}"
+        )),
+        Err(E::BadGroup { dim, .. }) => Err(format!(
+            "no Q8 group size of a multiple of 4 divides dim {dim}: use MICROFORMER_QUANT=f32"
+        )),
+        Err(E::Tokenizer { vocab_size, error }) => Err(format!(
+            "the tokenizer does not fit the vocabulary of {vocab_size}: {error}"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn read(name: &str, path: &str) -> Result<Vec<u8>, BuildError> {

@@ -177,11 +177,35 @@ impl St {
         }
     }
 
+    /// The file: the entries' data laid out again in the order of their offsets,
+    /// so that data left behind by `remove` or a replacing `put` is dropped and the
+    /// data covers the file without gaps, as the format requires.
     pub fn bytes(&self) -> Vec<u8> {
-        let text = Value::Object(self.header.clone()).to_string();
+        let offsets = |e: &Value| {
+            let o = e["data_offsets"].as_array().unwrap();
+            (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            )
+        };
+        let mut entries: Vec<(&String, &Value)> = self
+            .header
+            .iter()
+            .filter(|(k, _)| *k != "__metadata__")
+            .collect();
+        entries.sort_by_key(|(_, e)| offsets(e));
+        let mut header = self.header.clone();
+        let mut data = Vec::new();
+        for (name, e) in entries {
+            let (b, end) = offsets(e);
+            let begin = data.len();
+            data.extend_from_slice(&self.data[b..end]);
+            header[name.as_str()]["data_offsets"] = serde_json::json!([begin, data.len()]);
+        }
+        let text = Value::Object(header).to_string();
         let mut out = (text.len() as u64).to_le_bytes().to_vec();
         out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(&self.data);
+        out.extend_from_slice(&data);
         out
     }
 

@@ -7,17 +7,17 @@
 // The run.c/runq.c transcription below keeps C's index loops on purpose.
 #![allow(clippy::needless_range_loop)]
 
-use microformer::convert::llama2c::{
-    self, Checkpoint, Config, ImageOptions, Precision, Quant, Tensor, Version, Weight,
-};
 use microformer::image::{Image, TensorSource};
 use microformer::model::{KvFormat, Model, Session};
 use microformer::sampler::{ProbIndex, Sampler};
 use microformer::tokenizer::{self, Tokenizer};
 use microformer::Error;
+use microformer_convert::llama2c::{
+    self, Checkpoint, Config, ImageOptions, Precision, Quant, Tensor, Version, Weight,
+};
 use serde_json::Value;
 
-const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/");
+const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/");
 
 /// Bytes in a 4-byte aligned buffer.
 #[derive(Clone)]

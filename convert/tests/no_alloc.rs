@@ -8,13 +8,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use microformer::convert::llama2c::{self, Checkpoint, ImageOptions, Quant};
 use microformer::generate::generate;
 use microformer::image::{Image, TensorSource};
 use microformer::model::{KvFormat, Model, Session};
 use microformer::sampler::{ProbIndex, Sampler};
 use microformer::tokenizer::{max_encoded_len, Tokenizer};
 use microformer::Error;
+use microformer_convert::llama2c::{self, Checkpoint, ImageOptions, Quant};
 
 /// Counts allocations made by the current thread.
 struct Counting;
@@ -44,7 +44,7 @@ fn allocations() -> usize {
     ALLOCATIONS.with(|c| c.get())
 }
 
-const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/");
+const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/");
 
 /// File bytes in 4-byte aligned storage.
 fn read_aligned(name: &str) -> Vec<u32> {
