@@ -22,11 +22,8 @@ fn visible(i: usize, j: usize, causal: bool, window: usize) -> bool {
 }
 
 /// f64 attention over a whole sequence: q `[n][nh·hd]`, k, v `[n][nkv·hd]`.
-#[allow(clippy::too_many_arguments)]
 fn reference(
-    nh: usize,
-    nkv: usize,
-    hd: usize,
+    c: &Case,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -34,6 +31,7 @@ fn reference(
     window: usize,
     bias: &dyn Fn(usize, usize, usize) -> f64,
 ) -> Vec<f64> {
+    let (nh, nkv, hd) = (c.nh, c.nkv, c.hd);
     let (qd, kvd) = (nh * hd, nkv * hd);
     let n = q.len() / qd;
     let mut out = vec![0.0f64; n * qd];
@@ -178,7 +176,7 @@ fn causal_bidirectional_and_windowed_match_f64() {
             let mut att = vec![0.0; c.n];
             let mut out = vec![0.0; q.len()];
 
-            let want = reference(c.nh, c.nkv, c.hd, &q, &k, &v, true, window, &zero);
+            let want = reference(c, &q, &k, &v, true, window, &zero);
             // Cached decoding, in the last of 3 layers (layer offsets exercised).
             let cached = run_cached(&cfg, &q, &k, &v, 3, 2, &NoBias);
             let e_cached = worst(&cached, &want);
@@ -198,7 +196,7 @@ fn causal_bidirectional_and_windowed_match_f64() {
             .unwrap();
             assert_eq!(out, cached, "causal sequence vs cached");
 
-            let want_bi = reference(c.nh, c.nkv, c.hd, &q, &k, &v, false, window, &zero);
+            let want_bi = reference(c, &q, &k, &v, false, window, &zero);
             attend_sequence(
                 &cfg,
                 Mask::Bidirectional,
@@ -298,13 +296,13 @@ fn score_bias_hook_matches_f64() {
         let cfg = AttnConfig::new(c.nh, c.nkv, c.hd).unwrap();
         let alibi = |h: usize, i: usize, j: usize| -slopes[h] * (i as f32 - j as f32);
         let alibi64 = |h: usize, i: usize, j: usize| alibi(h, i, j) as f64;
-        let want = reference(c.nh, c.nkv, c.hd, &q, &k, &v, true, 0, &alibi64);
+        let want = reference(c, &q, &k, &v, true, 0, &alibi64);
         let got = run_cached(&cfg, &q, &k, &v, 1, 0, &alibi);
         let e1 = worst(&got, &want);
 
         let t5 = |h: usize, i: usize, j: usize| table[h * 9 + bucket(i, j)];
         let t5_64 = |h: usize, i: usize, j: usize| t5(h, i, j) as f64;
-        let want = reference(c.nh, c.nkv, c.hd, &q, &k, &v, false, 0, &t5_64);
+        let want = reference(c, &q, &k, &v, false, 0, &t5_64);
         let mut att = vec![0.0; c.n];
         let mut out = vec![0.0; q.len()];
         attend_sequence(
@@ -350,7 +348,7 @@ fn divisor_override() {
         .unwrap();
     let default = AttnConfig::new(c.nh, c.nkv, c.hd).unwrap();
     let zero = |_: usize, _: usize, _: usize| 0.0f64;
-    let want = reference(c.nh, c.nkv, c.hd, &q_scaled, &k, &v, true, 0, &zero);
+    let want = reference(c, &q_scaled, &k, &v, true, 0, &zero);
     assert!(worst(&run_cached(&one, &q, &k, &v, 1, 0, &NoBias), &want) < TOL);
     assert!(
         worst(

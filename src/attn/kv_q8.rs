@@ -24,7 +24,7 @@
 //! rounding) from the score of the f32 cache; an output by at most
 //! `Σ_i |w[i]·norm| · s_i / 2` per value.
 
-use super::{check_len, KvRead, KvWrite, Rows};
+use super::cache::{check_len, KvRead, KvWrite, Rows};
 use crate::num::kernels;
 use crate::num::q8;
 use crate::Error;

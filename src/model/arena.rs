@@ -1,7 +1,6 @@
 //! The arena layout: one named list of the buffers a [`super::Session`] carves
 //! from the caller's memory, used both to size the arena and to carve it.
 
-use super::{KvFormat, Model};
 use crate::Error;
 
 /// How many values of each buffer a session of some context needs, in carving
@@ -66,42 +65,6 @@ pub(crate) struct Carved<'s> {
 }
 
 impl ArenaLayout {
-    /// The layout of a session of `model` over `context` positions with a KV
-    /// cache of format `kv` (sizes saturate at `usize::MAX`).
-    pub fn new(model: &Model<'_>, context: usize, kv: KvFormat) -> Self {
-        let d = model.dims();
-        let rows = d.n_layers.saturating_mul(context);
-        let (cache_f32, cache_i8) = match kv {
-            KvFormat::F32 => (rows.saturating_mul(d.kv_dim), 0),
-            KvFormat::Q8 => (rows, rows.saturating_mul(d.kv_dim)),
-        };
-        let a = model.attn_config();
-        // `attn` computes query heads that share a kv head two at a time.
-        let att_rows = if (a.n_heads() / a.n_kv_heads()) % 2 == 0 {
-            2
-        } else {
-            1
-        };
-        let (q8_values, q8_scales) = model.q8_input();
-        ArenaLayout {
-            x: d.dim,
-            xb: d.dim.max(d.q_dim),
-            xb2: d.dim,
-            hb: d.hidden_dim,
-            hb2: if model.is_swiglu() { d.hidden_dim } else { 0 },
-            ffn_out: if model.is_parallel() { d.dim } else { 0 },
-            q: d.q_dim,
-            k: d.kv_dim,
-            v: d.kv_dim,
-            att: context.saturating_mul(att_rows),
-            logits: d.vocab_size,
-            cache_f32,
-            cache_i8,
-            q8_scales,
-            q8_values,
-        }
-    }
-
     /// Exact bytes of an arena that starts 4-byte aligned (saturating).
     pub fn bytes(&self) -> usize {
         let f32s = [

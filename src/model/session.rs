@@ -5,8 +5,8 @@
 
 use super::arena::Carved;
 use super::norm::{add, gelu, gelu_tanh, silu};
+use super::view::{KvFormat, Model};
 use super::weights::{LayerWeights, Matrix, QuantizedInput};
-use super::{KvFormat, Model};
 use crate::attn::{self, AttnBuffers, KvCache, KvCacheQ8, KvRead, KvWrite};
 use crate::image::{FfnKind, Residual};
 use crate::num::q8;

@@ -356,7 +356,7 @@ impl<'a> AlibiBias<'a> {
     }
 }
 
-impl crate::pos::ScoreBias for AlibiBias<'_> {
+impl super::bias::ScoreBias for AlibiBias<'_> {
     #[inline(always)]
     fn bias(&self, head: usize, query: usize, key: usize) -> f32 {
         bias_f32(self.slope(head), query.abs_diff(key))
@@ -559,7 +559,7 @@ impl FixedSlope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pos::ScoreBias;
+    use crate::pos::bias::ScoreBias;
 
     #[test]
     fn score_bias_hook_is_the_exact_linear_bias() {

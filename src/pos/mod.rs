@@ -21,6 +21,8 @@
 //! the same file (`…Q15` types, [`alibi::FixedSlope`]).
 
 pub mod alibi;
+mod bias;
+mod hook;
 pub mod learned;
 pub mod rope;
 pub mod rope2d;
@@ -29,86 +31,5 @@ pub mod rope_scaling;
 pub mod sinusoidal;
 pub mod t5;
 
-/// The position hook of a model, resolved once from its image.
-///
-/// Exactly one scheme feeds a model (the three hooks of the [module
-/// docs](self)); `None` is a model with no positional information at all
-/// (causal attention alone).
-#[derive(Debug, Clone, Copy)]
-pub enum Position<'a> {
-    /// No positional information.
-    None,
-    /// A table row added to the token embedding: learned absolute (GPT-2's
-    /// `wpe`) or a sinusoidal table the converter stored (XGLM), both read in
-    /// place through [`learned::LearnedPositions`].
-    Table(learned::LearnedPositions<'a>),
-    /// q and k rotated by the rows of a RoPE table.
-    Rope {
-        /// The cos/sin rows, `[position][rotary_dim / 2]`.
-        table: rope::RopeTable<'a>,
-        /// Which dims of a head form the pairs.
-        layout: rope::RopeLayout,
-    },
-    /// ALiBi biases added to the scores.
-    Alibi(alibi::AlibiBias<'a>),
-}
-
-impl Position<'_> {
-    /// Positions the hook covers (`usize::MAX` for hooks without a table).
-    pub fn positions(&self) -> usize {
-        match self {
-            Position::Table(t) => t.positions(),
-            Position::Rope { table, .. } => table.positions(),
-            Position::None | Position::Alibi(_) => usize::MAX,
-        }
-    }
-}
-
-/// A bias added to every scaled attention score before the softmax: the
-/// score-bias hook.
-///
-/// Implemented by [`NoBias`], [`alibi::AlibiBias`], [`t5::T5Bias`], and every
-/// `Fn(head, query_pos, key_pos) -> f32` (positions are absolute: a cached
-/// decoding step passes its own position and the key's).
-pub trait ScoreBias {
-    /// `false` only for [`NoBias`]: the hook is skipped entirely.
-    const ENABLED: bool = true;
-
-    /// The bias for query head `head`, query position `query`, key position `key`.
-    fn bias(&self, head: usize, query: usize, key: usize) -> f32;
-
-    /// Adds the biases of head `head` for keys `start..start + scores.len()` seen
-    /// from `query` to `scores`, and returns the largest result (`−∞` when
-    /// `scores` is empty). Schemes override it to work a row at a time.
-    #[inline]
-    fn add_to_row(&self, head: usize, query: usize, start: usize, scores: &mut [f32]) -> f32 {
-        let mut max_val = f32::NEG_INFINITY;
-        for (j, s) in scores.iter_mut().enumerate() {
-            *s += self.bias(head, query, start + j);
-            if *s > max_val {
-                max_val = *s;
-            }
-        }
-        max_val
-    }
-}
-
-/// No score bias (RoPE, absolute-position and position-free models).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoBias;
-
-impl ScoreBias for NoBias {
-    const ENABLED: bool = false;
-
-    #[inline(always)]
-    fn bias(&self, _head: usize, _query: usize, _key: usize) -> f32 {
-        0.0
-    }
-}
-
-impl<F: Fn(usize, usize, usize) -> f32> ScoreBias for F {
-    #[inline(always)]
-    fn bias(&self, head: usize, query: usize, key: usize) -> f32 {
-        self(head, query, key)
-    }
-}
+pub use bias::{NoBias, ScoreBias};
+pub use hook::Position;

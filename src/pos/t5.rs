@@ -392,7 +392,7 @@ impl<'a> T5Bias<'a> {
     }
 }
 
-impl crate::pos::ScoreBias for T5Bias<'_> {
+impl super::bias::ScoreBias for T5Bias<'_> {
     /// `W[bucket(key − query)][head]` (0 for a head past the table).
     #[inline]
     fn bias(&self, head: usize, query: usize, key: usize) -> f32 {
@@ -638,7 +638,7 @@ impl<'a> T5RelativeBiasQ15<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pos::ScoreBias;
+    use crate::pos::bias::ScoreBias;
 
     #[test]
     fn score_bias_hook_looks_up_the_bucket_of_every_key() {

@@ -54,9 +54,8 @@ pub mod qemu;
 pub mod selfcheck;
 pub mod settings;
 
-pub use cases::Case;
 pub use microformer;
-pub use out::{check, Failure, Out, Passed};
+pub use out::{check, Case, Failure, Out, Passed};
 
 pub use microformer::lm::Aligned;
 

@@ -5,8 +5,6 @@ use core::fmt::Write as _;
 
 use microformer::Error;
 
-use crate::cases::Case;
-
 /// The one NaN written for any NaN: payloads differ between ISAs (x86's
 /// default NaN is `0xffc0_0000`, Arm's `0x7fc0_0000`) and carry no result.
 const CANONICAL_NAN_F32: u32 = 0x7fc0_0000;
@@ -387,4 +385,12 @@ pub fn check(case: &Case, expected: &[u32]) -> Result<Passed, Failure> {
         Err(f) if !out.diverged() => Err(f),
         _ => out.finish(),
     }
+}
+
+/// One on-target check.
+pub struct Case {
+    /// Its name, as the static that holds it (and the expected values' static).
+    pub name: &'static str,
+    /// Runs it: writes the results to the stream, checks what must hold.
+    pub run: fn(&mut Out<'_>) -> Result<(), Failure>,
 }

@@ -84,8 +84,10 @@ macro_rules! qemu_main {
             static mut MEMORY: inputs::Memory = inputs::Memory::new();
             static mut CMDLINE: $crate::qemu::Cmdline = $crate::qemu::Cmdline::new();
             $crate::qemu::main(
-                $name,
-                $systick_hz,
+                $crate::qemu::Board {
+                    name: $name,
+                    systick_hz: $systick_hz,
+                },
                 &inputs::MODEL.0,
                 inputs::CONTEXT,
                 &inputs::SETTINGS,
@@ -97,14 +99,21 @@ macro_rules! qemu_main {
     };
 }
 
-/// The firmware on a QEMU board named `name` whose SysTick counts `systick_hz`: the
+/// A QEMU board as the firmware knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Board {
+    /// Its name, as the firmware prints it.
+    pub name: &'static str,
+    /// The core clock SysTick counts.
+    pub systick_hz: u32,
+}
+
+/// The firmware on a QEMU `board` (its name; its SysTick counts `systick_hz`): the
 /// self-check (against the host's `selfcheck` stream), then, when an image is
 /// embedded, the model at up to `context` positions with `settings` overridden by
 /// the command line, its text on QEMU's stderr. Ends QEMU with the exit code.
-#[allow(clippy::too_many_arguments)]
 pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
-    name: &str,
-    systick_hz: u32,
+    board: Board,
     image: &[u8],
     context: usize,
     settings: &Settings<'static>,
@@ -112,8 +121,8 @@ pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     memory: &mut Memory<ARENA, VOCAB, PROMPT>,
     cmdline: &mut Cmdline,
 ) -> ! {
-    let counter = cortex_m::Peripherals::take().map(|p| Counter::start(p.SYST, systick_hz));
-    let code = app::self_check(name, image, settings, selfcheck);
+    let counter = cortex_m::Peripherals::take().map(|p| Counter::start(p.SYST, board.systick_hz));
+    let code = app::self_check(board.name, image, settings, selfcheck);
     if code != 0 || image.is_empty() {
         exit(code)
     }

@@ -7,7 +7,7 @@ use microformer::pos::rope::{RopeLayout, RopePhases, RopeTable};
 use microformer::pos::rope_const::ConstRopeTable;
 use microformer::pos::rope_scaling::RopeConfig;
 
-use crate::cases::{identical, lib};
+use crate::cases::check::{identical, lib};
 use crate::out::{Failure, Out};
 
 /// Head dim 8, θ = 10000, 16 positions.

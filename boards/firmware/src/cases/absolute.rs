@@ -7,7 +7,7 @@ use microformer::pos::sinusoidal::{self, SinusoidalTable, SinusoidalTableQ15};
 use microformer::Error;
 use microformer_testkit::XorShift32;
 
-use super::{ensure, expect_err, identical, lib, pow2, within};
+use super::check::{ensure, expect_err, identical, lib, pow2, within};
 use crate::out::{Failure, Out};
 
 const DIM: usize = 16;

@@ -8,7 +8,7 @@ use microformer::pos::alibi::{self, AlibiRule};
 use microformer::Error;
 use microformer_testkit::XorShift32;
 
-use super::{expect_err, lib, within};
+use super::check::{expect_err, lib, within};
 use crate::out::{Failure, Out};
 
 const LAYERS: usize = 2;
@@ -23,19 +23,18 @@ const KV_DIM: usize = KV_HEADS * HEAD_DIM;
 /// of quantities below 4, far below `2^-17`.
 const BOUND: f64 = 1.0 / 131_072.0;
 
-/// The f64 model of one query head's attention: keys `start..=end` of the
+/// The f64 model of one query head's attention: keys `span` of the
 /// `[pos][kv_dim]` rows, scores `q·k/√d + bias(j)`, softmax, weighted values.
-#[allow(clippy::too_many_arguments)]
 fn model_head(
     q: &[f32],
     keys: &[f32],
     values: &[f32],
     kv_offset: usize,
-    start: usize,
-    end: usize,
+    span: core::ops::RangeInclusive<usize>,
     bias: impl Fn(usize) -> f64,
     out: &mut [f64; HEAD_DIM],
 ) {
+    let (start, end) = (*span.start(), *span.end());
     let mut scores = [0f64; POSITIONS];
     let mut max = f64::NEG_INFINITY;
     for j in start..=end {
@@ -121,29 +120,62 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
                 for window in [0usize, 5] {
                     let cfg = gqa.with_window(window);
                     let start = cfg.causal_start(pos);
-                    let r = attn::attend_cached(&cfg, &cache, layer, pos, &q, &NoBias, AttnBuffers { att: &mut att, out: &mut o });
+                    let r = attn::attend_cached(
+                        &cfg,
+                        &cache,
+                        layer,
+                        pos,
+                        &q,
+                        &NoBias,
+                        AttnBuffers {
+                            att: &mut att,
+                            out: &mut o,
+                        },
+                    );
                     lib("attend_cached", r)?;
                     out.f32s("attend_cached", &o);
                     check_heads("attend_cached vs f64", &o, |h, w| {
                         let qh = &q[h * HEAD_DIM..(h + 1) * HEAD_DIM];
                         let off = cfg.kv_head(h) * HEAD_DIM;
-                        model_head(qh, k, v, off, start, pos, |_| 0.0, w)
+                        model_head(qh, k, v, off, start..=pos, |_| 0.0, w)
                     })?;
                 }
                 // ALiBi: −m_h·(i − j) on the scaled scores.
                 let bias = |h: usize, i: usize, j: usize| -(slopes[h] * (i - j) as f32);
-                let r = attn::attend_cached(&gqa, &cache, layer, pos, &q, &bias, AttnBuffers { att: &mut att, out: &mut o });
+                let r = attn::attend_cached(
+                    &gqa,
+                    &cache,
+                    layer,
+                    pos,
+                    &q,
+                    &bias,
+                    AttnBuffers {
+                        att: &mut att,
+                        out: &mut o,
+                    },
+                );
                 lib("attend_cached + ALiBi", r)?;
                 out.f32s("attend_cached + ALiBi", &o);
                 check_heads("attend_cached + ALiBi vs f64", &o, |h, w| {
                     let qh = &q[h * HEAD_DIM..(h + 1) * HEAD_DIM];
                     let off = gqa.kv_head(h) * HEAD_DIM;
                     let b = |j: usize| bias(h, pos, j) as f64;
-                    model_head(qh, k, v, off, 0, pos, b, w)
+                    model_head(qh, k, v, off, 0..=pos, b, w)
                 })?;
             }
         }
-        let r = attn::attend_cached(&gqa, &cache, 0, POSITIONS, &q, &NoBias, AttnBuffers { att: &mut att, out: &mut o });
+        let r = attn::attend_cached(
+            &gqa,
+            &cache,
+            0,
+            POSITIONS,
+            &q,
+            &NoBias,
+            AttnBuffers {
+                att: &mut att,
+                out: &mut o,
+            },
+        );
         expect_err(
             out,
             "attend_cached past the cache",
@@ -153,7 +185,18 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
                 len: POSITIONS,
             },
         )?;
-        let r = attn::attend_cached(&gqa, &cache, 0, 3, &q, &NoBias, AttnBuffers { att: &mut att[..2], out: &mut o });
+        let r = attn::attend_cached(
+            &gqa,
+            &cache,
+            0,
+            3,
+            &q,
+            &NoBias,
+            AttnBuffers {
+                att: &mut att[..2],
+                out: &mut o,
+            },
+        );
         expect_err(
             out,
             "attend_cached with a short score row",
@@ -175,7 +218,18 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
         (Mask::Bidirectional, 2),
     ] {
         let cfg = gqa.with_window(window);
-        let r = attn::attend_sequence(&cfg, mask, &qs, k, v, &NoBias, AttnBuffers { att: &mut att, out: &mut os });
+        let r = attn::attend_sequence(
+            &cfg,
+            mask,
+            &qs,
+            k,
+            v,
+            &NoBias,
+            AttnBuffers {
+                att: &mut att,
+                out: &mut os,
+            },
+        );
         lib("attend_sequence", r)?;
         out.f32s("attend_sequence", &os);
         for i in 0..N {
@@ -189,7 +243,7 @@ pub(super) fn attention(out: &mut Out<'_>) -> Result<(), Failure> {
             let qi = &qs[i * Q_DIM..(i + 1) * Q_DIM];
             check_heads("attend_sequence vs f64", oi, |h, w| {
                 let qh = &qi[h * HEAD_DIM..(h + 1) * HEAD_DIM];
-                model_head(qh, k, v, cfg.kv_head(h) * HEAD_DIM, start, end, |_| 0.0, w)
+                model_head(qh, k, v, cfg.kv_head(h) * HEAD_DIM, start..=end, |_| 0.0, w)
             })?;
         }
     }

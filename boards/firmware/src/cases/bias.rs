@@ -7,7 +7,7 @@ use microformer::pos::t5::{self, T5BucketTable, T5Buckets, T5RelativeBias, T5Rel
 use microformer::Error;
 use microformer_testkit::XorShift32;
 
-use super::{ensure, expect_err, lib, pow2, ulp_f32, within};
+use super::check::{ensure, expect_err, lib, pow2, ulp_f32, within};
 use crate::out::{Failure, Out};
 
 const HEAD_COUNTS: [usize; 12] = [1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48];

@@ -9,9 +9,9 @@ use microformer::pos::rope::RopeTable;
 use microformer::pos::rope_scaling::RopeConfig;
 use microformer::Error;
 
-use super::{ensure, expect_err, lib};
+use super::check::{ensure, expect_err, lib};
 use crate::out::{Failure, Out};
-use crate::Aligned;
+use microformer::lm::Aligned;
 
 /// A two-head, one-layer model of width 8, with a Q8 `Wq` and a tokenizer.
 const HEADER: Header = Header {

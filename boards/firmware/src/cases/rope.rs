@@ -11,7 +11,7 @@ use microformer::pos::rope_scaling::{
 use microformer::Error;
 use microformer_testkit::XorShift32;
 
-use super::{ensure, expect_err, identical, lib, pow2, within};
+use super::check::{ensure, expect_err, identical, lib, pow2, within};
 use crate::out::{Failure, Out};
 
 /// Head of 20 dims, the first 16 rotary (partial rotary), θ = 10000.

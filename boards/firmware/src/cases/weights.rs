@@ -6,7 +6,7 @@ use microformer::model::weights::{matvec_f16, matvec_f32};
 use microformer::num::fp16;
 use microformer_testkit::XorShift32;
 
-use super::{identical, identical_bits};
+use super::check::{identical, identical_bits};
 use crate::out::{Failure, Out};
 
 const ROWS: usize = 7; // one block of four rows and a remainder of three
@@ -44,7 +44,7 @@ pub(super) fn f16(out: &mut Out<'_>) -> Result<(), Failure> {
 
     // A matrix with normal and subnormal weights, its rows 4-byte aligned (as
     // an image's are) so that hard-float cores take the `vcvtb`/`vcvtt` kernel.
-    let mut w = crate::Aligned([0u16; ROWS * COLS]);
+    let mut w = microformer::lm::Aligned([0u16; ROWS * COLS]);
     let w = &mut w.0;
     let mut wf = [0f32; ROWS * COLS];
     for (i, (h, f)) in w.iter_mut().zip(&mut wf).enumerate() {
