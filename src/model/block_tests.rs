@@ -3,6 +3,7 @@
 //! hooks), on small images with pseudo-random weights.
 
 use super::*;
+use crate::image::{self, Image};
 use crate::image::{
     slots, Arch, Block, FfnKind, Header, NormKind, PositionHook, Residual, TensorKind,
     TensorSource, FLAG_EMBED_NORM, FLAG_MLP_BIAS, FLAG_OUTPUT_BIAS, FLAG_O_BIAS, FLAG_QKV_BIAS,
