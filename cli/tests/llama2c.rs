@@ -224,7 +224,7 @@ fn int8_kv_cache_flag() {
     ]);
     let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
     let bytes = std::fs::read(&img).unwrap();
-    let buf = AlignedBuf::new(&bytes);
+    let buf = AlignedBuf::from_bytes(&bytes);
     let model = Model::new(Image::parse(buf.bytes()).unwrap()).unwrap();
     let kv = microformer::model::KvFormat::Q8;
     let mut arena = vec![0u8; model.arena_bytes_with(tokens.len(), kv) + 3];
@@ -271,7 +271,7 @@ fn inspect_reports_header_tensors_and_sizes() {
     let img = convert(&dir, case);
     let out = ok(&["inspect", img.to_str().unwrap()]).text();
     let bytes = std::fs::read(&img).unwrap();
-    let buf = AlignedBuf::new(&bytes);
+    let buf = AlignedBuf::from_bytes(&bytes);
     let image = Image::parse(buf.bytes()).unwrap();
     let h = image.header();
     let model_ = Model::new(image).unwrap();
@@ -326,27 +326,7 @@ fn has_row(out: &str, fields: &[&str]) -> bool {
 }
 
 /// A 4-byte aligned copy of some bytes.
-struct AlignedBuf {
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl AlignedBuf {
-    fn new(b: &[u8]) -> Self {
-        let mut buf = vec![0u8; b.len() + 3];
-        let start = buf.as_ptr().align_offset(4);
-        buf[start..start + b.len()].copy_from_slice(b);
-        AlignedBuf {
-            buf,
-            start,
-            len: b.len(),
-        }
-    }
-    fn bytes(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-}
+use microformer_testkit::AlignedBytes as AlignedBuf;
 
 #[test]
 fn q8_conversion_runs_and_is_q8() {

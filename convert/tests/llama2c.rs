@@ -20,31 +20,7 @@ use serde_json::Value;
 const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/");
 
 /// Bytes in a 4-byte aligned buffer.
-#[derive(Clone)]
-struct Buf {
-    words: Vec<u32>,
-    len: usize,
-}
-
-impl Buf {
-    fn zeroed(len: usize) -> Self {
-        Buf {
-            words: vec![0; len.div_ceil(4)],
-            len,
-        }
-    }
-    fn from_bytes(b: &[u8]) -> Self {
-        let mut s = Self::zeroed(b.len());
-        s.bytes_mut().copy_from_slice(b);
-        s
-    }
-    fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice(&self.words)[..self.len]
-    }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
-    }
-}
+use microformer_testkit::AlignedBytes as Buf;
 
 fn read(name: &str) -> Buf {
     let b = std::fs::read(format!("{MODELS}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -280,7 +256,7 @@ fn reduced_context_reproduces_the_prefix() {
     assert_eq!(image.header().seq_len, 64);
     assert_eq!(image.header().train_context, 512);
     // Two tables of (512 - 64) rows × 4 pairs fewer.
-    assert_eq!(full.len - img.len, 2 * 448 * 4 * 4);
+    assert_eq!(full.bytes().len() - img.bytes().len(), 2 * 448 * 4 * 4);
     let model = Model::new(image).unwrap();
     assert_eq!(model.max_context(), 64);
     assert_eq!(greedy(&model, 64), want[..64]);
@@ -640,13 +616,17 @@ fn q8_images_agree_with_f32() {
         let q8_img = convert(&ck, Quant::Q8 { group_size: g });
         let fit_img = convert(&ck, Quant::Q8Fit { group_size: g });
         assert!(
-            q8_img.len < f32_img.len / 2,
+            q8_img.bytes().len() < f32_img.bytes().len() / 2,
             "{} vs {}",
-            q8_img.len,
-            f32_img.len
+            q8_img.bytes().len(),
+            f32_img.bytes().len()
         );
         // Every matrix Q8 (w_down in groups of 4): within the flash goal.
-        assert!(fit_img.len <= FLASH_GOAL, "{}", fit_img.len);
+        assert!(
+            fit_img.bytes().len() <= FLASH_GOAL,
+            "{}",
+            fit_img.bytes().len()
+        );
         let mut variants = vec![
             ("v2 file -> Q8 (w_down f32)", v2_img, true),
             ("Q8 group 64 (w_down f32)", q8_img, true),
@@ -690,8 +670,8 @@ fn q8_images_agree_with_f32() {
             println!(
                 "{name} {label}: top-1 agreement {agree}/{total} = {:.2} %, largest logit error {worst:.4} ({} image bytes, f32 {})",
                 100.0 * rate,
-                img.len,
-                f32_img.len
+                img.bytes().len(),
+                f32_img.bytes().len()
             );
             if *asserted {
                 assert!(model.is_quantized());
@@ -805,10 +785,10 @@ fn f16_images_are_the_rounded_f32_model_bit_for_bit() {
         }
         // Half the f32 image's matrix bytes, plus the f32 norms and tables.
         assert!(
-            f16_img.len < f32_img.len * 52 / 100,
+            f16_img.bytes().len() < f32_img.bytes().len() * 52 / 100,
             "{} vs {}",
-            f16_img.len,
-            f32_img.len
+            f16_img.bytes().len(),
+            f32_img.bytes().len()
         );
         let model = Model::new(img).unwrap();
         assert!(!model.is_quantized());
@@ -828,8 +808,8 @@ fn f16_images_are_the_rounded_f32_model_bit_for_bit() {
         println!(
             "{name} f16: top-1 agreement {agree}/{total} = {:.2} %, largest logit error {worst:.4} ({} image bytes, f32 {})",
             100.0 * rate,
-            f16_img.len,
-            f32_img.len
+            f16_img.bytes().len(),
+            f32_img.bytes().len()
         );
         assert!(rate >= 0.98, "{name} f16: agreement {rate}");
     }

@@ -29,10 +29,10 @@
 //! `run.c` divides by `√head_dim`; the normalisation multiplies by `1/sum`
 //! where `run.c` divides by `sum`; and `expf` is
 //! [`crate::num::exp::fast_expf`] (below 1.5 ulp of `e^x`, not `libm`'s or
-//! glibc's). `tests/llama2c.rs` transcribes `run.c` with these three details
-//! and checks the logits bit for bit, and measures the distance to `run.c`'s
-//! literal arithmetic (5.4e-5 at most on stories260K's reference stream; the
-//! greedy ids are llama2.c's).
+//! glibc's). `convert/tests/llama2c.rs` transcribes `run.c` with these three
+//! details and checks the logits bit for bit, and measures the distance to
+//! `run.c`'s literal arithmetic (the README gives it; the greedy ids are
+//! llama2.c's).
 //!
 //! Query heads that share a kv head (GQA, `n_heads / n_kv_heads` even) are
 //! computed two at a time ([`KvRead::scores2`], [`KvRead::mix2`]): each key and

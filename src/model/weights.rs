@@ -487,13 +487,8 @@ mod tests {
 
     #[test]
     fn f16_matvec_equals_sequential_sum_of_widened_weights_bitwise() {
-        let mut s = 7u32;
-        let mut rnd = || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s
-        };
+        let mut rng = microformer_testkit::XorShift32(7);
+        let mut rnd = || rng.next_u32();
         for (d, n) in [(1, 1), (3, 5), (4, 7), (5, 8), (7, 64), (13, 172), (4, 17)] {
             // finite patterns with |w| < 2, every fifth one subnormal
             let w: Vec<u16> = (0..d * n)
@@ -523,13 +518,8 @@ mod tests {
 
     #[test]
     fn blocked_matvec_equals_sequential_sum_bitwise() {
-        let mut s = 1u32;
-        let mut rnd = || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s as f32 / u32::MAX as f32 - 0.5
-        };
+        let mut rng = microformer_testkit::XorShift32(1);
+        let mut rnd = || rng.centered_unit();
         for (d, n) in [(1, 1), (3, 5), (4, 7), (7, 64), (13, 172)] {
             let w: Vec<f32> = (0..d * n).map(|_| rnd()).collect();
             let x: Vec<f32> = (0..n).map(|_| rnd()).collect();

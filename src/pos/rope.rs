@@ -493,6 +493,54 @@ impl<'a> RopeTable<'a> {
     }
 }
 
+/// Fills f32 RoPE tables exactly as llama2.c's `run.c` computes its rotation
+/// each step (its angles in f32, not the f64 of [`RopeTable::fill`]): for
+/// position `p` and pair `j`, `head_dim = 2j`,
+/// `freq = 1.0f / powf(theta, head_dim / (float)head_size)`,
+/// `val = p * freq` (f32), `cos[p][j] = cosf(val)`, `sin[p][j] = sinf(val)`.
+///
+/// The caller passes the f32 functions: on the host `f32::powf`, `f32::cos`,
+/// `f32::sin` (the system maths library `run.c` links against, so the tables are
+/// bit-identical to `run.c`'s angles); on a device `libm`'s. Fills
+/// `cos.len() / (head_size/2)` positions and returns that count.
+pub fn fill_llama2c(
+    theta: f32,
+    head_size: usize,
+    cos: &mut [f32],
+    sin: &mut [f32],
+    powf: impl Fn(f32, f32) -> f32,
+    cosf: impl Fn(f32) -> f32,
+    sinf: impl Fn(f32) -> f32,
+) -> Result<usize, Error> {
+    if head_size == 0 {
+        return Err(Error::ZeroDimension);
+    }
+    if head_size % 2 != 0 {
+        return Err(Error::OddDimension { dim: head_size });
+    }
+    let pairs = head_size / 2;
+    if cos.len() != sin.len() || cos.len() % pairs != 0 {
+        return Err(Error::LengthMismatch {
+            expected: cos.len().next_multiple_of(pairs),
+            got: sin.len(),
+        });
+    }
+    for (p, (crow, srow)) in cos
+        .chunks_exact_mut(pairs)
+        .zip(sin.chunks_exact_mut(pairs))
+        .enumerate()
+    {
+        for (j, (c, s)) in crow.iter_mut().zip(srow.iter_mut()).enumerate() {
+            let head_dim = (2 * j) as f32;
+            let freq = 1.0f32 / powf(theta, head_dim / head_size as f32);
+            let val = p as f32 * freq;
+            *c = cosf(val);
+            *s = sinf(val);
+        }
+    }
+    Ok(cos.len() / pairs)
+}
+
 /// Q15 cos/sin rows, row-major `[position][pair]` (see the [module docs](self)).
 #[derive(Debug, Clone, Copy)]
 pub struct RopeTableQ15<'a> {

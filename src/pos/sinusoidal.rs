@@ -36,8 +36,7 @@
 //!   `p = 65535`): within 1e-6 of the exact value at every position up to 65535
 //!   (tested in `tests/bias_and_absolute.rs` for dim 16 and 64). Note that
 //!   PyTorch builds the split table in float32 (f32 `exp`, f32 angle), so the
-//!   Hugging Face table itself is off the exact value by up to `|angle|·2^-21`
-//!   (1.4e-6 measured at row 58 of a 16-dim table).
+//!   Hugging Face table itself is off the exact value by up to `|angle|·2^-21`.
 //! - Q15: phase error ≤ 0.5 + `p·2^-32` units of `2^-32` turn (negligible), then
 //!   ≤ 1.2 LSB from the quarter-wave table: ≤ 2 LSB (`2^-14`) against the exact
 //!   value at every position up to 65535 (`+1.0` saturates to 32767).
@@ -265,9 +264,9 @@ pub fn fill_split(
 ///
 /// This is the table a checkpoint trained with that code saw, so it is the one to
 /// use to reproduce its logits; it departs from the exact table ([`fill_split`]) by
-/// the float32 angle rounding, up to ≈ `|angle|·2^-22` (1.4e-6 at row 62 of a
-/// 16-dim table). Against Hugging Face's own table it agrees within one f32 ulp of
-/// 1.0 (6e-8, `tests/bias_and_absolute.rs`). Errors as [`fill_split`].
+/// the float32 angle rounding, up to ≈ `|angle|·2^-22`. Against Hugging Face's
+/// own table it agrees within one f32 ulp of 1.0 (`tests/bias_and_absolute.rs`).
+/// Errors as [`fill_split`].
 pub fn fill_split_float32(
     num_positions: usize,
     dim: usize,

@@ -86,8 +86,7 @@ pub fn main<P: Port, const ARENA: usize, const VOCAB: usize, const PROMPT: usize
     defmt::println!("microformer on {=str}", name);
     let mut board = Rtt {
         port,
-        line: [0; LINE],
-        len: 0,
+        line: heapless::Vec::new(),
     };
     let code = app::main(image, context, settings, memory, &mut board);
     P::finish(code)
@@ -132,30 +131,30 @@ pub const LINE: usize = 96;
 /// The text on RTT, in lines, and on the serial port.
 struct Rtt<P: Port> {
     port: P,
-    line: [u8; LINE],
-    len: usize,
+    line: heapless::Vec<u8, LINE>,
 }
 
 impl<P: Port> Rtt<P> {
     fn flush(&mut self) {
-        let text = self.line.get(..self.len).unwrap_or(&[]);
-        match core::str::from_utf8(text) {
+        match core::str::from_utf8(&self.line) {
             Ok(s) => defmt::println!("{=str}", s),
-            Err(_) => defmt::println!("{=[u8]:a}", text),
+            Err(_) => defmt::println!("{=[u8]:a}", &self.line[..]),
         }
-        self.len = 0;
+        self.line.clear();
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        if bytes.len() > LINE - self.len && self.len > 0 {
+        if bytes.len() > LINE - self.line.len() && !self.line.is_empty() {
             self.flush();
         }
         for chunk in bytes.chunks(LINE) {
-            if let Some(dst) = self.line.get_mut(self.len..self.len + chunk.len()) {
-                dst.copy_from_slice(chunk);
-                self.len += chunk.len();
+            // A chunk fits (the line was flushed above, or when it filled); if
+            // not, it starts a new line.
+            if self.line.extend_from_slice(chunk).is_err() {
+                self.flush();
+                let _ = self.line.extend_from_slice(chunk);
             }
-            if self.len == LINE {
+            if self.line.is_full() {
                 self.flush();
             }
         }
@@ -176,7 +175,7 @@ impl<P: Port> app::Board for Rtt<P> {
     }
 
     fn text_end(&mut self, _generated: bool) {
-        if self.len > 0 {
+        if !self.line.is_empty() {
             self.flush();
         }
         self.port.serial(b"\r\n");

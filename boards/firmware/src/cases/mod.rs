@@ -18,6 +18,9 @@ mod bias;
 pub(crate) mod check;
 mod image;
 mod rope;
+mod rope2d;
+mod rope_common;
+mod rope_scaling;
 mod weights;
 
 macro_rules! cases {
@@ -48,9 +51,9 @@ cases! {
     ROPE_PHASES => rope::phases,
     /// Scaling rules: `inv_freq` and attention factors of default, linear, dynamic, YaRN,
     /// Llama 3 and LongRoPE, with the identities each rule implies, and config errors.
-    ROPE_SCALING => rope::scaling,
+    ROPE_SCALING => rope_scaling::scaling,
     /// 2-D axial RoPE (f32 and Q15): column half = 1-D RoPE, row half follows the row.
-    ROPE_2D => rope::two_d,
+    ROPE_2D => rope2d::two_d,
     /// Sinusoidal tables in f32, interleaved and split (XGLM padding row): within
     /// `2^-25 + p·ω·2^-50` of the exact value.
     SINUSOIDAL_F32 => absolute::sinusoidal_f32,
