@@ -1,5 +1,5 @@
 //! Running a tiny language model in ten lines: the image in flash
-//! ([`include_image!`]), one statically sized block of RAM ([`Memory`]) and a
+//! ([`crate::include_image!`]), one statically sized block of RAM ([`Memory`]) and a
 //! [`Generator`] that yields tokens with their text.
 //!
 //! ```ignore
@@ -28,10 +28,11 @@ use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{self, Tokenizer};
 use crate::Error;
 
-/// `T` at an address aligned to 16 (an image needs 4; 16 suits every kernel):
-/// what [`include_image!`] puts in flash.
+/// `T` at a 4-byte aligned address, as [`crate::image::Image::parse`] requires
+/// (tensors inside an image are aligned relative to its start): what
+/// [`crate::include_image!`] puts in flash.
 #[derive(Debug)]
-#[repr(C, align(16))]
+#[repr(C, align(4))]
 pub struct Aligned<T: ?Sized>(pub T);
 
 /// A model image file embedded at compile time, aligned for
@@ -213,7 +214,7 @@ pub fn buffer_sizes(model: &Model<'_>, prompt_bytes: usize, kv: KvFormat) -> [us
 
 impl<'a> Model<'a> {
     /// [`Image::parse`] then [`Model::new`]: the model in the image bytes
-    /// `bytes` (4-byte aligned, e.g. from [`include_image!`]).
+    /// `bytes` (4-byte aligned, e.g. from [`crate::include_image!`]).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         Model::new(Image::parse(bytes)?)
     }

@@ -493,7 +493,7 @@ impl KvWrite for KvCache<'_> {
 }
 
 /// Keys and values of a whole sequence, `[position][kv_dim]` each (one layer:
-/// pass layer 0), for [`attend_sequence`] or any caller that has them at hand.
+/// pass layer 0), for [`super::attend_sequence`] or any caller that has them at hand.
 #[derive(Debug, Clone, Copy)]
 pub struct KvSlices<'s> {
     keys: &'s [f32],

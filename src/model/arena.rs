@@ -4,7 +4,7 @@
 use crate::Error;
 
 /// How many values of each buffer a session of some context needs, in carving
-/// order. [`ArenaLayout::bytes`] sizes an arena, [`ArenaLayout::carve`] splits
+/// order. [`ArenaLayout::bytes`] sizes an arena, the session's constructor splits
 /// one: both read this one list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArenaLayout {

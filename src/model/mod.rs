@@ -9,7 +9,7 @@
 //! ```
 //!
 //! One forward step serves every model the image format describes; the
-//! header's [`Block`] picks the parts (all zero: the Llama block, which is
+//! header's [`crate::image::Block`] picks the parts (all zero: the Llama block, which is
 //! llama2.c's `run.c` (f32 weights) and `runq.c` (Q8_0 weights), operation for
 //! operation):
 //!
@@ -29,7 +29,7 @@
 //!    hook *score bias* ([`crate::pos::alibi::AlibiBias`]: ALiBi `−m_h·(i − j)`
 //!    from the image's slopes), softmax, weighted values, sliding window from the
 //!    header); `a = Wo·att (+ bo)`; then, by
-//!    [`Residual`]:
+//!    [`crate::image::Residual`]:
 //!    - sequential: `x += a`; `xb = norm₂(x)`; `x += ffn(xb)`;
 //!    - parallel, one norm (GPT-J, Phi): `x = (a + ffn(norm₁(x))) + x`;
 //!    - parallel, two norms (GPT-NeoX): `x = (ffn(norm₂(x)) + a) + x`

@@ -14,7 +14,7 @@ use super::arena::ArenaLayout;
 use super::norm::{layernorm, layernorm_in_place, rmsnorm, rmsnorm_in_place};
 use super::weights::{self, LayerWeights, Matrix, NormWeights};
 
-/// How a [`Session`] stores its KV cache.
+/// How a [`super::Session`] stores its KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum KvFormat {
@@ -115,8 +115,8 @@ impl<'a> Model<'a> {
     /// Validates that `image` is a runnable model and resolves its tensors: a
     /// supported architecture, every tensor its header calls for present with a
     /// usable dtype (norms, biases, position tables and slopes f32; matrices f32,
-    /// Q8 or f16), position tables covering `seq_len` positions, at most
-    /// [`MAX_LAYERS`] layers.
+    /// Q8 or f16), position tables covering `seq_len` positions; every layer's
+    /// tensors checked once.
     pub fn new(image: Image<'a>) -> Result<Self, Error> {
         let h = *image.header();
         // `Arch::Llama` is the only architecture `Image::parse` accepts.
@@ -288,7 +288,7 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Exact arena bytes a [`Session`] of `context` positions needs when the
+    /// Exact arena bytes a [`super::Session`] of `context` positions needs when the
     /// arena starts 4-byte aligned (e.g. a `[u32]` or `[f32]` cast to bytes); an
     /// unaligned arena needs up to 3 more. Saturates at `usize::MAX`.
     pub fn arena_bytes(&self, context: usize) -> usize {
@@ -296,7 +296,7 @@ impl<'a> Model<'a> {
     }
 
     /// [`Model::arena_bytes`] for a session whose KV cache has format `kv`
-    /// ([`Session::with_kv`]).
+    /// ([`super::Session::with_kv`]).
     pub fn arena_bytes_with(&self, context: usize, kv: KvFormat) -> usize {
         self.arena_layout(context, kv).bytes()
     }

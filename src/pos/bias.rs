@@ -3,7 +3,7 @@
 /// A bias added to every scaled attention score before the softmax: the
 /// score-bias hook.
 ///
-/// Implemented by [`NoBias`], [`alibi::AlibiBias`], [`t5::T5Bias`], and every
+/// Implemented by [`NoBias`], [`super::alibi::AlibiBias`], [`super::t5::T5Bias`], and every
 /// `Fn(head, query_pos, key_pos) -> f32` (positions are absolute: a cached
 /// decoding step passes its own position and the key's).
 pub trait ScoreBias {

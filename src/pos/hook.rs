@@ -5,7 +5,7 @@ use super::{alibi, learned, rope};
 /// The position hook of a model, resolved once from its image.
 ///
 /// Exactly one scheme feeds a model (the three hooks of the [module
-/// docs](self)); `None` is a model with no positional information at all
+/// docs](crate::pos)); `None` is a model with no positional information at all
 /// (causal attention alone).
 #[derive(Debug, Clone, Copy)]
 pub enum Position<'a> {

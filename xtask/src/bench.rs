@@ -410,6 +410,67 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
 mod tests {
     use super::*;
 
+    /// `instructions_per_token` of the committed row `core model quant kv steps`.
+    fn committed(rows: &[serde_json::Value], key: (&str, &str, &str, &str, u64)) -> u64 {
+        rows.iter()
+            .find(|r| {
+                (r["core"].as_str(), r["model"].as_str(), r["quant"].as_str())
+                    == (Some(key.0), Some(key.1), Some(key.2))
+                    && r["kv"].as_str() == Some(key.3)
+                    && r["steps"].as_u64() == Some(key.4)
+            })
+            .and_then(|r| r["instructions_per_token"].as_u64())
+            .unwrap_or_else(|| panic!("docs/benchmarks.json has no row {key:?}"))
+    }
+
+    /// README.md's benchmark summary quotes `docs/benchmarks.json`, which
+    /// `cargo xtask bench --write` writes: a figure that goes stale fails here.
+    #[test]
+    fn readme_figures_are_the_committed_benchmarks() {
+        let root = crate::util::root();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let json = std::fs::read_to_string(root.join("docs/benchmarks.json")).unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let mut checked = 0;
+        for (model, steps) in [
+            ("aidreams260K", 128),
+            ("stories260K", 200),
+            ("stories260K", 512),
+        ] {
+            let label = format!("| {model}, {steps} greedy |");
+            let line = readme
+                .lines()
+                .find(|l| l.starts_with(&label))
+                .unwrap_or_else(|| panic!("README.md has no benchmark row {label}"));
+            let cells: Vec<String> = line
+                .split('|')
+                .map(|c| c.trim().trim_matches('*').to_owned())
+                .collect();
+            // | model | llama2.c M4F | M4F f32 | M33 f32 | llama2.c M3 | M3 q8 |
+            let m4f = committed(&rows, ("cortex-m4f", model, "f32", "f32", steps));
+            let m33 = committed(&rows, ("cortex-m33", model, "f32", "f32", steps));
+            let m3 = committed(&rows, ("cortex-m3", model, "q8", "f32", steps));
+            assert_eq!(cells[3], millions(m4f), "{label} M4F");
+            assert_eq!(cells[4], millions(m33), "{label} M33");
+            assert_eq!(cells[6], millions(m3), "{label} M3");
+            checked += 1;
+        }
+        let target = committed(&rows, ("cortex-m4f", "stories260K", "f32", "f32", 512));
+        let spaced = target
+            .to_string()
+            .as_bytes()
+            .rchunks(3)
+            .rev()
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            readme.contains(&format!("**{spaced}** instructions")),
+            "README.md's target line does not quote {spaced}"
+        );
+        assert_eq!(checked, 3);
+    }
+
     #[test]
     fn measures_the_same_rows() {
         let all = plan(false, None);

@@ -67,7 +67,7 @@ pub fn kernels(clock: &dyn Fn() -> u64, mut report: impl FnMut(Timing)) -> Resul
         )?;
     }
     report(Timing {
-        kernel: "RoPE f32 table, RopeTable::rotate_heads (interleaved)",
+        kernel: "RoPE f32 table, rotate_heads (interleaved)",
         per: "pair",
         instructions_x100: per(clock() - start, rotated_pairs),
     });

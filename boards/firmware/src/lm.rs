@@ -232,7 +232,10 @@ pub fn run(
             n += 1;
         }
         let ids: &[u32] = tokens;
-        (Prompt::Ids(&ids[..n]), &mut [][..])
+        let ids = ids
+            .get(..n)
+            .ok_or(RunError::Prompt(Error::InvalidParameter))?;
+        (Prompt::Ids(ids), &mut [][..])
     } else {
         (Prompt::Text(settings.prompt), tokens)
     };

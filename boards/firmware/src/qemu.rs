@@ -83,11 +83,12 @@ macro_rules! qemu_main {
             // cortex-m-rt hands each `static mut` declared here over as a `&'static mut`.
             static mut MEMORY: inputs::Memory = inputs::Memory::new();
             static mut CMDLINE: $crate::qemu::Cmdline = $crate::qemu::Cmdline::new();
+            static BOARD: $crate::qemu::Board = $crate::qemu::Board {
+                name: $name,
+                systick_hz: $systick_hz,
+            };
             $crate::qemu::main(
-                $crate::qemu::Board {
-                    name: $name,
-                    systick_hz: $systick_hz,
-                },
+                &BOARD,
                 &inputs::MODEL.0,
                 inputs::CONTEXT,
                 &inputs::SETTINGS,
@@ -113,7 +114,7 @@ pub struct Board {
 /// embedded, the model at up to `context` positions with `settings` overridden by
 /// the command line, its text on QEMU's stderr. Ends QEMU with the exit code.
 pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
-    board: Board,
+    board: &Board,
     image: &[u8],
     context: usize,
     settings: &Settings<'static>,
