@@ -1,5 +1,7 @@
 //! The attention block's head layout, score scaling and window.
 
+use core::num::NonZeroUsize;
+
 use crate::Error;
 
 /// Head layout and score scaling of one attention block.
@@ -7,7 +9,9 @@ use crate::Error;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct AttnConfig {
     n_heads: usize,
-    n_kv_heads: usize,
+    /// Query heads per kv head (`n_heads / n_kv_heads`): non-zero, so that the
+    /// head mapping divides without a panic path.
+    group: NonZeroUsize,
     head_dim: usize,
     window: usize,
     divisor: f32,
@@ -27,9 +31,10 @@ impl AttnConfig {
         if n_heads % n_kv_heads != 0 {
             return Err(Error::InconsistentDimensions);
         }
+        let group = NonZeroUsize::new(n_heads / n_kv_heads).ok_or(Error::InconsistentDimensions)?;
         Ok(AttnConfig {
             n_heads,
-            n_kv_heads,
+            group,
             head_dim,
             window: 0,
             divisor: libm::sqrtf(head_dim as f32),
@@ -62,7 +67,12 @@ impl AttnConfig {
 
     /// Key/value heads.
     pub const fn n_kv_heads(&self) -> usize {
-        self.n_kv_heads
+        self.n_heads / self.group.get()
+    }
+
+    /// Query heads per kv head (`n_heads / n_kv_heads`).
+    pub const fn group(&self) -> usize {
+        self.group.get()
     }
 
     /// Dimension of one head.
@@ -92,12 +102,12 @@ impl AttnConfig {
 
     /// Key/value width `n_kv_heads · head_dim`.
     pub const fn kv_dim(&self) -> usize {
-        self.n_kv_heads * self.head_dim
+        self.n_kv_heads() * self.head_dim
     }
 
     /// The kv head that query head `head` reads.
     pub const fn kv_head(&self, head: usize) -> usize {
-        head / (self.n_heads / self.n_kv_heads)
+        head / self.group.get()
     }
 
     /// First key position a query at `pos` sees under a causal mask.

@@ -163,7 +163,7 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
     let hd = cfg.head_dim();
     let n = end + 1 - start;
     let got = att.len();
-    let pairs = (cfg.n_heads() / cfg.n_kv_heads()) % 2 == 0 && got >= 2 * n;
+    let pairs = cfg.group() % 2 == 0 && got >= 2 * n;
     let att = att
         .get_mut(..if pairs { 2 * n } else { n })
         .ok_or(Error::BufferTooSmall { needed: n, got })?;

@@ -46,9 +46,10 @@ impl Quantized<'_> {
         };
         let n = x.len();
         let got = self.values.len();
-        let (Some(values), Some(scales)) =
-            (self.values.get_mut(..n), self.scales.get_mut(..n / group))
-        else {
+        let (Some(values), Some(scales)) = (
+            self.values.get_mut(..n),
+            self.scales.get_mut(..n.checked_div(group).unwrap_or(0)),
+        ) else {
             return Err(Error::BufferTooSmall { needed: n, got });
         };
         if self.group != group {

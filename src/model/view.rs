@@ -158,7 +158,7 @@ impl<'a> Model<'a> {
             if let Some(g) = m.q8_group() {
                 let q = q8.get_or_insert_with(Q8Input::default);
                 q.cols = q.cols.max(m.cols());
-                q.scales = q.scales.max(m.cols() / g);
+                q.scales = q.scales.max(m.cols().checked_div(g).unwrap_or(0));
             }
         };
         note(&embedding);
