@@ -139,6 +139,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             PositionHook::Rope => "rope (rotation)".to_string(),
             PositionHook::Alibi => "alibi (score bias)".to_string(),
             PositionHook::Table => format!("table (embedding, row position + {})", b.pos_offset),
+            PositionHook::None => "none (causal attention alone)".to_string(),
         }
     );
     if b.embed_scale != 0.0 {

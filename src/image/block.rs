@@ -59,6 +59,9 @@ pub enum PositionHook {
     /// Add `PosEmbedding` row `position + pos_offset` to the token embedding;
     /// `rotary_dim` 0.
     Table = 2,
+    /// No positional information at all (NoPE: causal attention alone, Haviv et
+    /// al. 2022, Kazemnejad et al. 2023); `rotary_dim` 0, no position tensor.
+    None = 3,
 }
 
 /// The shape of a transformer block beyond the header's dimensions: header
@@ -139,6 +142,7 @@ impl Block {
                 0 => PositionHook::Rope,
                 1 => PositionHook::Alibi,
                 2 => PositionHook::Table,
+                3 => PositionHook::None,
                 _ => return Err(Error::Malformed),
             },
             pos_offset: w[1],

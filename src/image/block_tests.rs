@@ -89,6 +89,16 @@ fn block_words_round_trip() {
         w[94] = kind;
         assert_eq!(Header::parse(&w).unwrap().block.residual, residual);
     }
+    for (byte, position) in [
+        (0u8, PositionHook::Rope),
+        (1, PositionHook::Alibi),
+        (2, PositionHook::Table),
+        (3, PositionHook::None),
+    ] {
+        // Word 18: norm, ffn, residual, position (little-endian bytes).
+        let words = [u32::from_le_bytes([1, 1, 0, byte]), 0, 0, 0];
+        assert_eq!(Block::from_words(words).unwrap().position, position);
+    }
 }
 
 #[test]
@@ -226,7 +236,8 @@ fn gpt_image_round_trip() {
 #[test]
 fn inconsistent_blocks_are_rejected() {
     let b = gpt().to_bytes();
-    for (at, v) in [(92, 3u8), (93, 3), (94, 3), (95, 3)] {
+    // The first value past each byte's enum (position: 3 is NoPE).
+    for (at, v) in [(92, 3u8), (93, 3), (94, 3), (95, 4)] {
         let mut w = b;
         w[at] = v;
         assert_eq!(

@@ -403,6 +403,16 @@ fn every_block_shape_matches_the_f64_model() {
             ),
         ),
     ];
+    cases.push((
+        "nope: no position hook, RMSNorm, SwiGLU, GQA",
+        header(
+            0,
+            4,
+            2,
+            0,
+            block(Rms, SwiGlu, Sequential, PositionHook::None),
+        ),
+    ));
     cases[1].1.block.attn_scale = 1.0;
     cases[2].1.block.pos_offset = 2;
     cases[2].1.block.embed_scale = 2.0;
@@ -534,4 +544,50 @@ fn layernorm_and_gelu_formulas() {
         .map(|i| (gelu(i as f32 / 10.0) - gelu_tanh(i as f32 / 10.0)).abs())
         .fold(0.0f32, f32::max);
     assert!(gap > 1e-4 && gap < 1e-3, "{gap}");
+}
+
+#[test]
+fn without_a_position_hook_only_position_zero_matches_rope() {
+    // The same weights read as RoPE and as NoPE: at position 0 the rotation is
+    // the identity (cos 1, sin 0), so both agree; later positions differ — the
+    // hook is what tells positions apart.
+    let rope = header(0, 4, 2, 4, Block::LLAMA);
+    let nope = Header {
+        rotary_dim: 0,
+        block: Block {
+            position: PositionHook::None,
+            ..Block::LLAMA
+        },
+        ..rope
+    };
+    let weights = tensors(&rope);
+    let logits = |h: &Header| -> Vec<Vec<f32>> {
+        let mut t = weights.clone();
+        // NoPE's image has no RoPE tables; every other tensor is the same.
+        t.retain(|&(kind, _), _| {
+            h.block.position == PositionHook::Rope
+                || ![TensorKind::RopeCos as u16, TensorKind::RopeSin as u16].contains(&kind)
+        });
+        let words = write_image(h, &t);
+        let model = Model::new(Image::parse(bytemuck::cast_slice(&words)).unwrap()).unwrap();
+        let mut arena = vec![0u32; model.arena_bytes(CONTEXT) / 4 + 1];
+        let mut s = Session::new(&model, bytemuck::cast_slice_mut(&mut arena), CONTEXT).unwrap();
+        [3u32, 7, 1, 10, 0, 4]
+            .iter()
+            .map(|&t| s.step(t).unwrap().to_vec())
+            .collect()
+    };
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    let (r, n) = (logits(&rope), logits(&nope));
+    assert_eq!(diff(&r[0], &n[0]), 0.0, "position 0");
+    assert!(
+        diff(&r[5], &n[5]) > 1e-2,
+        "position 5: {}",
+        diff(&r[5], &n[5])
+    );
 }

@@ -321,6 +321,7 @@ impl<'a> Model<'a> {
 fn position<'a>(image: &Image<'a>, h: &Header, d: &Dims) -> Result<Position<'a>, Error> {
     let opt = |kind| weights::optional_vector(image, kind, 0);
     Ok(match h.block.position {
+        PositionHook::None => Position::None,
         PositionHook::Rope if h.rotary_dim == 0 => Position::None,
         PositionHook::Rope => {
             let pairs = h.rotary_dim as usize / 2;
