@@ -22,7 +22,6 @@
 //! llama2.c's `decode` + `safe_printf` print it.
 
 use crate::generate::{Generated, Loop};
-use crate::image::Image;
 use crate::model::{KvFormat, Model, Session};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{self, Tokenizer};
@@ -210,14 +209,6 @@ pub fn buffer_sizes(model: &Model<'_>, prompt_bytes: usize, kv: KvFormat) -> [us
         vocab,
         2 * tokenizer::max_encoded_len(prompt_bytes),
     ]
-}
-
-impl<'a> Model<'a> {
-    /// [`Image::parse`] then [`Model::new`]: the model in the image bytes
-    /// `bytes` (4-byte aligned, e.g. from [`crate::include_image!`]).
-    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
-        Model::new(Image::parse(bytes)?)
-    }
 }
 
 /// One generated token: the token before it, itself, and the bytes llama2.c

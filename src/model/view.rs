@@ -195,6 +195,12 @@ impl<'a> Model<'a> {
         })
     }
 
+    /// [`Image::parse`] then [`Model::new`]: the model in the image bytes
+    /// `bytes` (4-byte aligned, e.g. from [`crate::include_image!`]).
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        Model::new(Image::parse(bytes)?)
+    }
+
     /// The image.
     pub const fn image(&self) -> &Image<'a> {
         &self.image

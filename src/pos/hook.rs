@@ -25,14 +25,3 @@ pub enum Position<'a> {
     /// ALiBi biases added to the scores.
     Alibi(alibi::AlibiBias<'a>),
 }
-
-impl Position<'_> {
-    /// Positions the hook covers (`usize::MAX` for hooks without a table).
-    pub fn positions(&self) -> usize {
-        match self {
-            Position::Table(t) => t.positions(),
-            Position::Rope { table, .. } => table.positions(),
-            Position::None | Position::Alibi(_) => usize::MAX,
-        }
-    }
-}

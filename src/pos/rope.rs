@@ -113,23 +113,43 @@ pub const fn entry_q15(inv_freq: f64, attention_factor: f64, position: usize) ->
     )
 }
 
-/// Mutable pairs of a head in one layout (private iterator).
-enum PairsMut<'h, T> {
-    Interleaved(core::slice::ChunksExactMut<'h, T>),
-    HalfSplit(core::iter::Zip<core::slice::IterMut<'h, T>, core::slice::IterMut<'h, T>>),
+/// Some pairs of a head in one layout: the interleaved dims `(2i, 2i+1)`, or
+/// the two halves `(i, i + d/2)` of a half-split rotary part.
+enum Pairs<'h, T> {
+    Interleaved(&'h mut [T]),
+    HalfSplit(&'h mut [T], &'h mut [T]),
 }
 
-impl<'h, T> Iterator for PairsMut<'h, T> {
-    type Item = (&'h mut T, &'h mut T);
-
-    #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            PairsMut::Interleaved(chunks) => {
-                let (a, rest) = chunks.next()?.split_first_mut()?;
-                Some((a, rest.first_mut()?))
+impl<'h, T> Pairs<'h, T> {
+    /// Every pair of a rotary part `rot` (`2·pairs` dims).
+    #[inline(always)]
+    fn whole(layout: RopeLayout, rot: &'h mut [T]) -> Self {
+        match layout {
+            RopeLayout::Interleaved => Pairs::Interleaved(rot),
+            RopeLayout::HalfSplit => {
+                let (lo, hi) = rot.split_at_mut(rot.len() / 2);
+                Pairs::HalfSplit(lo, hi)
             }
-            PairsMut::HalfSplit(zip) => zip.next(),
+        }
+    }
+
+    /// `f(a, b, coefficient)` for each pair in order, with the coefficients
+    /// zipped in: the one traversal every rotation of this module uses.
+    #[inline(always)]
+    fn for_each<C>(self, coefs: impl IntoIterator<Item = C>, mut f: impl FnMut(&mut T, &mut T, C)) {
+        match self {
+            Pairs::Interleaved(rot) => {
+                for (pair, c) in rot.chunks_exact_mut(2).zip(coefs) {
+                    if let [a, b] = pair {
+                        f(a, b, c);
+                    }
+                }
+            }
+            Pairs::HalfSplit(lo, hi) => {
+                for ((a, b), c) in lo.iter_mut().zip(hi.iter_mut()).zip(coefs) {
+                    f(a, b, c);
+                }
+            }
         }
     }
 }
@@ -144,7 +164,7 @@ fn pairs_mut<T>(
     start: usize,
     count: usize,
     head: &mut [T],
-) -> Result<PairsMut<'_, T>, Error> {
+) -> Result<Pairs<'_, T>, Error> {
     let head_dim = head.len();
     let rotary_dim = pairs.saturating_mul(2);
     let rotary = head.get_mut(..rotary_dim).ok_or(Error::RotaryDimTooLarge {
@@ -160,14 +180,14 @@ fn pairs_mut<T>(
     }
     Ok(match layout {
         RopeLayout::Interleaved => {
-            let part = rotary.get_mut(2 * start..2 * end).unwrap_or_default();
-            PairsMut::Interleaved(part.chunks_exact_mut(2))
+            Pairs::Interleaved(rotary.get_mut(2 * start..2 * end).unwrap_or_default())
         }
         RopeLayout::HalfSplit => {
             let (lo, hi) = rotary.split_at_mut(pairs);
-            let lo = lo.get_mut(start..end).unwrap_or_default();
-            let hi = hi.get_mut(start..end).unwrap_or_default();
-            PairsMut::HalfSplit(lo.iter_mut().zip(hi.iter_mut()))
+            Pairs::HalfSplit(
+                lo.get_mut(start..end).unwrap_or_default(),
+                hi.get_mut(start..end).unwrap_or_default(),
+            )
         }
     })
 }
@@ -198,12 +218,8 @@ pub fn rotate_pairs_f32(
     head: &mut [f32],
 ) -> Result<(), Error> {
     check_cos_sin(cos.len(), sin.len())?;
-    for (((a, b), &c), &s) in pairs_mut(layout, pairs, start, cos.len(), head)?
-        .zip(cos)
-        .zip(sin)
-    {
-        rotate_f32(a, b, c, s);
-    }
+    pairs_mut(layout, pairs, start, cos.len(), head)?
+        .for_each(cos.iter().zip(sin), |a, b, (&c, &s)| rotate_f32(a, b, c, s));
     Ok(())
 }
 
@@ -253,21 +269,7 @@ fn rotate_each_head<T>(
         let Some(rot) = head.get_mut(..2 * pairs) else {
             return;
         };
-        match layout {
-            RopeLayout::Interleaved => {
-                for ((pair, c), s) in rot.chunks_exact_mut(2).zip(cos).zip(sin) {
-                    if let [a, b] = pair {
-                        rotate(a, b, c, s);
-                    }
-                }
-            }
-            RopeLayout::HalfSplit => {
-                let (lo, hi) = rot.split_at_mut(pairs);
-                for (((a, b), c), s) in lo.iter_mut().zip(hi.iter_mut()).zip(cos).zip(sin) {
-                    rotate(a, b, c, s);
-                }
-            }
-        }
+        Pairs::whole(layout, rot).for_each(cos.iter().zip(sin), |a, b, (c, s)| rotate(a, b, c, s));
     }
 }
 
@@ -281,12 +283,10 @@ pub fn rotate_pairs_q15(
     head: &mut [Q15],
 ) -> Result<(), Error> {
     check_cos_sin(cos.len(), sin.len())?;
-    for (((a, b), &c), &s) in pairs_mut(layout, pairs, start, cos.len(), head)?
-        .zip(cos)
-        .zip(sin)
-    {
-        (*a, *b) = fixed::rotate_q15(*a, *b, c, s);
-    }
+    pairs_mut(layout, pairs, start, cos.len(), head)?
+        .for_each(cos.iter().zip(sin), |a, b, (&c, &s)| {
+            (*a, *b) = fixed::rotate_q15(*a, *b, c, s)
+        });
     Ok(())
 }
 
@@ -769,10 +769,10 @@ impl<'a> RopePhases<'a> {
     ) -> Result<(), Error> {
         let p = Self::position_u32(position)?;
         let pairs = self.steps.len();
-        for ((a, b), &step) in pairs_mut(layout, pairs, 0, pairs, head)?.zip(self.steps) {
+        pairs_mut(layout, pairs, 0, pairs, head)?.for_each(self.steps, |a, b, &step| {
             let (c, s) = self.cos_sin_at(step, p);
             (*a, *b) = fixed::rotate_q15(*a, *b, c, s);
-        }
+        });
         Ok(())
     }
 }
