@@ -47,6 +47,8 @@ pub fn kind_name(k: TensorKind) -> &'static str {
         FinalNormBias => "final_norm_bias",
         OutputBias => "output_bias",
         AlibiSlopes => "alibi_slopes",
+        T5Buckets => "t5_buckets",
+        T5Bias => "t5_bias",
         AttnNormBias => "attn_norm_bias",
         Bo => "bo",
         FfnNormBias => "ffn_norm_bias",
@@ -140,6 +142,10 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             PositionHook::Alibi => "alibi (score bias)".to_string(),
             PositionHook::Table => format!("table (embedding, row position + {})", b.pos_offset),
             PositionHook::None => "none (causal attention alone)".to_string(),
+            PositionHook::T5 => format!(
+                "t5 (score bias, {} causal buckets, max_distance {})",
+                b.t5.num_buckets, b.t5.max_distance
+            ),
         }
     );
     if b.embed_scale != 0.0 {

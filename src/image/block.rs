@@ -1,6 +1,6 @@
 //! The block shape: how one transformer layer is built beyond the header's
 //! dimensions (norm, feed-forward network, residual wiring, position hook and two
-//! scales), stored in header words 18 to 21.
+//! scales), stored in header words 18 to 22.
 
 use crate::Error;
 
@@ -62,10 +62,47 @@ pub enum PositionHook {
     /// No positional information at all (NoPE: causal attention alone, Haviv et
     /// al. 2022, Kazemnejad et al. 2023); `rotary_dim` 0, no position tensor.
     None = 3,
+    /// Add the T5 relative-position bias `T5Bias[bucket(j − i)][h]` to the
+    /// scores, buckets read from the precomputed `T5Buckets` table (causal, the
+    /// block's [`Block::t5`] parameters); `rotary_dim` 0.
+    T5 = 4,
+}
+
+/// The T5 bucketing of a [`PositionHook::T5`] block (header word 22: buckets in
+/// the low half, `max_distance` in the high half; zero for every other hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct T5Params {
+    /// `relative_attention_num_buckets`: rows of the `T5Bias` table.
+    pub num_buckets: u16,
+    /// `relative_attention_max_distance`: the `T5Buckets` table holds the
+    /// buckets of distances `0..=max_distance` (farther keys share the last).
+    pub max_distance: u16,
+}
+
+impl T5Params {
+    /// No T5 bucketing (every hook but [`PositionHook::T5`]).
+    pub const NONE: T5Params = T5Params {
+        num_buckets: 0,
+        max_distance: 0,
+    };
+
+    /// The header word.
+    pub const fn to_word(self) -> u32 {
+        self.num_buckets as u32 | (self.max_distance as u32) << 16
+    }
+
+    /// Decodes the header word.
+    pub const fn from_word(w: u32) -> T5Params {
+        T5Params {
+            num_buckets: w as u16,
+            max_distance: (w >> 16) as u16,
+        }
+    }
 }
 
 /// The shape of a transformer block beyond the header's dimensions: header
-/// words 18 to 21. All zero ([`Block::LLAMA`]) is the Llama block: a Llama header
+/// words 18 to 22. All zero ([`Block::LLAMA`]) is the Llama block: a Llama header
 /// leaves these words zero.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -86,6 +123,8 @@ pub struct Block {
     /// Multiplier of `q·k` before the softmax (MPT `softmax_scale`; 1 for GPT-2
     /// with `scale_attn_weights: false`); 0: divide by `√head_dim` as `run.c`. Word 21, f32.
     pub attn_scale: f32,
+    /// With [`PositionHook::T5`]: the bucketing ([`T5Params::NONE`] otherwise). Word 22.
+    pub t5: T5Params,
 }
 
 impl Block {
@@ -98,10 +137,11 @@ impl Block {
         pos_offset: 0,
         embed_scale: 0.0,
         attn_scale: 0.0,
+        t5: T5Params::NONE,
     };
 
-    /// The four header words.
-    pub fn to_words(&self) -> [u32; 4] {
+    /// The five header words.
+    pub fn to_words(&self) -> [u32; 5] {
         let kinds = u32::from_le_bytes([
             self.norm as u8,
             self.ffn as u8,
@@ -113,11 +153,12 @@ impl Block {
             self.pos_offset,
             self.embed_scale.to_bits(),
             self.attn_scale.to_bits(),
+            self.t5.to_word(),
         ]
     }
 
-    /// Decodes the four header words ([`Error::Malformed`] for an unknown kind).
-    pub fn from_words(w: [u32; 4]) -> Result<Block, Error> {
+    /// Decodes the five header words ([`Error::Malformed`] for an unknown kind).
+    pub fn from_words(w: [u32; 5]) -> Result<Block, Error> {
         let [norm, ffn, residual, position] = w[0].to_le_bytes();
         Ok(Block {
             norm: match norm {
@@ -143,11 +184,13 @@ impl Block {
                 1 => PositionHook::Alibi,
                 2 => PositionHook::Table,
                 3 => PositionHook::None,
+                4 => PositionHook::T5,
                 _ => return Err(Error::Malformed),
             },
             pos_offset: w[1],
             embed_scale: f32::from_bits(w[2]),
             attn_scale: f32::from_bits(w[3]),
+            t5: T5Params::from_word(w[4]),
         })
     }
 

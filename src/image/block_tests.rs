@@ -26,6 +26,7 @@ fn gpt() -> Header {
             pos_offset: 2,
             embed_scale: 8.0,
             attn_scale: 0.5,
+            t5: T5Params::NONE,
         },
         ..llama()
     }
@@ -80,6 +81,26 @@ fn block_words_round_trip() {
     assert_eq!(f32::from_bits(rd_u32(&b, 104).unwrap()), 0.5);
     assert!(b[108..HEADER_SIZE].iter().all(|&x| x == 0));
     assert_eq!(Header::parse(&b).unwrap(), h);
+    // T5: the bucketing in word 22, two global tensors after the slopes' place
+    let mut t5 = gpt();
+    t5.block.position = PositionHook::T5;
+    t5.block.pos_offset = 0;
+    t5.block.t5 = T5Params {
+        num_buckets: 32,
+        max_distance: 128,
+    };
+    let b5 = t5.to_bytes();
+    assert_eq!(b5[95], 4);
+    assert_eq!(rd_u32(&b5, 108).unwrap(), 32 | 128 << 16);
+    assert_eq!(Header::parse(&b5).unwrap(), t5);
+    assert_eq!(t5.expected_shape(TensorKind::T5Buckets), (1, 129));
+    assert_eq!(
+        t5.expected_shape(TensorKind::T5Bias),
+        (32, t5.n_heads as usize)
+    );
+    let k = kinds(&t5);
+    assert!(k.contains(&TensorKind::T5Buckets) && k.contains(&TensorKind::T5Bias));
+    assert!(!kinds(&gpt()).contains(&TensorKind::T5Bias));
     for (kind, residual) in [
         (0u8, Residual::Sequential),
         (1, Residual::ParallelShared),
@@ -94,9 +115,10 @@ fn block_words_round_trip() {
         (1, PositionHook::Alibi),
         (2, PositionHook::Table),
         (3, PositionHook::None),
+        (4, PositionHook::T5),
     ] {
         // Word 18: norm, ffn, residual, position (little-endian bytes).
-        let words = [u32::from_le_bytes([1, 1, 0, byte]), 0, 0, 0];
+        let words = [u32::from_le_bytes([1, 1, 0, byte]), 0, 0, 0, 0];
         assert_eq!(Block::from_words(words).unwrap().position, position);
     }
 }
@@ -236,8 +258,8 @@ fn gpt_image_round_trip() {
 #[test]
 fn inconsistent_blocks_are_rejected() {
     let b = gpt().to_bytes();
-    // The first value past each byte's enum (position: 3 is NoPE).
-    for (at, v) in [(92, 3u8), (93, 3), (94, 3), (95, 4)] {
+    // The first value past each byte's enum (position: 3 is NoPE, 4 T5).
+    for (at, v) in [(92, 3u8), (93, 3), (94, 3), (95, 5)] {
         let mut w = b;
         w[at] = v;
         assert_eq!(
@@ -247,7 +269,7 @@ fn inconsistent_blocks_are_rejected() {
         );
     }
     let mut w = b;
-    w[108] = 1; // reserved
+    w[112] = 1; // reserved
     assert_eq!(Header::parse(&w).unwrap_err(), Error::Malformed);
     let bad = |f: &dyn Fn(&mut Header)| {
         let mut h = gpt();
@@ -268,7 +290,24 @@ fn inconsistent_blocks_are_rejected() {
     assert_eq!(bad(&|h| h.block.attn_scale = f32::NAN), inconsistent);
     assert_eq!(bad(&|h| h.block.embed_scale = f32::INFINITY), inconsistent);
     assert_eq!(bad(&|h| h.flags |= 1 << 8), Err(Error::Malformed));
-    // an odd head dimension is fine without RoPE (ALiBi models)
+    // T5 bucketing only with the T5 hook, and only a bucketing pos::t5 accepts
+    let t5 = |nb: u16, md: u16| {
+        move |h: &mut Header| {
+            h.block.position = PositionHook::T5;
+            h.block.pos_offset = 0;
+            h.block.t5 = T5Params {
+                num_buckets: nb,
+                max_distance: md,
+            };
+        }
+    };
+    assert_eq!(bad(&t5(32, 128)), Ok(()));
+    assert_eq!(bad(&|h| h.block.t5.num_buckets = 32), inconsistent);
+    assert_eq!(bad(&t5(0, 128)), inconsistent);
+    assert_eq!(bad(&t5(1, 128)), inconsistent); // no exact bucket
+    assert_eq!(bad(&t5(32, 16)), inconsistent); // max_distance <= max_exact
+    assert_eq!(bad(&t5(300, 1000)), inconsistent); // buckets are bytes
+                                                   // an odd head dimension is fine without RoPE (ALiBi models)
     assert_eq!(
         bad(&|h| {
             h.block.position = PositionHook::Alibi;

@@ -1,7 +1,7 @@
 //! The header: magic, version, the model's dimensions, the flags that say which
 //! optional tensors exist, and the block shape; [`HEADER_SIZE`] bytes at offset 0.
 
-use super::block::{Block, PositionHook};
+use super::block::{Block, PositionHook, T5Params};
 use crate::Error;
 
 /// The 8 magic bytes every image starts with.
@@ -107,7 +107,7 @@ pub struct Header {
     pub image_len: u32,
     /// The checkpoint's training context (`max_position_embeddings`), for reference.
     pub train_context: u32,
-    /// How a layer is built (header words 18 to 21; [`Block::LLAMA`] when zero).
+    /// How a layer is built (header words 18 to 22; [`Block::LLAMA`] when zero).
     pub block: Block,
 }
 
@@ -206,9 +206,9 @@ impl Header {
             n_tensors: w(15)?,
             image_len: w(16)?,
             train_context: w(17)?,
-            block: Block::from_words([w(18)?, w(19)?, w(20)?, w(21)?])?,
+            block: Block::from_words([w(18)?, w(19)?, w(20)?, w(21)?, w(22)?])?,
         };
-        if b[20 + 4 * 22..HEADER_SIZE].iter().any(|&x| x != 0) {
+        if b[20 + 4 * 23..HEADER_SIZE].iter().any(|&x| x != 0) {
             return Err(Error::Malformed);
         }
         h.validate()?;
@@ -257,6 +257,17 @@ impl Header {
         let b = &self.block;
         let table = matches!(b.position, PositionHook::Table);
         if (b.pos_offset != 0 && !table) || b.pos_offset > (1 << 20) {
+            return Err(Error::InconsistentDimensions);
+        }
+        let t5 = matches!(b.position, PositionHook::T5);
+        if t5 {
+            let p = b.t5;
+            crate::pos::t5::T5Buckets::new(false, p.num_buckets as usize, p.max_distance as usize)
+                .map_err(|_| Error::InconsistentDimensions)?;
+            if p.num_buckets > 256 {
+                return Err(Error::InconsistentDimensions);
+            }
+        } else if b.t5 != T5Params::NONE {
             return Err(Error::InconsistentDimensions);
         }
         for scale in [b.embed_scale, b.attn_scale] {

@@ -22,9 +22,10 @@
 //! `group_size` (the default Q8 group, 0 when no Q8 tensor uses it), `bos_id`,
 //! `eos_id`, `n_tensors`, `image_len`, `train_context` (the checkpoint's `max_position_embeddings`), then
 //! the block shape ([`Block`]: one word of four byte-sized kinds — norm, FFN,
-//! residual, position hook — then `pos_offset`, `embed_scale` (f32) and
-//! `attn_scale` (f32); all zero is the Llama block), then reserved bytes that
-//! must be zero.
+//! residual, position hook — then `pos_offset`, `embed_scale` (f32),
+//! `attn_scale` (f32) and the T5 bucketing ([`T5Params`]: buckets | max_distance
+//! << 16, zero but with the T5 hook); all zero is the Llama block), then reserved
+//! bytes that must be zero.
 //!
 //! Tensors appear in the canonical order of [`slots`]: the global tensors, then
 //! each layer's tensors in a fixed order, so [`Image::tensor`] finds a tensor in
@@ -33,8 +34,8 @@
 //! Numeric formats: `F32` (row-major `[rows][cols]`), `Q8` (llama2.c `runq.c` Q8_0:
 //! int8 values row-major, then one f32 scale per `group` consecutive values of a
 //! row, `value = q · scale`), `F16` (IEEE binary16 bit patterns, row-major,
-//! widened exactly to f32 when used: see [`crate::num::fp16`]), `U8` (raw bytes,
-//! e.g. the tokenizer). `Q8` and `F16` are for the matrices only
+//! widened exactly to f32 when used: see [`crate::num::fp16`]), `U8` (raw bytes:
+//! the tokenizer and the T5 bucket table, [`TensorKind::is_bytes`]). `Q8` and `F16` are for the matrices only
 //! ([`TensorKind::quantizable`]); norms, biases and tables stay `F32`. An unknown
 //! dtype value is [`Error::Malformed`].
 //!
@@ -59,7 +60,7 @@ mod header;
 mod tensor;
 mod writer;
 
-pub use block::{Block, FfnKind, NormKind, PositionHook, Residual};
+pub use block::{Block, FfnKind, NormKind, PositionHook, Residual, T5Params};
 pub use checksum::{checksum, CHECKSUM_SIZE};
 pub use header::{
     valid_group, Arch, Header, FLAG_EMBED_NORM, FLAG_MLP_BIAS, FLAG_OUTPUT_BIAS, FLAG_O_BIAS,
@@ -203,13 +204,9 @@ impl<'a> Image<'a> {
         };
         let ok = match r.dtype {
             DType::F32 => {
-                r.kind != TensorKind::Tokenizer
-                    && r.len as usize == 4 * n
-                    && in_bounds(r.offset, 4 * n)
+                !r.kind.is_bytes() && r.len as usize == 4 * n && in_bounds(r.offset, 4 * n)
             }
-            DType::U8 => {
-                r.kind == TensorKind::Tokenizer && r.len as usize == n && in_bounds(r.offset, n)
-            }
+            DType::U8 => r.kind.is_bytes() && r.len as usize == n && in_bounds(r.offset, n),
             DType::F16 => {
                 r.kind.quantizable() && r.len as usize == 2 * n && in_bounds(r.offset, 2 * n)
             }
@@ -231,7 +228,7 @@ impl<'a> Image<'a> {
                     .chunks_exact(2)
                     .all(|b| crate::num::fp16::is_finite(u16::from_le_bytes([b[0], b[1]]))));
         if !ok {
-            return Err(if r.kind != TensorKind::Tokenizer && r.dtype == DType::U8 {
+            return Err(if !r.kind.is_bytes() && r.dtype == DType::U8 {
                 Error::Malformed
             } else {
                 Error::BadTensor

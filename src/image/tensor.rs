@@ -75,6 +75,14 @@ pub enum TensorKind {
     /// ALiBi slopes `[1][n_heads]`, f32 as Hugging Face computes them, with
     /// [`PositionHook::Alibi`].
     AlibiSlopes = 12,
+    /// T5 buckets of the causal relative positions `−max_distance..=0`,
+    /// `[1][max_distance + 1]`, U8: entry `k` is the bucket of `key − query =
+    /// k − max_distance` ([`crate::pos::t5::T5Buckets::table`]'s layout, computed
+    /// at conversion, so no logarithm runs per token), with [`PositionHook::T5`].
+    T5Buckets = 13,
+    /// T5 relative-position biases `[num_buckets][n_heads]` (`relative_attention_bias`,
+    /// shared by every layer), f32, with [`PositionHook::T5`].
+    T5Bias = 14,
     /// Attention norm weight `[1][dim]` (per layer).
     AttnNorm = 16,
     /// Query projection `[n_heads·head_dim][dim]`.
@@ -132,6 +140,8 @@ impl TensorKind {
             10 => FinalNormBias,
             11 => OutputBias,
             12 => AlibiSlopes,
+            13 => T5Buckets,
+            14 => T5Bias,
             16 => AttnNorm,
             17 => Wq,
             18 => Wk,
@@ -157,6 +167,12 @@ impl TensorKind {
     /// Whether the kind exists once per layer (else once per model).
     pub const fn per_layer(self) -> bool {
         self as u16 >= 16
+    }
+
+    /// Whether the kind holds raw bytes (U8), not numbers: the tokenizer and the
+    /// T5 bucket table.
+    pub const fn is_bytes(self) -> bool {
+        matches!(self, TensorKind::Tokenizer | TensorKind::T5Buckets)
     }
 
     /// Whether the kind is a matrix that may be stored as Q8 or F16.
@@ -185,6 +201,8 @@ impl Header {
             PosEmbedding => (self.seq_len as usize + self.block.pos_offset as usize, dim),
             OutputBias => (1, vocab),
             AlibiSlopes => (1, self.n_heads as usize),
+            T5Buckets => (1, self.block.t5.max_distance as usize + 1),
+            T5Bias => (self.block.t5.num_buckets as usize, self.n_heads as usize),
             Bo | BDown => (1, dim),
             BGate | BUp => (1, hidden),
             Wq => (self.q_dim(), dim),
@@ -276,7 +294,7 @@ impl TensorRecord {
 ///
 /// A kind the header does not call for ([`has_tensor`]) takes no slot; the
 /// others keep this order, so a reader finds each one by counting.
-pub(super) const GLOBAL_ORDER: [TensorKind; 12] = [
+pub(super) const GLOBAL_ORDER: [TensorKind; 14] = [
     TensorKind::TokenEmbedding,
     TensorKind::PosEmbedding,
     TensorKind::EmbedNorm,
@@ -288,6 +306,8 @@ pub(super) const GLOBAL_ORDER: [TensorKind; 12] = [
     TensorKind::RopeCos,
     TensorKind::RopeSin,
     TensorKind::AlibiSlopes,
+    TensorKind::T5Buckets,
+    TensorKind::T5Bias,
     TensorKind::Tokenizer,
 ];
 /// Per-layer tensors in canonical order.
@@ -325,6 +345,7 @@ pub(super) const fn present(h: &Header, kind: TensorKind) -> bool {
         Bo => h.has(FLAG_O_BIAS),
         RopeCos | RopeSin => matches!(b.position, PositionHook::Rope),
         AlibiSlopes => matches!(b.position, PositionHook::Alibi),
+        T5Buckets | T5Bias => matches!(b.position, PositionHook::T5),
         PosEmbedding => matches!(b.position, PositionHook::Table),
         EmbedNorm => h.has(FLAG_EMBED_NORM),
         EmbedNormBias => h.has(FLAG_EMBED_NORM) && b.norm_bias(),

@@ -105,7 +105,7 @@ pub fn write(
         let n = rows * cols;
         let len_ok = match t {
             TensorSource::F32(v) => v.len() == n,
-            TensorSource::U8(b) => b.len() == n && kind == TensorKind::Tokenizer,
+            TensorSource::U8(b) => b.len() == n && kind.is_bytes(),
             TensorSource::F16(v) => v.len() == n && kind.quantizable(),
             TensorSource::Q8 { values, scales } => {
                 let g = h.group_size as usize;

@@ -66,6 +66,18 @@ fn tensors(h: &Header) -> Tensors {
                 v
             }
             TensorKind::AlibiSlopes => (0..c).map(|i| 0.5f32.powi(i as i32 + 1)).collect(),
+            TensorKind::T5Buckets => {
+                let p = h.block.t5;
+                let cfg = crate::pos::t5::T5Buckets::new(
+                    false,
+                    p.num_buckets as usize,
+                    p.max_distance as usize,
+                )
+                .unwrap();
+                let mut b = vec![0u8; c];
+                cfg.fill_table(&mut b).unwrap();
+                b.iter().map(|&x| f32::from(x)).collect()
+            }
             TensorKind::AttnNorm
             | TensorKind::FfnNorm
             | TensorKind::FinalNorm
@@ -78,8 +90,16 @@ fn tensors(h: &Header) -> Tensors {
 }
 
 fn write_image(h: &Header, t: &Tensors) -> Vec<u32> {
+    // The T5 bucket table is bytes (its values are small integers in `t`).
+    let buckets: Vec<u8> = t
+        .get(&(TensorKind::T5Buckets as u16, 0))
+        .map(|v| v.iter().map(|&x| x as u8).collect())
+        .unwrap_or_default();
     let srcs: Vec<TensorSource<'_>> = slots(h)
-        .map(|(k, l)| TensorSource::F32(&t[&(k as u16, l)]))
+        .map(|(k, l)| match k {
+            TensorKind::T5Buckets => TensorSource::U8(&buckets),
+            _ => TensorSource::F32(&t[&(k as u16, l)]),
+        })
         .collect();
     let len = image::image_len(&srcs);
     let mut words = vec![0u32; len / 4];
@@ -231,6 +251,9 @@ fn reference(h: &Header, t: &Tensors, tokens: &[usize]) -> Vec<Vec<f64>> {
                         if b.position == PositionHook::Alibi {
                             sc -= w(TensorKind::AlibiSlopes, 0)[head] * (p - j) as f64;
                         }
+                        if b.position == PositionHook::T5 {
+                            sc += w(TensorKind::T5Bias, 0)[t5_bucket(b.t5, p - j) * nh + head];
+                        }
                         sc
                     })
                     .collect();
@@ -289,6 +312,19 @@ fn reference(h: &Header, t: &Tensors, tokens: &[usize]) -> Vec<Vec<f64>> {
         out.push(logits);
     }
     out
+}
+
+/// T5's causal bucket of distance `d = query − key` in f64, from the formula
+/// (Raffel et al. 2020): exact below `num_buckets / 2`, logarithmic up to
+/// `max_distance`, the last bucket beyond.
+fn t5_bucket(p: crate::image::T5Params, d: usize) -> usize {
+    let nb = p.num_buckets as usize;
+    let exact = nb / 2;
+    if d < exact {
+        return d;
+    }
+    let f = (d as f64 / exact as f64).ln() / (f64::from(p.max_distance) / exact as f64).ln();
+    (exact + (f * (nb - exact) as f64) as usize).min(nb - 1)
 }
 
 /// Runs `tokens` through the library and returns the worst |Δ| against the f64 model.
@@ -412,6 +448,17 @@ fn every_block_shape_matches_the_f64_model() {
             0,
             block(Rms, SwiGlu, Sequential, PositionHook::None),
         ),
+    ));
+    let mut t5 = block(Rms, SwiGlu, Sequential, PositionHook::T5);
+    // 8 causal buckets up to distance 6: distances 0–3 exact, 4–5 logarithmic,
+    // 6 and beyond (the context reaches 8) the last bucket.
+    t5.t5 = crate::image::T5Params {
+        num_buckets: 8,
+        max_distance: 6,
+    };
+    cases.push((
+        "t5: relative buckets (score bias), RMSNorm, SwiGLU, GQA",
+        header(FLAG_TIED_EMBEDDINGS, 4, 2, 0, t5),
     ));
     cases[1].1.block.attn_scale = 1.0;
     cases[2].1.block.pos_offset = 2;

@@ -359,6 +359,7 @@ impl Scratch<'_> {
             Position::Alibi(bias) => {
                 attn::attend_cached(&m.attn, cache, l, pos, self.q, bias, bufs)
             }
+            Position::T5(bias) => attn::attend_cached(&m.attn, cache, l, pos, self.q, bias, bufs),
             _ => attn::attend_cached(&m.attn, cache, l, pos, self.q, &NoBias, bufs),
         }
     }

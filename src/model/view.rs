@@ -7,6 +7,7 @@ use crate::image::{self, FfnKind, Header, Image, NormKind, PositionHook, Residua
 use crate::pos::alibi::AlibiBias;
 use crate::pos::learned::LearnedPositions;
 use crate::pos::rope::{RopeLayout, RopeTable};
+use crate::pos::t5::{T5Bias, T5BucketTable, T5Buckets, T5RelativeBias};
 use crate::pos::Position;
 use crate::Error;
 
@@ -351,6 +352,21 @@ fn position<'a>(image: &Image<'a>, h: &Header, d: &Dims) -> Result<Position<'a>,
         PositionHook::Alibi => {
             let slopes = opt(TensorKind::AlibiSlopes)?.ok_or(Error::MissingTensor)?;
             Position::Alibi(AlibiBias::new(slopes).map_err(|_| Error::BadTensor)?)
+        }
+        PositionHook::T5 => {
+            let p = h.block.t5;
+            let (nb, md) = (p.num_buckets as usize, p.max_distance as usize);
+            let config =
+                T5Buckets::new(false, nb, md).map_err(|_| Error::InconsistentDimensions)?;
+            let buckets = match image.tensor(TensorKind::T5Buckets, 0)? {
+                TensorData::U8(b) => T5BucketTable::from_slice(config, b),
+                _ => return Err(Error::BadTensor),
+            }
+            .map_err(|_| Error::BadTensor)?;
+            let weights = opt(TensorKind::T5Bias)?.ok_or(Error::MissingTensor)?;
+            let weights = T5RelativeBias::new(weights, nb, h.n_heads as usize)
+                .map_err(|_| Error::BadTensor)?;
+            Position::T5(T5Bias::new(buckets, weights).map_err(|_| Error::BadTensor)?)
         }
         PositionHook::Table => {
             let table = opt(TensorKind::PosEmbedding)?.ok_or(Error::MissingTensor)?;

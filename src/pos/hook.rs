@@ -1,6 +1,6 @@
 //! The position hook a model resolves once from its image.
 
-use super::{alibi, learned, rope};
+use super::{alibi, learned, rope, t5};
 
 /// The position hook of a model, resolved once from its image.
 ///
@@ -24,4 +24,7 @@ pub enum Position<'a> {
     },
     /// ALiBi biases added to the scores.
     Alibi(alibi::AlibiBias<'a>),
+    /// T5 relative-position biases added to the scores (bucket table and
+    /// per-head weights read in place).
+    T5(t5::T5Bias<'a>),
 }

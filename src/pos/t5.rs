@@ -401,6 +401,34 @@ impl super::bias::ScoreBias for T5Bias<'_> {
         }
         self.weights.at(self.buckets.bucket_of(query, key), head)
     }
+
+    /// The row of `query` for `head`: one byte load (the bucket of `j − query`,
+    /// clamped to the table's edge) and one bias load per key.
+    #[inline]
+    fn add_to_row(&self, head: usize, query: usize, start: usize, scores: &mut [f32]) -> f32 {
+        let mut max_val = f32::NEG_INFINITY;
+        if head >= self.weights.n_heads {
+            for &s in scores.iter() {
+                max_val = max_val.max(s);
+            }
+            return max_val;
+        }
+        // Entry `k` is relative position `k − max_distance` (`min_relative()`).
+        let lo = self.buckets.config.max_distance;
+        let last = self.buckets.buckets.len().saturating_sub(1);
+        for (j, s) in scores.iter_mut().enumerate() {
+            let k = start
+                .saturating_add(j)
+                .saturating_add(lo)
+                .saturating_sub(query);
+            let b = self.buckets.buckets.get(k.min(last)).copied().unwrap_or(0);
+            *s += self.weights.at(b as usize, head);
+            if *s > max_val {
+                max_val = *s;
+            }
+        }
+        max_val
+    }
 }
 
 /// The learned f32 bias table `relative_attention_bias.weight`,
