@@ -11,7 +11,10 @@
 //!   `min(max_position_embeddings, 2048)`.
 //!
 //! `--tokenizer` embeds a llama2.c tokenizer file (checked against the model's
-//! vocabulary); `--quant q8` stores the matrices as Q8_0 (`runq.c`'s quantizer),
+//! vocabulary; a model directory's own `tokenizer.bin` is embedded when the flag
+//! is not given); `--rope-scaling linear:F | dynamic:F | yarn:F` applies a RoPE
+//! scaling rule to a model directory trained without one
+//! ([`microformer_convert::hf::extend`]); `--quant q8` stores the matrices as Q8_0 (`runq.c`'s quantizer),
 //! `--quant f16` as IEEE binary16.
 //!
 //! After writing a `q8` or `f16` image the converter measures what the storage
@@ -49,14 +52,21 @@ pub enum QuantArg {
 pub struct ConvertArgs {
     /// A llama2.c checkpoint (.bin: legacy v0, v1 or v2) or a Hugging Face model
     /// directory (config.json + model.safetensors) of type llama, qwen2, mistral, phi3,
-    /// gpt2, xglm, bloom, mpt, gptj, gpt_neox or phi.
+    /// gpt2, xglm, bloom, mpt, gptj, gpt_neox, phi or microformer (models/<scheme>).
     pub src: PathBuf,
     /// The image file to write.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
-    /// A llama2.c tokenizer file (tokenizer.bin format) to embed in the image.
+    /// A llama2.c tokenizer file (tokenizer.bin format) to embed in the image
+    /// [default: the model directory's tokenizer.bin, if it has one].
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+    /// A RoPE scaling rule for a model directory trained without one:
+    /// linear:F (position interpolation), dynamic:F (dynamic NTK, for --context) or
+    /// yarn:F (YaRN), F >= 1; the original length is the checkpoint's
+    /// training_length (else max_position_embeddings).
+    #[arg(long, value_name = "RULE:F", value_parser = parse_scaling)]
+    pub rope_scaling: Option<hf::extend::RopeScaling>,
     /// How to store the weight matrices.
     #[arg(long, value_enum, default_value_t = QuantArg::F32)]
     pub quant: QuantArg,
@@ -71,6 +81,10 @@ pub struct ConvertArgs {
     /// Skip the agreement check of a q8/f16 image against the f32 one.
     #[arg(long)]
     pub no_check: bool,
+}
+
+fn parse_scaling(s: &str) -> std::result::Result<hf::extend::RopeScaling, String> {
+    hf::extend::RopeScaling::parse(s).map_err(|e| e.message().to_string())
 }
 
 fn to_usize(v: Option<u64>, what: &str) -> Result<Option<usize>> {
@@ -99,17 +113,23 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
             bail!("--group-size {g} is not a multiple of 4");
         }
     }
+    let src = &args.src;
+    let own_tokenizer = src.join("tokenizer.bin");
     let tokenizer = match &args.tokenizer {
         Some(p) => Some(files::read(p)?),
+        None if src.is_dir() && own_tokenizer.is_file() => Some(files::read(&own_tokenizer)?),
         None => None,
     };
-    let src = &args.src;
+    if args.rope_scaling.is_some() && !src.is_dir() {
+        bail!("--rope-scaling applies to a model directory (config.json + model.safetensors), not a llama2.c checkpoint");
+    }
     let convert = |quant: QuantArg, tokenizer: Option<Vec<u8>>| -> Result<_> {
         if src.is_dir() {
             let opts = hf::Options {
                 context,
                 storage: to_storage(quant, group),
                 tokenizer,
+                rope_scaling: args.rope_scaling,
             };
             // The bar follows the written image's conversion, not the check's.
             let mut progress = Progress::new();

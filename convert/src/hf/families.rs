@@ -16,6 +16,7 @@
 //! | `mpt` | ALiBi, MPT slopes (score bias) | LayerNorm without bias, exact GELU, sequential, no biases | fused `Wqkv` (rows q, k, v); `attn_config.softmax_scale` |
 //! | `gptj` | RoPE on the first `rotary_dim` dims, interleaved pairs | LayerNorm, GELU MLP, parallel with one norm | biased head |
 //! | `gpt_neox` | RoPE on `rotary_pct` of each head, half-split | LayerNorm, GELU MLP (`hidden_act`), parallel with two norms (`use_parallel_residual`) or sequential | fused `query_key_value` per head `[q k v]`; `attention_bias` |
+//! | `microformer` | the `position` key: none, sinusoidal or learned table, RoPE (half-split), ALiBi (BLOOM slopes), T5 buckets (score bias) | RMSNorm, SwiGLU, sequential | the project's own checkpoints (`train/`); tied head |
 //! | `phi` | RoPE on `partial_rotary_factor` of each head, half-split | LayerNorm, GELU MLP, parallel with one norm | `dense` output projection, final LayerNorm, biased head |
 //!
 //! Where transformers departs from the original training code, the converter
@@ -26,12 +27,12 @@
 
 use super::config::{HfConfig, ModelType};
 use super::spec::Spec;
-use super::{bloom, gpt2, gptj, llama, mpt, neox, phi, xglm};
+use super::{bloom, gpt2, gptj, llama, mpt, neox, own, phi, xglm};
 use crate::error::{bail, Result};
 
 /// The model types `convert` accepts.
 pub const SUPPORTED: &str =
-    "llama, qwen2, mistral, phi3, gpt2, xglm, bloom, mpt, gptj, gpt_neox, phi";
+    "llama, qwen2, mistral, phi3, gpt2, xglm, bloom, mpt, gptj, gpt_neox, phi, microformer";
 
 /// The conversion plan for a parsed `config.json`; `asked` is `--context`.
 ///
@@ -50,6 +51,7 @@ pub fn plan(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
         ModelType::GptJ => gptj::spec(cfg, asked),
         ModelType::GptNeoX => neox::spec(cfg, asked),
         ModelType::Phi => phi::spec(cfg, asked),
+        ModelType::Microformer => own::spec(cfg, asked),
         other => bail!(
             "model_type {} cannot be converted (supported: {})",
             other.name(),

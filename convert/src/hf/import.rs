@@ -41,6 +41,8 @@ pub struct Options {
     pub storage: Storage,
     /// A llama2.c tokenizer file to embed.
     pub tokenizer: Option<Vec<u8>>,
+    /// A RoPE scaling rule to apply to a model trained without one.
+    pub rope_scaling: Option<super::extend::RopeScaling>,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
@@ -128,6 +130,13 @@ fn values(w: &mut Weights, spec: &Spec, src: &Source, opts: &Options) -> Result<
             }
             t
         }
+        Source::Computed(kind) if kind.is_bytes() => {
+            match spec.computed.iter().find(|(k, _)| k == kind) {
+                // Byte tables (T5 buckets) are kept as small integers.
+                Some((_, v)) => return Ok(Owned::U8(v.iter().map(|&x| x as u8).collect())),
+                None => fail!("internal: no computed {kind:?}"),
+            }
+        }
         Source::Computed(kind) => match spec.computed.iter().find(|(k, _)| k == kind) {
             Some((_, v)) => v.clone(),
             None => fail!("internal: no computed {kind:?}"),
@@ -149,7 +158,10 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
     if !cfg_path.exists() {
         fail!("{}: no config.json in this directory", dir.display());
     }
-    let cfg = HfConfig::load(&cfg_path)?;
+    let mut cfg = HfConfig::load(&cfg_path)?;
+    if let Some(s) = &opts.rope_scaling {
+        cfg = s.apply(&cfg).map_err(|e| e.context(cfg_path.display()))?;
+    }
     let spec = plan(&cfg, opts.context).map_err(|e| e.context(cfg_path.display()))?;
 
     let mut w = Weights::load(dir)?;
@@ -159,7 +171,15 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
     let group_size = match opts.storage {
         Storage::F32 | Storage::F16 => 0,
         Storage::Q8 { group_size: None } => {
-            let g = default_group_size(dim);
+            // A checkpoint may name its own (microformer's, trained for it).
+            #[derive(serde::Deserialize, Default)]
+            #[serde(default)]
+            struct Group {
+                q8_group_size: Option<super::config::keys::Count>,
+            }
+            let own: Group = cfg.view()?;
+            let g =
+                super::config::keys::count(own.q8_group_size).unwrap_or(default_group_size(dim));
             if g % 4 != 0 {
                 bail!(
                     "no default Q8 group size for hidden_size {dim}: give --group-size (a multiple of 4)"

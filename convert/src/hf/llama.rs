@@ -135,7 +135,11 @@ pub fn dims(cfg: &HfConfig) -> Result<LlamaDims> {
     let mt = cfg.model_type;
     if !matches!(
         mt,
-        ModelType::Llama | ModelType::Qwen2 | ModelType::Mistral | ModelType::Phi3
+        ModelType::Llama
+            | ModelType::Qwen2
+            | ModelType::Mistral
+            | ModelType::Phi3
+            | ModelType::Microformer
     ) {
         bail!(
             "model_type {} is not a Llama-family model (supported: llama, qwen2, mistral, phi3)",
@@ -220,7 +224,7 @@ pub fn dims(cfg: &HfConfig) -> Result<LlamaDims> {
 /// when layers differ (`layer_types` mixing full and sliding attention).
 fn uniform_window(mt: ModelType, k: &LlamaKeys, n_layers: usize) -> Result<Option<usize>> {
     let window = match mt {
-        ModelType::Llama => return Ok(None),
+        ModelType::Llama | ModelType::Microformer => return Ok(None),
         ModelType::Qwen2 if flag_or(k.use_sliding_window, false) => count(k.sliding_window),
         ModelType::Qwen2 => None,
         _ => count(k.sliding_window),
@@ -323,7 +327,7 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
 }
 
 /// Llama, Qwen2 and Mistral tensor names.
-fn source(spec: &Spec, kind: TensorKind, layer: u16) -> Result<Source> {
+pub(super) fn source(spec: &Spec, kind: TensorKind, layer: u16) -> Result<Source> {
     names(spec, kind, layer, false)
 }
 

@@ -6,7 +6,9 @@
 //! - [`families`]: [`families::plan`] picks a checkpoint's family and makes its
 //!   conversion plan ([`spec::Spec`]), one module per family: [`llama`] (Llama,
 //!   Qwen2, Mistral, Phi-3), [`gpt2`], [`xglm`], [`bloom`], [`mpt`], [`gptj`],
-//!   [`neox`] (GPT-NeoX), [`phi`];
+//!   [`neox`] (GPT-NeoX), [`phi`], and [`own`] (`microformer`: the project's own
+//!   checkpoints);
+//! - [`extend`]: `--rope-scaling`, a RoPE scaling rule written into the configuration;
 //! - [`spec`]: the plan and what every family's plan is made of;
 //! - [`rope_tables`]: RoPE tables computed as transformers computes them;
 //! - `weights` and `shard`: the checkpoint's safetensors files;
@@ -17,6 +19,7 @@
 
 pub mod bloom;
 pub mod config;
+pub mod extend;
 pub mod families;
 pub mod gpt2;
 pub mod gptj;
@@ -24,6 +27,7 @@ pub mod import;
 pub mod llama;
 pub mod mpt;
 pub mod neox;
+pub mod own;
 pub mod phi;
 pub mod rope_tables;
 mod shard;

@@ -39,6 +39,9 @@ pub enum ModelType {
     DistilBert,
     /// `gpt2`: learned absolute positions (nothing to precompute).
     Gpt2,
+    /// `microformer`: the project's own checkpoints (`train/`), the Llama block
+    /// with the position hook its `position` key names.
+    Microformer,
 }
 
 impl ModelType {
@@ -58,6 +61,7 @@ impl ModelType {
             "xglm" => ModelType::Xglm,
             "distilbert" => ModelType::DistilBert,
             "gpt2" => ModelType::Gpt2,
+            "microformer" => ModelType::Microformer,
             _ => return None,
         })
     }
@@ -78,12 +82,13 @@ impl ModelType {
             ModelType::Xglm => "xglm",
             ModelType::DistilBert => "distilbert",
             ModelType::Gpt2 => "gpt2",
+            ModelType::Microformer => "microformer",
         }
     }
 
     /// All known names, for error messages.
     pub const NAMES: &'static str =
-        "llama, qwen2, mistral, phi, phi3, gpt_neox, gptj, bloom, mpt, t5, mt5, xglm, distilbert, gpt2";
+        "llama, qwen2, mistral, phi, phi3, gpt_neox, gptj, bloom, mpt, t5, mt5, xglm, distilbert, gpt2, microformer";
 }
 
 impl<'de> Deserialize<'de> for ModelType {
@@ -155,6 +160,25 @@ impl HfConfig {
     /// Errors ([`crate::error::ErrorKind::Config`]) name the malformed key with its path.
     pub fn view<T: DeserializeOwned>(&self) -> Result<T> {
         view(&self.raw)
+    }
+
+    /// The same configuration with key `key` set to `value` (added or replaced):
+    /// how `convert` applies `--rope-scaling`, and how a family reads its RoPE
+    /// parameters against another length than `max_position_embeddings`.
+    pub fn with_key(&self, key: &str, value: Value) -> HfConfig {
+        let mut raw = self.raw.clone();
+        if let Some(o) = raw.as_object_mut() {
+            o.insert(key.to_string(), value);
+        }
+        HfConfig {
+            model_type: self.model_type,
+            raw,
+        }
+    }
+
+    /// Whether the configuration has key `key` with a non-null value.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.raw.get(key).is_some_and(|v| !v.is_null())
     }
 }
 

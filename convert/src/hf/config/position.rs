@@ -134,6 +134,16 @@ struct DistilBertKeys {
     sinusoidal_pos_embds: Option<Flag>,
 }
 
+/// A microformer checkpoint's position keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OwnKeys {
+    position: Option<super::keys::Name>,
+    hidden_size: Option<Count>,
+    num_attention_heads: Option<Count>,
+    max_position_embeddings: Option<Count>,
+}
+
 /// GPT-2's learned positions.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -163,6 +173,36 @@ impl HfConfig {
                     n_positions: required(count(k.n_positions), "", "n_positions")?,
                 }
             }
+            ModelType::Microformer => self.own_scheme()?,
+        })
+    }
+
+    /// A microformer checkpoint's scheme, from its `position` key.
+    fn own_scheme(&self) -> Result<PositionScheme> {
+        let k: OwnKeys = self.view()?;
+        let max = required(
+            count(k.max_position_embeddings),
+            "",
+            "max_position_embeddings",
+        )?;
+        Ok(match k.position.as_ref().map(|n| n.0.as_str()) {
+            Some("rope") => PositionScheme::Rope(self.rope()?),
+            Some("alibi") => PositionScheme::Alibi(AlibiSpec {
+                n_heads: required(count(k.num_attention_heads), "", "num_attention_heads")?,
+                rule: AlibiRule::Bloom,
+            }),
+            Some("t5") => PositionScheme::T5(self.t5()?),
+            Some("sinusoidal") => PositionScheme::Sinusoidal(SinusoidalSpec {
+                layout: SinusoidalLayout::Interleaved,
+                dim: required(count(k.hidden_size), "", "hidden_size")?,
+                max_position_embeddings: max,
+                padding_idx: None,
+                default_num_positions: max,
+            }),
+            Some("learned") => PositionScheme::Learned { n_positions: max },
+            Some("nope") => bail!("position \"nope\": this model has no position tables"),
+            Some(other) => bail!("position \"{other}\" is not a microformer position scheme"),
+            None => bail!("missing key \"position\""),
         })
     }
 
