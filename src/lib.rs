@@ -47,6 +47,7 @@ pub mod image;
 pub mod lm;
 pub mod model;
 pub mod num;
+pub mod perplexity;
 pub mod pos;
 pub mod sampler;
 pub mod tokenizer;

@@ -475,6 +475,39 @@ impl<'a> Tokenizer<'a> {
         out: &mut [u32],
         scratch: &mut [u32],
     ) -> Result<usize, Error> {
+        self.encode_with(text, bos, eos, true, out, scratch)
+    }
+
+    /// [`Tokenizer::encode`] of text that continues earlier text: no BOS, EOS nor
+    /// dummy-prefix `" "` token. With a vocabulary in which no piece contains
+    /// `\n`, encoding a text line by line — the first line with
+    /// [`Tokenizer::encode`], the `\n` and every later line with this — gives
+    /// exactly the tokens of encoding it whole, in linear rather than quadratic time.
+    pub fn encode_continued(
+        &self,
+        text: &[u8],
+        out: &mut [u32],
+        scratch: &mut [u32],
+    ) -> Result<usize, Error> {
+        self.encode_with(text, false, false, false, out, scratch)
+    }
+
+    /// Whether some piece contains byte `b` (e.g. whether line-by-line encoding
+    /// is exact: see [`Tokenizer::encode_continued`]).
+    pub fn any_piece_contains(&self, b: u8) -> bool {
+        (0..self.offsets.len() as u32)
+            .any(|id| self.piece(id).is_ok_and(|p| p.len() > 1 && p.contains(&b)))
+    }
+
+    fn encode_with(
+        &self,
+        text: &[u8],
+        bos: bool,
+        eos: bool,
+        dummy_prefix: bool,
+        out: &mut [u32],
+        scratch: &mut [u32],
+    ) -> Result<usize, Error> {
         let text = match text.iter().position(|&b| b == 0) {
             Some(end) => text.split_at(end).0,
             None => text,
@@ -483,7 +516,7 @@ impl<'a> Tokenizer<'a> {
         if bos {
             put(out, &mut n, self.check_id(BOS)?);
         }
-        if !text.is_empty() {
+        if dummy_prefix && !text.is_empty() {
             let dummy = self.lookup(b" ").ok_or(Error::TokenNotInVocab)?;
             put(out, &mut n, dummy);
         }

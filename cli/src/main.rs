@@ -8,6 +8,7 @@
 //! - `run`: llama2.c's `run` on an image (text or token ids).
 //! - `logits`: the logits of every position of a token sequence, as JSON.
 //! - `inspect`: an image's header, tensors, flash and RAM sizes.
+//! - `perplexity`: an image's perplexity over a text file, in windows.
 //!
 //! Errors print one line `microformer: error: …` on stderr and exit with status
 //! 2 for usage and configuration errors (as clap does for bad flags) or 1 for
@@ -19,6 +20,7 @@ mod files;
 mod inspect;
 mod logits;
 mod output;
+mod perplexity;
 mod progress;
 mod run;
 mod tables;
@@ -50,6 +52,8 @@ enum Command {
     Logits(logits::LogitsArgs),
     /// Show an image's header, tensors, flash bytes and RAM arena sizes.
     Inspect(inspect::InspectArgs),
+    /// Score a text file: perplexity over windows of BOS + N−1 tokens.
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Logits(args) => logits::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,137 @@
+//! `microformer perplexity`: the perplexity of an image over a text file
+//! ([`microformer::perplexity`]'s windows: BOS then the next `window − 1`
+//! tokens, non-overlapping, the last window possibly shorter).
+//!
+//! The text is encoded with the image's tokenizer exactly as `run.c` encodes a
+//! prompt (dummy prefix, byte fallback, best-score merges) but without BOS; when
+//! no piece of the vocabulary spans a newline, line by line (the same tokens, in
+//! linear time).
+
+use std::path::PathBuf;
+
+use microformer::model::Session;
+use microformer::perplexity::{chunks, Perplexity};
+use microformer::tokenizer::{self, Tokenizer};
+
+use crate::error::{bail, CliError, Result};
+use crate::files::{self, ImageFile};
+use crate::run::{generation_error, KvArg};
+
+/// Arguments of `microformer perplexity`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PerplexityArgs {
+    /// A model image with a tokenizer, written by `microformer convert`.
+    pub image: PathBuf,
+    /// The text to score (UTF-8 or any bytes; encoded with the image's tokenizer).
+    #[arg(long, value_name = "FILE")]
+    pub text: PathBuf,
+    /// Positions per window (BOS + window − 1 tokens), at least 2 [default: the image's context].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub window: Option<u64>,
+    /// KV cache format: f32, or int8 with one scale per row.
+    #[arg(long, value_enum, default_value_t = KvArg::F32)]
+    pub kv: KvArg,
+    /// Print one JSON object {"tokens", "windows", "window", "nll", "perplexity"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Encodes `text` as `run.c` would (no BOS), line by line where that is exact.
+pub fn encode_text(tok: &Tokenizer<'_>, text: &[u8]) -> Result<Vec<u32>> {
+    let err = |e: microformer::Error| CliError::runtime(format!("cannot encode the text: {e}"));
+    if text.contains(&0) {
+        bail!("the text contains a NUL byte, which ends a run.c string");
+    }
+    let mut tokens = Vec::with_capacity(text.len() / 2);
+    let mut encode_into = |part: &[u8], first: bool| -> Result<()> {
+        let n = tokenizer::max_encoded_len(part.len());
+        let (mut out, mut scratch) = (vec![0u32; n], vec![0u32; n]);
+        let len = if first {
+            tok.encode(part, false, false, &mut out, &mut scratch)
+        } else {
+            tok.encode_continued(part, &mut out, &mut scratch)
+        }
+        .map_err(err)?;
+        tokens.extend_from_slice(&out[..len]);
+        Ok(())
+    };
+    if tok.any_piece_contains(b'\n') {
+        encode_into(text, true)?;
+        return Ok(tokens);
+    }
+    // Split after each newline: the first part takes the dummy prefix.
+    for (i, part) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+        encode_into(part, i == 0)?;
+    }
+    Ok(tokens)
+}
+
+/// Runs the subcommand.
+pub fn run(args: &PerplexityArgs) -> Result<()> {
+    let file = ImageFile::load(&args.image)?;
+    let model = file.model()?;
+    let vocab = model.vocab_size();
+    let context = model.max_context();
+    let window = match args.window {
+        None => context,
+        Some(w) => usize::try_from(w).unwrap_or(usize::MAX),
+    };
+    if window > context {
+        let why = if model.header().block.position == microformer::image::PositionHook::Table {
+            format!(
+                " (its absolute position table has {context} rows: positions past it do not exist)"
+            )
+        } else {
+            String::from(" (convert with a larger --context)")
+        };
+        bail!("--window {window} exceeds the image's context of {context} positions{why}");
+    }
+    let Some(data) = model.tokenizer() else {
+        bail!(
+            "{} has no tokenizer: convert it with --tokenizer to score text",
+            file.path
+        );
+    };
+    let (mut offsets, mut sorted) = (vec![0u32; vocab], vec![0u32; vocab]);
+    let tok = Tokenizer::new(data, vocab, &mut offsets, &mut sorted).map_err(|e| {
+        CliError::runtime(format!(
+            "{}: the image's tokenizer is invalid: {e}",
+            file.path
+        ))
+    })?;
+    let text = files::read(&args.text)?;
+    let tokens = encode_text(&tok, &text)?;
+    if tokens.is_empty() {
+        bail!("{}: the text is empty", args.text.display());
+    }
+    let kv = args.kv.format();
+    // A window feeds BOS and all but the last token of its chunk: window − 1 positions.
+    let positions = window - 1;
+    let mut arena = vec![0u8; model.arena_bytes_with(positions, kv) + 3];
+    let mut session = Session::with_kv(&model, &mut arena, positions, kv)
+        .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
+    let bos = model.header().bos_id;
+    let mut ppl = Perplexity::new();
+    for chunk in chunks(&tokens, window) {
+        ppl.window(&mut session, bos, chunk)
+            .map_err(generation_error)?;
+    }
+    if args.json {
+        println!(
+            "{{\"tokens\": {}, \"windows\": {}, \"window\": {window}, \"nll\": {}, \"perplexity\": {}}}",
+            ppl.tokens(),
+            ppl.windows(),
+            ppl.nll(),
+            ppl.perplexity()
+        );
+    } else {
+        println!(
+            "perplexity {:.4} (nll {:.6} nats) over {} tokens in {} windows of {window}",
+            ppl.perplexity(),
+            ppl.nll(),
+            ppl.tokens(),
+            ppl.windows()
+        );
+    }
+    Ok(())
+}
