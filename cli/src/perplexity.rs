@@ -3,15 +3,15 @@
 //! tokens, non-overlapping, the last window possibly shorter).
 //!
 //! The text is encoded with the image's tokenizer exactly as `run.c` encodes a
-//! prompt (dummy prefix, byte fallback, best-score merges) but without BOS; when
-//! no piece of the vocabulary spans a newline, line by line (the same tokens, in
-//! linear time).
+//! prompt but without BOS ([`microformer_convert::tokenizer::encode_text`], which
+//! the firmware's perplexity mode uses too).
 
 use std::path::PathBuf;
 
 use microformer::model::Session;
 use microformer::perplexity::{chunks, Perplexity};
-use microformer::tokenizer::{self, Tokenizer};
+use microformer::tokenizer::Tokenizer;
+use microformer_convert::tokenizer::{encode_text, TextError};
 
 use crate::error::{bail, CliError, Result};
 use crate::files::{self, ImageFile};
@@ -34,36 +34,6 @@ pub struct PerplexityArgs {
     /// Print one JSON object {"tokens", "windows", "window", "nll", "perplexity"}.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Encodes `text` as `run.c` would (no BOS), line by line where that is exact.
-pub fn encode_text(tok: &Tokenizer<'_>, text: &[u8]) -> Result<Vec<u32>> {
-    let err = |e: microformer::Error| CliError::runtime(format!("cannot encode the text: {e}"));
-    if text.contains(&0) {
-        bail!("the text contains a NUL byte, which ends a run.c string");
-    }
-    let mut tokens = Vec::with_capacity(text.len() / 2);
-    let mut encode_into = |part: &[u8], first: bool| -> Result<()> {
-        let n = tokenizer::max_encoded_len(part.len());
-        let (mut out, mut scratch) = (vec![0u32; n], vec![0u32; n]);
-        let len = if first {
-            tok.encode(part, false, false, &mut out, &mut scratch)
-        } else {
-            tok.encode_continued(part, &mut out, &mut scratch)
-        }
-        .map_err(err)?;
-        tokens.extend_from_slice(&out[..len]);
-        Ok(())
-    };
-    if tok.any_piece_contains(b'\n') {
-        encode_into(text, true)?;
-        return Ok(tokens);
-    }
-    // Split after each newline: the first part takes the dummy prefix.
-    for (i, part) in text.split_inclusive(|&b| b == b'\n').enumerate() {
-        encode_into(part, i == 0)?;
-    }
-    Ok(tokens)
 }
 
 /// Runs the subcommand.
@@ -100,7 +70,10 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
         ))
     })?;
     let text = files::read(&args.text)?;
-    let tokens = encode_text(&tok, &text)?;
+    let tokens = encode_text(&tok, &text).map_err(|e| match e {
+        TextError::Nul => CliError::new(e.to_string()),
+        TextError::Encode(_) => CliError::runtime(e.to_string()),
+    })?;
     if tokens.is_empty() {
         bail!("{}: the text is empty", args.text.display());
     }

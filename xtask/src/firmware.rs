@@ -157,18 +157,35 @@ pub fn convert(
 /// Builds `board`'s firmware (release) with `image` embedded and its arena sized for `kv`;
 /// returns the ELF.
 pub fn build_firmware(board: &QemuBoard, image: &Path, kv: Kv) -> Result<PathBuf, String> {
+    build_firmware_with_text(board, image, kv, None)
+}
+
+/// [`build_firmware`], with the token stream of `text` (encoded at build time with the
+/// image's tokenizer, `MICROFORMER_TEXT`) for the perplexity mode when given.
+pub fn build_firmware_with_text(
+    board: &QemuBoard,
+    image: &Path,
+    kv: Kv,
+    text: Option<&Path>,
+) -> Result<PathBuf, String> {
     let dir = boards_dir().join(board.dir);
     let image = image
         .canonicalize()
         .map_err(|e| format!("{}: {e}", image.display()))?;
-    run_cmd(
-        boards_command(&dir, "cargo")
-            .args(["build", "--release", "--bin", board.dir])
-            .env("MICROFORMER_IMAGE", &image)
-            .env("MICROFORMER_KV", kv.as_str())
-            .env_remove("MICROFORMER_CHECKPOINT")
-            .stdout(to_stderr()),
-    )?;
+    let mut cmd = boards_command(&dir, "cargo");
+    cmd.args(["build", "--release", "--bin", board.dir])
+        .env("MICROFORMER_IMAGE", &image)
+        .env("MICROFORMER_KV", kv.as_str())
+        .env_remove("MICROFORMER_CHECKPOINT")
+        .env_remove("MICROFORMER_TEXT")
+        .stdout(to_stderr());
+    if let Some(t) = text {
+        let t = t
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", t.display()))?;
+        cmd.env("MICROFORMER_TEXT", t);
+    }
+    run_cmd(&mut cmd)?;
     Ok(root()
         .join("target")
         .join("boards")

@@ -4,6 +4,9 @@
 //! - [`self_check`] (the QEMU boards): the self-check, compared with the host's
 //!   stream, and a description of the embedded image; [`kernels`]: the kernel
 //!   timings (`bench=kernels` on a QEMU board's command line);
+//! - [`perplexity`]: the embedded model scoring the token stream embedded at build
+//!   time (`perplexity=N` on a QEMU board's command line), one JSON line of figures
+//!   as `microformer perplexity --json` prints them;
 //! - [`main`]: the embedded model, run with [`crate::lm::run`] and the board's
 //!   [`Settings`] (the build's; on the QEMU boards overridden by the semihosting
 //!   command line, see `crate::qemu`), the generated text handed to the
@@ -227,6 +230,70 @@ pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     0
 }
 
+/// Hands formatted text to the board.
+struct BoardText<'b, B: Board>(&'b mut B);
+
+impl<B: Board> core::fmt::Write for BoardText<'_, B> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.text(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Scores the token stream embedded at build time (`tokens`) with the model in
+/// `image`, in windows of `window` positions ([`lm::perplexity`], as `microformer
+/// perplexity --window` does), in `memory`'s arena with the KV cache format of
+/// `settings`. The text handed to the board is one line, as `microformer perplexity
+/// --json` prints it: `{"tokens": …, "windows": …, "window": …, "nll": …,
+/// "perplexity": …}` (f64 figures in Rust's shortest round-trip form, so the host
+/// reads back the device's exact values). Returns the exit code: 0, or 1 after
+/// logging the error.
+pub fn perplexity<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
+    image: &[u8],
+    window: usize,
+    settings: &Settings<'_>,
+    tokens: &[u32],
+    memory: &mut Memory<ARENA, VOCAB, PROMPT>,
+    board: &mut impl Board,
+) -> i32 {
+    defmt::println!(
+        "perplexity: {=usize} tokens embedded, windows of {=usize} positions, kv {}",
+        tokens.len(),
+        window,
+        settings.kv
+    );
+    let start = board.instructions();
+    let result = lm::perplexity(image, window, settings.kv, tokens, memory.buffers().arena);
+    let end = board.instructions();
+    let ppl = match result {
+        Ok(p) => p,
+        Err(e) => {
+            report(&e);
+            return 1;
+        }
+    };
+    let _ = core::fmt::write(
+        &mut BoardText(&mut *board),
+        format_args!(
+            "{{\"tokens\": {}, \"windows\": {}, \"window\": {window}, \"nll\": {}, \"perplexity\": {}}}\n",
+            ppl.tokens(),
+            ppl.windows(),
+            ppl.nll(),
+            ppl.perplexity()
+        ),
+    );
+    if let (Some(start), Some(end)) = (start, end) {
+        defmt::println!(
+            "figures: predictions={=usize} windows={=usize} instructions={=u64} stack_bytes={=usize}",
+            ppl.tokens(),
+            ppl.windows(),
+            end - start,
+            board.stack_peak().unwrap_or(0)
+        );
+    }
+    0
+}
+
 /// `n` in decimal, in the tail of `buf`.
 fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
     let mut at = buf.len();
@@ -275,6 +342,14 @@ fn report(e: &RunError) {
         RunError::Tokenizer(e) => defmt::error!("tokenizer rejected: {}", e),
         RunError::Prompt(e) => defmt::error!("cannot encode the prompt: {}", e),
         RunError::Generate(e) => defmt::error!("generation stopped: {}", e),
+        RunError::Window { window, context } => defmt::error!(
+            "a window of {=usize} positions exceeds the image's context of {=usize}",
+            window,
+            context
+        ),
+        RunError::NoText => defmt::error!(
+            "no token stream embedded: build with MICROFORMER_TEXT=<text file> to score it"
+        ),
     }
 }
 

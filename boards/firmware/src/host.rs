@@ -15,8 +15,14 @@
 //!     f32 `powf`/`cosf`/`sinf`), with `MICROFORMER_TOKENIZER` (a llama2.c tokenizer
 //!     file), `MICROFORMER_QUANT` (`f32` or `q8`; default f32 on QEMU, q8 on a real
 //!     board) and `MICROFORMER_CONTEXT` (default: the checkpoint's on QEMU, the
-//!     board's budget on a real board);
-//!   - neither: no image (the firmware says how to embed one);
+//!     board's budget on a real board); or a model directory (`config.json` +
+//!     safetensors, the project's own `models/<scheme>` or a Hugging Face checkpoint,
+//!     [`convert_model_dir`]) with its own `tokenizer.bin`;
+//!   - neither: on a real board the project's own model ([`DEFAULT_MODEL`], Q8_0, the
+//!     budget's context), so that a clone builds a working firmware with no variable
+//!     set; on a QEMU board no image (the firmware says how to embed one);
+//!   - `MICROFORMER_TEXT`: a text file, encoded with the image's tokenizer into
+//!     `TEXT_TOKENS`, the stream the perplexity mode (`perplexity=N`) scores;
 //!   - settings: `MICROFORMER_STEPS`, `MICROFORMER_SEED`, `MICROFORMER_TEMPERATURE`,
 //!     `MICROFORMER_TOPP`, `MICROFORMER_PROMPT` (defaults: [`Settings::DEFAULT`] on
 //!     QEMU, [`Settings::REAL_BOARD`] on a real board).
@@ -200,6 +206,55 @@ pub fn convert_llama2c(
     }
 }
 
+/// The repository's root (this crate is `boards/firmware`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The project's own model the firmware embeds when no variable names one (a real
+/// board) and the generation tests run: `models/<scheme>` of the repository.
+pub fn own_model(scheme: &str) -> PathBuf {
+    repo_root().join("models").join(scheme)
+}
+
+/// Converts a model directory (`config.json` + safetensors: the project's own
+/// `models/<scheme>`, or any Hugging Face family the converter reads) into an image,
+/// as `microformer convert DIR` does: the directory's own `tokenizer.bin` embedded
+/// when it has one, Q8_0 matrices (the configuration's `q8_group_size`, or the
+/// converter's default) when `q8`, else f32; `context` positions (default: the
+/// configuration's).
+///
+/// Errors: every conversion error, with the directory named.
+pub fn convert_model_dir(
+    dir: &Path,
+    q8: bool,
+    context: Option<usize>,
+) -> Result<Vec<u8>, BuildError> {
+    use microformer_convert::{hf, Storage};
+    for f in ["config.json", "model.safetensors", "tokenizer.bin"] {
+        println!("cargo:rerun-if-changed={}", dir.join(f).display());
+    }
+    let own_tokenizer = dir.join("tokenizer.bin");
+    let tokenizer = if own_tokenizer.is_file() {
+        Some(fs::read(&own_tokenizer).map_err(|e| format!("{}: {e}", own_tokenizer.display()))?)
+    } else {
+        None
+    };
+    let opts = hf::Options {
+        context,
+        storage: if q8 {
+            Storage::Q8 { group_size: None }
+        } else {
+            Storage::F32
+        },
+        tokenizer,
+        rope_scaling: None,
+    };
+    hf::convert(dir, &opts, &mut |_, _, _| {})
+        .map(|(image, _)| image)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 fn read(name: &str, path: &str) -> Result<Vec<u8>, BuildError> {
     println!("cargo:rerun-if-changed={path}");
     fs::read(path).map_err(|e| format!("{name}={path}: {e}"))
@@ -219,23 +274,61 @@ pub enum Target {
     Device(Budget),
 }
 
-/// The image the variables name, and where it comes from (for the summary).
+/// The project's own model a real board embeds when no variable names one
+/// (`models/rope`: the scheme most checkpoints use; trained at 128 positions).
+pub const DEFAULT_MODEL: &str = "rope";
+
+/// `MICROFORMER_QUANT` (`f32` or `q8`): whether to store Q8_0 matrices.
+fn quant(q8_default: bool) -> Result<bool, BuildError> {
+    match var("MICROFORMER_QUANT").as_deref() {
+        None => Ok(q8_default),
+        Some("f32") => Ok(false),
+        Some("q8") => Ok(true),
+        Some(q) => Err(format!("MICROFORMER_QUANT={q:?}: use f32 or q8")),
+    }
+}
+
+/// A model directory converted, and the summary's words for it.
+fn dir_image(
+    dir: &Path,
+    q8: bool,
+    context: Option<usize>,
+) -> Result<(Vec<u8>, String), BuildError> {
+    let image = convert_model_dir(dir, q8, context)?;
+    let what = format!(
+        "model directory {}, {}, context {}",
+        dir.display(),
+        if q8 { "Q8_0" } else { "f32" },
+        context.map_or_else(|| String::from("the configuration's"), |c| c.to_string())
+    );
+    Ok((image, what))
+}
+
+/// The image the variables name, and where it comes from (for the summary). With
+/// neither `MICROFORMER_IMAGE` nor `MICROFORMER_CHECKPOINT`: the project's own
+/// [`DEFAULT_MODEL`] when `own_default` (a real board), else none.
 fn image_from_env(
     q8_default: bool,
     context: Option<usize>,
+    own_default: bool,
 ) -> Result<(Vec<u8>, String), BuildError> {
     match (var("MICROFORMER_IMAGE"), var("MICROFORMER_CHECKPOINT")) {
         (Some(_), Some(_)) => {
             Err("set MICROFORMER_IMAGE or MICROFORMER_CHECKPOINT, not both".into())
         }
         (Some(path), None) => Ok((read("MICROFORMER_IMAGE", &path)?, format!("image {path}"))),
+        (None, Some(path)) if Path::new(&path).is_dir() => {
+            if var("MICROFORMER_TOKENIZER").is_some() {
+                return Err(format!(
+                    "MICROFORMER_CHECKPOINT={path} is a model directory: it embeds its own \
+                     tokenizer.bin, unset MICROFORMER_TOKENIZER"
+                ));
+            }
+            dir_image(Path::new(&path), quant(q8_default)?, context)
+        }
+        (None, None) if own_default => dir_image(&own_model(DEFAULT_MODEL), quant(true)?, context),
         (None, Some(path)) => {
-            let q8 = match var("MICROFORMER_QUANT").as_deref() {
-                None => q8_default,
-                Some("f32") => false,
-                Some("q8") => true,
-                Some(q) => return Err(format!("MICROFORMER_QUANT={q:?}: use f32 or q8")),
-            };
+            let q8 = quant(q8_default)?;
             let tokenizer = match var("MICROFORMER_TOKENIZER") {
                 Some(t) => Some(read("MICROFORMER_TOKENIZER", &t)?),
                 None => None,
@@ -300,7 +393,7 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
     if context == Some(0) {
         return Err("MICROFORMER_CONTEXT must be at least 1".into());
     }
-    let (bytes, source) = image_from_env(budget.is_some(), context)?;
+    let (bytes, source) = image_from_env(budget.is_some(), context, budget.is_some())?;
     let prompt = var("MICROFORMER_PROMPT").unwrap_or_default();
     let settings = Settings {
         steps: parse("MICROFORMER_STEPS", d.steps)?,
@@ -364,6 +457,12 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
     }
     let context = context.unwrap_or(ctx);
     let _ = write!(summary, "context={context}\narena_reserved={arena}\n");
+    let text_tokens = match var("MICROFORMER_TEXT") {
+        None => Vec::new(),
+        Some(path) => text_tokens(&bytes, &read("MICROFORMER_TEXT", &path)?)
+            .map_err(|e| format!("MICROFORMER_TEXT={path}: {e}"))?,
+    };
+    let _ = writeln!(summary, "text_tokens={}", text_tokens.len());
     let model = out_dir.join("model.bin");
     fs::write(&model, &bytes).map_err(|e| format!("{}: {e}", model.display()))?;
     let src = format!(
@@ -376,6 +475,10 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
          pub const CONTEXT: usize = {context};\n\n\
          /// Run settings chosen at build time.\n\
          pub static SETTINGS: microformer_firmware::Settings = {};\n\n\
+         /// The token stream the perplexity mode scores (`MICROFORMER_TEXT`, encoded\n\
+         /// with the image's tokenizer as `microformer perplexity` encodes it); empty\n\
+         /// when none was given.\n\
+         pub static TEXT_TOKENS: [u32; {}] = {text_tokens:?};\n\n\
          /// Bytes of the static session arena.\n\
          pub const ARENA_BYTES: usize = {arena};\n\n\
          /// Entries of the tokenizer index (the model's vocabulary).\n\
@@ -384,12 +487,39 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
          pub const PROMPT_TOKENS: usize = {prompt_tokens};\n\n\
          /// The memory of a run: the arena, the tokenizer index, the prompt, the sampler.\n\
          pub type Memory = microformer_firmware::lm::Memory<ARENA_BYTES, VOCAB, PROMPT_TOKENS>;\n",
-        settings_expr(&settings)
+        settings_expr(&settings),
+        text_tokens.len(),
     );
     let path = out_dir.join("inputs.rs");
     fs::write(&path, src).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let path = out_dir.join("summary.txt");
     fs::write(&path, summary).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `text` encoded with the tokenizer of `image`, as `microformer perplexity`
+/// encodes its text file ([`microformer_convert::tokenizer::encode_text`]).
+///
+/// Errors: no image, an image without a tokenizer, a text that does not encode
+/// or encodes to nothing.
+fn text_tokens(image: &[u8], text: &[u8]) -> Result<Vec<u32>, BuildError> {
+    if image.is_empty() {
+        return Err("no model image to encode the text with".into());
+    }
+    let data = AlignedBytes::new(image);
+    let model = Model::from_bytes(data.bytes()).map_err(|e| e.to_string())?;
+    let vocab = model.vocab_size();
+    let tok_data = model
+        .tokenizer()
+        .ok_or("the model image has no tokenizer to encode the text with")?;
+    let (mut offsets, mut sorted) = (vec![0u32; vocab], vec![0u32; vocab]);
+    let tok = tokenizer::Tokenizer::new(tok_data, vocab, &mut offsets, &mut sorted)
+        .map_err(|e| format!("the image's tokenizer is invalid: {e}"))?;
+    let tokens =
+        microformer_convert::tokenizer::encode_text(&tok, text).map_err(|e| e.to_string())?;
+    if tokens.is_empty() {
+        return Err("the text is empty".into());
+    }
+    Ok(tokens)
 }
 
 /// Which models a board's on-target generation tests run.
@@ -398,9 +528,13 @@ pub enum TestModels {
     /// Two tiny random-weight models (f32 and Q8, made here as llama2.c
     /// checkpoints and converted), for the Cortex-M0's 16 KiB of RAM.
     Tiny,
-    /// llama2.c's aidreams260K (f32 and Q8), converted here from
-    /// `MICROFORMER_MODELS` (default: `../shared/models` beside the repository).
-    Aidreams,
+    /// Trained models: the project's own (`models/t5`, `models/alibi`,
+    /// `models/sinusoidal`: the score-bias and embedding hooks, past the training
+    /// length), always; and llama2.c's aidreams260K (f32 and Q8, against llama2.c's
+    /// ids), converted here from the reference folder (`MICROFORMER_REFERENCE_DIR`,
+    /// `MICROFORMER_MODELS`, default `../shared/models` beside the repository) when it
+    /// is there — skipped with a build warning naming it when it is not.
+    Trained,
 }
 
 /// The tiny model's shape: `dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab,
@@ -439,11 +573,13 @@ pub fn tiny_checkpoint(seed: u64) -> Vec<u8> {
     out
 }
 
-/// The directory of the shared reference models.
+/// The directory of the reference models (llama2.c's checkpoints, which the project
+/// may not ship): `MICROFORMER_REFERENCE_DIR`, `MICROFORMER_MODELS`, or
+/// `../shared/models` beside the repository.
 fn models_dir() -> PathBuf {
-    match var("MICROFORMER_MODELS") {
+    match var("MICROFORMER_REFERENCE_DIR").or_else(|| var("MICROFORMER_MODELS")) {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models"),
+        None => repo_root().join("../shared/models"),
     }
 }
 
@@ -497,46 +633,101 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                 t("TINY_F32_KV8_GREEDY", false, 0.0, KvFormat::Q8)?,
             ]
         }
-        TestModels::Aidreams => {
-            let dir = models_dir();
-            let path = |f: &str| dir.join(f).display().to_string();
-            let ck = read("MICROFORMER_MODELS", &path("aidreams260K.bin"))
-                .map_err(|e| format!("{e} (set MICROFORMER_MODELS to the models folder)"))?;
-            let tok = read("MICROFORMER_MODELS", &path("aidreams260K.tok512.bin"))?;
-            vec![
-                GenerateTest {
-                    name: "AIDREAMS_F32_GREEDY",
-                    image: convert_llama2c(&ck, Some(&tok), false, None)?,
-                    steps: 24,
+        TestModels::Trained => {
+            let own = |name, scheme, q8, context, kv| -> Result<GenerateTest, BuildError> {
+                Ok(GenerateTest {
+                    name,
+                    image: convert_model_dir(&own_model(scheme), q8, Some(context))?,
+                    steps: 0,
                     temperature: 0.0,
                     topp: 0.9,
                     seed: 0,
                     prompt: "",
-                    kv: KvFormat::F32,
-                },
+                    kv,
+                })
+            };
+            let mut tests = vec![
+                // T5 buckets past the training length (128): the bucket table's far end.
+                own("OWN_T5_Q8_GREEDY", "t5", true, 144, KvFormat::F32)?,
                 GenerateTest {
-                    name: "AIDREAMS_Q8_PROMPT_TOPP",
-                    image: convert_llama2c(&ck, Some(&tok), true, None)?,
-                    steps: 16,
+                    steps: 48,
                     temperature: 1.0,
-                    topp: 0.9,
                     seed: 42,
-                    prompt: "I was flying over",
-                    kv: KvFormat::F32,
+                    prompt: "ROMEO.",
+                    ..own(
+                        "OWN_ALIBI_F32_PROMPT_TOPP",
+                        "alibi",
+                        false,
+                        64,
+                        KvFormat::F32,
+                    )?
                 },
-                GenerateTest {
-                    name: "AIDREAMS_Q8_KV8_GREEDY",
-                    image: convert_llama2c(&ck, Some(&tok), true, None)?,
-                    steps: 24,
-                    temperature: 0.0,
-                    topp: 0.9,
-                    seed: 0,
-                    prompt: "",
-                    kv: KvFormat::Q8,
-                },
-            ]
+                own(
+                    "OWN_SINUSOIDAL_Q8_KV8_GREEDY",
+                    "sinusoidal",
+                    true,
+                    40,
+                    KvFormat::Q8,
+                )?,
+            ];
+            let dir = models_dir();
+            let (ck, tok) = (
+                dir.join("aidreams260K.bin"),
+                dir.join("aidreams260K.tok512.bin"),
+            );
+            if ck.is_file() && tok.is_file() {
+                tests.extend(aidreams_tests(&ck, &tok)?);
+            } else {
+                println!(
+                    "cargo:warning=skipped: the on-target aidreams260K generation tests (against \
+                     llama2.c's ids): {} is not there (../shared/models or \
+                     MICROFORMER_REFERENCE_DIR)",
+                    ck.display()
+                );
+            }
+            tests
         }
     })
+}
+
+/// llama2.c's aidreams260K: f32 greedy (llama2.c's ids), Q8 with a prompt and top-p,
+/// Q8 with the int8 KV cache.
+fn aidreams_tests(checkpoint: &Path, tokenizer: &Path) -> Result<Vec<GenerateTest>, BuildError> {
+    let path = |p: &Path| p.display().to_string();
+    let ck = read("MICROFORMER_REFERENCE_DIR", &path(checkpoint))?;
+    let tok = read("MICROFORMER_REFERENCE_DIR", &path(tokenizer))?;
+    Ok(vec![
+        GenerateTest {
+            name: "AIDREAMS_F32_GREEDY",
+            image: convert_llama2c(&ck, Some(&tok), false, None)?,
+            steps: 24,
+            temperature: 0.0,
+            topp: 0.9,
+            seed: 0,
+            prompt: "",
+            kv: KvFormat::F32,
+        },
+        GenerateTest {
+            name: "AIDREAMS_Q8_PROMPT_TOPP",
+            image: convert_llama2c(&ck, Some(&tok), true, None)?,
+            steps: 16,
+            temperature: 1.0,
+            topp: 0.9,
+            seed: 42,
+            prompt: "I was flying over",
+            kv: KvFormat::F32,
+        },
+        GenerateTest {
+            name: "AIDREAMS_Q8_KV8_GREEDY",
+            image: convert_llama2c(&ck, Some(&tok), true, None)?,
+            steps: 24,
+            temperature: 0.0,
+            topp: 0.9,
+            seed: 0,
+            prompt: "",
+            kv: KvFormat::Q8,
+        },
+    ])
 }
 
 /// Collects a host run's ids and text.

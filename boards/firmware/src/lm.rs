@@ -14,7 +14,9 @@ use core::fmt;
 use microformer::generate::Generated;
 pub use microformer::lm::{Buffers, Memory, Token};
 use microformer::lm::{Generator, Options, Prompt};
-use microformer::model::{KvFormat, Model};
+use microformer::model::{KvFormat, Model, Session};
+use microformer::perplexity::chunks;
+pub use microformer::perplexity::Perplexity;
 use microformer::Error;
 
 use crate::out::{Failure, Out, Passed};
@@ -54,6 +56,17 @@ pub enum RunError {
     Prompt(Error),
     /// The session, the sampler or the generation loop stopped on an error.
     Generate(Error),
+    /// A perplexity window shorter than 2 or longer than the image's context (a
+    /// learned position table has no row past it).
+    Window {
+        /// Positions asked for.
+        window: usize,
+        /// The image's context.
+        context: usize,
+    },
+    /// Perplexity mode without a token stream embedded at build time
+    /// (`MICROFORMER_TEXT`).
+    NoText,
 }
 
 impl From<Error> for RunError {
@@ -91,6 +104,13 @@ impl fmt::Display for RunError {
             RunError::Tokenizer(e) => write!(f, "tokenizer rejected: {e}"),
             RunError::Prompt(e) => write!(f, "cannot encode the prompt: {e}"),
             RunError::Generate(e) => write!(f, "generation stopped: {e}"),
+            RunError::Window { window, context } => write!(
+                f,
+                "a window of {window} positions exceeds the image's context of {context}"
+            ),
+            RunError::NoText => f.write_str(
+                "no token stream embedded: build with MICROFORMER_TEXT=<text file> to score it",
+            ),
         }
     }
 }
@@ -287,6 +307,54 @@ pub fn run(
     Ok(generator.generated())
 }
 
+/// Scores `tokens` with the model in `image`, as `microformer perplexity --window
+/// window` does on the host: non-overlapping windows of BOS then `window − 1`
+/// tokens ([`microformer::perplexity`]), a session of `window − 1` positions in
+/// `arena` with a KV cache of format `kv`. The same code, the same tokens and the
+/// same arithmetic as the host's, so the figures agree bit for bit.
+///
+/// Errors: no image ([`RunError::NoImage`]) or tokens ([`RunError::NoText`]); an
+/// image that does not open; a window past the image's context
+/// ([`RunError::Window`]); an arena too small for it ([`RunError::ArenaTooSmall`]);
+/// a token outside the vocabulary ([`RunError::Generate`]).
+pub fn perplexity(
+    image: &[u8],
+    window: usize,
+    kv: KvFormat,
+    tokens: &[u32],
+    arena: &mut [u8],
+) -> Result<Perplexity, RunError> {
+    if image.is_empty() {
+        return Err(RunError::NoImage);
+    }
+    if tokens.is_empty() {
+        return Err(RunError::NoText);
+    }
+    let model = Model::from_bytes(image).map_err(RunError::Image)?;
+    let context = model.max_context();
+    if window < 2 || window > context {
+        return Err(RunError::Window { window, context });
+    }
+    let positions = window - 1;
+    let needed = model.arena_bytes_with(positions, kv);
+    let reserved = arena.len();
+    if needed > reserved {
+        return Err(RunError::ArenaTooSmall {
+            context: positions,
+            needed,
+            reserved,
+            fits: largest_context(&model, reserved, context, kv),
+        });
+    }
+    let mut session = Session::with_kv(&model, arena, positions, kv)?;
+    let bos = model.header().bos_id;
+    let mut ppl = Perplexity::new();
+    for chunk in chunks(tokens, window) {
+        ppl.window(&mut session, bos, chunk)?;
+    }
+    Ok(ppl)
+}
+
 /// Sizes of [`Buffers`] for `image` at its own context, a KV cache of format
 /// `kv` and a prompt of up to `prompt_bytes` bytes:
 /// [`microformer::lm::buffer_sizes`].
@@ -367,7 +435,8 @@ pub fn check_generate(test: &GenerateTest, buffers: Buffers<'_>) -> Result<Passe
                 needed: 2 * vocab,
                 got: 2 * capacity,
             },
-            RunError::NoImage | RunError::NoTokenizer => Error::MissingTensor,
+            RunError::NoImage | RunError::NoTokenizer | RunError::NoText => Error::MissingTensor,
+            RunError::Window { context, .. } => Error::ContextFull { context },
         };
         return Err(Failure::Library {
             label: "lm::run",

@@ -92,6 +92,7 @@ macro_rules! qemu_main {
                 &inputs::MODEL.0,
                 inputs::CONTEXT,
                 &inputs::SETTINGS,
+                &inputs::TEXT_TOKENS,
                 &expected::SELFCHECK,
                 MEMORY,
                 CMDLINE,
@@ -112,12 +113,15 @@ pub struct Board {
 /// The firmware on a QEMU `board` (its name; its SysTick counts `systick_hz`): the
 /// self-check (against the host's `selfcheck` stream), then, when an image is
 /// embedded, the model at up to `context` positions with `settings` overridden by
-/// the command line, its text on QEMU's stderr. Ends QEMU with the exit code.
+/// the command line, its text on QEMU's stderr (or, with `perplexity=N`, its
+/// perplexity over `text_tokens`, the stream embedded at build time). Ends QEMU with
+/// the exit code.
 pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     board: &Board,
     image: &[u8],
     context: usize,
     settings: &Settings<'static>,
+    text_tokens: &[u32],
     selfcheck: &[u32],
     memory: &mut Memory<ARENA, VOCAB, PROMPT>,
     cmdline: &mut Cmdline,
@@ -151,6 +155,17 @@ pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
         text: Text::open(),
         counter,
     };
+    if let Mode::Perplexity { window } = settings.mode {
+        let window = usize::try_from(window).unwrap_or(usize::MAX);
+        exit(app::perplexity(
+            image,
+            window,
+            &settings,
+            text_tokens,
+            memory,
+            &mut board,
+        ))
+    }
     exit(app::main(image, context, &settings, memory, &mut board))
 }
 

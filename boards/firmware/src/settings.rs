@@ -22,6 +22,7 @@
 //! | `bench` | `kernels`: time the kernels instead of generating ([`crate::bench`]) | — |
 //! | `stop` | `bos` (llama2.c: BOS ends the text) or `none` (run every step: benchmarks) | — |
 //! | `kv` | KV cache format: `f32` or `q8` (int8, one scale per row: about a quarter of the arena) | `microformer run --kv` |
+//! | `perplexity` | `N` (at least 2): score the token stream embedded at build time in windows of `N` positions instead of generating ([`Mode::Perplexity`]) | `microformer perplexity --window N` |
 //!
 //! A word without `=` is the program name (QEMU's kernel path) only in first
 //! place; anywhere else, as an unknown key or an unparsable value, it is a
@@ -44,6 +45,14 @@ pub enum Mode {
     Generate,
     /// Time the kernels (RoPE, ALiBi, softmax) and print instructions per call.
     Kernels,
+    /// Score the token stream embedded at build time (`MICROFORMER_TEXT`, encoded with
+    /// the image's tokenizer) in non-overlapping windows of `window` positions, BOS then
+    /// `window − 1` tokens, as `microformer perplexity --window` does
+    /// ([`microformer::perplexity`]), and print the figures.
+    Perplexity {
+        /// Positions per window (at least 2).
+        window: u32,
+    },
 }
 
 /// Run settings chosen at build time (`MICROFORMER_STEPS`, `MICROFORMER_SEED`,
@@ -145,6 +154,8 @@ pub enum Key {
     Stop,
     /// `kv=`
     Kv,
+    /// `perplexity=`
+    Perplexity,
 }
 
 impl Key {
@@ -159,6 +170,7 @@ impl Key {
             "bench" => Key::Bench,
             "stop" => Key::Stop,
             "kv" => Key::Kv,
+            "perplexity" => Key::Perplexity,
             _ => return None,
         })
     }
@@ -237,6 +249,13 @@ impl<'a> Settings<'a> {
                         _ => return Err(bad),
                     }
                 }
+                Key::Perplexity => {
+                    let window: u32 = v.parse().map_err(|_| bad)?;
+                    if window < 2 {
+                        return Err(bad);
+                    }
+                    s.mode = Mode::Perplexity { window };
+                }
                 Key::Bench => {
                     s.mode = match v {
                         "kernels" => Mode::Kernels,
@@ -293,6 +312,18 @@ mod tests {
         assert!(D.with_cmdline(b"stop=bos").unwrap().stop_at_bos);
         assert_eq!(D.with_cmdline(b"kv=q8").unwrap().kv, KvFormat::Q8);
         assert_eq!(D.with_cmdline(b"kv=f32").unwrap().kv, KvFormat::F32);
+        assert_eq!(
+            D.with_cmdline(b"perplexity=512").unwrap().mode,
+            Mode::Perplexity { window: 512 }
+        );
+        for bad in [&b"perplexity=1"[..], b"perplexity=", b"perplexity=-3"] {
+            assert_eq!(
+                D.with_cmdline(bad).unwrap_err(),
+                CmdlineError::BadValue {
+                    key: Key::Perplexity
+                }
+            );
+        }
         assert_eq!(
             D.with_cmdline(b"kv=q4").unwrap_err(),
             CmdlineError::BadValue { key: Key::Kv }
