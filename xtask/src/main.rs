@@ -38,6 +38,7 @@ mod bench;
 mod boards;
 mod demo;
 mod elf;
+mod extrapolation;
 mod families;
 mod firmware;
 mod host;
@@ -86,6 +87,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Real boards: lint, host test, release builds and sizes
     Boards,
+    /// Perplexity by window of models/'s six schemes and RoPE scaling rules (f32, q8)
+    Extrapolation(extrapolation::ExtrapolationArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Task::Families => families::families_tests().map(|_| ()),
         Task::Bench(args) => bench::bench(args),
         Task::Boards => boards::stage().map(|_| ()),
+        Task::Extrapolation(args) => extrapolation::extrapolation(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -149,6 +153,7 @@ mod tests {
             "families",
             "bench",
             "boards",
+            "extrapolation",
         ] {
             assert!(parse(&[task]).is_ok(), "{task}");
         }
