@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: a model on an emulated Cortex-M (the M4F unless `--core` says).
 //!
 //! Installs what a fresh machine lacks (the rustup targets, `qemu-system-arm`, `defmt-print`),
-//! converts the checkpoint with the host tool (`microformer convert`), builds the QEMU board's
+//! converts the model with the host tool (`microformer convert`; by default the project's own
+//! `models/rope`, which the repository ships with its tokenizer), builds the QEMU board's
 //! firmware with the image embedded in flash (`MICROFORMER_IMAGE`), and runs it under QEMU
 //! with the settings on its semihosting command line (`-append "steps=… temperature=… topp=…
 //! seed=… prompt=…"`). The device's text (semihosting stderr) goes to stdout, byte for byte;
@@ -11,29 +12,40 @@
 //! defaults): `--steps` positions (0 or more than the context: all), `--temperature` (0:
 //! greedy), `--top-p`, `--seed` (0 stands for a fixed seed, never the clock), `--prompt`.
 //!
-//! [`demo_tests`] (a stage of `cargo xtask test`) runs the demo for every aidreams260K case
-//! of `reference-llama2c.json` and compares the printed text with llama2.c's, byte for byte.
+//! [`demo_tests`] (a stage of `cargo xtask test`) runs the project's own models on the
+//! emulated M4F against the host (text and perplexity), and, when the reference folder is
+//! there, the demo for every aidreams260K case of `reference-llama2c.json`, comparing the
+//! printed text with llama2.c's byte for byte.
 //!
-//! `--model` also takes a Hugging Face directory (any family `microformer convert` reads).
-//! Its image has no tokenizer: the device then prints the token ids, space-separated, as
+//! `--model` also takes a llama2.c checkpoint or any Hugging Face directory the converter
+//! reads. An image without a tokenizer makes the device print token ids, space-separated, as
 //! `microformer run --ids` does, and a prompt is given as ids (`--prompt-ids 1,2,3`, the
-//! firmware's `prompt_ids=` word). The families stage (`families.rs`) runs the shared
+//! firmware's `prompt_ids=` word). The families stage (`families.rs`) runs the Hugging Face
 //! fixtures that way.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use serde::Deserialize;
 
-use crate::firmware::{build_example, build_firmware, convert, parse_id_list, Kv, Quant, Settings};
+use crate::firmware::{
+    build_example, build_firmware, build_firmware_with_text, convert, host_text, parse_id_list, Kv,
+    Quant, Settings,
+};
 use crate::install::ensure_tools;
+use crate::perplexity;
 use crate::qemu::run_qemu;
 use crate::qemu_boards::{self, QemuBoard, BOARDS, M4F};
-use crate::util::{models_dir, secs, work_dir};
+use crate::util::{models_dir, root, secs, work_dir};
 
-/// The checkpoint the demo runs by default, and its tokenizer (in `../shared/models`).
+/// The model the demo runs by default: the project's own RoPE model (root-relative), a
+/// directory holding its tokenizer.
+pub const DEFAULT_MODEL: &str = "models/rope";
+
+/// llama2.c's reference checkpoint and its tokenizer (in the reference folder, never in
+/// the repository): the demo stage's llama2.c comparisons run them when they are there.
 const CHECKPOINT: &str = "aidreams260K.bin";
 const TOKENIZER: &str = "aidreams260K.tok512.bin";
 
@@ -44,14 +56,15 @@ const TEN_LINES_ARGS: &str = "-t 0 -n 100 -i I was flying over";
 #[derive(Debug, Clone, Args)]
 #[command(args_override_self = true)]
 pub struct DemoArgs {
-    /// A llama2.c checkpoint, or a Hugging Face directory (config.json + model.safetensors):
-    /// a directory has no tokenizer (unless --tokenizer is given), the device then prints
-    /// token ids, space-separated, as `microformer run --ids` [default: aidreams260K.bin in
-    /// ../shared/models, or in $MICROFORMER_MODELS]
+    /// A model directory (the project's own models/<scheme>, or a Hugging Face checkpoint:
+    /// config.json + model.safetensors) or a llama2.c checkpoint; without a tokenizer (its
+    /// own tokenizer.bin, or --tokenizer) the device prints token ids, space-separated, as
+    /// `microformer run --ids` [default: models/rope]
     #[arg(long, value_name = "PATH|HF-DIR")]
     model: Option<PathBuf>,
-    /// The tokenizer embedded with the model, or `none` [default: aidreams260K.tok512.bin
-    /// beside the default checkpoint for a llama2.c file, none for a directory]
+    /// The tokenizer embedded with the model, or `none` [default: a directory's own
+    /// tokenizer.bin; for a llama2.c file NAME.bin, NAME.tok512.bin or tokenizer.bin beside
+    /// it]
     #[arg(long, value_name = "PATH|none", value_parser = parse_tokenizer)]
     tokenizer: Option<Tokenizer>,
     /// The prompt, as text (needs a tokenizer)
@@ -196,16 +209,16 @@ impl DemoArgs {
     /// The run these arguments ask for: the default model (and its tokenizer) filled in.
     /// Fails on a text prompt for an image without a tokenizer.
     fn options(self) -> Result<Options, String> {
-        let models = models_dir();
-        let model = self.model.unwrap_or_else(|| models.join(CHECKPOINT));
-        // The default tokenizer goes with the default checkpoint (and any llama2.c file); a
-        // Hugging Face directory has none unless one is given.
+        let model = self.model.unwrap_or_else(|| root().join(DEFAULT_MODEL));
+        // A directory brings its own tokenizer.bin (the converter embeds it); a llama2.c
+        // file takes the tokenizer beside it, if there is one.
         let tokenizer = match self.tokenizer {
             Some(Tokenizer::Path(t)) => Some(t),
             Some(Tokenizer::None) => None,
             None if model.is_dir() => None,
-            None => Some(models.join(TOKENIZER)),
+            None => llama2c_tokenizer(&model),
         };
+        let own_tokenizer = model.is_dir() && model.join("tokenizer.bin").is_file();
         let settings = Settings {
             prompt: self.prompt.unwrap_or_default(),
             prompt_ids: self.prompt_ids.map(|ids| ids.0).unwrap_or_default(),
@@ -215,7 +228,7 @@ impl DemoArgs {
             seed: self.seed,
             kv: self.kv,
         };
-        if !settings.prompt.is_empty() && tokenizer.is_none() {
+        if !settings.prompt.is_empty() && tokenizer.is_none() && !own_tokenizer {
             return Err(format!(
                 "--prompt needs a tokenizer and {} is converted without one: give the prompt as \
                  token ids (--prompt-ids 1,2,3) or a tokenizer (--tokenizer PATH)",
@@ -230,6 +243,17 @@ impl DemoArgs {
             settings,
         })
     }
+}
+
+/// The tokenizer beside a llama2.c checkpoint `NAME.bin`: `NAME.tok512.bin` (as the
+/// reference folder names aidreams260K's), else `tokenizer.bin`; none when neither is there.
+fn llama2c_tokenizer(checkpoint: &Path) -> Option<PathBuf> {
+    let dir = checkpoint.parent()?;
+    let stem = checkpoint.file_stem()?.to_string_lossy();
+    [format!("{stem}.tok512.bin"), String::from("tokenizer.bin")]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
 }
 
 /// `cargo xtask demo [options]`.
@@ -290,14 +314,170 @@ struct Llama2cCase {
     text: Option<String>,
 }
 
-/// The on-target demo stage of `cargo xtask test`: every aidreams260K case of
+/// One run of the project's own models in the demo stage: the demo's text and the
+/// perplexity mode, on the emulated Cortex-M4F and on the host.
+struct OwnCase {
+    /// `models/<scheme>`.
+    scheme: &'static str,
+    quant: Quant,
+    kv: Kv,
+    /// The demo's settings (the KV format is `kv`).
+    settings: fn() -> Settings,
+}
+
+/// The demo stage's runs of the project's own models: the demo as `cargo xtask demo` runs
+/// it by default (models/rope, f32, seeded top-p from BOS, 256 positions: twice the training
+/// length), and the T5 model in Q8 with the int8 KV cache, greedy from a prompt.
+const OWN_CASES: [OwnCase; 2] = [
+    OwnCase {
+        scheme: "rope",
+        quant: Quant::F32,
+        kv: Kv::F32,
+        settings: Settings::default,
+    },
+    OwnCase {
+        scheme: "t5",
+        quant: Quant::Q8,
+        kv: Kv::Q8,
+        settings: || Settings {
+            prompt: String::from("ROMEO.\nWhat say you"),
+            temperature: 0.0,
+            steps: 200,
+            kv: Kv::Q8,
+            ..Settings::default()
+        },
+    },
+];
+
+/// Whether `device` (the firmware's text) equals `host` (`microformer run`'s), reporting
+/// the first difference.
+fn same_text(what: &str, device: &[u8], host: &[u8]) -> bool {
+    if device == host {
+        eprintln!(
+            "xtask: {what}: {} bytes, identical to the host's text",
+            device.len()
+        );
+        return true;
+    }
+    let at = device
+        .iter()
+        .zip(host)
+        .position(|(a, b)| a != b)
+        .unwrap_or(device.len().min(host.len()));
+    eprintln!(
+        "xtask: {what}: differs from the host's text at byte {at}\n  device: {:?}\n  host:   {:?}",
+        String::from_utf8_lossy(device),
+        String::from_utf8_lossy(host)
+    );
+    false
+}
+
+/// The project's own models on the emulated Cortex-M4F (no reference data needed): for each
+/// of [`OWN_CASES`], the demo's text equals the host's byte for byte, and the perplexity mode
+/// over `models/text/sample.txt` in windows of 512 equals the host's `microformer perplexity`
+/// to 5 significant digits. Returns the number of checks passed; failures are pushed.
+fn own_model_checks(failures: &mut Vec<String>) -> Result<usize, String> {
+    let text = root().join(perplexity::DEFAULT_TEXT);
+    let mut passed = 0;
+    for c in &OWN_CASES {
+        let model = root().join("models").join(c.scheme);
+        let image = work_dir()?.join(format!("demo-own-{}-{}.mfi", c.scheme, c.quant.as_str()));
+        convert(&model, None, c.quant, &image)?;
+        let elf = build_firmware_with_text(M4F, &image, c.kv, Some(&text))?;
+        let settings = (c.settings)();
+        let what = format!(
+            "demo models/{} ({}, kv {}) `{}`",
+            c.scheme,
+            c.quant.as_str(),
+            c.kv.as_str(),
+            settings.cmdline()
+        );
+        let run = run_qemu(M4F, &elf, &settings.cmdline(), true, false)?;
+        if same_text(&what, &run.text, &host_text(&image, &settings)?) {
+            passed += 1;
+        } else {
+            failures.push(what);
+        }
+        let cmdline = format!("perplexity=512 kv={}", c.kv.as_str());
+        let run = run_qemu(M4F, &elf, &cmdline, true, false)?;
+        let device = perplexity::parse_figures(&run.text)?;
+        let host = perplexity::host_figures(&image, &text, 512, c.kv)?;
+        let compared = perplexity::Compared { device, host };
+        let what = format!(
+            "models/{} ({}, kv {}) on {}",
+            c.scheme,
+            c.quant.as_str(),
+            c.kv.as_str(),
+            perplexity::DEFAULT_TEXT
+        );
+        perplexity::report(&what, M4F, &compared);
+        if compared.agrees() {
+            passed += 1;
+        } else {
+            failures.push(format!("perplexity of {what}"));
+        }
+    }
+    Ok(passed)
+}
+
+/// The on-target demo stage of `cargo xtask test`. Always: the project's own models
+/// ([`own_model_checks`]) and the README's ten-line firmware. With the reference folder
+/// (`../shared/models`, `MICROFORMER_REFERENCE_DIR`): every aidreams260K case of
 /// `reference-llama2c.json`, run as `cargo xtask demo` runs it (one firmware, one QEMU run
-/// per case), must print llama2.c's text byte for byte. Returns its duration.
+/// per case), must print llama2.c's text byte for byte, and so must the ten-line firmware
+/// with aidreams260K; without it those are skipped, named, and the ten-line firmware runs
+/// the project's own model against the host's text. Returns its duration.
 pub fn demo_tests() -> Result<Duration, String> {
     let start = Instant::now();
     eprintln!("xtask: === demo stage ===");
     ensure_tools()?;
+    let mut failures = Vec::new();
+    let mut passed = own_model_checks(&mut failures)?;
     let models = models_dir();
+    let reference = [
+        models.join("reference-llama2c.json"),
+        models.join(CHECKPOINT),
+        models.join(TOKENIZER),
+    ];
+    if let Some(missing) = reference.iter().find(|p| !p.is_file()) {
+        eprintln!(
+            "xtask: skipped (no reference data: {} is not there; ../shared/models or \
+             MICROFORMER_REFERENCE_DIR): the demo against llama2.c's three aidreams260K texts, \
+             and the ten-line firmware against llama2.c's text",
+            missing.display()
+        );
+        // The ten-line firmware with the project's own model, against the host.
+        let image = work_dir()?.join("demo-own-rope-f32.mfi");
+        let elf = build_example(M4F, &image, "ten_lines")?;
+        let run = run_qemu(M4F, &elf, "", false, false)?;
+        let s = case_settings(TEN_LINES_ARGS)?;
+        let host = host_text(&image, &s)?;
+        // `microformer run` ends its text with a newline; the example prints the tokens only.
+        let host = host.strip_suffix(b"\n").unwrap_or(&host);
+        if same_text("ten-line firmware (models/rope)", &run.text, host) {
+            passed += 1;
+        } else {
+            failures.push("ten_lines example".to_owned());
+        }
+    } else {
+        passed += llama2c_checks(&models, &mut failures)?;
+    }
+    eprintln!("demo: {passed} passed, {} failed", failures.len());
+    if failures.is_empty() {
+        eprintln!("xtask: demo stage passed in {}", secs(start.elapsed()));
+        Ok(start.elapsed())
+    } else {
+        Err(format!(
+            "the device's output differs from the reference: {}",
+            failures.join("; ")
+        ))
+    }
+}
+
+/// The demo against llama2.c's aidreams260K texts (`reference-llama2c.json` in `models`),
+/// and the ten-line firmware with aidreams260K against llama2.c's text. Returns the checks
+/// passed; failures are pushed.
+fn llama2c_checks(models: &Path, failures: &mut Vec<String>) -> Result<usize, String> {
     let path = models.join("reference-llama2c.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -322,7 +502,7 @@ pub fn demo_tests() -> Result<Duration, String> {
         &image,
     )?;
     let elf = build_firmware(M4F, &image, Kv::F32)?;
-    let mut failures = Vec::new();
+    let mut passed = 0;
     for c in &cases {
         let args = c.args.as_deref().ok_or("a case without args")?;
         let want = c.text.as_deref().ok_or("a case without text")?;
@@ -333,6 +513,7 @@ pub fn demo_tests() -> Result<Duration, String> {
                 "xtask: demo `{args}`: {} bytes, identical to llama2.c's text",
                 run.text.len()
             );
+            passed += 1;
         } else {
             let at = run
                 .text
@@ -363,6 +544,7 @@ pub fn demo_tests() -> Result<Duration, String> {
             "xtask: ten-line firmware: {} bytes, identical to llama2.c's text",
             run.text.len()
         );
+        passed += 1;
     } else {
         eprintln!(
             "xtask: ten-line firmware differs from llama2.c's text\n  device:   {:?}\n  llama2.c: {:?}",
@@ -371,20 +553,7 @@ pub fn demo_tests() -> Result<Duration, String> {
         );
         failures.push("ten_lines example".to_owned());
     }
-    eprintln!(
-        "demo: {} passed, {} failed",
-        cases.len() + 1 - failures.len(),
-        failures.len()
-    );
-    if failures.is_empty() {
-        eprintln!("xtask: demo stage passed in {}", secs(start.elapsed()));
-        Ok(start.elapsed())
-    } else {
-        Err(format!(
-            "demo texts differ from llama2.c's: {}",
-            failures.join("; ")
-        ))
-    }
+    Ok(passed)
 }
 
 #[cfg(test)]
@@ -425,8 +594,12 @@ mod tests {
         let o = parse(&[]).unwrap().options().unwrap();
         assert_eq!(o.settings, Settings::default());
         assert_eq!((o.quant, o.board), (Quant::F32, M4F));
-        assert_eq!(o.model, models_dir().join(CHECKPOINT));
-        assert_eq!(o.tokenizer, Some(models_dir().join(TOKENIZER)));
+        assert_eq!(o.model, root().join(DEFAULT_MODEL));
+        // The directory's own tokenizer.bin, embedded by the converter.
+        assert_eq!(o.tokenizer, None);
+        assert!(o.model.join("tokenizer.bin").is_file());
+        let o = parse(&["--prompt", "ROMEO."]).unwrap().options().unwrap();
+        assert_eq!(o.settings.prompt, "ROMEO.");
     }
 
     #[test]

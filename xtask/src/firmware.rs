@@ -221,15 +221,29 @@ pub fn build_example(board: &QemuBoard, image: &Path, name: &str) -> Result<Path
 /// `microformer run IMG --ids` on the host with `settings` (prompt ids or text): the ids it
 /// printed.
 pub fn host_ids(image: &Path, settings: &Settings) -> Result<Vec<u32>, String> {
+    parse_printed_ids(&host_run(image, settings, true)?)
+}
+
+/// `microformer run IMG` on the host with `settings`: the text it printed, byte for byte
+/// (llama2.c's text, one final newline).
+pub fn host_text(image: &Path, settings: &Settings) -> Result<Vec<u8>, String> {
+    host_run(image, settings, false)
+}
+
+/// `microformer run IMG [--ids]` on the host with `settings`: its stdout.
+fn host_run(image: &Path, settings: &Settings, ids: bool) -> Result<Vec<u8>, String> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root())
         .args(["run", "--quiet", "-p", "microformer-cli", "--", "run"])
         .arg(image)
-        .arg("--ids")
         .args(["-n", &settings.steps.to_string()])
         .args(["-t", &settings.temperature.to_string()])
         .args(["-p", &settings.top_p.to_string()])
-        .args(["-s", &settings.seed.to_string()]);
+        .args(["-s", &settings.seed.to_string()])
+        .args(["--kv", settings.kv.as_str()]);
+    if ids {
+        cmd.arg("--ids");
+    }
     if !settings.prompt_ids.is_empty() {
         cmd.args(["--prompt-ids", &id_list(&settings.prompt_ids)]);
     }
@@ -244,7 +258,7 @@ pub fn host_ids(image: &Path, settings: &Settings) -> Result<Vec<u32>, String> {
     if !out.status.success() {
         return Err(format!("microformer run failed ({})", out.status));
     }
-    parse_printed_ids(&out.stdout)
+    Ok(out.stdout)
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@
 //!   `demo.rs`).
 //! - `cargo xtask bench [--json] [--quick] [--quant Q]`: instructions per token under QEMU,
 //!   flash and RAM (see `bench.rs`).
+//! - `cargo xtask perplexity [--model DIR] [--window N] [--text FILE]`: a model's perplexity
+//!   on an emulated Cortex-M and on the host over the same tokens (see `perplexity.rs`).
 //!
 //! Tool output goes to stderr; a failing step stops the run (after the other boards have run,
 //! in the on-target stage) with a non-zero exit code. A bad argument is reported by clap with
@@ -44,6 +46,7 @@ mod firmware;
 mod host;
 mod install;
 mod on_target;
+mod perplexity;
 mod qemu;
 mod qemu_boards;
 mod util;
@@ -89,6 +92,9 @@ enum Task {
     Boards,
     /// Perplexity by window of models/'s six schemes and RoPE scaling rules (f32, q8)
     Extrapolation(extrapolation::ExtrapolationArgs),
+    /// A model's perplexity on an emulated Cortex-M (the M4F unless --core) and on the
+    /// host, over the same tokens: the figures must agree to 5 significant digits
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +107,7 @@ fn main() -> ExitCode {
         Task::Bench(args) => bench::bench(args),
         Task::Boards => boards::stage().map(|_| ()),
         Task::Extrapolation(args) => extrapolation::extrapolation(args),
+        Task::Perplexity(args) => perplexity::perplexity(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,6 +161,7 @@ mod tests {
             "bench",
             "boards",
             "extrapolation",
+            "perplexity",
         ] {
             assert!(parse(&[task]).is_ok(), "{task}");
         }

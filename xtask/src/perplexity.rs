@@ -108,7 +108,7 @@ impl Compared {
 }
 
 /// The firmware's text: one JSON line of figures.
-fn parse_figures(text: &[u8]) -> Result<Figures, String> {
+pub fn parse_figures(text: &[u8]) -> Result<Figures, String> {
     let text = std::str::from_utf8(text).map_err(|_| "the device's text is not UTF-8")?;
     serde_json::from_str(text.trim())
         .map_err(|e| format!("the device printed {text:?}, not a perplexity line: {e}"))

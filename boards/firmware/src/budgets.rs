@@ -1,6 +1,9 @@
 //! Each real board's RAM budget: the bytes of its static session arena and the context it
-//! runs, chosen for llama2.c's `aidreams260K` (dim 64, 4 layers, 4 heads, hidden 172,
-//! vocabulary 512, trained context 128) as a Q8_0 image.
+//! runs, chosen for the project's own models (`models/<scheme>`: dim 64, 5 layers, 8 query /
+//! 4 KV heads, hidden 172, vocabulary 512, trained at 128 positions; the firmware embeds
+//! `models/rope` by default) as Q8_0 images: every board runs the full training length.
+//! (llama2.c's `aidreams260K`, 4 layers of 4 KV heads, needs 2 KiB of KV cache per
+//! position instead of 1.25 KiB: 80 positions on the STM32F429I-DISC1, 112 on the others.)
 //!
 //! The arena ([`microformer::model::Model::arena_bytes`]`(c)`) grows by one position's
 //! f32 keys and values for every layer plus one attention score per position of context,
@@ -13,9 +16,9 @@
 //!
 //! | board | RAM | arena | context |
 //! |---|---|---|---|
-//! | STM32F429I-DISC1 | 192 KiB SRAM + 64 KiB CCM (the stack) | 176 KiB | 80 |
-//! | nRF52840-DK | 256 KiB | 232 KiB | 112 |
-//! | Raspberry Pi Pico (RP2040) | 264 KiB (256 KiB striped + 2 × 4 KiB) | 232 KiB | 112 |
+//! | STM32F429I-DISC1 | 192 KiB SRAM + 64 KiB CCM (the stack) | 176 KiB | 128 |
+//! | nRF52840-DK | 256 KiB | 232 KiB | 128 |
+//! | Raspberry Pi Pico (RP2040) | 264 KiB (256 KiB striped + 2 × 4 KiB) | 232 KiB | 128 |
 //!
 //! The image itself (Q8_0 weights, RoPE tables of the board's context, tokenizer) stays in
 //! flash and is read in place.
@@ -34,19 +37,19 @@ pub struct Budget {
 /// `0x2000_0000`) for the arena and `.bss`, the 64 KiB core-coupled RAM at `0x1000_0000`
 /// for the stack.
 pub const STM32F429I_DISCO: Budget = Budget {
-    context: 80,
+    context: 128,
     arena_bytes: 176 * 1024,
 };
 
 /// nRF52840-DK: 256 KiB of RAM for the arena, the other `.bss` and the stack.
 pub const NRF52840_DK: Budget = Budget {
-    context: 112,
+    context: 128,
     arena_bytes: 232 * 1024,
 };
 
 /// Raspberry Pi Pico (RP2040): 264 KiB of SRAM (the four striped banks and the two 4 KiB
 /// banks, contiguous from `0x2000_0000`) for the arena, the other `.bss` and the stack.
 pub const RP_PICO: Budget = Budget {
-    context: 112,
+    context: 128,
     arena_bytes: 232 * 1024,
 };

@@ -477,7 +477,8 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
          pub static SETTINGS: microformer_firmware::Settings = {};\n\n\
          /// The token stream the perplexity mode scores (`MICROFORMER_TEXT`, encoded\n\
          /// with the image's tokenizer as `microformer perplexity` encodes it); empty\n\
-         /// when none was given.\n\
+         /// when none was given. (Only the QEMU boards have the perplexity mode.)\n\
+         #[allow(dead_code)]\n\
          pub static TEXT_TOKENS: [u32; {}] = {text_tokens:?};\n\n\
          /// Bytes of the static session arena.\n\
          pub const ARENA_BYTES: usize = {arena};\n\n\
