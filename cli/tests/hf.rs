@@ -3,9 +3,9 @@
 //! (`reference.json`, one forward pass over all the tokens), and the greedy
 //! continuation of `microformer run --prompt-ids -t 0` against `model.generate`.
 //!
-//! Fixtures: the four Llama RoPE fixtures of `../shared/fixtures/hf` (read in
-//! place) and the Qwen2 / Mistral / Phi-3 fixtures of `tests/fixtures/hf` (made
-//! with the same tool; see the README there). Each image is converted with
+//! Fixtures (all in `tests/fixtures/hf`; see the README there): the four Llama RoPE
+//! fixtures of the public set (copied from `../shared/fixtures/hf`) and the Qwen2 /
+//! Mistral / Phi-3 fixtures made with the same tool. Each image is converted with
 //! `--context` = the number of reference tokens, as the references were made by
 //! one pass over all of them (dynamic and LongRoPE frequencies depend on it).
 
@@ -374,19 +374,6 @@ fn malformed_checkpoints_fail_cleanly() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     convert_fails(&empty, 1, "no config.json");
-    // a tokenizer for another vocabulary
-    fails(
-        &[
-            "convert",
-            hf_fixture("llama-rope-default").to_str().unwrap(),
-            "-o",
-            &out_s,
-            "--tokenizer",
-            model("aidreams260K.tok512.bin").to_str().unwrap(),
-        ],
-        1,
-        "does not fit the model's vocabulary of 128",
-    );
     fails(
         &[
             "convert",
@@ -425,4 +412,28 @@ fn malformed_checkpoints_fail_cleanly() {
         "longer than the image's context of 8",
     );
     fails(&["run", img], 2, "has no tokenizer");
+}
+
+/// A tokenizer for another vocabulary (aidreams260K's 512 tokens, from the reference
+/// models folder) is refused.
+#[test]
+fn tokenizer_of_another_vocabulary_fails() {
+    let Some(tok) = microformer_testkit::reference_file!("aidreams260K.tok512.bin") else {
+        return;
+    };
+    let dir = TmpDir::new("hf-tok");
+    let out = dir.join("out.img");
+    fails(
+        &[
+            "convert",
+            hf_fixture("llama-rope-default").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--tokenizer",
+            tok.to_str().unwrap(),
+        ],
+        1,
+        "does not fit the model's vocabulary of 128",
+    );
+    assert!(!out.exists(), "a failed conversion left {}", out.display());
 }

@@ -5,11 +5,10 @@
 //! continuation of `microformer run --prompt-ids -t 0` against `model.generate`
 //! (24 tokens after the first 8 of `tokens`, `do_sample=False`, no EOS stop).
 //!
-//! Fixtures: `gpt2-learned`, `xglm-sinusoidal`, `bloom-alibi`,
-//! `gptneox-partial-rope` of `../shared/fixtures/hf` (read in place), and
-//! `gptj-interleaved-rope`, `mpt-alibi-6h`, `phi-partial-rope`, `bloom-alibi-6h`,
-//! `gptneox-sequential` of `tests/fixtures/hf` (made with the same tool; see the
-//! README there).
+//! Fixtures (all in `tests/fixtures/hf`; see the README there): `gpt2-learned`,
+//! `xglm-sinusoidal`, `bloom-alibi`, `gptneox-partial-rope` of the public set (copied
+//! from `../shared/fixtures/hf`), and `gptj-interleaved-rope`, `mpt-alibi-6h`,
+//! `phi-partial-rope`, `bloom-alibi-6h`, `gptneox-sequential`, made with the same tool.
 
 mod common;
 

@@ -1,7 +1,9 @@
 //! `microformer convert` + `run` on llama2.c checkpoints, end to end, against what
 //! llama2.c's `run.c` printed (`../shared/models/reference-llama2c.json`): every
 //! case's token ids (`--ids`) and, where the tokenizer exists, its exact stdout.
-//! The checkpoints are read from `../shared/models/` (never copied).
+//! The checkpoints are read from the reference models folder (`../shared/models/`, or
+//! `MICROFORMER_REFERENCE_DIR`; never copied): without it every test that needs them
+//! is skipped, each named (`microformer_testkit::reference`), and the others run.
 
 mod common;
 
@@ -9,7 +11,20 @@ use common::*;
 use microformer::image::{self, Image};
 use microformer::model::Model;
 use microformer::tokenizer::Tokenizer;
+use microformer_testkit::reference_files;
 use serde_json::Value;
+
+const AIDREAMS: &str = "aidreams260K.bin";
+const AIDREAMS_TOK: &str = "aidreams260K.tok512.bin";
+const STORIES: &str = "stories260K.bin";
+const LLAMA2_TOK: &str = "llama2-tokenizer.bin";
+const REFERENCE: &str = "reference-llama2c.json";
+
+/// Whether the reference models folder holds every file of `names`; if not, the running
+/// test is recorded as skipped (by name) and should return.
+fn have<const N: usize>(names: [&str; N]) -> bool {
+    reference_files!(names).is_some()
+}
 
 fn reference() -> Value {
     json(&model("reference-llama2c.json"))
@@ -59,6 +74,9 @@ fn convert(dir: &TmpDir, case: &Value) -> std::path::PathBuf {
 
 #[test]
 fn run_reproduces_every_reference_case() {
+    if !have([REFERENCE, STORIES, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     let r = reference();
     let dir = TmpDir::new("llama2c");
     let cases = r["cases"].as_array().unwrap();
@@ -102,6 +120,9 @@ fn run_reproduces_every_reference_case() {
 
 #[test]
 fn long_flags_equal_run_c_letters() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     let r = reference();
     let case = &r["cases"][3];
     assert_eq!(case["args"], "-t 1.0 -p 0.9 -s 42 -n 128");
@@ -159,6 +180,9 @@ fn long_flags_equal_run_c_letters() {
 
 #[test]
 fn prompt_ids_equal_the_encoded_prompt() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     let r = reference();
     let case = &r["cases"][2];
     assert_eq!(case["prompt"], "I was flying over");
@@ -206,6 +230,9 @@ fn prompt_ids_equal_the_encoded_prompt() {
 /// are not the f32 cache's; `run` takes it too.
 #[test]
 fn int8_kv_cache_flag() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     let r = reference();
     let case = &r["cases"][1];
     let dir = TmpDir::new("kv-q8");
@@ -265,6 +292,9 @@ fn int8_kv_cache_flag() {
 
 #[test]
 fn inspect_reports_header_tensors_and_sizes() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     let r = reference();
     let case = &r["cases"][1];
     let dir = TmpDir::new("inspect");
@@ -330,6 +360,9 @@ use microformer_testkit::AlignedBytes as AlignedBuf;
 
 #[test]
 fn q8_conversion_runs_and_is_q8() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     let r = reference();
     let case = &r["cases"][1];
     let dir = TmpDir::new("q8");
@@ -400,6 +433,9 @@ fn check_line(stderr: &str) -> (usize, usize) {
 
 #[test]
 fn f16_conversion_and_the_agreement_check() {
+    if !have([REFERENCE, STORIES]) {
+        return;
+    }
     let dir = TmpDir::new("f16");
     let src = model("stories260K.bin");
     let (f16, q8) = (dir.join("s-f16.img"), dir.join("s-q8.img"));
@@ -457,8 +493,47 @@ fn f16_conversion_and_the_agreement_check() {
     assert!(!conv(&f16, "f32").contains("check:"));
 }
 
+/// The errors that need no checkpoint: an empty checkpoint, a missing source, a missing
+/// image.
+#[test]
+fn errors_without_a_checkpoint() {
+    let dir = TmpDir::new("errors-no-ckpt");
+    let empty = dir.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let out = dir.join("x.img");
+    fails(
+        &[
+            "convert",
+            empty.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        1,
+        "nor a valid llama2.c checkpoint: truncated",
+    );
+    fails(
+        &[
+            "convert",
+            dir.join("nope.bin").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        1,
+        "cannot read",
+    );
+    assert!(!out.exists(), "a failed conversion left an output");
+    fails(
+        &["run", dir.join("nope.img").to_str().unwrap()],
+        1,
+        "cannot read",
+    );
+}
+
 #[test]
 fn errors_exit_nonzero_with_a_message() {
+    if !have([AIDREAMS, AIDREAMS_TOK, LLAMA2_TOK]) {
+        return;
+    }
     let dir = TmpDir::new("errors");
     let aid = model("aidreams260K.bin");
     let tok = model("aidreams260K.tok512.bin");
@@ -473,20 +548,8 @@ fn errors_exit_nonzero_with_a_message() {
     ]);
     let img_s = img.to_str().unwrap();
 
-    // empty and truncated checkpoints
-    let empty = dir.join("empty.bin");
-    std::fs::write(&empty, b"").unwrap();
+    // truncated checkpoints (an empty one: `errors_without_a_checkpoint`)
     let out = dir.join("x.img");
-    fails(
-        &[
-            "convert",
-            empty.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        1,
-        "nor a valid llama2.c checkpoint: truncated",
-    );
     let full = std::fs::read(&aid).unwrap();
     for cut in [3, 28, 1000, full.len() - 4] {
         let t = dir.join("trunc.bin");
@@ -498,17 +561,8 @@ fn errors_exit_nonzero_with_a_message() {
         );
     }
     assert!(!out.exists(), "a failed conversion left an output");
-    // missing source, missing tokenizer, a tokenizer for another vocabulary
-    fails(
-        &[
-            "convert",
-            dir.join("nope.bin").to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        1,
-        "cannot read",
-    );
+    // missing tokenizer, a tokenizer for another vocabulary (a missing source:
+    // `errors_without_a_checkpoint`)
     fails(
         &[
             "convert",
@@ -558,16 +612,11 @@ fn errors_exit_nonzero_with_a_message() {
         "cannot write",
     );
 
-    // not an image, missing image, truncated image
+    // not an image, truncated image (a missing image: `errors_without_a_checkpoint`)
     fails(
         &["run", tok.to_str().unwrap()],
         1,
         "not a valid microformer image",
-    );
-    fails(
-        &["run", dir.join("nope.img").to_str().unwrap()],
-        1,
-        "cannot read",
     );
     let bytes = std::fs::read(&img).unwrap();
     let t = dir.join("trunc.img");

@@ -4,9 +4,14 @@
 //!
 //! (The library is `#![no_std]` without `alloc`, so it cannot allocate by
 //! construction; this test checks it end to end on a real checkpoint.)
+//!
+//! The checkpoint is read from the reference models folder (`../shared/models`, or
+//! `MICROFORMER_REFERENCE_DIR`; never copied here): without it the test is skipped, by
+//! name (`microformer_testkit::reference`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::path::Path;
 
 use microformer::generate::generate;
 use microformer::image::{Image, TensorSource};
@@ -15,6 +20,7 @@ use microformer::sampler::{ProbIndex, Sampler};
 use microformer::tokenizer::{max_encoded_len, Tokenizer};
 use microformer::Error;
 use microformer_convert::llama2c::{self, Checkpoint, ImageOptions, Quant};
+use microformer_testkit::reference_files;
 
 /// Counts allocations made by the current thread.
 struct Counting;
@@ -44,20 +50,19 @@ fn allocations() -> usize {
     ALLOCATIONS.with(|c| c.get())
 }
 
-const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/");
-
 /// File bytes in 4-byte aligned storage.
-fn read_aligned(name: &str) -> Vec<u32> {
-    let b = std::fs::read(format!("{MODELS}{name}")).expect("shared model file");
+fn read_aligned(path: &Path) -> Vec<u32> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut w = vec![0u32; b.len().div_ceil(4)];
     bytemuck::cast_slice_mut::<u32, u8>(&mut w)[..b.len()].copy_from_slice(&b);
     w
 }
 
-fn convert(quant: Quant) -> Vec<u32> {
-    let ck_words = read_aligned("aidreams260K.bin");
+/// The checkpoint and its tokenizer as an image.
+fn convert(checkpoint: &Path, tokenizer: &Path, quant: Quant) -> Vec<u32> {
+    let ck_words = read_aligned(checkpoint);
     let ck = Checkpoint::parse(bytemuck::cast_slice(&ck_words)).unwrap();
-    let tok = std::fs::read(format!("{MODELS}aidreams260K.tok512.bin")).unwrap();
+    let tok = std::fs::read(tokenizer).unwrap();
     let hs = ck.config().head_size();
     let context = ck.config().seq_len;
     let (mut cos, mut sin) = (vec![0.0; context * hs / 2], vec![0.0; context * hs / 2]);
@@ -95,13 +100,18 @@ fn convert(quant: Quant) -> Vec<u32> {
 
 #[test]
 fn forward_sampling_and_tokenizer_allocate_nothing() {
+    let Some([checkpoint, tokenizer]) =
+        reference_files!(["aidreams260K.bin", "aidreams260K.tok512.bin"])
+    else {
+        return;
+    };
     for (quant, kv) in [
         (Quant::F32, KvFormat::F32),
         (Quant::Q8 { group_size: 64 }, KvFormat::F32),
         (Quant::F16, KvFormat::F32),
         (Quant::Q8 { group_size: 64 }, KvFormat::Q8),
     ] {
-        let image_words = convert(quant);
+        let image_words = convert(&checkpoint, &tokenizer, quant);
         let model = Model::new(Image::parse(bytemuck::cast_slice(&image_words)).unwrap()).unwrap();
         let vocab = model.vocab_size();
         let context = model.max_context();

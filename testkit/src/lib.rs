@@ -7,6 +7,10 @@
 //!   library's own generator is llama2.c's xorshift64*, `microformer::sampler`.
 //! - [`AlignedBytes`] (feature `alloc`): bytes at a 4-byte aligned address, as
 //!   `microformer::image::Image::parse` requires of an image.
+//! - [`reference`](mod@reference) (feature `std`): the reference models beside the repository
+//!   (`../shared/models`, or `MICROFORMER_REFERENCE_DIR`), which may not be
+//!   committed: [`reference_file!`] gives a file's path, or `None` after
+//!   recording by name that the running test was skipped.
 //!
 //! `#![no_std]`: the firmware's on-target cases use the generators on the
 //! target, where there is no allocator.
@@ -16,9 +20,13 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 #[cfg(feature = "alloc")]
 mod aligned;
+#[cfg(feature = "std")]
+pub mod reference;
 mod rng;
 
 #[cfg(feature = "alloc")]

@@ -13,14 +13,13 @@ use crate::firmware::{build_firmware, convert, host_ids, parse_printed_ids, Kv, 
 use crate::install::ensure_tools;
 use crate::qemu::run_qemu;
 use crate::qemu_boards::M4F;
-use crate::util::{root, secs, shared_dir, work_dir};
+use crate::util::{root, secs, work_dir};
 
 /// A Hugging Face fixture the families stage runs on the device.
 struct Family {
-    /// Directory under `../shared/fixtures/hf`, or under `tests/fixtures/hf` when not `shared`.
+    /// Directory under `tests/fixtures/hf` (the public set copied from
+    /// `../shared/fixtures/hf`, and the project's own).
     dir: &'static str,
-    /// Whether it is a shared fixture (else one of the project's own).
-    shared: bool,
     /// What it exercises.
     what: &'static str,
 }
@@ -31,52 +30,41 @@ struct Family {
 const FAMILIES: &[Family] = &[
     Family {
         dir: "bloom-alibi",
-        shared: true,
         what: "BLOOM, ALiBi",
     },
     Family {
         dir: "gpt2-learned",
-        shared: true,
         what: "GPT-2, learned positions",
     },
     Family {
         dir: "xglm-sinusoidal",
-        shared: true,
         what: "XGLM, sinusoidal",
     },
     Family {
         dir: "gptneox-partial-rope",
-        shared: true,
         what: "GPT-NeoX, partial RoPE",
     },
     Family {
         dir: "llama-rope-default",
-        shared: true,
         what: "Llama, RoPE",
     },
     Family {
         dir: "gptj-interleaved-rope",
-        shared: false,
         what: "GPT-J, interleaved RoPE",
     },
     Family {
         dir: "mpt-alibi-6h",
-        shared: false,
         what: "MPT, ALiBi, 6 heads",
     },
     Family {
         dir: "phi-partial-rope",
-        shared: false,
         what: "Phi, partial RoPE",
     },
 ];
 
-/// The shared Hugging Face fixtures (`MICROFORMER_HF_FIXTURES` overrides).
+/// The Hugging Face fixtures of the repository (`tests/fixtures/hf`).
 fn hf_fixtures_dir() -> PathBuf {
-    match std::env::var_os("MICROFORMER_HF_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => shared_dir().join("fixtures").join("hf"),
-    }
+    root().join("tests").join("fixtures").join("hf")
 }
 
 /// A fixture's `reference.json` (the fields the stage reads): transformers' greedy
@@ -114,11 +102,7 @@ fn first_difference(a: &[u32], b: &[u32]) -> usize {
 /// One fixture: convert, run greedy on the host and on the emulated Cortex-M4F, compare
 /// the ids with each other and with transformers' `greedy`. Returns the summary line.
 fn family(f: &Family) -> Result<String, String> {
-    let dir = if f.shared {
-        hf_fixtures_dir().join(f.dir)
-    } else {
-        root().join("tests").join("fixtures").join("hf").join(f.dir)
-    };
+    let dir = hf_fixtures_dir().join(f.dir);
     let path = dir.join("reference.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -258,8 +242,8 @@ mod tests {
 
     #[test]
     fn every_fixture_is_there() {
-        for f in FAMILIES.iter().filter(|f| !f.shared) {
-            let dir = root().join("tests").join("fixtures").join("hf").join(f.dir);
+        for f in FAMILIES {
+            let dir = hf_fixtures_dir().join(f.dir);
             assert!(dir.join("reference.json").is_file(), "{}", dir.display());
         }
     }

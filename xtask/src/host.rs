@@ -2,10 +2,23 @@
 //! clippy) a fresh machine lacks; runs formatting and clippy checks (the root workspace, and
 //! the QEMU board crates under `boards/` for their own targets), every host test, and the
 //! library builds for the QEMU boards' Cortex-M targets.
+//!
+//! The host tests that need the reference models (`../shared/models`, or
+//! `MICROFORMER_REFERENCE_DIR`), which a clone may lack, are skipped without them; each
+//! skip is recorded in the file `MICROFORMER_SKIP_LOG` names (`microformer_testkit::
+//! reference`), and the stage prints every skipped check by name after the tests.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
 
 use crate::install::{ensure_component, ensure_targets};
 use crate::qemu_boards::{self, BOARDS};
-use crate::util::{boards_command, boards_dir, run, run_cmd, FIRMWARE};
+use crate::util::{boards_command, boards_dir, root, run, run_cmd, work_dir, FIRMWARE};
+
+/// The variable naming the file the tests append a line to for every check they skip
+/// (`microformer_testkit::reference::SKIP_LOG_VAR`).
+const SKIP_LOG_VAR: &str = "MICROFORMER_SKIP_LOG";
 
 /// Runs the stage.
 pub fn stage() -> Result<(), String> {
@@ -25,7 +38,12 @@ pub fn stage() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    run("cargo", &["test", "--workspace"])?;
+    run_recording_skips(
+        Command::new("cargo")
+            .args(["test", "--workspace"])
+            .current_dir(root()),
+        "host-tests",
+    )?;
     for target in qemu_boards::targets() {
         run(
             "cargo",
@@ -71,4 +89,107 @@ pub fn stage() -> Result<(), String> {
         ]))?;
     }
     Ok(())
+}
+
+/// Runs `cmd` (a `cargo test`) with `MICROFORMER_SKIP_LOG` set to a fresh file
+/// `target/xtask/skipped-<tag>.log`, then prints every check the tests skipped, one line
+/// each, and their count (nothing when none was skipped) — also when the tests failed.
+pub fn run_recording_skips(cmd: &mut Command, tag: &str) -> Result<(), String> {
+    let log = work_dir()?.join(format!("skipped-{tag}.log"));
+    match std::fs::remove_file(&log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("cannot remove {}: {e}", log.display()))
+        }
+        _ => {}
+    }
+    let result = run_cmd(cmd.env(SKIP_LOG_VAR, &log));
+    let skipped = read_skips(&log)?;
+    for line in &skipped {
+        eprintln!("{line}");
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "xtask: {} check(s) skipped: they need the reference models (../shared/models, or \
+             the folder MICROFORMER_REFERENCE_DIR names)",
+            skipped.len()
+        );
+    }
+    result
+}
+
+/// The skip log's lines as the stage prints them, deduplicated and sorted (none when the
+/// file does not exist: nothing was skipped).
+fn read_skips(log: &Path) -> Result<Vec<String>, String> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", log.display())),
+    };
+    let lines: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(skip_report)
+        .collect();
+    Ok(lines.into_iter().collect())
+}
+
+/// One line of the skip log (`skipped: <check>: needs <files> (../shared/models or
+/// MICROFORMER_REFERENCE_DIR)`, see `microformer_testkit::reference::skip_line`) as the
+/// stage prints it: `xtask: skipped (no ../shared/models): <check> — needs <files>`. A line
+/// of another form is printed as it is, after `xtask: skipped: `.
+fn skip_report(line: &str) -> String {
+    let parsed = line
+        .trim_end()
+        .strip_prefix("skipped: ")
+        .and_then(|rest| rest.rsplit_once(": needs "))
+        .map(|(check, needs)| {
+            let needs = needs
+                .strip_suffix("(../shared/models or MICROFORMER_REFERENCE_DIR)")
+                .unwrap_or(needs)
+                .trim_end();
+            (check, needs)
+        });
+    match parsed {
+        Some((check, needs)) => {
+            format!("xtask: skipped (no ../shared/models): {check} \u{2014} needs {needs}")
+        }
+        None => format!("xtask: skipped: {}", line.trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_lines_are_named_once_each() {
+        assert_eq!(
+            skip_report(
+                "skipped: convert/tests/llama2c.rs::q8_images_agree_with_f32: needs \
+                 reference-llama2c.json, aidreams260K.bin (../shared/models or \
+                 MICROFORMER_REFERENCE_DIR)"
+            ),
+            "xtask: skipped (no ../shared/models): convert/tests/llama2c.rs::\
+             q8_images_agree_with_f32 \u{2014} needs reference-llama2c.json, aidreams260K.bin"
+        );
+        assert_eq!(skip_report("odd line\n"), "xtask: skipped: odd line");
+        let log = work_dir().unwrap().join("skipped-xtask-unit-test.log");
+        std::fs::write(
+            &log,
+            "skipped: b.rs::t: needs x.bin (../shared/models or MICROFORMER_REFERENCE_DIR)\n\
+             skipped: a.rs::t: needs x.bin (../shared/models or MICROFORMER_REFERENCE_DIR)\n\
+             skipped: b.rs::t: needs x.bin (../shared/models or MICROFORMER_REFERENCE_DIR)\n",
+        )
+        .unwrap();
+        let got = read_skips(&log).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!(
+            got,
+            [
+                "xtask: skipped (no ../shared/models): a.rs::t \u{2014} needs x.bin",
+                "xtask: skipped (no ../shared/models): b.rs::t \u{2014} needs x.bin",
+            ]
+        );
+        assert!(read_skips(&log).unwrap().is_empty());
+    }
 }

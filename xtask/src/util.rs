@@ -19,13 +19,16 @@ pub fn shared_dir() -> PathBuf {
     root().join("..").join("shared")
 }
 
-/// The llama2.c checkpoints and their reference outputs (`MICROFORMER_MODELS` overrides
-/// `../shared/models`).
+/// The llama2.c checkpoints and their reference outputs: `MICROFORMER_REFERENCE_DIR` (the
+/// tests' variable, see `microformer_testkit::reference`) or its older alias
+/// `MICROFORMER_MODELS` when set (the former wins), else `../shared/models`.
 pub fn models_dir() -> PathBuf {
-    match std::env::var_os("MICROFORMER_MODELS") {
-        Some(d) => PathBuf::from(d),
-        None => shared_dir().join("models"),
-    }
+    ["MICROFORMER_REFERENCE_DIR", "MICROFORMER_MODELS"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .find(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared_dir().join("models"))
 }
 
 /// The boards' workspace.

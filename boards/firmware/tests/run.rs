@@ -6,32 +6,48 @@
 //! - With an f32 image of `aidreams260K` at its full context, the text is what llama2.c's
 //!   `run.c` printed (`../shared/models/reference-llama2c.json`): greedy, with a prompt,
 //!   and seeded top-p.
-//! - With the Q8_0 image each board embeds, the arena the session needs is the figure the
-//!   budgets state, fits the board's arena, and a whole-context run works in exactly that
-//!   memory.
+//! - With the Q8_0 image each board embeds by default (the project's own `models/rope`,
+//!   shipped in the repository), the arena the session needs is the figure the budgets
+//!   state, fits the board's arena, and a whole-context run works in exactly that memory.
 //! - Every error is reported before generation, and an arena too small names the largest
 //!   context that fits.
 //!
-//! The checkpoint is read from `../shared/models/` (never copied here).
+//! The checkpoint is read from the reference models folder (`../shared/models/`, or
+//! `MICROFORMER_REFERENCE_DIR`; never copied here): without it every test that needs it
+//! is skipped, each named (`microformer_testkit::reference`), and the others run.
 
 use microformer::image::Image;
 use microformer::model::Model;
 use microformer_firmware::budgets::{self, Budget};
-use microformer_firmware::host::{convert_llama2c, AlignedBytes as Aligned};
+use microformer_firmware::host::{
+    convert_llama2c, convert_model_dir, own_model, AlignedBytes as Aligned, DEFAULT_MODEL,
+};
 use microformer_firmware::lm::{self, Events, Memory, Plan, RunError, Token};
 use microformer_firmware::Settings;
+use microformer_testkit::reference::models_dir;
+use microformer_testkit::reference_files;
 use serde_json::Value;
 
-const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/");
+const AIDREAMS: &str = "aidreams260K.bin";
+const AIDREAMS_TOK: &str = "aidreams260K.tok512.bin";
+const REFERENCE: &str = "reference-llama2c.json";
 
+/// Whether the reference models folder holds every file of `names`; if not, the running
+/// test is recorded as skipped (by name) and should return.
+fn have<const N: usize>(names: [&str; N]) -> bool {
+    reference_files!(names).is_some()
+}
+
+/// A reference model file (checked by [`have`] first).
 fn read(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{MODELS}{name}")).unwrap_or_else(|e| panic!("{MODELS}{name}: {e}"))
+    let path = models_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn image(q8: bool, context: usize, tokenizer: bool) -> Aligned {
-    let tok = read("aidreams260K.tok512.bin");
+    let tok = read(AIDREAMS_TOK);
     let bytes = convert_llama2c(
-        &read("aidreams260K.bin"),
+        &read(AIDREAMS),
         tokenizer.then_some(&tok[..]),
         q8,
         Some(context),
@@ -87,7 +103,7 @@ fn settings(steps: u32, temperature: f32, seed: u64, prompt: &'static str) -> Se
 }
 
 fn reference(args: &str) -> String {
-    let s = read("reference-llama2c.json");
+    let s = read(REFERENCE);
     let v: Value = serde_json::from_slice(&s).unwrap();
     let case = v["cases"]
         .as_array()
@@ -117,17 +133,26 @@ fn check_against_run_c(args: &str, s: Settings<'static>) {
 
 #[test]
 fn greedy_text_is_run_c_s() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     check_against_run_c("-t 0 -n 128", settings(128, 0.0, 42, ""));
 }
 
 #[test]
 fn prompted_text_is_run_c_s() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     let s = settings(100, 0.0, 42, "I was flying over");
     check_against_run_c("-t 0 -n 100 -i I was flying over", s);
 }
 
 #[test]
 fn seeded_top_p_text_is_run_c_s() {
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
     // run.c stops there on the BOS token (65 tokens), before the 128 steps.
     let img = image(false, 128, true);
     let mut mem = Box::new(F32Memory::new());
@@ -141,16 +166,26 @@ fn seeded_top_p_text_is_run_c_s() {
     assert_eq!(g.emitted, 65);
 }
 
-/// The arena bytes the budgets state for aidreams260K in Q8_0: `5304 + 2052·c`.
+/// The arena bytes the budgets state for the project's own models in Q8_0 (5 layers of
+/// 4 KV heads of 8: 1 280 bytes of f32 keys and values a position, plus one score per
+/// position for each of 2 query-head rows): `5080 + 1288·c`.
 fn stated_arena(context: usize) -> usize {
-    5304 + 2052 * context
+    5080 + 1288 * context
+}
+
+/// A board's default image: the project's own `models/rope` (shipped in the repository),
+/// converted by the build-script code at the board's context, Q8_0 or f32.
+fn own_image(q8: bool, context: usize) -> Aligned {
+    let dir = own_model(DEFAULT_MODEL);
+    Aligned::new(&convert_model_dir(&dir, q8, Some(context)).unwrap())
 }
 
 fn board_run<const ARENA: usize>(budget: Budget, expected_context: usize) {
     assert_eq!(budget.arena_bytes, ARENA);
     assert_eq!(budget.context, expected_context);
-    let img = image(true, budget.context, true);
+    let img = own_image(true, budget.context);
     let model = Model::new(Image::parse(img.bytes()).unwrap()).unwrap();
+    assert!(model.is_quantized());
     let needed = model.arena_bytes(budget.context);
     assert_eq!(needed, stated_arena(budget.context));
     assert!(needed <= budget.arena_bytes);
@@ -163,20 +198,11 @@ fn board_run<const ARENA: usize>(budget: Budget, expected_context: usize) {
         (plan.context, plan.arena_needed, plan.arena_reserved),
         (budget.context, needed, budget.arena_bytes)
     );
-    assert!(plan.quantized);
+    assert!(plan.quantized && plan.tokenizer);
     // Greedy never samples BOS here: the whole context runs.
     assert_eq!((g.positions, g.stopped), (budget.context, false));
     assert_eq!(g.emitted, budget.context);
-    // Quantizing the weights to 8 bits moves the greedy text away from run.c's f32 text
-    // only after a while (here after about 140 characters).
     let text = String::from_utf8(out.text).unwrap();
-    let f32_text = reference("-t 0 -n 128");
-    let same = text
-        .bytes()
-        .zip(f32_text.bytes())
-        .take_while(|(a, b)| a == b)
-        .count();
-    assert!(same >= 100, "{same}: {text:?}");
     assert!(text
         .chars()
         .all(|c| !c.is_control() || c.is_ascii_whitespace()));
@@ -184,40 +210,52 @@ fn board_run<const ARENA: usize>(budget: Budget, expected_context: usize) {
 
 #[test]
 fn stm32f429i_disco_budget() {
-    board_run::<{ 176 * 1024 }>(budgets::STM32F429I_DISCO, 80);
+    board_run::<{ 176 * 1024 }>(budgets::STM32F429I_DISCO, 128);
 }
 
 #[test]
 fn nrf52840_dk_budget() {
-    board_run::<{ 232 * 1024 }>(budgets::NRF52840_DK, 112);
+    board_run::<{ 232 * 1024 }>(budgets::NRF52840_DK, 128);
 }
 
 #[test]
 fn rp_pico_budget() {
-    board_run::<{ 232 * 1024 }>(budgets::RP_PICO, 112);
+    board_run::<{ 232 * 1024 }>(budgets::RP_PICO, 128);
+}
+
+/// Needs no checkpoint.
+#[test]
+fn no_image_is_an_error() {
+    let mut mem = Box::new(Memory::<{ 232 * 1024 }, 512, 3>::new());
+    let mut out = Collect::default();
+    assert_eq!(
+        run(&[], 80, &Settings::REAL_BOARD, &mut mem, &mut out).unwrap_err(),
+        RunError::NoImage
+    );
+    assert!(out.plan.is_none() && out.text.is_empty());
 }
 
 #[test]
 fn errors_come_before_generation() {
-    let q8 = image(true, 80, true);
+    let q8 = own_image(true, 80);
     let s = Settings::REAL_BOARD;
     let mut out = Collect::default();
 
     // An arena too small: the needed bytes and the largest context that fits.
     let mut small = Box::new(Memory::<100_000, 512, 3>::new());
     let e = run(q8.bytes(), 80, &s, &mut small, &mut out).unwrap_err();
-    let fits = (100_000 - 5304) / 2052;
+    let fits = (100_000 - 5080) / 1288;
     assert_eq!(
         e,
         RunError::ArenaTooSmall {
             context: 80,
-            needed: 169_464,
+            needed: 108_120,
             reserved: 100_000,
             fits
         }
     );
     assert!(stated_arena(fits) <= 100_000 && stated_arena(fits + 1) > 100_000);
-    assert!(e.to_string().contains("MICROFORMER_CONTEXT=46"), "{e}");
+    assert!(e.to_string().contains("MICROFORMER_CONTEXT=73"), "{e}");
     // ... and a run at that context goes through.
     run(
         q8.bytes(),
@@ -227,7 +265,7 @@ fn errors_come_before_generation() {
         &mut out,
     )
     .unwrap();
-    assert_eq!(out.plan.take().map(|p| p.context), Some(46));
+    assert_eq!(out.plan.take().map(|p| p.context), Some(73));
 
     // The board's context is capped at the image's.
     let mut mem = Box::new(Memory::<{ 232 * 1024 }, 512, 3>::new());
@@ -242,16 +280,19 @@ fn errors_come_before_generation() {
     assert_eq!(out.plan.take().map(|p| p.context), Some(80));
 
     let mut out = Collect::default();
-    assert_eq!(
-        run(&[], 80, &s, &mut mem, &mut out).unwrap_err(),
-        RunError::NoImage
-    );
     let bad = Aligned::new(&q8.bytes()[..1000]);
     assert!(matches!(
         run(bad.bytes(), 80, &s, &mut mem, &mut out).unwrap_err(),
         RunError::Image(_)
     ));
-    let no_tok = image(true, 80, false);
+    // The model without its tokenizer.bin beside it.
+    let dir = std::env::temp_dir().join(format!("microformer-no-tok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(own_model(DEFAULT_MODEL).join(f), dir.join(f)).unwrap();
+    }
+    let no_tok = Aligned::new(&convert_model_dir(&dir, true, Some(80)).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(
         run(no_tok.bytes(), 80, &s, &mut mem, &mut out).unwrap_err(),
         RunError::NoTokenizer

@@ -11,19 +11,20 @@ use serde_json::{Map, Value};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_microformer");
 
-/// `../shared` from the project root.
-pub fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
-
-/// `../shared/models/<name>`.
+/// `<name>` in the reference models folder (`../shared/models`, or
+/// `MICROFORMER_REFERENCE_DIR`), which a clone may lack: a test first checks that its files
+/// are there with `microformer_testkit::reference_files!` (which records the skip, by
+/// name, when they are not) and returns if not.
 pub fn model(name: &str) -> PathBuf {
-    shared().join("models").join(name)
+    microformer_testkit::reference::models_dir().join(name)
 }
 
-/// `../shared/fixtures/hf/<name>`.
+/// A Hugging Face fixture of the repository (`tests/fixtures/hf/<name>`): the public set
+/// (copied from `../shared/fixtures/hf`) and the project's own; see the README there.
 pub fn hf_fixture(name: &str) -> PathBuf {
-    shared().join("fixtures/hf").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hf")
+        .join(name)
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -288,11 +289,10 @@ pub fn max_abs_diff(a: &Value, b: &Value) -> f64 {
     worst
 }
 
-/// A fixture made for this project (`tests/fixtures/hf/`).
+/// A fixture made for this project (`tests/fixtures/hf/`; the same folder as
+/// [`hf_fixture`]).
 pub fn extra_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/hf")
-        .join(name)
+    hf_fixture(name)
 }
 
 /// `microformer convert SRC -o OUT EXTRA…`, which must succeed.
