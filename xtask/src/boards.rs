@@ -18,7 +18,7 @@
 //!    to `target/boards/sizes.md`.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,9 +26,7 @@ use serde::Deserialize;
 
 use crate::elf;
 use crate::install::ensure_targets;
-use crate::util::{
-    boards_command, boards_dir, describe, root, run_cmd, secs, shared_dir, FIRMWARE,
-};
+use crate::util::{boards_command, boards_dir, describe, root, run_cmd, secs, FIRMWARE};
 
 /// A real board crate under `boards/`.
 struct RealBoard {
@@ -80,9 +78,9 @@ const REAL_BOARDS: &[RealBoard] = &[
     },
 ];
 
-/// The checkpoint the boards are sized for, and its tokenizer (from `../shared/models/`).
-const CHECKPOINT: &str = "aidreams260K.bin";
-const TOKENIZER: &str = "aidreams260K.tok512.bin";
+/// The model the boards embed by default (their build scripts' `DEFAULT_MODEL`): the
+/// project's own, shipped in the repository.
+const MODEL: &str = "models/rope";
 
 /// Build-time variables of the boards' build scripts: cleared so that the figures do not
 /// depend on the caller's environment.
@@ -97,6 +95,8 @@ const BUILD_VARS: &[&str] = &[
     "MICROFORMER_TEMPERATURE",
     "MICROFORMER_TOPP",
     "MICROFORMER_PROMPT",
+    "MICROFORMER_KV",
+    "MICROFORMER_TEXT",
 ];
 
 /// Runs the stage; returns its duration.
@@ -105,15 +105,6 @@ pub fn stage() -> Result<Duration, String> {
     eprintln!("xtask: === real boards stage (builds only: no board attached) ===");
     ensure_targets()?;
     let boards = boards_dir();
-    let models = shared_dir().join("models");
-    let model = [models.join(CHECKPOINT), models.join(TOKENIZER)];
-    if let Some(missing) = model.iter().find(|p| !p.is_file()) {
-        return Err(format!(
-            "{} is missing: the real boards are built and tested with it",
-            missing.display()
-        ));
-    }
-
     let mut fmt = boards_command(&boards, "cargo");
     fmt.args(["fmt", "--check", "-p", FIRMWARE]);
     for b in REAL_BOARDS {
@@ -146,26 +137,29 @@ pub fn stage() -> Result<Duration, String> {
     ]))?;
     for b in REAL_BOARDS {
         let mut clippy = boards_command(&boards.join(b.dir), "cargo");
-        with_model(&mut clippy, &model).args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+        without_vars(&mut clippy).args(["clippy", "--all-targets", "--", "-D", "warnings"]);
         run_cmd(&mut clippy)?;
     }
-    run_cmd(boards_command(&boards, "cargo").args([
-        "test",
-        "-p",
-        FIRMWARE,
-        "--features",
-        "std",
-        "--test",
-        "run",
-    ]))?;
+    crate::host::run_recording_skips(
+        boards_command(&boards, "cargo").args([
+            "test",
+            "-p",
+            FIRMWARE,
+            "--features",
+            "std",
+            "--test",
+            "run",
+        ]),
+        "boards-run",
+    )?;
 
     let mut rows = Vec::new();
     for b in REAL_BOARDS {
-        let built = build(b, &model)?;
+        let built = build(b)?;
         rows.push((b, built));
     }
     let table = table(&rows);
-    eprintln!("xtask: real boards, release builds with {CHECKPOINT} (Q8_0) embedded:");
+    eprintln!("xtask: real boards, release builds with {MODEL} (Q8_0) embedded:");
     for line in table.lines() {
         eprintln!("xtask:   {line}");
     }
@@ -191,13 +185,12 @@ pub fn stage() -> Result<Duration, String> {
     Ok(start.elapsed())
 }
 
-/// `cmd` with the model the boards are sized for, and no other build-time variable.
-fn with_model<'c>(cmd: &'c mut Command, model: &[PathBuf; 2]) -> &'c mut Command {
+/// `cmd` without build-time variables: the boards embed their default model ([`MODEL`]).
+fn without_vars(cmd: &mut Command) -> &mut Command {
     for v in BUILD_VARS {
         cmd.env_remove(v);
     }
-    cmd.env("MICROFORMER_CHECKPOINT", &model[0])
-        .env("MICROFORMER_TOKENIZER", &model[1])
+    cmd
 }
 
 /// What one board's release build gave.
@@ -211,14 +204,14 @@ struct Built {
 }
 
 /// Builds a board in release and reads its figures.
-fn build(b: &RealBoard, model: &[PathBuf; 2]) -> Result<Built, String> {
+fn build(b: &RealBoard) -> Result<Built, String> {
     eprintln!(
         "xtask: --- {}: {} for {} (with a probe: `cargo run --release`, probe-rs chip {}) ---",
         b.dir, b.name, b.target, b.chip
     );
     let dir = boards_dir().join(b.dir);
     let mut cmd = boards_command(&dir, "cargo");
-    with_model(&mut cmd, model).args([
+    without_vars(&mut cmd).args([
         "build",
         "--release",
         "--message-format=json-render-diagnostics",

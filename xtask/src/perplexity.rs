@@ -5,8 +5,9 @@
 //! with the image in flash and the text encoded at build time with the image's tokenizer
 //! (`MICROFORMER_TEXT`, the same encoder as `microformer perplexity`), and run under QEMU
 //! with `perplexity=N` on its command line: it scores the stream in windows of BOS + N − 1
-//! tokens with the library's `perplexity` module and prints one JSON line, as `microformer
-//! perplexity --json` does on the host. The two figures must agree to at least 5
+//! tokens with the library's `perplexity` module and prints one JSON line of integers (the
+//! mean nll as its f64 bit pattern: no float formatting in flash); the perplexity is its
+//! `exp`, computed here with the same `libm` function as the library's. The two figures must agree to at least 5
 //! significant digits (the same code and arithmetic on both sides: they are expected to be
 //! bit-identical, and the command says whether they are).
 //!
@@ -107,11 +108,30 @@ impl Compared {
     }
 }
 
-/// The firmware's text: one JSON line of figures.
+/// The firmware's line: integers only, the mean nll as its f64 bit pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+struct DeviceLine {
+    tokens: u64,
+    windows: u64,
+    window: u64,
+    nll_bits: u64,
+}
+
+/// The firmware's text: one JSON line of integers (`{"tokens", "windows", "window",
+/// "nll_bits"}`), read back into figures (the perplexity is `exp(nll)`, as the library
+/// computes it).
 pub fn parse_figures(text: &[u8]) -> Result<Figures, String> {
     let text = std::str::from_utf8(text).map_err(|_| "the device's text is not UTF-8")?;
-    serde_json::from_str(text.trim())
-        .map_err(|e| format!("the device printed {text:?}, not a perplexity line: {e}"))
+    let line: DeviceLine = serde_json::from_str(text.trim())
+        .map_err(|e| format!("the device printed {text:?}, not a perplexity line: {e}"))?;
+    let nll = f64::from_bits(line.nll_bits);
+    Ok(Figures {
+        tokens: line.tokens,
+        windows: line.windows,
+        window: line.window,
+        nll,
+        perplexity: libm::exp(nll),
+    })
 }
 
 /// `microformer perplexity IMAGE --text TEXT --window N --kv KV --json` (release build).
@@ -228,9 +248,13 @@ mod tests {
 
     #[test]
     fn the_device_line_parses_and_compares() {
-        let line = b"{\"tokens\": 1766, \"windows\": 4, \"window\": 512, \"nll\": 2.5, \"perplexity\": 12.182493960703473}\n";
-        let d = parse_figures(line).unwrap();
-        assert_eq!((d.tokens, d.windows, d.window), (1766, 4, 512));
+        let line = format!(
+            "{{\"tokens\": 1766, \"windows\": 4, \"window\": 512, \"nll_bits\": {}}}\n",
+            2.5f64.to_bits()
+        );
+        let d = parse_figures(line.as_bytes()).unwrap();
+        assert_eq!((d.tokens, d.windows, d.window, d.nll), (1766, 4, 512, 2.5));
+        assert_eq!(d.perplexity, libm::exp(2.5));
         let c = Compared { device: d, host: d };
         assert!(c.agrees() && c.bit_identical() && c.relative() == 0.0);
         let mut h = d;
@@ -242,10 +266,9 @@ mod tests {
         h.tokens += 1;
         assert!(!Compared { device: d, host: h }.agrees());
         assert!(parse_figures(b"nonsense").is_err());
-        assert_eq!(
-            parse_figures(figures_json(&d).as_bytes()).unwrap(),
-            d,
-            "the printed form reads back"
+        assert!(
+            parse_figures(figures_json(&d).as_bytes()).is_err(),
+            "floats are not bits"
         );
     }
 }

@@ -230,24 +230,14 @@ pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     0
 }
 
-/// Hands formatted text to the board.
-struct BoardText<'b, B: Board>(&'b mut B);
-
-impl<B: Board> core::fmt::Write for BoardText<'_, B> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.text(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// Scores the token stream embedded at build time (`tokens`) with the model in
 /// `image`, in windows of `window` positions ([`lm::perplexity`], as `microformer
 /// perplexity --window` does), in `memory`'s arena with the KV cache format of
-/// `settings`. The text handed to the board is one line, as `microformer perplexity
-/// --json` prints it: `{"tokens": …, "windows": …, "window": …, "nll": …,
-/// "perplexity": …}` (f64 figures in Rust's shortest round-trip form, so the host
-/// reads back the device's exact values). Returns the exit code: 0, or 1 after
-/// logging the error.
+/// `settings`. The text handed to the board is one JSON line of integers, `{"tokens":
+/// …, "windows": …, "window": …, "nll_bits": …}`, the mean negative log-likelihood as
+/// its f64 bit pattern (the host reads back the device's exact value, and the firmware
+/// carries no float formatting); the log shows the figures formatted (by
+/// `defmt-print`, on the host). Returns the exit code: 0, or 1 after logging the error.
 pub fn perplexity<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     image: &[u8],
     window: usize,
@@ -272,16 +262,25 @@ pub fn perplexity<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
             return 1;
         }
     };
-    let _ = core::fmt::write(
-        &mut BoardText(&mut *board),
-        format_args!(
-            "{{\"tokens\": {}, \"windows\": {}, \"window\": {window}, \"nll\": {}, \"perplexity\": {}}}\n",
-            ppl.tokens(),
-            ppl.windows(),
-            ppl.nll(),
-            ppl.perplexity()
-        ),
+    // Integers only (no float formatting in flash): the mean nll as its f64 bit pattern,
+    // which the host reads back exactly; defmt-print formats the figures for the log.
+    defmt::println!(
+        "perplexity {=f64} (nll {=f64} nats) over {=usize} predictions in {=usize} windows",
+        ppl.perplexity(),
+        ppl.nll(),
+        ppl.tokens(),
+        ppl.windows()
     );
+    let mut buf = [0u8; 20];
+    board.text(b"{\"tokens\": ");
+    board.text(decimal_u64(ppl.tokens() as u64, &mut buf));
+    board.text(b", \"windows\": ");
+    board.text(decimal_u64(ppl.windows() as u64, &mut buf));
+    board.text(b", \"window\": ");
+    board.text(decimal_u64(window as u64, &mut buf));
+    board.text(b", \"nll_bits\": ");
+    board.text(decimal_u64(ppl.nll().to_bits(), &mut buf));
+    board.text(b"}\n");
     if let (Some(start), Some(end)) = (start, end) {
         defmt::println!(
             "figures: predictions={=usize} windows={=usize} instructions={=u64} stack_bytes={=usize}",
@@ -292,6 +291,20 @@ pub fn perplexity<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
         );
     }
     0
+}
+
+/// `n` in decimal, in the tail of `buf`.
+fn decimal_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    while at > 0 {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
 /// `n` in decimal, in the tail of `buf`.
