@@ -442,7 +442,11 @@ fn device_column(rows: &mut [Row], images: &[PathBuf], text: &Path) -> Result<()
         };
         let c = perplexity::Compared { device, host };
         perplexity::report(&row.variant.label(), M4F, &c);
-        eprintln!("xtask: extrapolation: {} on the M4F ({})", row.variant.label(), secs(t.elapsed()));
+        eprintln!(
+            "xtask: extrapolation: {} on the M4F ({})",
+            row.variant.label(),
+            secs(t.elapsed())
+        );
         if !c.agrees() {
             return Err(format!(
                 "{}: the M4F's perplexity at 512 ({}) differs from the host's ({})",
@@ -1721,7 +1725,10 @@ mod tests {
             block.contains("in 10.0 min (5 perplexity runs, 2 at a time"),
             "{block}"
         );
-        assert!(block.contains("Cortex-M4F: not measured in this run"), "{block}");
+        assert!(
+            block.contains("Cortex-M4F: not measured in this run"),
+            "{block}"
+        );
     }
 
     type Scaling = Option<(&'static str, u32)>;
