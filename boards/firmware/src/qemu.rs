@@ -87,16 +87,14 @@ macro_rules! qemu_main {
                 name: $name,
                 systick_hz: $systick_hz,
             };
-            $crate::qemu::main(
-                &BOARD,
-                &inputs::MODEL.0,
-                inputs::CONTEXT,
-                &inputs::SETTINGS,
-                &inputs::TEXT_TOKENS,
-                &expected::SELFCHECK,
-                MEMORY,
-                CMDLINE,
-            )
+            static EMBEDDED: $crate::qemu::Embedded = $crate::qemu::Embedded {
+                image: &inputs::MODEL.0,
+                context: inputs::CONTEXT,
+                settings: &inputs::SETTINGS,
+                text_tokens: &inputs::TEXT_TOKENS,
+                selfcheck: &expected::SELFCHECK,
+            };
+            $crate::qemu::main(&BOARD, &EMBEDDED, MEMORY, CMDLINE)
         }
     };
 }
@@ -110,22 +108,39 @@ pub struct Board {
     pub systick_hz: u32,
 }
 
+/// What a QEMU board's build script embedded (`inputs.rs`, `expected.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded<'a> {
+    /// The model image (empty when none).
+    pub image: &'a [u8],
+    /// Positions of the session.
+    pub context: usize,
+    /// The build's settings, which the command line overrides.
+    pub settings: &'a Settings<'static>,
+    /// The token stream the perplexity mode scores (empty when none).
+    pub text_tokens: &'a [u32],
+    /// The host's stream of the self-check.
+    pub selfcheck: &'a [u32],
+}
+
 /// The firmware on a QEMU `board` (its name; its SysTick counts `systick_hz`): the
-/// self-check (against the host's `selfcheck` stream), then, when an image is
-/// embedded, the model at up to `context` positions with `settings` overridden by
-/// the command line, its text on QEMU's stderr (or, with `perplexity=N`, its
-/// perplexity over `text_tokens`, the stream embedded at build time). Ends QEMU with
-/// the exit code.
+/// self-check (against the host's stream), then, when an image is embedded, the model
+/// at up to the embedded context with the build's settings overridden by the command
+/// line, its text on QEMU's stderr (or, with `perplexity=N`, its perplexity over the
+/// token stream embedded at build time). Ends QEMU with the exit code.
 pub fn main<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
     board: &Board,
-    image: &[u8],
-    context: usize,
-    settings: &Settings<'static>,
-    text_tokens: &[u32],
-    selfcheck: &[u32],
+    embedded: &Embedded<'_>,
     memory: &mut Memory<ARENA, VOCAB, PROMPT>,
     cmdline: &mut Cmdline,
 ) -> ! {
+    let Embedded {
+        image,
+        context,
+        settings,
+        text_tokens,
+        selfcheck,
+    } = *embedded;
     let counter = cortex_m::Peripherals::take().map(|p| Counter::start(p.SYST, board.systick_hz));
     let code = app::self_check(board.name, image, settings, selfcheck);
     if code != 0 || image.is_empty() {
