@@ -153,8 +153,8 @@ impl<B: Board> Events for Feed<'_, B> {
             self.board.text(b" ");
         }
         self.first = false;
-        let mut buf = [0u8; 10];
-        self.board.text(decimal(t.id, &mut buf));
+        let mut buf = [0u8; 20];
+        self.board.text(decimal_u64(u64::from(t.id), &mut buf));
     }
 
     fn needs_tokenizer(&self) -> bool {
@@ -295,20 +295,6 @@ pub fn perplexity<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
 
 /// `n` in decimal, in the tail of `buf`.
 fn decimal_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    while at > 0 {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
-}
-
-/// `n` in decimal, in the tail of `buf`.
-fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
     let mut at = buf.len();
     while at > 0 {
         at -= 1;
