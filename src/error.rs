@@ -130,6 +130,10 @@ pub enum Error {
         /// The session's context length.
         context: usize,
     },
+    /// The integer step ([`crate::model::Arith::Integer`]) was asked of an
+    /// image it cannot run: it needs Q8 matrices, RMSNorm, SwiGLU and a
+    /// sequential residual (the Llama family).
+    IntegerUnsupported,
 }
 
 impl fmt::Display for Error {
@@ -202,6 +206,9 @@ impl fmt::Display for Error {
             Error::PromptTooLong { tokens, context } => write!(
                 f,
                 "the prompt is {tokens} tokens, longer than the context of {context} positions"
+            ),
+            Error::IntegerUnsupported => f.write_str(
+                "the integer step needs a Q8 image of the Llama family (RMSNorm, SwiGLU, sequential residual)",
             ),
         }
     }

@@ -26,108 +26,16 @@
 //! --nocapture` to see the figures (a debug build ignores the test: it takes
 //! a minute in release, over 17 in debug). Needs nothing outside the repository.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::own::{argmax, encode, held_out_text, image, Count, SCHEMES, WINDOW};
 use microformer::model::{Model, Session};
-use microformer::tokenizer::{self, Tokenizer};
-use microformer_convert::{hf, AlignedBytes, Storage};
+use microformer_convert::Storage;
 
-const SCHEMES: [&str; 6] = ["nope", "sinusoidal", "learned", "rope", "alibi", "t5"];
-/// Bytes of the held-out plays scored (from the start of the file).
-const HELD_OUT_BYTES: usize = 64 * 1024;
-/// Positions per held-out window: the models' training length.
-const WINDOW: usize = 128;
 /// Positions of the converter's greedy stream (its `CHECK_POSITIONS`).
 const GREEDY: usize = 256;
 /// The required top-1 agreement on held-out text.
 const BAR: f64 = 0.98;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The image of `models/<scheme>` with `storage`, tokenizer inside, default context.
-fn image(scheme: &str, storage: Storage) -> AlignedBytes {
-    let dir = root().join("models").join(scheme);
-    let tokenizer = std::fs::read(dir.join("tokenizer.bin")).unwrap();
-    let opts = hf::Options {
-        context: None,
-        storage,
-        tokenizer: Some(tokenizer),
-        rope_scaling: None,
-    };
-    let (bytes, _) = hf::convert(&dir, &opts, &mut |_, _, _| {}).unwrap();
-    AlignedBytes::new(&bytes)
-}
-
-/// `text` encoded with the image's tokenizer as run.c's `encode()` encodes it
-/// (dummy prefix, no BOS): `whole` in one call, as `microformer perplexity`
-/// does when some piece holds a newline (here BOS's and EOS's), else line by
-/// line — the same tokens (checked below), in linear rather than quadratic time.
-fn encode(model: &Model<'_>, text: &[u8], whole: bool) -> Vec<u32> {
-    let vocab = model.vocab_size();
-    let (mut offsets, mut sorted) = (vec![0u32; vocab], vec![0u32; vocab]);
-    let tok = Tokenizer::new(model.tokenizer().unwrap(), vocab, &mut offsets, &mut sorted).unwrap();
-    let mut tokens = Vec::new();
-    let mut encode_into = |part: &[u8], first: bool| {
-        let n = tokenizer::max_encoded_len(part.len());
-        let (mut out, mut scratch) = (vec![0u32; n], vec![0u32; n]);
-        let len = if first {
-            tok.encode(part, false, false, &mut out, &mut scratch)
-        } else {
-            tok.encode_continued(part, &mut out, &mut scratch)
-        }
-        .unwrap();
-        tokens.extend_from_slice(&out[..len]);
-    };
-    if whole {
-        encode_into(text, true);
-    } else {
-        for (i, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
-            encode_into(line, i == 0);
-        }
-    }
-    tokens
-}
-
-fn argmax(l: &[f32]) -> u32 {
-    l.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-        )
-        .0 as u32
-}
-
-/// Agreeing positions and positions compared.
-#[derive(Default, Clone, Copy)]
-struct Count {
-    agree: usize,
-    total: usize,
-}
-
-impl Count {
-    fn add(&mut self, same: bool) {
-        self.agree += usize::from(same);
-        self.total += 1;
-    }
-    fn rate(self) -> f64 {
-        self.agree as f64 / self.total.max(1) as f64
-    }
-}
-
-impl std::fmt::Display for Count {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:6.2} % ({}/{})",
-            100.0 * self.rate(),
-            self.agree,
-            self.total
-        )
-    }
-}
 
 /// Teacher-forced agreement over windows of BOS + `WINDOW − 1` tokens of `tokens`.
 fn held_out(f32m: &Model<'_>, q8m: &Model<'_>, tokens: &[u32]) -> Count {
@@ -186,14 +94,8 @@ fn greedy(f32m: &Model<'_>, q8m: &Model<'_>) -> (Count, Count) {
     ignore = "about 450,000 model steps: a minute in release, over 17 in debug; run with --release"
 )]
 fn q8_images_agree_with_f32() {
-    let text = std::fs::read(root().join("models/text/validation.txt")).unwrap();
-    // Whole lines only.
-    let cut = text[..HELD_OUT_BYTES]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .unwrap()
-        + 1;
-    let text = &text[..cut];
+    let text = held_out_text();
+    let text = &text[..];
     let mut failed = Vec::new();
     println!(
         "top-1 agreement, q8 image vs f32 image (teacher-forced):\n\

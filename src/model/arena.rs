@@ -36,10 +36,16 @@ pub struct ArenaLayout {
     pub cache_f32: usize,
     /// int8 values of each of an int8 cache's keys and values (0 for f32).
     pub cache_i8: usize,
+    /// int16 values of each of the integer step's int16 cache's keys and values.
+    pub cache_i16: usize,
     /// The scales of a quantized activation (most groups in one Q8 row).
     pub q8_scales: usize,
     /// The int8 values of a quantized activation (widest Q8 input).
     pub q8_values: usize,
+    /// The integer step's Q16 logits (`vocab_size`; 0 for the float step).
+    pub logits_fixed: usize,
+    /// The integer step's `i16` query and key (`q_dim + kv_dim`; 0 for the float step).
+    pub heads: usize,
 }
 
 /// The buffers of an arena, carved by [`ArenaLayout::carve`].
@@ -62,6 +68,10 @@ pub(crate) struct Carved<'s> {
     pub q8_values: &'s mut [i8],
     pub keys_i8: &'s mut [i8],
     pub values_i8: &'s mut [i8],
+    pub logits_fixed: &'s mut [i32],
+    pub heads: &'s mut [i16],
+    pub keys_i16: &'s mut [i16],
+    pub values_i16: &'s mut [i16],
 }
 
 impl ArenaLayout {
@@ -83,14 +93,20 @@ impl ArenaLayout {
             self.cache_f32,
             self.q8_scales,
         ];
+        // The int8 buffers end where they end: the i32 logits start at the next
+        // multiple of 4.
         f32s.iter()
             .fold(0usize, |a, &n| a.saturating_add(n.saturating_mul(4)))
             .saturating_add(self.q8_values)
             .saturating_add(self.cache_i8.saturating_mul(2))
+            .saturating_add(if self.logits_fixed > 0 { 3 } else { 0 })
+            .saturating_add(self.logits_fixed.saturating_mul(4))
+            .saturating_add(self.heads.saturating_mul(2))
+            .saturating_add(self.cache_i16.saturating_mul(4))
     }
 
     /// Splits `arena` into the buffers, in the order of [`ArenaLayout::bytes`]
-    /// (the f32 buffers first, then the int8 ones).
+    /// (the f32 buffers first, then the int8 ones, then the integer step's).
     pub(crate) fn carve<'s>(&self, arena: &'s mut [u8]) -> Result<Carved<'s>, Error> {
         let mut rest = arena;
         Ok(Carved {
@@ -111,6 +127,10 @@ impl ArenaLayout {
             q8_values: carve(&mut rest, self.q8_values)?,
             keys_i8: carve(&mut rest, self.cache_i8)?,
             values_i8: carve(&mut rest, self.cache_i8)?,
+            logits_fixed: carve(&mut rest, self.logits_fixed)?,
+            heads: carve(&mut rest, self.heads)?,
+            keys_i16: carve(&mut rest, self.cache_i16)?,
+            values_i16: carve(&mut rest, self.cache_i16)?,
         })
     }
 }

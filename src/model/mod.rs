@@ -69,6 +69,7 @@
 //! from one arena of [`Model::arena_bytes`] bytes, laid out by [`ArenaLayout`].
 
 mod arena;
+mod integer;
 mod norm;
 mod session;
 mod view;
@@ -80,5 +81,5 @@ mod block_tests;
 pub use arena::ArenaLayout;
 pub use norm::{gelu, gelu_tanh, layernorm, layernorm_in_place, rmsnorm, rmsnorm_in_place, silu};
 pub use session::Session;
-pub use view::{Dims, KvFormat, Model};
+pub use view::{Arith, Dims, KvFormat, Model};
 pub use weights::{LayerWeights, Matrix, NormWeights, QuantizedInput};

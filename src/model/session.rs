@@ -4,20 +4,26 @@
 //! classifier.
 
 use super::arena::Carved;
+use super::integer::{self, IntCache, IntScratch};
 use super::norm::{add, gelu, gelu_tanh, silu};
-use super::view::{KvFormat, Model};
+use super::view::{Arith, KvFormat, Model};
 use super::weights::{LayerWeights, Matrix, QuantizedInput};
 use crate::attn::{self, AttnBuffers, KvCache, KvCacheQ8, KvRead, KvWrite};
 use crate::image::{FfnKind, Residual};
 use crate::num::q8;
 use crate::pos::{NoBias, Position};
 use crate::Error;
+use fixed::types::I16F16;
 
 /// The session's KV cache, in the format chosen when it was opened.
 #[derive(Debug)]
 enum Cache<'s> {
     F32(KvCache<'s>),
     Q8(KvCacheQ8<'s>),
+    /// The integer step's own int8 cache.
+    Int8(IntCache<'s, i8>),
+    /// The integer step's own int16 cache.
+    Int16(IntCache<'s, i16>),
 }
 
 /// A Q8 matrix's input, quantized per group as `runq.c` does, and the group it
@@ -75,6 +81,10 @@ struct Scratch<'s> {
     att: &'s mut [f32],
     logits: &'s mut [f32],
     quant: Quantized<'s>,
+    /// The integer step's Q16 logits (empty for the float step).
+    logits_fixed: &'s mut [i32],
+    /// The integer step's `i16` query and key (empty for the float step).
+    heads: &'s mut [i16],
 }
 
 /// Where the feed-forward output goes.
@@ -115,6 +125,30 @@ impl<'s> Session<'s> {
         context: usize,
         kv: KvFormat,
     ) -> Result<Self, Error> {
+        Self::open(model, arena, context, kv, Arith::Float)
+    }
+
+    /// [`Session::with_kv`] with the forward step in arithmetic `arith`; the
+    /// arena must hold [`Model::arena_bytes_for`]`(context, kv, arith)` bytes.
+    ///
+    /// Errors: as [`Session::with_kv`]; a cache the arithmetic has not
+    /// ([`Error::InvalidParameter`]: the integer step keeps `Q8` or `Q16`, the
+    /// float step `F32` or `Q8`); for [`Arith::Integer`], an image the integer
+    /// step cannot run ([`Error::IntegerUnsupported`]).
+    pub fn open(
+        model: &'s Model<'s>,
+        arena: &'s mut [u8],
+        context: usize,
+        kv: KvFormat,
+        arith: Arith,
+    ) -> Result<Self, Error> {
+        match (arith, kv) {
+            (Arith::Integer, KvFormat::F32) | (Arith::Float, KvFormat::Q16) => {
+                return Err(Error::InvalidParameter)
+            }
+            (Arith::Integer, _) => integer::check_model(model)?,
+            (Arith::Float, _) => {}
+        }
         if context == 0 {
             return Err(Error::ZeroDimension);
         }
@@ -126,7 +160,7 @@ impl<'s> Session<'s> {
         }
         let got = arena.len();
         let pad = arena.as_ptr().align_offset(4);
-        let layout = model.arena_layout(context, kv);
+        let layout = model.arena_layout_for(context, kv, arith);
         let needed = layout.bytes().saturating_add(pad);
         if pad == usize::MAX || got < needed {
             return Err(Error::BufferTooSmall { needed, got });
@@ -149,11 +183,34 @@ impl<'s> Session<'s> {
             q8_values,
             keys_i8,
             values_i8,
+            logits_fixed,
+            heads,
+            keys_i16,
+            values_i16,
         } = layout.carve(arena)?;
         let (l, kvd) = (model.dims.n_layers, model.dims.kv_dim);
-        let cache = match kv {
-            KvFormat::F32 => Cache::F32(KvCache::new(keys, values, l, context, kvd)?),
-            KvFormat::Q8 => Cache::Q8(KvCacheQ8::new(
+        let cache = match (arith, kv) {
+            (Arith::Integer, KvFormat::Q8) => Cache::Int8(IntCache {
+                keys: keys_i8,
+                values: values_i8,
+                key_scales: bytemuck::must_cast_slice_mut(keys),
+                value_scales: bytemuck::must_cast_slice_mut(values),
+                positions: context,
+            }),
+            (Arith::Integer, KvFormat::Q16) => Cache::Int16(IntCache {
+                keys: keys_i16,
+                values: values_i16,
+                key_scales: bytemuck::must_cast_slice_mut(keys),
+                value_scales: bytemuck::must_cast_slice_mut(values),
+                positions: context,
+            }),
+            (Arith::Integer, KvFormat::F32) | (Arith::Float, KvFormat::Q16) => {
+                return Err(Error::InvalidParameter)
+            }
+            (Arith::Float, KvFormat::F32) => {
+                Cache::F32(KvCache::new(keys, values, l, context, kvd)?)
+            }
+            (Arith::Float, KvFormat::Q8) => Cache::Q8(KvCacheQ8::new(
                 keys_i8, values_i8, keys, values, l, context, kvd,
             )?),
         };
@@ -178,6 +235,8 @@ impl<'s> Session<'s> {
                     scales: q8_scales,
                     group: 0,
                 },
+                logits_fixed,
+                heads,
             },
             cache,
         })
@@ -186,6 +245,23 @@ impl<'s> Session<'s> {
     /// The model.
     pub const fn model(&self) -> &'s Model<'s> {
         self.model
+    }
+
+    /// The arithmetic of the forward step.
+    pub const fn arith(&self) -> Arith {
+        match self.cache {
+            Cache::Int8(_) | Cache::Int16(_) => Arith::Integer,
+            Cache::F32(_) | Cache::Q8(_) => Arith::Float,
+        }
+    }
+
+    /// The KV cache's format.
+    pub const fn kv(&self) -> KvFormat {
+        match self.cache {
+            Cache::F32(_) => KvFormat::F32,
+            Cache::Q8(_) | Cache::Int8(_) => KvFormat::Q8,
+            Cache::Int16(_) => KvFormat::Q16,
+        }
     }
 
     /// The position the next [`Session::step`] runs at (tokens consumed so far).
@@ -230,11 +306,58 @@ impl<'s> Session<'s> {
                 context: self.context,
             });
         }
-        // The cache format is chosen once per step: the layers are compiled
-        // for each.
-        forward(m, &mut self.cache, &mut self.s, token, pos)?;
+        let is_int = self.arith() == Arith::Integer;
+        let s = &mut self.s;
+        match &mut self.cache {
+            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
+            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
+            // The cache format is chosen once per step: the layers are compiled
+            // for each.
+            c => forward(m, c, s, token, pos)?,
+        }
+        if is_int {
+            // The f32 logits of the Q16 ones (exact below 2^8 in magnitude,
+            // rounded to 24 bits above).
+            for (o, &l) in s.logits.iter_mut().zip(s.logits_fixed.iter()) {
+                *o = l as f32 * (1.0 / 65536.0);
+            }
+        }
         self.pos += 1;
         Ok(self.s.logits)
+    }
+
+    /// The integer step's [`Session::step`] without any float: the logits in
+    /// Q16.16 ([`I16F16`]), as the step computed them.
+    ///
+    /// Errors: as [`Session::step`]; a float session ([`Error::IntegerUnsupported`]).
+    pub fn step_fixed(&mut self, token: u32) -> Result<&[I16F16], Error> {
+        let m = self.model;
+        if self.arith() != Arith::Integer {
+            return Err(Error::IntegerUnsupported);
+        }
+        let vocab_size = m.vocab_size();
+        if token as usize >= vocab_size {
+            return Err(Error::TokenOutOfRange { token, vocab_size });
+        }
+        let pos = self.pos;
+        if pos >= self.context {
+            return Err(Error::ContextFull {
+                context: self.context,
+            });
+        }
+        let s = &mut self.s;
+        match &mut self.cache {
+            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
+            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
+            Cache::F32(_) | Cache::Q8(_) => return Err(Error::IntegerUnsupported),
+        }
+        self.pos += 1;
+        Ok(bytemuck::must_cast_slice(self.s.logits_fixed))
+    }
+
+    /// The Q16 logits of the last integer step (empty for a float session).
+    pub fn logits_fixed(&self) -> &[I16F16] {
+        bytemuck::must_cast_slice(self.s.logits_fixed)
     }
 }
 
@@ -255,6 +378,7 @@ fn forward(
         match cache {
             Cache::F32(c) => c.store(l, pos, s.k, s.v)?,
             Cache::Q8(c) => c.store(l, pos, s.k, s.v)?,
+            Cache::Int8(_) | Cache::Int16(_) => return Err(Error::IntegerUnsupported),
         }
         if m.is_parallel() {
             // A parallel block's feed-forward network reads the layer input: run
@@ -265,6 +389,7 @@ fn forward(
         match cache {
             Cache::F32(c) => s.attend(m, c, l, pos)?,
             Cache::Q8(c) => s.attend(m, c, l, pos)?,
+            Cache::Int8(_) | Cache::Int16(_) => return Err(Error::IntegerUnsupported),
         }
         s.attn_out(m, &w)?;
         if m.is_parallel() {
@@ -282,6 +407,25 @@ fn forward(
 }
 
 impl Scratch<'_> {
+    /// The buffers as the integer step's (every buffer reinterpreted as `i32`).
+    fn integer(&mut self) -> IntScratch<'_> {
+        IntScratch {
+            x: bytemuck::must_cast_slice_mut(&mut *self.x),
+            xb: bytemuck::must_cast_slice_mut(&mut *self.xb),
+            xb2: bytemuck::must_cast_slice_mut(&mut *self.xb2),
+            hb: bytemuck::must_cast_slice_mut(&mut *self.hb),
+            hb2: bytemuck::must_cast_slice_mut(&mut *self.hb2),
+            q: bytemuck::must_cast_slice_mut(&mut *self.q),
+            k: bytemuck::must_cast_slice_mut(&mut *self.k),
+            v: bytemuck::must_cast_slice_mut(&mut *self.v),
+            att: bytemuck::must_cast_slice_mut(&mut *self.att),
+            logits: &mut *self.logits_fixed,
+            heads: &mut *self.heads,
+            xq: &mut *self.quant.values,
+            xs: bytemuck::must_cast_slice_mut(&mut *self.quant.scales),
+        }
+    }
+
     /// `x` = the token's embedding row, scaled, plus the position table row,
     /// normed (BLOOM).
     #[inline(never)]

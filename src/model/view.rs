@@ -24,7 +24,31 @@ pub enum KvFormat {
     F32,
     /// int8 keys and values with one f32 scale per row ([`crate::attn::KvCacheQ8`]):
     /// about a quarter of the bytes, at the cost of quantizing every cached row.
+    /// In the integer step ([`Arith::Integer`]): int8 with one block-float
+    /// scale per kv head of a row.
     Q8,
+    /// int16 keys and values with one block-float scale per kv head of a row:
+    /// the integer step's precise cache (half the f32 cache's bytes). The
+    /// float step has no int16 cache ([`Error::InvalidParameter`]).
+    Q16,
+}
+
+/// The arithmetic of a [`super::Session`]'s forward step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Arith {
+    /// f32 arithmetic (`run.c`'s, and `runq.c`'s for Q8 matrices), with the KV
+    /// cache in the session's [`KvFormat`].
+    #[default]
+    Float,
+    /// Integer arithmetic end to end (the README's "integer step" section):
+    /// Q16 activations, int8 products, the position hooks in fixed point,
+    /// integer softmax, norm and SwiGLU, and a KV cache of int8
+    /// ([`KvFormat::Q8`]) or int16 ([`KvFormat::Q16`]) rows with block-float
+    /// scales ([`KvFormat::F32`] is refused with [`Error::InvalidParameter`]).
+    /// Q8 images of the Llama family only ([`Error::IntegerUnsupported`]
+    /// otherwise).
+    Integer,
 }
 
 /// The widths of a model, from its header.
@@ -262,11 +286,22 @@ impl<'a> Model<'a> {
     /// The layout of a session's arena for `context` positions and a KV cache
     /// of format `kv` (sizes saturate at `usize::MAX`).
     pub fn arena_layout(&self, context: usize, kv: KvFormat) -> ArenaLayout {
+        self.arena_layout_for(context, kv, Arith::Float)
+    }
+
+    /// [`Model::arena_layout`] for a step of arithmetic `arith` (the integer
+    /// step keeps its own int8 cache whatever `kv` says).
+    pub fn arena_layout_for(&self, context: usize, kv: KvFormat, arith: Arith) -> ArenaLayout {
         let d = self.dims();
         let rows = d.n_layers.saturating_mul(context);
-        let (cache_f32, cache_i8) = match kv {
-            KvFormat::F32 => (rows.saturating_mul(d.kv_dim), 0),
-            KvFormat::Q8 => (rows, rows.saturating_mul(d.kv_dim)),
+        let integer = arith == Arith::Integer;
+        // The integer cache keeps one scale per kv head of a row.
+        let head_scales = rows.saturating_mul(d.kv_dim / d.head_dim.max(1));
+        let (cache_f32, cache_i8, cache_i16) = match kv {
+            KvFormat::F32 => (rows.saturating_mul(d.kv_dim), 0, 0),
+            KvFormat::Q8 if integer => (head_scales, rows.saturating_mul(d.kv_dim), 0),
+            KvFormat::Q8 => (rows, rows.saturating_mul(d.kv_dim), 0),
+            KvFormat::Q16 => (head_scales, 0, rows.saturating_mul(d.kv_dim)),
         };
         let a = self.attn_config();
         // `attn` computes query heads that share a kv head two at a time.
@@ -290,8 +325,15 @@ impl<'a> Model<'a> {
             logits: d.vocab_size,
             cache_f32,
             cache_i8,
+            cache_i16,
             q8_scales,
             q8_values,
+            logits_fixed: if integer { d.vocab_size } else { 0 },
+            heads: if integer {
+                d.q_dim.saturating_add(d.kv_dim)
+            } else {
+                0
+            },
         }
     }
 
@@ -306,6 +348,12 @@ impl<'a> Model<'a> {
     /// ([`super::Session::with_kv`]).
     pub fn arena_bytes_with(&self, context: usize, kv: KvFormat) -> usize {
         self.arena_layout(context, kv).bytes()
+    }
+
+    /// [`Model::arena_bytes`] for a session of arithmetic `arith` and KV format
+    /// `kv` ([`super::Session::open`]).
+    pub fn arena_bytes_for(&self, context: usize, kv: KvFormat, arith: Arith) -> usize {
+        self.arena_layout_for(context, kv, arith).bytes()
     }
 
     /// `(cols, scales)` of the quantized activation (zeros: no Q8 matrix).

@@ -8,6 +8,9 @@
 //! - [`exp`]: `expf` bit-identical to `libm::expf`, inlined for the softmax.
 //! - [`fp16`]: IEEE binary16 weight storage (exact widening, nearest-even narrowing).
 //! - [`kernels`]: unrolled f32 dot products and `axpy` for the hot loops.
+//! - [`int`]: integer-only fixed point for the integer step (f32 bits decoded,
+//!   block-float scales, int8 quantization, `e^x` and the logistic by table).
+//! - [`kernels_int`]: the integer step's int8 kernels (portable Rust).
 //! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernels in
 //!   inline assembly (`vldm` + `vmla.f32`, and `vcvtb`/`vcvtt` for binary16
 //!   weights), the crate's only `unsafe` code.
@@ -15,7 +18,9 @@
 pub mod exp;
 pub mod fixed;
 pub mod fp16;
+pub mod int;
 pub mod kernels;
+pub mod kernels_int;
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 pub mod kernels_m4;
 pub mod math;

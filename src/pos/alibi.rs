@@ -376,6 +376,21 @@ impl super::bias::ScoreBias for AlibiBias<'_> {
     }
 }
 
+impl super::bias::ScoreBiasFixed for AlibiBias<'_> {
+    /// `−round(m·|query − key|·2^16)` with the image's f32 slope read as Q31
+    /// (exact for the power-of-two slopes of the standard rules; otherwise
+    /// the slope is off by at most 2^−32, so a bias by `distance · 2^−16` LSB).
+    #[inline]
+    fn add_to_row_fixed(&self, head: usize, query: usize, start: usize, scores: &mut [i32]) {
+        let m = crate::num::int::fixed_from_f32(self.slope(head), 31) as i64;
+        for (j, s) in scores.iter_mut().enumerate() {
+            let d = query.abs_diff(start + j) as i64;
+            let b = (m.saturating_mul(d) + (1 << 14)) >> 15;
+            *s = crate::num::int::sat_i32((*s as i64).saturating_sub(b));
+        }
+    }
+}
+
 /// The causal f32 bias row of query `query`: `out[j] = −m·(query − j)` for keys
 /// `j` in `0..=query` (the rest of `out` is untouched).
 ///

@@ -42,6 +42,27 @@ impl ScoreBias for NoBias {
     }
 }
 
+/// The score-bias hook of the integer step ([`crate::model::Arith::Integer`]):
+/// the same biases in fixed point, added to `i32` scores with
+/// [`crate::num::int::ACT_FRAC`] fractional bits (Q16), saturating.
+/// Implemented by [`NoBias`], [`super::alibi::AlibiBias`] and [`super::t5::T5Bias`]
+/// in their own files.
+pub trait ScoreBiasFixed {
+    /// `false` only for [`NoBias`]: the hook is skipped entirely.
+    const ENABLED: bool = true;
+
+    /// Adds the Q16 biases of head `head` for keys `start..start + scores.len()`
+    /// seen from `query` to `scores`.
+    fn add_to_row_fixed(&self, head: usize, query: usize, start: usize, scores: &mut [i32]);
+}
+
+impl ScoreBiasFixed for NoBias {
+    const ENABLED: bool = false;
+
+    #[inline(always)]
+    fn add_to_row_fixed(&self, _head: usize, _query: usize, _start: usize, _scores: &mut [i32]) {}
+}
+
 impl<F: Fn(usize, usize, usize) -> f32> ScoreBias for F {
     #[inline(always)]
     fn bias(&self, head: usize, query: usize, key: usize) -> f32 {

@@ -188,6 +188,19 @@ impl<'a> LearnedPositions<'a> {
         }
         Ok(())
     }
+
+    /// [`LearnedPositions::add_to`] in fixed point for the integer step: the
+    /// row's f32 values read as `frac`-bit fixed point (rounded once,
+    /// [`crate::num::int::fixed_from_f32`]) and added with saturation.
+    ///
+    /// Errors: as [`LearnedPositions::add_to`].
+    pub fn add_to_fixed(&self, position: usize, x: &mut [i32], frac: u32) -> Result<(), Error> {
+        let row = self.rows.row_for(position, x.len())?;
+        for (x, &w) in x.iter_mut().zip(row) {
+            *x = x.saturating_add(crate::num::int::fixed_from_f32(w, frac));
+        }
+        Ok(())
+    }
 }
 
 /// A learned Q15 position table, `[rows][dim]` row-major, read in place.

@@ -31,5 +31,5 @@ pub mod rope_scaling;
 pub mod sinusoidal;
 pub mod t5;
 
-pub use bias::{NoBias, ScoreBias};
+pub use bias::{NoBias, ScoreBias, ScoreBiasFixed};
 pub use hook::Position;

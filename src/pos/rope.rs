@@ -491,6 +491,44 @@ impl<'a> RopeTable<'a> {
         });
         Ok(())
     }
+
+    /// [`RopeTable::rotate_heads`] for the integer step: the row of
+    /// `position` read as Q15 (each f32 entry rounded once, saturating at
+    /// ±1, [`crate::num::int::fixed_from_f32`]) and every head of the `i16`
+    /// vector `v` rotated by [`RopeTableQ15::rotate_heads`] ([`fixed::rotate_q15`]:
+    /// ≤ 3 LSB per element on top of the table's 0.5 LSB). Integer
+    /// instructions only; tables of up to [`RopeTable::MAX_FIXED_PAIRS`] pairs.
+    ///
+    /// Errors: as [`RopeTable::rotate_heads`]; [`Error::RotaryDimTooLarge`]
+    /// beyond [`RopeTable::MAX_FIXED_PAIRS`] pairs.
+    pub fn rotate_heads_q15(
+        &self,
+        layout: RopeLayout,
+        position: usize,
+        head_dim: usize,
+        v: &mut [Q15],
+    ) -> Result<(), Error> {
+        let (cos, sin) = self.row(position)?;
+        let pairs = self.pairs();
+        let mut c = [0 as Q15; Self::MAX_FIXED_PAIRS];
+        let mut s = [0 as Q15; Self::MAX_FIXED_PAIRS];
+        let (Some(c), Some(s)) = (c.get_mut(..pairs), s.get_mut(..pairs)) else {
+            return Err(Error::RotaryDimTooLarge {
+                rotary_dim: 2 * pairs,
+                head_dim,
+            });
+        };
+        for (o, &f) in c.iter_mut().zip(cos) {
+            *o = crate::num::int::fixed_from_f32(f, 15).clamp(-32768, 32767) as Q15;
+        }
+        for (o, &f) in s.iter_mut().zip(sin) {
+            *o = crate::num::int::fixed_from_f32(f, 15).clamp(-32768, 32767) as Q15;
+        }
+        RopeTableQ15::new(c, s, pairs)?.rotate_heads(layout, 0, head_dim, v)
+    }
+
+    /// Most pairs [`RopeTable::rotate_heads_q15`] handles (head dims up to 256).
+    pub const MAX_FIXED_PAIRS: usize = 128;
 }
 
 /// Fills f32 RoPE tables exactly as llama2.c's `run.c` computes its rotation

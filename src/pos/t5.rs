@@ -392,6 +392,29 @@ impl<'a> T5Bias<'a> {
     }
 }
 
+impl super::bias::ScoreBiasFixed for T5Bias<'_> {
+    /// `W[bucket(key − query)][head]` read as Q16 (the f32 weight rounded
+    /// once, [`crate::num::int::fixed_from_f32`]), with the float row's
+    /// traversal (nothing for a head past the table).
+    #[inline]
+    fn add_to_row_fixed(&self, head: usize, query: usize, start: usize, scores: &mut [i32]) {
+        if head >= self.weights.n_heads {
+            return;
+        }
+        let lo = self.buckets.config.max_distance;
+        let last = self.buckets.buckets.len().saturating_sub(1);
+        for (j, s) in scores.iter_mut().enumerate() {
+            let k = start
+                .saturating_add(j)
+                .saturating_add(lo)
+                .saturating_sub(query);
+            let b = self.buckets.buckets.get(k.min(last)).copied().unwrap_or(0);
+            let w = crate::num::int::fixed_from_f32(self.weights.at(b as usize, head), 16);
+            *s = s.saturating_add(w);
+        }
+    }
+}
+
 impl super::bias::ScoreBias for T5Bias<'_> {
     /// `W[bucket(key − query)][head]` (0 for a head past the table).
     #[inline]

@@ -2,6 +2,8 @@
 //! temporary directories, reading and writing safetensors files.
 #![allow(dead_code)]
 
+pub mod own;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,721 @@
+//! The integer forward step ([`super::Arith::Integer`]): the same transformer
+//! as [`super::Session`]'s float step, computed in fixed point from a Q8 image
+//! with integer instructions only, so that a core without an FPU runs every
+//! token without a soft-float routine.
+//!
+//! Formats (see [`crate::num::int`]): the residual stream and every activation
+//! are Q16.16 `i32`; every matrix input is quantized per group to int8 exactly
+//! as the float Q8 step quantizes it (`runq.c`'s `round(127·x/max|x|)`), with
+//! the group's scale `max|x|/127` kept as a [`Scale`] (15-bit mantissa and an
+//! exponent); a weight group's f32 scale is read from the image as bits and
+//! decoded into a [`Scale`] with integer instructions. Per output:
+//!
+//! ```text
+//! y = Σ_g dot_i32(w_g, x_g) · (m_w·m_x) · 2^(e_w + e_x)      i64, rounded once to Q16
+//! ```
+//!
+//! The step, per layer:
+//! - RMSNorm: `ss = Σ x²` (u64), `inv = √n / isqrt(ss + n·eps)` as a [`Scale`];
+//!   the product `x·γ` is quantized and `inv` folded into the group scales;
+//! - q, k, v by the int8 products; q and k shifted into `i16` (one shift per
+//!   vector) and rotated by RoPE in Q15 through the position file's own Q15
+//!   path ([`crate::pos::rope::RopeTable::rotate_heads_q15`]); k and v stored
+//!   in the int8 cache, one [`Scale`] per row;
+//! - scores `q16·k8` (i32) scaled to Q16 by one 64-bit product per key, the
+//!   fixed-point score bias of ALiBi or T5 ([`ScoreBiasFixed`]); softmax with
+//!   [`exp_q16`] on the max-subtracted scores and one reciprocal per head; the
+//!   value mix `Σ_j w_j·v8_j` in `i32` with `w_j = e_j·(1/Σe)·scale_j` in Q16;
+//! - SwiGLU with the logistic function by table ([`sigmoid_q15`]);
+//! - the classifier's logits in Q16.
+//!
+//! Absolute position tables (learned, sinusoidal) are added to the embedding
+//! in Q16 ([`crate::pos::learned::LearnedPositions::add_to_fixed`]).
+//!
+//! Supported images: Q8 matrices (the token embedding may be f32), RMSNorm,
+//! SwiGLU, a sequential residual, biases, any position hook; anything else is
+//! [`Error::IntegerUnsupported`] when the session opens.
+
+use super::view::Model;
+use super::weights::{LayerWeights, Matrix};
+use crate::image::{FfnKind, NormKind, Residual};
+use crate::num::int::{
+    exp_q16, fixed_from_f32, group_scale, group_scale_of, isqrt_u64, quantize_group,
+    quantize_group_to, round_to_i32, sat_i32, shift_i64, sigmoid_q15, Scale, ACT_FRAC,
+};
+use crate::num::kernels_int::{self, CacheElem};
+use crate::pos::{NoBias, Position, ScoreBiasFixed};
+use crate::Error;
+
+/// The integer step's KV cache: int8 or int16 rows `[layer][position][kv_dim]`
+/// with one packed [`Scale`] per kv head of a row (see [`Scale::pack`]).
+#[derive(Debug)]
+pub(super) struct IntCache<'s, T> {
+    pub(super) keys: &'s mut [T],
+    pub(super) values: &'s mut [T],
+    pub(super) key_scales: &'s mut [i32],
+    pub(super) value_scales: &'s mut [i32],
+    pub(super) positions: usize,
+}
+
+/// The integer step's buffers: the float session's arena reinterpreted (every
+/// buffer is 4-byte values), plus the Q16 logits and the `i16` heads.
+#[derive(Debug)]
+pub(super) struct IntScratch<'a> {
+    pub(super) x: &'a mut [i32],
+    pub(super) xb: &'a mut [i32],
+    pub(super) xb2: &'a mut [i32],
+    pub(super) hb: &'a mut [i32],
+    pub(super) hb2: &'a mut [i32],
+    pub(super) q: &'a mut [i32],
+    pub(super) k: &'a mut [i32],
+    pub(super) v: &'a mut [i32],
+    pub(super) att: &'a mut [i32],
+    pub(super) logits: &'a mut [i32],
+    pub(super) heads: &'a mut [i16],
+    pub(super) xq: &'a mut [i8],
+    pub(super) xs: &'a mut [i32],
+}
+
+/// Checks that `m` can run the integer step.
+pub(super) fn check_model(m: &Model<'_>) -> Result<(), Error> {
+    let q8 = |w: &Matrix<'_>| matches!(w, Matrix::Q8 { .. });
+    let emb = matches!(m.embedding, Matrix::Q8 { .. } | Matrix::F32 { .. });
+    let ok = emb
+        && q8(&m.output)
+        && m.norm.kind == NormKind::Rms
+        && m.ffn == FfnKind::SwiGlu
+        && m.residual == Residual::Sequential
+        && m.embed_scale.is_none()
+        && m.embed_norm.is_none();
+    if !ok {
+        return Err(Error::IntegerUnsupported);
+    }
+    for l in 0..m.dims.n_layers {
+        let w = m.layer(l)?;
+        let all = [&w.wq, &w.wk, &w.wv, &w.wo, &w.w_up, &w.w_down];
+        if !all.iter().all(|w| q8(w)) || !w.w_gate.as_ref().is_some_and(q8) {
+            return Err(Error::IntegerUnsupported);
+        }
+    }
+    if m.dims.head_dim > 2 * MAX_PAIRS || m.attn.n_heads() > MAX_HEADS {
+        return Err(Error::IntegerUnsupported);
+    }
+    Ok(())
+}
+
+/// Most heads the integer step handles (a stack array of shifts).
+const MAX_HEADS: usize = 256;
+
+/// Most rotary pairs a head may have in the integer step (a stack row of Q15
+/// cos and sin).
+const MAX_PAIRS: usize = 128;
+
+/// The quantized input of the next products: which values it holds and how
+/// it was made, so that matrices reading the same input share it.
+#[derive(Debug, Clone, Copy)]
+struct Input {
+    /// The group it was quantized with (0: not yet).
+    group: usize,
+    /// The factor folded into every group scale (a norm's `1/rms`), if any.
+    factor: Option<Scale>,
+}
+
+/// `out = W·x` for the Q16 input `x` (`x.len() == cols`), quantizing `x` into
+/// `xq`/`xs` with `W`'s group unless `input` already holds it.
+fn matvec(
+    w: &Matrix<'_>,
+    out: &mut [i32],
+    x: &[i32],
+    input: &mut Input,
+    xq: &mut [i8],
+    xs: &mut [i32],
+) -> Result<(), Error> {
+    let Matrix::Q8 {
+        values,
+        scales,
+        group,
+        rows,
+        cols,
+    } = *w
+    else {
+        return Err(Error::IntegerUnsupported);
+    };
+    if x.len() != cols || out.len() != rows || group == 0 {
+        return Err(Error::InconsistentDimensions);
+    }
+    let gpr = cols / group;
+    let (Some(xq), Some(xs)) = (xq.get_mut(..cols), xs.get_mut(..gpr)) else {
+        return Err(Error::BufferTooSmall {
+            needed: cols,
+            got: xq.len(),
+        });
+    };
+    if input.group != group {
+        for ((xg, qg), s) in x
+            .chunks_exact(group)
+            .zip(xq.chunks_exact_mut(group))
+            .zip(xs.iter_mut())
+        {
+            let scale = group_scale(quantize_group(xg, qg), ACT_FRAC as i32);
+            *s = match input.factor {
+                Some(f) => scale.mul(f),
+                None => scale,
+            }
+            .pack();
+        }
+        input.group = group;
+    }
+    kernels_int::matvec_q8(out, values, scales, xq, xs, group)
+}
+
+/// A quantized input about to be made from a vector (none shared yet).
+const fn fresh(factor: Option<Scale>) -> Input {
+    Input { group: 0, factor }
+}
+
+/// RMSNorm of `x` with `w` folded for quantization: `t = x·γ` (Q16) and the
+/// factor `1/rms(x)` to fold into the group scales.
+fn rms_fold(x: &[i32], w: &[f32], eps: f32, t: &mut [i32]) -> Scale {
+    let n = x.len() as u64;
+    let mut ss = 0u64;
+    for &v in x {
+        let a = v.unsigned_abs() as u64;
+        ss = ss.saturating_add(a * a);
+    }
+    // eps in Q32 (the units of ss), times n.
+    let eps = fixed_from_f32(eps, 32).max(0) as u64;
+    let r = isqrt_u64(ss.saturating_add(eps.saturating_mul(n)));
+    for ((o, &v), &g) in t.iter_mut().zip(x).zip(w) {
+        let g = fixed_from_f32(g, 24) as i64;
+        *o = round_to_i32(v as i64 * g, 24);
+    }
+    // 1/rms = √n / √(ss + n·eps), both in Q16.
+    Scale::ratio(isqrt_u64(n << 32), r.max(1))
+}
+
+/// `x += b` for an f32 bias read from the image.
+fn add_bias(x: &mut [i32], b: &[f32]) {
+    for (v, &b) in x.iter_mut().zip(b) {
+        *v = v.saturating_add(fixed_from_f32(b, ACT_FRAC));
+    }
+}
+
+/// Each head of `v` (`hd` values) shifted into `i16` with two bits of
+/// headroom (RoPE can grow a pair by √2), its own shift in `shifts`.
+fn heads_to_i16(v: &[i32], out: &mut [i16], hd: usize, shifts: &mut [u8]) {
+    for ((v, o), s) in v
+        .chunks_exact(hd)
+        .zip(out.chunks_exact_mut(hd))
+        .zip(shifts.iter_mut())
+    {
+        *s = to_i16(v, o) as u8;
+    }
+}
+
+/// The shift that brings `v` into `i16` with two bits of headroom, and `v`
+/// shifted (rounded) into `out`.
+fn to_i16(v: &[i32], out: &mut [i16]) -> u32 {
+    let max = v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
+    let sh = (32 - max.leading_zeros()).saturating_sub(14);
+    for (o, &x) in out.iter_mut().zip(v) {
+        let r = if sh == 0 {
+            x
+        } else {
+            (x >> sh) + ((x >> (sh - 1)) & 1)
+        };
+        *o = r.clamp(-32768, 32767) as i16;
+    }
+    sh
+}
+
+/// One integer forward pass for `token` at `pos`; the Q16 logits in `s.logits`.
+#[inline(never)]
+pub(super) fn forward<T: CacheElem>(
+    m: &Model<'_>,
+    cache: &mut IntCache<'_, T>,
+    s: &mut IntScratch<'_>,
+    token: u32,
+    pos: usize,
+) -> Result<(), Error> {
+    s.embed(m, token, pos)?;
+    for l in 0..m.dims.n_layers {
+        let w = m.layer(l)?;
+        s.attention(m, &w, cache, l, pos)?;
+        s.ffn(m, &w)?;
+    }
+    let d = &m.dims;
+    let t = s.xb.get_mut(..d.dim).ok_or(Error::InconsistentDimensions)?;
+    let inv = rms_fold(s.x, m.final_norm.weight, m.norm.eps, t);
+    let mut input = fresh(Some(inv));
+    matvec(&m.output, s.logits, t, &mut input, s.xq, s.xs)?;
+    if let Some(b) = m.output_bias {
+        add_bias(s.logits, b);
+    }
+    Ok(())
+}
+
+impl IntScratch<'_> {
+    /// `x` = the token's embedding row in Q16, plus the position table's row.
+    fn embed(&mut self, m: &Model<'_>, token: u32, pos: usize) -> Result<(), Error> {
+        let row = token as usize;
+        match m.embedding {
+            Matrix::Q8 {
+                values,
+                scales,
+                group,
+                rows,
+                cols,
+            } if row < rows && cols == self.x.len() && group > 0 => {
+                let gpr = cols / group;
+                let (Some(v), Some(sc)) = (
+                    values.get(row * cols..(row + 1) * cols),
+                    scales.get(row * gpr..(row + 1) * gpr),
+                ) else {
+                    return Err(Error::InconsistentDimensions);
+                };
+                for ((o, q), &sw) in self
+                    .x
+                    .chunks_exact_mut(group)
+                    .zip(v.chunks_exact(group))
+                    .zip(sc)
+                {
+                    let s = Scale::from_f32(sw);
+                    for (o, &q) in o.iter_mut().zip(q) {
+                        let p = q as i64 * s.m as i64;
+                        *o = round_to_i32(shift_i64(p, s.e + ACT_FRAC as i32 + 1), 1);
+                    }
+                }
+            }
+            Matrix::F32 { w, rows, cols } if row < rows && cols == self.x.len() => {
+                let v = w
+                    .get(row * cols..(row + 1) * cols)
+                    .ok_or(Error::InconsistentDimensions)?;
+                for (o, &f) in self.x.iter_mut().zip(v) {
+                    *o = fixed_from_f32(f, ACT_FRAC);
+                }
+            }
+            _ => {
+                return Err(Error::TokenOutOfRange {
+                    token,
+                    vocab_size: m.dims.vocab_size,
+                })
+            }
+        }
+        if let Position::Table(table) = &m.position {
+            table.add_to_fixed(pos, self.x, ACT_FRAC)?;
+        }
+        Ok(())
+    }
+
+    /// The attention half of layer `l`: norm, q/k/v, rotation, cache, scores,
+    /// softmax, value mix, output projection, residual.
+    fn attention<T: CacheElem>(
+        &mut self,
+        m: &Model<'_>,
+        w: &LayerWeights<'_>,
+        cache: &mut IntCache<'_, T>,
+        l: usize,
+        pos: usize,
+    ) -> Result<(), Error> {
+        let d = &m.dims;
+        let t = self
+            .xb
+            .get_mut(..d.dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        let inv = rms_fold(self.x, w.attn_norm.weight, m.norm.eps, t);
+        let mut input = fresh(Some(inv));
+        matvec(&w.wq, self.q, t, &mut input, self.xq, self.xs)?;
+        matvec(&w.wk, self.k, t, &mut input, self.xq, self.xs)?;
+        matvec(&w.wv, self.v, t, &mut input, self.xq, self.xs)?;
+        if let Some([bq, bk, bv]) = w.qkv_bias {
+            add_bias(self.q, bq);
+            add_bias(self.k, bk);
+            add_bias(self.v, bv);
+        }
+        let (qh, rest) = self.heads.split_at_mut(d.q_dim);
+        let kh = rest
+            .get_mut(..d.kv_dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        let hd = d.head_dim;
+        let mut sq = [0u8; MAX_HEADS];
+        let mut sk = [0u8; MAX_HEADS];
+        heads_to_i16(self.q, qh, hd, &mut sq);
+        heads_to_i16(self.k, kh, hd, &mut sk);
+        if let Position::Rope { table, layout } = &m.position {
+            table.rotate_heads_q15(*layout, pos, d.head_dim, qh)?;
+            table.rotate_heads_q15(*layout, pos, d.head_dim, kh)?;
+        }
+        // Store k (from its i16 form) and v as int8 rows.
+        let row = l
+            .checked_mul(cache.positions)
+            .and_then(|r| r.checked_add(pos))
+            .ok_or(Error::InconsistentDimensions)?;
+        let at = row * d.kv_dim;
+        let heads = d.kv_dim / d.head_dim;
+        let (Some(kq), Some(vq), Some(ks), Some(vs)) = (
+            cache.keys.get_mut(at..at + d.kv_dim),
+            cache.values.get_mut(at..at + d.kv_dim),
+            cache.key_scales.get_mut(row * heads..(row + 1) * heads),
+            cache.value_scales.get_mut(row * heads..(row + 1) * heads),
+        ) else {
+            return Err(Error::PositionOutOfRange {
+                position: pos,
+                len: cache.positions,
+            });
+        };
+        for (o, &h) in self.k.iter_mut().zip(kh.iter()) {
+            *o = h as i32;
+        }
+        for ((((k, q), s), &sh), (v, (vq, vs))) in self
+            .k
+            .chunks_exact(hd)
+            .zip(kq.chunks_exact_mut(hd))
+            .zip(ks.iter_mut())
+            .zip(sk.iter())
+            .zip(
+                self.v
+                    .chunks_exact(hd)
+                    .zip(vq.chunks_exact_mut(hd).zip(vs.iter_mut())),
+            )
+        {
+            let kmax = quantize_group_to(k, q);
+            *s = group_scale_of::<T>(kmax, ACT_FRAC as i32 - sh as i32).pack();
+            *vs = group_scale_of::<T>(quantize_group_to(v, vq), ACT_FRAC as i32).pack();
+        }
+        let q = Query {
+            heads: qh,
+            shifts: &sq,
+            scale: Scale::from_f32(m.attn.scale()),
+        };
+        let out = self
+            .xb
+            .get_mut(..d.q_dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        let span = Span {
+            layer_row: l * cache.positions,
+            pos,
+            start: m.attn.causal_start(pos),
+        };
+        match &m.position {
+            Position::Alibi(b) => attend(&m.attn, cache, span, &q, b, self.att, out)?,
+            Position::T5(b) => attend(&m.attn, cache, span, &q, b, self.att, out)?,
+            _ => attend(&m.attn, cache, span, &q, &NoBias, self.att, out)?,
+        }
+        let att = self
+            .xb
+            .get(..d.q_dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        let mut input = fresh(None);
+        matvec(&w.wo, self.xb2, att, &mut input, self.xq, self.xs)?;
+        if let Some(b) = w.o_bias {
+            add_bias(self.xb2, b);
+        }
+        for (x, &a) in self.x.iter_mut().zip(self.xb2.iter()) {
+            *x = x.saturating_add(a);
+        }
+        Ok(())
+    }
+
+    /// The feed-forward half: norm, SwiGLU, residual.
+    fn ffn(&mut self, m: &Model<'_>, w: &LayerWeights<'_>) -> Result<(), Error> {
+        let d = &m.dims;
+        let norm = w.ffn_norm.as_ref().ok_or(Error::MissingTensor)?;
+        let gate = w.w_gate.as_ref().ok_or(Error::IntegerUnsupported)?;
+        let t = self
+            .xb
+            .get_mut(..d.dim)
+            .ok_or(Error::InconsistentDimensions)?;
+        let inv = rms_fold(self.x, norm.weight, m.norm.eps, t);
+        let mut input = fresh(Some(inv));
+        matvec(gate, self.hb, t, &mut input, self.xq, self.xs)?;
+        matvec(&w.w_up, self.hb2, t, &mut input, self.xq, self.xs)?;
+        if let Some(b) = w.b_gate {
+            add_bias(self.hb, b);
+        }
+        if let Some(b) = w.b_up {
+            add_bias(self.hb2, b);
+        }
+        for (h, &u) in self.hb.iter_mut().zip(self.hb2.iter()) {
+            // silu(h) = h·σ(h) (Q16·Q15), times u (Q16).
+            let g = (*h as i64 * sigmoid_q15(*h) as i64) >> 15;
+            *h = round_to_i32(g * u as i64, ACT_FRAC);
+        }
+        let mut input = fresh(None);
+        matvec(&w.w_down, self.xb2, self.hb, &mut input, self.xq, self.xs)?;
+        if let Some(b) = w.b_down {
+            add_bias(self.xb2, b);
+        }
+        for (x, &a) in self.x.iter_mut().zip(self.xb2.iter()) {
+            *x = x.saturating_add(a);
+        }
+        Ok(())
+    }
+}
+
+/// The query heads in `i16`, each with its shift (`q = q16 · 2^(shift − 16)`),
+/// and the attention's score scale.
+#[derive(Debug, Clone, Copy)]
+struct Query<'q> {
+    heads: &'q [i16],
+    shifts: &'q [u8],
+    scale: Scale,
+}
+
+/// Where a query attends: the layer's first cache row, its position, the first key.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    layer_row: usize,
+    pos: usize,
+    start: usize,
+}
+
+/// Attention of every query head over keys `start..=pos` of the layer, into
+/// `out` (Q16, `[n_heads][head_dim]`).
+#[allow(clippy::too_many_arguments)]
+fn attend<T: CacheElem, B: ScoreBiasFixed>(
+    cfg: &crate::attn::AttnConfig,
+    cache: &IntCache<'_, T>,
+    span: Span,
+    query: &Query<'_>,
+    bias: &B,
+    att: &mut [i32],
+    out: &mut [i32],
+) -> Result<(), Error> {
+    let hd = cfg.head_dim();
+    let kv = cfg.kv_dim();
+    let n = span.pos + 1 - span.start;
+    let first = span.layer_row + span.start;
+    let heads = cfg.n_kv_heads();
+    let (Some(att), Some(keys), Some(values), Some(ks), Some(vs)) = (
+        att.get_mut(..n),
+        cache.keys.get(first * kv..(first + n) * kv),
+        cache.values.get(first * kv..(first + n) * kv),
+        cache.key_scales.get(first * heads..(first + n) * heads),
+        cache.value_scales.get(first * heads..(first + n) * heads),
+    ) else {
+        return Err(Error::BufferTooSmall {
+            needed: n,
+            got: att.len(),
+        });
+    };
+    let qs = query.heads.chunks_exact(hd).zip(query.shifts);
+    for (h, ((q, &sq), o)) in qs.zip(out.chunks_exact_mut(hd)).enumerate() {
+        // The score scale: attention scale · 2^(sq − 16).
+        let base = query.scale.shl(sq as i32 - ACT_FRAC as i32);
+        let kh = cfg.kv_head(h);
+        let offset = kh * hd;
+        // Scores in Q16.
+        let mut max = i32::MIN;
+        let ks = ks.iter().skip(kh).step_by(heads);
+        for ((a, k), &sk) in att.iter_mut().zip(keys.chunks_exact(kv)).zip(ks) {
+            let k = k.get(offset..offset + hd).unwrap_or_default();
+            let sk = Scale::unpack(sk);
+            // int16 keys: the mantissa product loses 15 bits so that the
+            // product stays within i64.
+            let (m, e) = if T::BITS > 7 {
+                ((base.m * sk.m) >> 15, base.e + sk.e + 15)
+            } else {
+                (base.m * sk.m, base.e + sk.e)
+            };
+            let p = T::dot(q, k) * m as i64;
+            *a = round_to_i32(shift_i64(p, e + ACT_FRAC as i32 + 1), 1);
+        }
+        if B::ENABLED {
+            bias.add_to_row_fixed(h, span.pos, span.start, att);
+        }
+        for &a in att.iter() {
+            max = max.max(a);
+        }
+        // e_j = exp(s_j − max) in Q16, their sum.
+        let mut sum = 0u32;
+        for a in att.iter_mut() {
+            let e = exp_q16(a.saturating_sub(max));
+            sum = sum.saturating_add(e);
+            *a = e as i32;
+        }
+        let inv = Scale::ratio(1, sum as u64);
+        // out = Σ_j w_j·v_j with w_j = e_j · inv · scale_j in Q(f), f as
+        // large as the i32 sums allow: Σ_j w_j ≤ max_j scale_j · 2^f < 2^(30 − BITS),
+        // so that Σ_j w_j·|v| < 2^30.
+        let vs = vs.iter().skip(kh).step_by(heads);
+        let emax = vs.clone().map(|&s| Scale::unpack(s).e).max().unwrap_or(0);
+        let f = (30 - T::BITS as i32 - 15 - emax).clamp(0, 46);
+        let mut acc = [0i32; 2 * MAX_PAIRS];
+        let acc = acc.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
+        for ((&e, v), &sv) in att.iter().zip(values.chunks_exact(kv)).zip(vs) {
+            let sv = Scale::unpack(sv);
+            let p = e as i64 * (inv.m * sv.m) as i64;
+            let wgt = sat_i32(shift_i64(p, inv.e + sv.e + f));
+            let v = v.get(offset..offset + hd).unwrap_or_default();
+            T::axpy(acc, wgt, v);
+        }
+        for (o, &a) in o.iter_mut().zip(acc.iter()) {
+            *o = if f > ACT_FRAC as i32 {
+                round_to_i32(a as i64, (f - ACT_FRAC as i32) as u32)
+            } else {
+                sat_i32(shift_i64(a as i64, ACT_FRAC as i32 - f))
+            };
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attn::AttnConfig;
+
+    /// The attention of random int8 caches against f64 arithmetic on the same
+    /// dequantized values.
+    #[test]
+    fn attention_follows_f64() {
+        let mut rng = XorShift32(23);
+        let cfg = AttnConfig::new(8, 4, 8).unwrap();
+        let (hd, kv, n) = (8, 32, 100);
+        let mut keys = vec![0i8; n * kv];
+        let mut values = vec![0i8; n * kv];
+        let mut ksc = vec![0i32; n * 4];
+        let mut vsc = vec![0i32; n * 4];
+        let mut kf = vec![0f64; n * kv];
+        let mut vf = vec![0f64; n * kv];
+        for r in 0..n {
+            for h in 0..4 {
+                let mut row: Vec<i32> = (0..hd)
+                    .map(|_| (rng.centered_unit() * 3.0 * 65536.0) as i32)
+                    .collect();
+                let ks = group_scale(quantize_group(&row, &mut keys[r * kv + h * hd..][..hd]), 16);
+                ksc[r * 4 + h] = ks.pack();
+                for d in 0..hd {
+                    kf[r * kv + h * hd + d] = keys[r * kv + h * hd + d] as f64 * ks.to_f64();
+                }
+                row.iter_mut()
+                    .for_each(|v| *v = (rng.centered_unit() * 2.0 * 65536.0) as i32);
+                let vs = group_scale(
+                    quantize_group(&row, &mut values[r * kv + h * hd..][..hd]),
+                    16,
+                );
+                vsc[r * 4 + h] = vs.pack();
+                for d in 0..hd {
+                    vf[r * kv + h * hd + d] = values[r * kv + h * hd + d] as f64 * vs.to_f64();
+                }
+            }
+        }
+        let cache = IntCache {
+            keys: &mut keys,
+            values: &mut values,
+            key_scales: &mut ksc,
+            value_scales: &mut vsc,
+            positions: n,
+        };
+        let qh: Vec<i16> = (0..64)
+            .map(|_| (rng.centered_unit() * 16000.0) as i16)
+            .collect();
+        let sq = 4i32; // q = q16 · 2^(sq − 16)
+        let shifts = [sq as u8; 8];
+        let query = Query {
+            heads: &qh,
+            shifts: &shifts,
+            scale: Scale::from_f32(cfg.scale()),
+        };
+        let mut att = vec![0i32; n];
+        let mut out = vec![0i32; 64];
+        let span = Span {
+            layer_row: 0,
+            pos: n - 1,
+            start: 0,
+        };
+        attend(&cfg, &cache, span, &query, &NoBias, &mut att, &mut out).unwrap();
+        for h in 0..8 {
+            let kh = h / 2;
+            let s: Vec<f64> = (0..n)
+                .map(|j| {
+                    (0..hd)
+                        .map(|d| {
+                            qh[h * hd + d] as f64 * 2f64.powi(sq - 16) * kf[j * kv + kh * hd + d]
+                        })
+                        .sum::<f64>()
+                        * cfg.scale() as f64
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let want: f64 = (0..n).map(|j| e[j] / z * vf[j * kv + kh * hd + d]).sum();
+                let got = out[h * hd + d] as f64 / 65536.0;
+                assert!(
+                    (got - want).abs() < 2e-3,
+                    "head {h} dim {d}: {got} vs {want}"
+                );
+            }
+        }
+    }
+    use crate::model::rmsnorm;
+    use crate::num::q8;
+    use microformer_testkit::XorShift32;
+
+    /// Norm, quantization and product against the float Q8 step's (`runq.c`'s)
+    /// on the same weights: within the block-float scales' precision.
+    #[test]
+    fn norm_and_product_follow_the_float_step() {
+        let mut rng = XorShift32(17);
+        let (n, rows, group) = (64, 48, 32);
+        for _ in 0..50 {
+            let x: Vec<f32> = (0..n).map(|_| rng.centered_unit() * 4.0).collect();
+            let g: Vec<f32> = (0..n).map(|_| 0.5 + rng.centered_unit().abs()).collect();
+            let wq: Vec<i8> = (0..rows * n).map(|_| rng.next_u32() as i8).collect();
+            let ws: Vec<f32> = (0..rows * n / group)
+                .map(|_| 1e-3 + rng.centered_unit().abs() * 1e-2)
+                .collect();
+            // Float.
+            let mut xb = vec![0f32; n];
+            rmsnorm(&mut xb, &x, &g, 1e-5);
+            let (mut fq, mut fs) = (vec![0i8; n], vec![0f32; n / group]);
+            q8::quantize(&xb, group, &mut fq, &mut fs).unwrap();
+            let mut want = vec![0f32; rows];
+            q8::matvec(&mut want, &wq, &ws, &fq, &fs, group).unwrap();
+            // Integer.
+            let xi: Vec<i32> = x.iter().map(|&v| fixed_from_f32(v, 16)).collect();
+            let mut t = vec![0i32; n];
+            let inv = rms_fold(&xi, &g, 1e-5, &mut t);
+            let m = Matrix::Q8 {
+                values: &wq,
+                scales: &ws,
+                group,
+                rows,
+                cols: n,
+            };
+            let (mut xq, mut xs) = (vec![0i8; n], vec![0i32; n / group]);
+            let mut got = vec![0i32; rows];
+            matvec(&m, &mut got, &t, &mut fresh(Some(inv)), &mut xq, &mut xs).unwrap();
+            // The same int8 values, up to a rounding near a half (x in Q16).
+            assert!(xq
+                .iter()
+                .zip(&fq)
+                .all(|(&a, &b)| (a as i32 - b as i32).abs() <= 1));
+            for (gi, &fsc) in xs.iter().zip(&fs) {
+                let s = Scale::unpack(*gi).to_f64();
+                assert!(((s - fsc as f64) / fsc as f64).abs() < 1e-3, "{s} vs {fsc}");
+            }
+            // The product of the integer step's own quantized input, in f64.
+            for (r, &a) in got.iter().enumerate() {
+                let mut want = 0.0f64;
+                let mut mag = 0.0f64;
+                for gi in 0..n / group {
+                    let dot: i64 = (0..group)
+                        .map(|k| wq[r * n + gi * group + k] as i64 * xq[gi * group + k] as i64)
+                        .sum();
+                    let c =
+                        dot as f64 * ws[r * n / group + gi] as f64 * Scale::unpack(xs[gi]).to_f64();
+                    want += c;
+                    mag += c.abs();
+                }
+                let a = a as f64 / 65536.0;
+                assert!(
+                    (a - want).abs() <= mag * 2f64.powi(-13) + 2.0 / 65536.0,
+                    "{a} vs {want}"
+                );
+            }
+        }
+    }
+}
