@@ -32,7 +32,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Model::from_bytes(image)?;
 
     // The memory a firmware would declare as one `static` `lm::Memory`.
-    let [arena, index, probs, tokens] = buffer_sizes(&model, prompt.len(), KvFormat::F32);
+    let [arena, index, probs, tokens] = buffer_sizes(
+        &model,
+        prompt.len(),
+        KvFormat::F32,
+        microformer::model::Arith::Float,
+    );
     let (mut arena, mut index) = (vec![0u8; arena], vec![0u32; index]);
     let mut probs = vec![ProbIndex::default(); probs];
     let mut tokens = vec![0u32; tokens];

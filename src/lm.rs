@@ -22,7 +22,7 @@
 //! llama2.c's `decode` + `safe_printf` print it.
 
 use crate::generate::{Generated, Loop};
-use crate::model::{KvFormat, Model, Session};
+use crate::model::{Arith, KvFormat, Model, Session};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{self, Tokenizer};
 use crate::Error;
@@ -79,6 +79,9 @@ pub struct Options<'p> {
     pub stop_at_bos: bool,
     /// The KV cache's format.
     pub kv: KvFormat,
+    /// The forward step's arithmetic ([`Arith::Integer`]: with a `Q8` or
+    /// `Q16` cache).
+    pub arith: Arith,
     /// The session's context: 0 or more than the image covers means the image's.
     pub context: usize,
 }
@@ -94,6 +97,7 @@ impl Options<'_> {
         seed: 0,
         stop_at_bos: true,
         kv: KvFormat::F32,
+        arith: Arith::Float,
         context: 0,
     };
 
@@ -126,7 +130,7 @@ impl Default for Options<'_> {
 /// statically sized block).
 #[derive(Debug)]
 pub struct Buffers<'m> {
-    /// The session arena: at least [`Model::arena_bytes_with`]`(context, kv)`
+    /// The session arena: at least [`Model::arena_bytes_for`]`(context, kv, arith)`
     /// bytes (3 more when it may not start 4-byte aligned).
     pub arena: &'m mut [u8],
     /// Tokenizer index: `2 · vocab` entries (record offsets, then sorted ids).
@@ -197,14 +201,19 @@ impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Default
 }
 
 /// Sizes of [`Buffers`] for `model` at its own context, a KV cache of format
-/// `kv` and a prompt of up to `prompt_bytes` bytes: `[arena bytes, index
+/// `kv`, arithmetic `arith` and a prompt of up to `prompt_bytes` bytes: `[arena bytes, index
 /// entries, top-p entries, token entries]`, the arena with 3 bytes to spare for
 /// a start that is not 4-byte aligned. What a build script puts in [`Memory`]'s
 /// parameters.
-pub fn buffer_sizes(model: &Model<'_>, prompt_bytes: usize, kv: KvFormat) -> [usize; 4] {
+pub fn buffer_sizes(
+    model: &Model<'_>,
+    prompt_bytes: usize,
+    kv: KvFormat,
+    arith: Arith,
+) -> [usize; 4] {
     let vocab = model.vocab_size();
     [
-        model.arena_bytes_with(model.max_context(), kv) + 3,
+        model.arena_bytes_for(model.max_context(), kv, arith) + 3,
         2 * vocab,
         vocab,
         2 * tokenizer::max_encoded_len(prompt_bytes),
@@ -242,7 +251,7 @@ impl<'m> Generator<'m> {
     /// Errors: the tokenizer index or the token buffer too small
     /// ([`Error::BufferTooSmall`]); a text prompt without a tokenizer in the
     /// image ([`Error::MissingTensor`]); a malformed tokenizer; the arena too
-    /// small for the context ([`Error::BufferTooSmall`], from [`Session::with_kv`]);
+    /// small for the context ([`Error::BufferTooSmall`], from [`Session::open`]);
     /// a bad sampler setting; then [`Loop::start`]'s.
     pub fn new(
         model: &'m Model<'m>,
@@ -291,7 +300,7 @@ impl<'m> Generator<'m> {
         };
         let sampler = Sampler::new(options.temperature, options.topp, options.rng_state())?;
         let context = options.context_for(model);
-        let mut session = Session::with_kv(model, arena, context, options.kv)?;
+        let mut session = Session::open(model, arena, context, options.kv, options.arith)?;
         let stop = options.stop_at_bos.then_some(model.header().bos_id);
         let run = Loop::start(&mut session, &sampler, prompt, options.steps, stop)?;
         Ok(Generator {

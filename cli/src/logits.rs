@@ -12,7 +12,7 @@ use microformer::model::Session;
 use crate::error::{bail, fail, CliError, Result};
 use crate::files::ImageFile;
 use crate::output::f32_repr;
-use crate::run::{generation_error, parse_ids, KvArg, TokenList};
+use crate::run::{generation_error, parse_ids, StepArgs, TokenList};
 
 /// Arguments of `microformer logits`.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,9 +22,9 @@ pub struct LogitsArgs {
     /// The token ids, comma-separated (e.g. 1,345,23).
     #[arg(long, value_name = "LIST", value_parser = parse_ids)]
     pub tokens: TokenList,
-    /// KV cache format: f32, or int8 with one scale per row.
-    #[arg(long, value_enum, default_value_t = KvArg::F32)]
-    pub kv: KvArg,
+    /// The forward step's arithmetic and KV cache.
+    #[command(flatten)]
+    pub step: StepArgs,
 }
 
 /// Runs the subcommand.
@@ -47,9 +47,8 @@ pub fn run(args: &LogitsArgs) -> Result<()> {
             model.max_context()
         );
     }
-    let kv = args.kv.format();
-    let mut arena = vec![0u8; model.arena_bytes_with(context, kv) + 3];
-    let mut session = Session::with_kv(&model, &mut arena, context, kv)
+    let (mut arena, kv, arith) = args.step.arena(&model, context)?;
+    let mut session = Session::open(&model, &mut arena, context, kv, arith)
         .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
     let mut text = String::from("{\"logits\": [");
     for (pos, &t) in tokens.iter().enumerate() {

@@ -15,7 +15,7 @@ use microformer_convert::tokenizer::{encode_text, TextError};
 
 use crate::error::{bail, CliError, Result};
 use crate::files::{self, ImageFile};
-use crate::run::{generation_error, KvArg};
+use crate::run::{generation_error, StepArgs};
 
 /// Arguments of `microformer perplexity`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,9 +28,9 @@ pub struct PerplexityArgs {
     /// Positions per window (BOS + window − 1 tokens), at least 2 [default: the image's context].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
     pub window: Option<u64>,
-    /// KV cache format: f32, or int8 with one scale per row.
-    #[arg(long, value_enum, default_value_t = KvArg::F32)]
-    pub kv: KvArg,
+    /// The forward step's arithmetic and KV cache.
+    #[command(flatten)]
+    pub step: StepArgs,
     /// Print one JSON object {"tokens", "windows", "window", "nll", "perplexity"}.
     #[arg(long)]
     pub json: bool,
@@ -77,11 +77,10 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     if tokens.is_empty() {
         bail!("{}: the text is empty", args.text.display());
     }
-    let kv = args.kv.format();
     // A window feeds BOS and all but the last token of its chunk: window − 1 positions.
     let positions = window - 1;
-    let mut arena = vec![0u8; model.arena_bytes_with(positions, kv) + 3];
-    let mut session = Session::with_kv(&model, &mut arena, positions, kv)
+    let (mut arena, kv, arith) = args.step.arena(&model, positions)?;
+    let mut session = Session::open(&model, &mut arena, positions, kv, arith)
         .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
     let bos = model.header().bos_id;
     let mut ppl = Perplexity::new();

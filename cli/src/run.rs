@@ -71,27 +71,86 @@ pub struct RunArgs {
     /// Print the token ids run.c would emit (space-separated) instead of the text.
     #[arg(long)]
     pub ids: bool,
-    /// KV cache format: f32, or int8 with one scale per row (about a quarter of the RAM).
-    #[arg(long, value_enum, default_value_t = KvArg::F32)]
-    pub kv: KvArg,
+    /// The forward step's arithmetic and KV cache.
+    #[command(flatten)]
+    pub step: StepArgs,
 }
 
 /// KV cache format of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KvArg {
-    /// f32 keys and values.
+    /// f32 keys and values (the float step).
     F32,
-    /// int8 keys and values, one f32 scale per cached row.
+    /// int8 keys and values, one scale per cached row (per kv head of a row in the
+    /// integer step): about a quarter of the f32 cache's RAM.
     Q8,
+    /// int16 keys and values, one scale per kv head of a row (the integer step).
+    Q16,
 }
 
-impl KvArg {
-    /// The library's format.
-    pub const fn format(self) -> microformer::model::KvFormat {
-        match self {
-            KvArg::F32 => microformer::model::KvFormat::F32,
-            KvArg::Q8 => microformer::model::KvFormat::Q8,
-        }
+/// The forward step's arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArithArg {
+    /// f32 (run.c's and runq.c's arithmetic).
+    Float,
+    /// Fixed point end to end (Q8 images of the Llama family).
+    Integer,
+}
+
+/// `--arith` and `--kv`, shared by `run`, `logits` and `perplexity`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct StepArgs {
+    /// The forward step's arithmetic: float, or integer (fixed point end to end, for
+    /// Q8 images; what an FPU-less core runs).
+    #[arg(long, value_enum, default_value_t = ArithArg::Float)]
+    pub arith: ArithArg,
+    /// KV cache format: f32, q8 (int8, about a quarter of the RAM) or q16 (int16, the
+    /// integer step only) [default: f32; q16 with --arith integer].
+    #[arg(long, value_enum)]
+    pub kv: Option<KvArg>,
+}
+
+impl StepArgs {
+    /// The library's cache format and arithmetic; a combination the step does not
+    /// have is a usage error.
+    pub fn formats(&self) -> Result<(microformer::model::KvFormat, microformer::model::Arith)> {
+        use microformer::model::{Arith, KvFormat};
+        let arith = match self.arith {
+            ArithArg::Float => Arith::Float,
+            ArithArg::Integer => Arith::Integer,
+        };
+        let kv = match (self.kv, arith) {
+            (None, Arith::Float) | (Some(KvArg::F32), Arith::Float) => KvFormat::F32,
+            (None, Arith::Integer) | (Some(KvArg::Q16), Arith::Integer) => KvFormat::Q16,
+            (Some(KvArg::Q8), _) => KvFormat::Q8,
+            (Some(KvArg::F32), Arith::Integer) => {
+                bail!(
+                    "--kv f32 with --arith integer: the integer step keeps its cache as q8 or q16"
+                )
+            }
+            (Some(KvArg::Q16), Arith::Float) => {
+                bail!("--kv q16 needs --arith integer (the float step's caches are f32 and q8)")
+            }
+        };
+        Ok((kv, arith))
+    }
+
+    /// An arena for a session of `model` over `context` positions, and the formats.
+    pub fn arena(
+        &self,
+        model: &microformer::model::Model<'_>,
+        context: usize,
+    ) -> Result<(
+        Vec<u8>,
+        microformer::model::KvFormat,
+        microformer::model::Arith,
+    )> {
+        let (kv, arith) = self.formats()?;
+        Ok((
+            vec![0u8; model.arena_bytes_for(context, kv, arith) + 3],
+            kv,
+            arith,
+        ))
     }
 }
 
@@ -237,9 +296,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         );
     }
 
-    let kv = args.kv.format();
-    let mut arena = vec![0u8; model.arena_bytes_with(context, kv) + 3];
-    let mut session = microformer::model::Session::with_kv(&model, &mut arena, context, kv)
+    let (mut arena, kv, arith) = args.step.arena(&model, context)?;
+    let mut session = microformer::model::Session::open(&model, &mut arena, context, kv, arith)
         .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
     let mut sampler = Sampler::new(args.temperature, args.top_p, rng_state(args.seed))?;
     let mut scratch = if sampler.uses_topp() {

@@ -253,7 +253,14 @@ pub fn perplexity<const ARENA: usize, const VOCAB: usize, const PROMPT: usize>(
         settings.kv
     );
     let start = board.instructions();
-    let result = lm::perplexity(image, window, settings.kv, tokens, memory.buffers().arena);
+    let result = lm::perplexity(
+        image,
+        window,
+        settings.kv,
+        settings.arith,
+        tokens,
+        memory.buffers().arena,
+    );
     let end = board.instructions();
     let ppl = match result {
         Ok(p) => p,

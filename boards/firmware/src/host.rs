@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::{env, fs};
 
 use microformer::image::Image;
-use microformer::model::{KvFormat, Model};
+use microformer::model::{Arith, KvFormat, Model};
 use microformer::sampler::random_f32;
 use microformer::tokenizer;
 
@@ -354,7 +354,8 @@ fn settings_expr(s: &Settings<'_>) -> String {
          temperature: f32::from_bits({:#010x}), // {}\n    \
          topp: f32::from_bits({:#010x}), // {}\n    prompt: {:?},\n    prompt_ids: {:?},\n    \
          mode: microformer_firmware::settings::Mode::{:?},\n    stop_at_bos: {},\n    \
-         kv: microformer_firmware::microformer::model::KvFormat::{:?},\n}}",
+         kv: microformer_firmware::microformer::model::KvFormat::{:?},\n    \
+         arith: microformer_firmware::microformer::model::Arith::{:?},\n}}",
         s.steps,
         s.seed,
         s.temperature.to_bits(),
@@ -365,7 +366,8 @@ fn settings_expr(s: &Settings<'_>) -> String {
         s.prompt_ids,
         s.mode,
         s.stop_at_bos,
-        s.kv
+        s.kv,
+        s.arith
     )
 }
 
@@ -407,7 +409,13 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
         kv: match var("MICROFORMER_KV").as_deref() {
             None | Some("f32") => KvFormat::F32,
             Some("q8") => KvFormat::Q8,
-            Some(k) => return Err(format!("MICROFORMER_KV={k:?}: use f32 or q8")),
+            Some("q16") => KvFormat::Q16,
+            Some(k) => return Err(format!("MICROFORMER_KV={k:?}: use f32, q8 or q16")),
+        },
+        arith: match var("MICROFORMER_ARITH").as_deref() {
+            None | Some("float") => Arith::Float,
+            Some("integer") => Arith::Integer,
+            Some(a) => return Err(format!("MICROFORMER_ARITH={a:?}: use float or integer")),
         },
     };
     let (temperature, topp) = (settings.temperature, settings.topp);
@@ -430,25 +438,33 @@ pub fn write_inputs(out_dir: &Path, target: Target) -> Result<(), BuildError> {
             .and_then(Model::new)
             .map_err(|e| format!("the model image is not runnable: {e}"))?;
         ctx = context.unwrap_or(usize::MAX).min(model.max_context());
-        let needed = model.arena_bytes_with(ctx, settings.kv);
+        let needed = model.arena_bytes_for(ctx, settings.kv, settings.arith);
         vocab = model.vocab_size();
         if budget.is_none() {
-            let [a, ..] = lm::buffer_sizes(data.bytes(), prompt_bytes, settings.kv)
+            let [a, ..] = lm::buffer_sizes(data.bytes(), prompt_bytes, settings.kv, settings.arith)
                 .map_err(|e| format!("the model image is not runnable: {e}"))?;
             arena = a;
         }
         let _ = write!(
             summary,
-            "model_context={ctx}\narena_needed={needed}\nquantized={}\nkv={:?}\nvocab={vocab}\n",
+            "model_context={ctx}\narena_needed={needed}\nquantized={}\nkv={:?}\narith={:?}\n\
+             vocab={vocab}\n",
             model.is_quantized(),
-            settings.kv
+            settings.kv,
+            settings.arith
         );
         if needed > arena {
             println!(
                 "cargo:warning=the model needs {needed} arena bytes for a context of {ctx}, \
                  the board reserves {arena}: the firmware will stop with an error (largest \
                  context that fits: {}; set MICROFORMER_CONTEXT)",
-                lm::largest_context(&model, arena, model.max_context(), settings.kv)
+                lm::largest_context(
+                    &model,
+                    arena,
+                    model.max_context(),
+                    settings.kv,
+                    settings.arith
+                )
             );
         }
         if budget.is_some() && model.tokenizer().is_none() {
@@ -594,6 +610,7 @@ struct GenerateTest {
     seed: u64,
     prompt: &'static str,
     kv: KvFormat,
+    arith: Arith,
 }
 
 impl GenerateTest {
@@ -608,6 +625,7 @@ impl GenerateTest {
             prompt_ids: "",
             stop_at_bos: true,
             kv: self.kv,
+            arith: self.arith,
         }
     }
 }
@@ -626,6 +644,7 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     seed: 7,
                     prompt: "",
                     kv,
+                    arith: Arith::Float,
                 })
             };
             vec![
@@ -645,6 +664,7 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     seed: 0,
                     prompt: "",
                     kv,
+                    arith: Arith::Float,
                 })
             };
             let mut tests = vec![
@@ -670,6 +690,29 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     40,
                     KvFormat::Q8,
                 )?,
+                // The integer step: RoPE in Q15 with the int8 cache, ALiBi's fixed-point
+                // biases with the int16 cache (a prompt, top-p sampling on its logits),
+                // T5's and the learned table's hooks.
+                GenerateTest {
+                    arith: Arith::Integer,
+                    ..own("OWN_ROPE_INT_KV8_GREEDY", "rope", true, 64, KvFormat::Q8)?
+                },
+                GenerateTest {
+                    steps: 40,
+                    temperature: 1.0,
+                    seed: 7,
+                    prompt: "ROMEO.",
+                    arith: Arith::Integer,
+                    ..own("OWN_ALIBI_INT_KV16_PROMPT_TOPP", "alibi", true, 48, KvFormat::Q16)?
+                },
+                GenerateTest {
+                    arith: Arith::Integer,
+                    ..own("OWN_T5_INT_KV8_GREEDY", "t5", true, 40, KvFormat::Q8)?
+                },
+                GenerateTest {
+                    arith: Arith::Integer,
+                    ..own("OWN_LEARNED_INT_KV16_GREEDY", "learned", true, 40, KvFormat::Q16)?
+                },
             ];
             let dir = models_dir();
             let (ck, tok) = (
@@ -707,6 +750,7 @@ fn aidreams_tests(checkpoint: &Path, tokenizer: &Path) -> Result<Vec<GenerateTes
             seed: 0,
             prompt: "",
             kv: KvFormat::F32,
+            arith: Arith::Float,
         },
         GenerateTest {
             name: "AIDREAMS_Q8_PROMPT_TOPP",
@@ -717,6 +761,7 @@ fn aidreams_tests(checkpoint: &Path, tokenizer: &Path) -> Result<Vec<GenerateTes
             seed: 42,
             prompt: "I was flying over",
             kv: KvFormat::F32,
+            arith: Arith::Float,
         },
         GenerateTest {
             name: "AIDREAMS_Q8_KV8_GREEDY",
@@ -727,6 +772,18 @@ fn aidreams_tests(checkpoint: &Path, tokenizer: &Path) -> Result<Vec<GenerateTes
             seed: 0,
             prompt: "",
             kv: KvFormat::Q8,
+            arith: Arith::Float,
+        },
+        GenerateTest {
+            name: "AIDREAMS_INT_KV8_GREEDY",
+            image: convert_llama2c(&ck, Some(&tok), true, None)?,
+            steps: 48,
+            temperature: 0.0,
+            topp: 0.9,
+            seed: 0,
+            prompt: "",
+            kv: KvFormat::Q8,
+            arith: Arith::Integer,
         },
     ])
 }
@@ -749,7 +806,7 @@ impl Events for Collect {
 /// text it emits.
 fn host_tokens(t: &GenerateTest) -> Result<(Vec<u32>, Vec<u8>), BuildError> {
     let image = AlignedBytes::new(&t.image);
-    let [a, i, p, k] = lm::buffer_sizes(image.bytes(), t.prompt.len(), t.kv)
+    let [a, i, p, k] = lm::buffer_sizes(image.bytes(), t.prompt.len(), t.kv, t.arith)
         .map_err(|e| format!("{}: {e}", t.name))?;
     let (mut arena, mut index) = (vec![0u8; a], vec![0u32; i]);
     let mut probs = vec![Default::default(); p];
@@ -800,7 +857,7 @@ pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildErr
                 t.name
             ));
         }
-        let sizes = lm::buffer_sizes(AlignedBytes::new(&t.image).bytes(), t.prompt.len(), t.kv)
+        let sizes = lm::buffer_sizes(AlignedBytes::new(&t.image).bytes(), t.prompt.len(), t.kv, t.arith)
             .map_err(|e| format!("{}: {e}", t.name))?;
         for (m, s) in max.iter_mut().zip(sizes) {
             *m = (*m).max(s);

@@ -14,7 +14,7 @@ use core::fmt;
 use microformer::generate::Generated;
 pub use microformer::lm::{Buffers, Memory, Token};
 use microformer::lm::{Generator, Options, Prompt};
-use microformer::model::{KvFormat, Model, Session};
+use microformer::model::{Arith, KvFormat, Model, Session};
 use microformer::perplexity::chunks;
 pub use microformer::perplexity::Perplexity;
 use microformer::Error;
@@ -164,11 +164,17 @@ pub trait Events {
     }
 }
 
-/// The largest context whose arena (KV cache format `kv`) fits `reserved` bytes,
-/// at most `max` (0: none).
-pub fn largest_context(model: &Model<'_>, reserved: usize, max: usize, kv: KvFormat) -> usize {
-    let base = model.arena_bytes_with(0, kv);
-    let per_position = model.arena_bytes_with(1, kv).saturating_sub(base);
+/// The largest context whose arena (KV cache format `kv`, arithmetic `arith`)
+/// fits `reserved` bytes, at most `max` (0: none).
+pub fn largest_context(
+    model: &Model<'_>,
+    reserved: usize,
+    max: usize,
+    kv: KvFormat,
+    arith: Arith,
+) -> usize {
+    let base = model.arena_bytes_for(0, kv, arith);
+    let per_position = model.arena_bytes_for(1, kv, arith).saturating_sub(base);
     let fits = reserved
         .checked_sub(base)
         .and_then(|room| room.checked_div(per_position))
@@ -209,13 +215,19 @@ pub fn run(
         tokens,
     } = buf;
     let reserved = arena.len();
-    let needed = model.arena_bytes_with(context, settings.kv);
+    let needed = model.arena_bytes_for(context, settings.kv, settings.arith);
     if needed > reserved {
         return Err(RunError::ArenaTooSmall {
             context,
             needed,
             reserved,
-            fits: largest_context(&model, reserved, model.max_context(), settings.kv),
+            fits: largest_context(
+                &model,
+                reserved,
+                model.max_context(),
+                settings.kv,
+                settings.arith,
+            ),
         });
     }
     let vocab = model.vocab_size();
@@ -267,6 +279,7 @@ pub fn run(
         seed: settings.seed,
         stop_at_bos: settings.stop_at_bos,
         kv: settings.kv,
+        arith: settings.arith,
         context,
     };
     let buf = Buffers {
@@ -310,7 +323,7 @@ pub fn run(
 /// Scores `tokens` with the model in `image`, as `microformer perplexity --window
 /// window` does on the host: non-overlapping windows of BOS then `window − 1`
 /// tokens ([`microformer::perplexity`]), a session of `window − 1` positions in
-/// `arena` with a KV cache of format `kv`. The same code, the same tokens and the
+/// `arena` with a KV cache of format `kv` and arithmetic `arith`. The same code, the same tokens and the
 /// same arithmetic as the host's, so the figures agree bit for bit.
 ///
 /// Errors: no image ([`RunError::NoImage`]) or tokens ([`RunError::NoText`]); an
@@ -321,6 +334,7 @@ pub fn perplexity(
     image: &[u8],
     window: usize,
     kv: KvFormat,
+    arith: Arith,
     tokens: &[u32],
     arena: &mut [u8],
 ) -> Result<Perplexity, RunError> {
@@ -336,17 +350,17 @@ pub fn perplexity(
         return Err(RunError::Window { window, context });
     }
     let positions = window - 1;
-    let needed = model.arena_bytes_with(positions, kv);
+    let needed = model.arena_bytes_for(positions, kv, arith);
     let reserved = arena.len();
     if needed > reserved {
         return Err(RunError::ArenaTooSmall {
             context: positions,
             needed,
             reserved,
-            fits: largest_context(&model, reserved, context, kv),
+            fits: largest_context(&model, reserved, context, kv, arith),
         });
     }
-    let mut session = Session::with_kv(&model, arena, positions, kv)?;
+    let mut session = Session::open(&model, arena, positions, kv, arith)?;
     let bos = model.header().bos_id;
     let mut ppl = Perplexity::new();
     for chunk in chunks(tokens, window) {
@@ -356,13 +370,19 @@ pub fn perplexity(
 }
 
 /// Sizes of [`Buffers`] for `image` at its own context, a KV cache of format
-/// `kv` and a prompt of up to `prompt_bytes` bytes:
+/// `kv`, arithmetic `arith` and a prompt of up to `prompt_bytes` bytes:
 /// [`microformer::lm::buffer_sizes`].
-pub fn buffer_sizes(image: &[u8], prompt_bytes: usize, kv: KvFormat) -> Result<[usize; 4], Error> {
+pub fn buffer_sizes(
+    image: &[u8],
+    prompt_bytes: usize,
+    kv: KvFormat,
+    arith: Arith,
+) -> Result<[usize; 4], Error> {
     Ok(microformer::lm::buffer_sizes(
         &Model::from_bytes(image)?,
         prompt_bytes,
         kv,
+        arith,
     ))
 }
 

@@ -21,7 +21,8 @@
 //! | `prompt` | **the rest of the line**, spaces included (so it comes last) | `-i` |
 //! | `bench` | `kernels`: time the kernels instead of generating ([`crate::bench`]) | — |
 //! | `stop` | `bos` (llama2.c: BOS ends the text) or `none` (run every step: benchmarks) | — |
-//! | `kv` | KV cache format: `f32` or `q8` (int8, one scale per row: about a quarter of the arena) | `microformer run --kv` |
+//! | `kv` | KV cache format: `f32`, `q8` (int8, one scale per row: about a quarter of the arena) or `q16` (int16, the integer step's precise cache) | `microformer run --kv` |
+//! | `arith` | the forward step's arithmetic: `float` or `integer` (fixed point end to end, Q8 images, a `q8` or `q16` cache) | `microformer run --arith` |
 //! | `perplexity` | `N` (at least 2): score the token stream embedded at build time in windows of `N` positions instead of generating ([`Mode::Perplexity`]) | `microformer perplexity --window N` |
 //!
 //! A word without `=` is the program name (QEMU's kernel path) only in first
@@ -29,7 +30,7 @@
 //! [`CmdlineError`]. Numbers parse as Rust's `str::parse` (correctly rounded
 //! floats: the same `f32` as the host tool's `--temperature 0.9`).
 
-use microformer::model::KvFormat;
+use microformer::model::{Arith, KvFormat};
 
 /// Longest command line the QEMU firmware reads (QEMU's kernel path, the settings,
 /// the prompt); its prompt buffers are sized for a prompt this long.
@@ -83,6 +84,8 @@ pub struct Settings<'a> {
     pub stop_at_bos: bool,
     /// The session's KV cache format.
     pub kv: KvFormat,
+    /// The forward step's arithmetic.
+    pub arith: Arith,
 }
 
 impl Settings<'static> {
@@ -98,6 +101,7 @@ impl Settings<'static> {
         mode: Mode::Generate,
         stop_at_bos: true,
         kv: KvFormat::F32,
+        arith: Arith::Float,
     };
 
     /// The real boards' settings when no variable is set: the whole context, seed 42,
@@ -154,6 +158,8 @@ pub enum Key {
     Stop,
     /// `kv=`
     Kv,
+    /// `arith=`
+    Arith,
     /// `perplexity=`
     Perplexity,
 }
@@ -170,6 +176,7 @@ impl Key {
             "bench" => Key::Bench,
             "stop" => Key::Stop,
             "kv" => Key::Kv,
+            "arith" => Key::Arith,
             "perplexity" => Key::Perplexity,
             _ => return None,
         })
@@ -246,6 +253,14 @@ impl<'a> Settings<'a> {
                     s.kv = match v {
                         "f32" => KvFormat::F32,
                         "q8" => KvFormat::Q8,
+                        "q16" => KvFormat::Q16,
+                        _ => return Err(bad),
+                    }
+                }
+                Key::Arith => {
+                    s.arith = match v {
+                        "float" => Arith::Float,
+                        "integer" => Arith::Integer,
                         _ => return Err(bad),
                     }
                 }
