@@ -40,10 +40,10 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::elf::{self, Section};
-use crate::firmware::{build_firmware, convert, Kv, Quant, Settings};
+use crate::firmware::{build_firmware_for, convert, Arith, Kv, Quant, Settings};
 use crate::install::ensure_tools;
 use crate::qemu::run_qemu;
-use crate::qemu_boards::{QemuBoard, M3, M33, M4F};
+use crate::qemu_boards::{QemuBoard, M0_ON_AN385, M3, M33, M4F};
 use crate::util::{models_dir, secs, work_dir};
 
 /// What `cargo xtask bench` takes.
@@ -72,6 +72,7 @@ struct Row {
     model: &'static str,
     quant: Quant,
     kv: Kv,
+    arith: Arith,
     steps: u32,
     positions: u64,
     instructions: u64,
@@ -97,6 +98,7 @@ impl Row {
             model: self.model,
             quant: self.quant.as_str(),
             kv: self.kv.as_str(),
+            arith: self.arith.as_str(),
             steps: self.steps,
             instructions_per_token: self.per_token(),
             flash_bytes: self.sections.flash,
@@ -112,6 +114,7 @@ struct JsonRow {
     model: &'static str,
     quant: &'static str,
     kv: &'static str,
+    arith: &'static str,
     steps: u32,
     instructions_per_token: u64,
     flash_bytes: u64,
@@ -216,8 +219,8 @@ fn kernel_lines(log: &[String]) -> Vec<Kernel> {
 }
 
 /// One firmware the benchmarks build and run: a model converted to `quant`, on `board`,
-/// its arena sized for a `kv` cache.
-type Planned = (&'static QemuBoard, &'static BenchModel, Quant, Kv);
+/// its arena sized for a `kv` cache and a step of arithmetic `arith`.
+type Planned = (&'static QemuBoard, &'static BenchModel, Quant, Kv, Arith);
 
 /// The firmwares `cargo xtask bench` runs, in order: the Cortex-M4F, then the Cortex-M33,
 /// each model in every storage format with an f32 KV cache and once more in q8 with the int8
@@ -225,23 +228,27 @@ type Planned = (&'static QemuBoard, &'static BenchModel, Quant, Kv);
 /// `only` keeps those of one storage format.
 fn plan(quick: bool, only: Option<Quant>) -> Vec<Planned> {
     let mut plan: Vec<Planned> = Vec::new();
+    let float = Arith::Float;
     if quick {
-        plan.push((M4F, &STORIES, Quant::F32, Kv::F32));
+        plan.push((M4F, &STORIES, Quant::F32, Kv::F32, float));
     } else {
         for board in [M4F, M33] {
             for model in [&AIDREAMS, &STORIES] {
                 for quant in [Quant::F32, Quant::Q8, Quant::F16] {
-                    plan.push((board, model, quant, Kv::F32));
+                    plan.push((board, model, quant, Kv::F32, float));
                 }
-                plan.push((board, model, Quant::Q8, Kv::Q8));
+                plan.push((board, model, Quant::Q8, Kv::Q8, float));
+                plan.push((board, model, Quant::Q8, Kv::Q8, Arith::Integer));
             }
         }
         for model in [&AIDREAMS, &STORIES] {
-            plan.push((M3, model, Quant::Q8, Kv::F32));
+            plan.push((M3, model, Quant::Q8, Kv::F32, float));
+            plan.push((M3, model, Quant::Q8, Kv::Q8, Arith::Integer));
         }
+        plan.push((M0_ON_AN385, &AIDREAMS, Quant::Q8, Kv::Q8, Arith::Integer));
     }
     if let Some(q) = only {
-        plan.retain(|&(_, _, quant, _)| quant == q);
+        plan.retain(|&(_, _, quant, _, _)| quant == q);
     }
     plan
 }
@@ -254,7 +261,7 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     let work = work_dir()?;
     let mut rows = Vec::new();
     let mut kernels: Vec<CoreKernels> = Vec::new();
-    for (board, model, quant, kv) in plan(args.quick, args.quant) {
+    for (board, model, quant, kv, arith) in plan(args.quick, args.quant) {
         let image = work.join(format!("bench-{}-{}.mfi", model.name, quant.as_str()));
         convert(
             &models.join(model.file),
@@ -262,13 +269,14 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
             quant,
             &image,
         )?;
-        let elf = build_firmware(board, &image, kv)?;
+        let elf = build_firmware_for(board, &image, kv, arith, None)?;
         let sections = Sections::of_elf(&elf, board)?;
         for &steps in model.steps {
             let s = Settings {
                 steps,
                 temperature: 0.0,
                 kv,
+                arith,
                 ..Settings::default()
             };
             // `stop=none`: a BOS does not end the run, every row runs all its positions.
@@ -279,6 +287,7 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
                 model: model.name,
                 quant,
                 kv,
+                arith,
                 steps,
                 positions: figure(&run.log, "positions")?,
                 instructions: figure(&run.log, "instructions")?,
@@ -286,11 +295,12 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
                 stack: figure(&run.log, "stack_bytes")?,
             };
             eprintln!(
-                "xtask: bench {} {} {} (KV {}) {} steps: {} instructions/token",
+                "xtask: bench {} {} {} (KV {}, {}) {} steps: {} instructions/token",
                 row.core,
                 row.model,
                 row.quant.as_str(),
                 row.kv.as_str(),
+                row.arith.as_str(),
                 row.steps,
                 row.per_token()
             );
@@ -354,17 +364,18 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
     );
     let _ = writeln!(
         s,
-        "| core | model | weights | KV cache | steps | instructions/token | flash | RAM (statics + stack peak) |"
+        "| core | model | weights | KV cache | arithmetic | steps | instructions/token | flash | RAM (statics + stack peak) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} (code {}, read-only data {}) | {} ({} + {}) |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} (code {}, read-only data {}) | {} ({} + {}) |",
             r.core,
             r.model,
             r.quant.as_str(),
             r.kv.as_str(),
+            r.arith.as_str(),
             r.steps,
             millions(r.per_token()),
             kib(r.sections.flash),
@@ -418,6 +429,7 @@ mod tests {
                     == (Some(key.0), Some(key.1), Some(key.2))
                     && r["kv"].as_str() == Some(key.3)
                     && r["steps"].as_u64() == Some(key.4)
+                    && r["arith"].as_str().unwrap_or("float") == "float"
             })
             .and_then(|r| r["instructions_per_token"].as_u64())
             .unwrap_or_else(|| panic!("docs/benchmarks.json has no row {key:?}"))

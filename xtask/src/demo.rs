@@ -31,8 +31,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::firmware::{
-    build_example, build_firmware, build_firmware_with_text, convert, host_text, parse_id_list, Kv,
-    Quant, Settings,
+    build_example, build_firmware, build_firmware_for, build_firmware_with_text, convert,
+    host_text, parse_id_list, Arith, Kv, Quant, Settings,
 };
 use crate::install::ensure_tools;
 use crate::perplexity;
@@ -118,6 +118,10 @@ pub struct DemoArgs {
     /// KV cache format (the firmware's arena is sized for it)
     #[arg(long, value_enum, default_value_t = Kv::F32)]
     kv: Kv,
+    /// The forward step's arithmetic: float, or integer (fixed point end to end; needs
+    /// --quant q8 and --kv q8 or q16)
+    #[arg(long, value_enum, default_value_t = Arith::Float)]
+    arith: Arith,
     /// The emulated core (`cortex-m4f` and the like are taken too)
     #[arg(long, value_parser = core_parser(), default_value = M4F.short)]
     core: &'static QemuBoard,
@@ -227,6 +231,7 @@ impl DemoArgs {
             top_p: self.top_p,
             seed: self.seed,
             kv: self.kv,
+            arith: self.arith,
         };
         if !settings.prompt.is_empty() && tokenizer.is_none() && !own_tokenizer {
             return Err(format!(
@@ -263,7 +268,7 @@ pub fn demo(args: DemoArgs) -> Result<(), String> {
     ensure_tools()?;
     let image = work_dir()?.join(format!("demo-{}.mfi", o.quant.as_str()));
     convert(&o.model, o.tokenizer.as_deref(), o.quant, &image)?;
-    let elf = build_firmware(o.board, &image, o.settings.kv)?;
+    let elf = build_firmware_for(o.board, &image, o.settings.kv, o.settings.arith, None)?;
     run_qemu(o.board, &elf, &o.settings.cmdline(), true, true)?;
     eprintln!("xtask: demo done ({})", secs(start.elapsed()));
     Ok(())

@@ -39,8 +39,10 @@ impl Quant {
 pub enum Kv {
     /// f32 keys and values.
     F32,
-    /// int8 keys and values, one f32 scale per row.
+    /// int8 keys and values, one scale per row (per kv head of a row in the integer step).
     Q8,
+    /// int16 keys and values, one scale per kv head of a row (the integer step).
+    Q16,
 }
 
 impl Kv {
@@ -49,6 +51,28 @@ impl Kv {
         match self {
             Kv::F32 => "f32",
             Kv::Q8 => "q8",
+            Kv::Q16 => "q16",
+        }
+    }
+}
+
+/// The forward step's arithmetic (`MICROFORMER_ARITH` at build time sizes the arena for it,
+/// `arith=` on the command line selects it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Arith {
+    /// f32.
+    #[default]
+    Float,
+    /// Fixed point end to end (Q8 images).
+    Integer,
+}
+
+impl Arith {
+    /// The name `MICROFORMER_ARITH`, `arith=`, `microformer run --arith` and the tables use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arith::Float => "float",
+            Arith::Integer => "integer",
         }
     }
 }
@@ -71,6 +95,8 @@ pub struct Settings {
     pub seed: i128,
     /// KV cache format (the firmware's arena is sized for it).
     pub kv: Kv,
+    /// The forward step's arithmetic (the firmware's arena is sized for it).
+    pub arith: Arith,
 }
 
 impl Default for Settings {
@@ -84,6 +110,7 @@ impl Default for Settings {
             top_p: 0.9,
             seed: 0,
             kv: Kv::F32,
+            arith: Arith::Float,
         }
     }
 }
@@ -99,6 +126,10 @@ impl Settings {
         if self.kv != Kv::F32 {
             s += " kv=";
             s += self.kv.as_str();
+        }
+        if self.arith != Arith::Float {
+            s += " arith=";
+            s += self.arith.as_str();
         }
         if !self.prompt_ids.is_empty() {
             s += " prompt_ids=";
@@ -157,7 +188,7 @@ pub fn convert(
 /// Builds `board`'s firmware (release) with `image` embedded and its arena sized for `kv`;
 /// returns the ELF.
 pub fn build_firmware(board: &QemuBoard, image: &Path, kv: Kv) -> Result<PathBuf, String> {
-    build_firmware_with_text(board, image, kv, None)
+    build_firmware_for(board, image, kv, Arith::Float, None)
 }
 
 /// [`build_firmware`], with the token stream of `text` (encoded at build time with the
@@ -168,14 +199,27 @@ pub fn build_firmware_with_text(
     kv: Kv,
     text: Option<&Path>,
 ) -> Result<PathBuf, String> {
+    build_firmware_for(board, image, kv, Arith::Float, text)
+}
+
+/// [`build_firmware_with_text`] with the arena sized for a step of arithmetic `arith`.
+pub fn build_firmware_for(
+    board: &QemuBoard,
+    image: &Path,
+    kv: Kv,
+    arith: Arith,
+    text: Option<&Path>,
+) -> Result<PathBuf, String> {
     let dir = boards_dir().join(board.dir);
     let image = image
         .canonicalize()
         .map_err(|e| format!("{}: {e}", image.display()))?;
     let mut cmd = boards_command(&dir, "cargo");
     cmd.args(["build", "--release", "--bin", board.dir])
+        .args(["--target", board.target])
         .env("MICROFORMER_IMAGE", &image)
         .env("MICROFORMER_KV", kv.as_str())
+        .env("MICROFORMER_ARITH", arith.as_str())
         .env_remove("MICROFORMER_CHECKPOINT")
         .env_remove("MICROFORMER_TEXT")
         .stdout(to_stderr());
@@ -240,7 +284,8 @@ fn host_run(image: &Path, settings: &Settings, ids: bool) -> Result<Vec<u8>, Str
         .args(["-t", &settings.temperature.to_string()])
         .args(["-p", &settings.top_p.to_string()])
         .args(["-s", &settings.seed.to_string()])
-        .args(["--kv", settings.kv.as_str()]);
+        .args(["--kv", settings.kv.as_str()])
+        .args(["--arith", settings.arith.as_str()]);
     if ids {
         cmd.arg("--ids");
     }
