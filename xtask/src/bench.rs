@@ -486,28 +486,40 @@ mod tests {
     #[test]
     fn measures_the_same_rows() {
         let all = plan(false, None);
-        assert_eq!(all.len(), 18);
-        let rows: usize = all.iter().map(|(_, m, _, _)| m.steps.len()).sum();
-        assert_eq!(rows, 27);
+        assert_eq!(all.len(), 25);
+        let rows: usize = all.iter().map(|(_, m, _, _, _)| m.steps.len()).sum();
+        assert_eq!(rows, 37);
         let names: Vec<String> = all
             .iter()
-            .map(|(b, m, q, k)| format!("{} {} {} {}", b.short, m.name, q.as_str(), k.as_str()))
+            .map(|(b, m, q, k, a)| {
+                format!(
+                    "{} {} {} {} {}",
+                    b.short,
+                    m.name,
+                    q.as_str(),
+                    k.as_str(),
+                    a.as_str()
+                )
+            })
             .collect();
         assert_eq!(
-            names[..4],
+            names[..5],
             [
-                "m4f aidreams260K f32 f32",
-                "m4f aidreams260K q8 f32",
-                "m4f aidreams260K f16 f32",
-                "m4f aidreams260K q8 q8"
+                "m4f aidreams260K f32 f32 float",
+                "m4f aidreams260K q8 f32 float",
+                "m4f aidreams260K f16 f32 float",
+                "m4f aidreams260K q8 q8 float",
+                "m4f aidreams260K q8 q8 integer"
             ]
         );
-        assert_eq!(names[8], "m33 aidreams260K f32 f32");
+        assert_eq!(names[10], "m33 aidreams260K f32 f32 float");
         assert_eq!(
-            names[16..].join(", "),
-            "m3 aidreams260K q8 f32, m3 stories260K q8 f32"
+            names[20..].join(", "),
+            "m3 aidreams260K q8 f32 float, m3 aidreams260K q8 q8 integer, \
+             m3 stories260K q8 f32 float, m3 stories260K q8 q8 integer, \
+             m0-an385 aidreams260K q8 q8 integer"
         );
-        assert_eq!(plan(false, Some(Quant::Q8)).len(), 10);
+        assert_eq!(plan(false, Some(Quant::Q8)).len(), 17);
         assert_eq!(plan(true, Some(Quant::Q8)).len(), 0);
         let quick = plan(true, None);
         assert_eq!(
