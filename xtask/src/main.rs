@@ -6,7 +6,8 @@
 //!      board crates under `boards/` for their own targets), every host test, and the library
 //!      builds for the Cortex-M targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`,
 //!      `thumbv7em-none-eabihf`, `thumbv8m.main-none-eabihf`).
-//!   2. On-target stage (as `cargo xtask qemu-tests`, `on_target.rs`).
+//!   2. On-target stage (as `cargo xtask qemu-tests`, `on_target.rs`), its last step the
+//!      soft-float check (as `cargo xtask softfloat`).
 //!   3. Demo stage (as `cargo xtask demo-tests`): `cargo xtask demo` for the three
 //!      aidreams260K cases of `reference-llama2c.json`, its text compared with llama2.c's
 //!      byte for byte.
@@ -15,9 +16,9 @@
 //!      emulated Cortex-M4F, the ids compared with each other and with transformers'.
 //!   5. Real boards stage (as `cargo xtask boards`).
 //! - `cargo xtask qemu-tests`: the on-target stage alone: for each QEMU board (Cortex-M0,
-//!   M3, M4F, M33) its on-target test suites and its firmware's self-check under QEMU. A
-//!   failing test, a fault or a QEMU run past `QEMU_TIMEOUT` seconds (default 60) fails the
-//!   stage. One summary line per core.
+//!   M3, M4F, M33) its on-target test suites and its firmware's self-check under QEMU, then
+//!   the soft-float check. A failing test, a fault or a QEMU run past `QEMU_TIMEOUT` seconds
+//!   (default 60) fails the stage. One summary line per core.
 //! - `cargo xtask boards`: the real boards (STM32F429I-DISC1, nRF52840-DK, Raspberry Pi Pico),
 //!   built only (no board attached): see `boards.rs`.
 //! - `cargo xtask demo [options]`: a model on the emulated Cortex-M4F, its text on stdout (see
@@ -26,6 +27,8 @@
 //!   flash and RAM (see `bench.rs`).
 //! - `cargo xtask perplexity [--model DIR] [--window N] [--text FILE]`: a model's perplexity
 //!   on an emulated Cortex-M and on the host over the same tokens (see `perplexity.rs`).
+//! - `cargo xtask softfloat`: the integer forward step calls no soft-float routine on the
+//!   Cortex-M3 and Cortex-M0 builds (call graph of the firmware ELF, see `softfloat.rs`).
 //!
 //! Tool output goes to stderr; a failing step stops the run (after the other boards have run,
 //! in the on-target stage) with a non-zero exit code. A bad argument is reported by clap with
@@ -49,6 +52,7 @@ mod on_target;
 mod perplexity;
 mod qemu;
 mod qemu_boards;
+mod softfloat;
 mod util;
 
 use std::process::ExitCode;
@@ -78,7 +82,7 @@ enum Task {
     /// builds; fmt and clippy of boards/), qemu-tests, demo-tests, families, boards
     Test,
     /// On-target stage: install qemu-system-arm and defmt-print if missing, run every board's
-    /// tests under QEMU (M0, M3, M4F, M33)
+    /// tests under QEMU (M0, M3, M4F, M33), then the soft-float check
     QemuTests,
     /// Run a model on an emulated Cortex-M (the M4F unless --core): its text on stdout
     Demo(demo::DemoArgs),
@@ -95,6 +99,9 @@ enum Task {
     /// A model's perplexity on an emulated Cortex-M (the M4F unless --core) and on the
     /// host, over the same tokens: the figures must agree to 5 significant digits
     Perplexity(perplexity::PerplexityArgs),
+    /// The integer step calls no soft-float routine: call graph of the Cortex-M3 and
+    /// Cortex-M0 firmware ELFs from `model::integer::forward`
+    Softfloat,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +115,7 @@ fn main() -> ExitCode {
         Task::Boards => boards::stage().map(|_| ()),
         Task::Extrapolation(args) => extrapolation::extrapolation(args),
         Task::Perplexity(args) => perplexity::perplexity(args),
+        Task::Softfloat => softfloat::softfloat(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,6 +170,7 @@ mod tests {
             "boards",
             "extrapolation",
             "perplexity",
+            "softfloat",
         ] {
             assert!(parse(&[task]).is_ok(), "{task}");
         }

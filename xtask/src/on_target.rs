@@ -3,9 +3,10 @@
 //! `defmt-print` through `cargo install`), runs the host half of the host/target comparison
 //! (`boards/firmware`'s host test), then, for each QEMU board (Cortex-M0, M3, M4F, M33), its
 //! on-target test suites (`cargo test` in the board crate: every suite binary boots under
-//! QEMU through `boards/qemu-run.sh`) and its firmware's self-check (`cargo run`). A failing
-//! test, a fault or a QEMU run past `QEMU_TIMEOUT` seconds (default 60) fails the stage. One
-//! summary line per core.
+//! QEMU through `boards/qemu-run.sh`) and its firmware's self-check (`cargo run`); last, the
+//! soft-float check of the integer step (`softfloat.rs`: no QEMU run, the M3 and M0 firmware
+//! ELFs' call graphs). A failing test, a fault, a QEMU run past `QEMU_TIMEOUT` seconds
+//! (default 60) or a soft-float call fails the stage. One summary line per core.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -60,6 +61,10 @@ pub fn stage() -> Result<Duration, String> {
         eprintln!("xtask: {} did not run the same tests as the others", b.dir);
     }
     eprintln!("qemu: {passed} passed, {failed} failed");
+    if let Err(e) = crate::softfloat::check() {
+        eprintln!("xtask: {e}");
+        failures.push("the soft-float check (cargo xtask softfloat)");
+    }
     if failures.is_empty() {
         eprintln!("xtask: on-target stage passed in {}", secs(start.elapsed()));
         Ok(start.elapsed())
