@@ -44,7 +44,8 @@ pub struct ArenaLayout {
     pub q8_values: usize,
     /// The integer step's Q16 logits (`vocab_size`; 0 for the float step).
     pub logits_fixed: usize,
-    /// The integer step's `i16` query and key (`q_dim + kv_dim`; 0 for the float step).
+    /// The integer step's `i16` query and key and its int16 quantized input
+    /// (`q_dim + kv_dim +` the widest Q8 input; 0 for the float step).
     pub heads: usize,
 }
 

@@ -39,8 +39,8 @@ use super::view::Model;
 use super::weights::{LayerWeights, Matrix};
 use crate::image::{FfnKind, NormKind, Residual};
 use crate::num::int::{
-    exp_q16, fixed_from_f32, group_scale, group_scale_of, isqrt_u64, quantize_group,
-    quantize_group_to, round_to_i32, sat_i32, shift_i64, sigmoid_q15, Scale, ACT_FRAC,
+    exp_q16, fixed_from_f32, group_scale_of, isqrt_u64, quantize_group_to, round_to_i32, sat_i32,
+    shift_i64, sigmoid_q15, Scale, ACT_FRAC,
 };
 use crate::num::kernels_int::{self, CacheElem};
 use crate::pos::{NoBias, Position, ScoreBiasFixed};
@@ -72,7 +72,7 @@ pub(super) struct IntScratch<'a> {
     pub(super) att: &'a mut [i32],
     pub(super) logits: &'a mut [i32],
     pub(super) heads: &'a mut [i16],
-    pub(super) xq: &'a mut [i8],
+    pub(super) xq: &'a mut [i16],
     pub(super) xs: &'a mut [i32],
 }
 
@@ -118,6 +118,9 @@ struct Input {
     group: usize,
     /// The factor folded into every group scale (a norm's `1/rms`), if any.
     factor: Option<Scale>,
+    /// The exponent of the group scales' aligned mantissas
+    /// ([`kernels_int::align_scales`]).
+    exp: i32,
 }
 
 /// `out = W·x` for the Q16 input `x` (`x.len() == cols`), quantizing `x` into
@@ -127,7 +130,7 @@ fn matvec(
     out: &mut [i32],
     x: &[i32],
     input: &mut Input,
-    xq: &mut [i8],
+    xq: &mut [i16],
     xs: &mut [i32],
 ) -> Result<(), Error> {
     let Matrix::Q8 {
@@ -156,21 +159,26 @@ fn matvec(
             .zip(xq.chunks_exact_mut(group))
             .zip(xs.iter_mut())
         {
-            let scale = group_scale(quantize_group(xg, qg), ACT_FRAC as i32);
+            let scale = group_scale_of::<i16>(quantize_group_to(xg, qg), ACT_FRAC as i32);
             *s = match input.factor {
                 Some(f) => scale.mul(f),
                 None => scale,
             }
             .pack();
         }
+        input.exp = kernels_int::align_scales(xs);
         input.group = group;
     }
-    kernels_int::matvec_q8(out, values, scales, xq, xs, group)
+    kernels_int::matvec_q8(out, values, scales, xq, xs, input.exp, group)
 }
 
 /// A quantized input about to be made from a vector (none shared yet).
 const fn fresh(factor: Option<Scale>) -> Input {
-    Input { group: 0, factor }
+    Input {
+        group: 0,
+        factor,
+        exp: 0,
+    }
 }
 
 /// RMSNorm of `x` with `w` folded for quantization: `t = x·γ` (Q16) and the
@@ -564,6 +572,7 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
 mod tests {
     use super::*;
     use crate::attn::AttnConfig;
+    use crate::num::int::{group_scale, quantize_group};
 
     /// The attention of random int8 caches against f64 arithmetic on the same
     /// dequantized values.
@@ -654,8 +663,8 @@ mod tests {
     use crate::num::q8;
     use microformer_testkit::XorShift32;
 
-    /// Norm, quantization and product against the float Q8 step's (`runq.c`'s)
-    /// on the same weights: within the block-float scales' precision.
+    /// Norm, quantization and product against f32 RMSNorm and `runq.c`'s
+    /// quantization on the same weights: within the block-float scales' precision.
     #[test]
     fn norm_and_product_follow_the_float_step() {
         let mut rng = XorShift32(17);
@@ -672,8 +681,6 @@ mod tests {
             rmsnorm(&mut xb, &x, &g, 1e-5);
             let (mut fq, mut fs) = (vec![0i8; n], vec![0f32; n / group]);
             q8::quantize(&xb, group, &mut fq, &mut fs).unwrap();
-            let mut want = vec![0f32; rows];
-            q8::matvec(&mut want, &wq, &ws, &fq, &fs, group).unwrap();
             // Integer.
             let xi: Vec<i32> = x.iter().map(|&v| fixed_from_f32(v, 16)).collect();
             let mut t = vec![0i32; n];
@@ -685,16 +692,24 @@ mod tests {
                 rows,
                 cols: n,
             };
-            let (mut xq, mut xs) = (vec![0i8; n], vec![0i32; n / group]);
+            let (mut xq, mut xs) = (vec![0i16; n], vec![0i32; n / group]);
             let mut got = vec![0i32; rows];
             matvec(&m, &mut got, &t, &mut fresh(Some(inv)), &mut xq, &mut xs).unwrap();
-            // The same int8 values, up to a rounding near a half (x in Q16).
-            assert!(xq
-                .iter()
-                .zip(&fq)
-                .all(|(&a, &b)| (a as i32 - b as i32).abs() <= 1));
-            for (gi, &fsc) in xs.iter().zip(&fs) {
-                let s = Scale::unpack(*gi).to_f64();
+            let mut input = fresh(Some(inv));
+            let mut again = vec![0i32; rows];
+            matvec(&m, &mut again, &t, &mut input, &mut xq, &mut xs).unwrap();
+            assert_eq!(again, got);
+            // The int16 input is the normed vector to within half its step (plus
+            // the Q16 rounding of x and the scales' 2^-13).
+            for (i, (&q, &want)) in xq.iter().zip(&xb).enumerate() {
+                let step = xs[i / group] as f64 * 2f64.powi(input.exp);
+                let v = q as f64 * step;
+                let bound = step * 0.5 + want.abs() as f64 * 2f64.powi(-12) + 1e-4;
+                assert!((v - want as f64).abs() <= bound, "{i}: {v} vs {want}");
+            }
+            // The float step's int8 scale is 32767/127 of the int16 step, as its max.
+            for (&gi, &fsc) in xs.iter().zip(&fs) {
+                let s = gi as f64 * 2f64.powi(input.exp) * 32767.0 / 127.0;
                 assert!(((s - fsc as f64) / fsc as f64).abs() < 1e-3, "{s} vs {fsc}");
             }
             // The product of the integer step's own quantized input, in f64.
@@ -705,8 +720,9 @@ mod tests {
                     let dot: i64 = (0..group)
                         .map(|k| wq[r * n + gi * group + k] as i64 * xq[gi * group + k] as i64)
                         .sum();
-                    let c =
-                        dot as f64 * ws[r * n / group + gi] as f64 * Scale::unpack(xs[gi]).to_f64();
+                    let c = dot as f64
+                        * ws[r * n / group + gi] as f64
+                        * (xs[gi] as f64 * 2f64.powi(input.exp));
                     want += c;
                     mag += c.abs();
                 }

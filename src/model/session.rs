@@ -307,10 +307,11 @@ impl<'s> Session<'s> {
             });
         }
         let is_int = self.arith() == Arith::Integer;
+        let qkv = m.dims.q_dim + m.dims.kv_dim;
         let s = &mut self.s;
         match &mut self.cache {
-            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
-            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
+            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
+            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
             // The cache format is chosen once per step: the layers are compiled
             // for each.
             c => forward(m, c, s, token, pos)?,
@@ -345,10 +346,11 @@ impl<'s> Session<'s> {
                 context: self.context,
             });
         }
+        let qkv = m.dims.q_dim + m.dims.kv_dim;
         let s = &mut self.s;
         match &mut self.cache {
-            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
-            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(), token, pos)?,
+            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
+            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
             Cache::F32(_) | Cache::Q8(_) => return Err(Error::IntegerUnsupported),
         }
         self.pos += 1;
@@ -408,7 +410,8 @@ fn forward(
 
 impl Scratch<'_> {
     /// The buffers as the integer step's (every buffer reinterpreted as `i32`).
-    fn integer(&mut self) -> IntScratch<'_> {
+    fn integer(&mut self, qkv: usize) -> IntScratch<'_> {
+        let (heads, xq) = self.heads.split_at_mut(qkv.min(self.heads.len()));
         IntScratch {
             x: bytemuck::must_cast_slice_mut(&mut *self.x),
             xb: bytemuck::must_cast_slice_mut(&mut *self.xb),
@@ -420,8 +423,8 @@ impl Scratch<'_> {
             v: bytemuck::must_cast_slice_mut(&mut *self.v),
             att: bytemuck::must_cast_slice_mut(&mut *self.att),
             logits: &mut *self.logits_fixed,
-            heads: &mut *self.heads,
-            xq: &mut *self.quant.values,
+            heads,
+            xq,
             xs: bytemuck::must_cast_slice_mut(&mut *self.quant.scales),
         }
     }

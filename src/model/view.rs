@@ -327,10 +327,11 @@ impl<'a> Model<'a> {
             cache_i8,
             cache_i16,
             q8_scales,
-            q8_values,
+            // The integer step quantizes its inputs to int16, in `heads`.
+            q8_values: if integer { 0 } else { q8_values },
             logits_fixed: if integer { d.vocab_size } else { 0 },
             heads: if integer {
-                d.q_dim.saturating_add(d.kv_dim)
+                d.q_dim.saturating_add(d.kv_dim).saturating_add(q8_values)
             } else {
                 0
             },

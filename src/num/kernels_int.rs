@@ -1,30 +1,82 @@
 //! The integer step's kernels (portable Rust): the Q8 matrix-vector product
-//! with block-float scales, the attention's `i16 × i8` score dot product and
-//! its `i8` value mix. Every kernel is defined by the plain loop written here;
-//! a core-specific version must give the same bits.
+//! (int8 weights × int16 activations) with block-float scales, the attention's `i16 × i8` score dot product and
+//! its `i8` value mix. Every kernel is defined by the plain integer formula
+//! written here; a core-specific version must give the same bits.
 //!
-//! The Q8 product, per output row `r` (groups `g` of `group` values):
+//! The Q8 product. The input `x` comes quantized per group with one 15-bit
+//! mantissa per group *aligned to one exponent for the whole vector*
+//! (`x_real[g·group + k] = xq · xm[g] · 2^x_exp`, `xq` int16, see [`align_scales`]). A
+//! weight group's f32 scale is read as bits: its 8-bit exponent field `e` and
+//! its 15-bit mantissa `m = (1.mantissa as 24 bits) >> 9` (so the scale is
+//! `m · 2^(e − 141)`; a zero exponent field is a zero scale). Per output row
+//! `r`, with `E = max_g e` over the row's groups:
 //!
 //! ```text
-//! acc = Σ_g shift(dot_i32(w[r,g], x[g]) · (m_w·m_x),  e_w + e_x + 32)     i64, in group order
-//! out[r] = round(acc / 2^16), saturated to i32                              Q16
+//! mw[g] = m[g] >> (E − e[g])                       (0 when the shift reaches 15)
+//! acc   = Σ_g dot_i32(w[r,g], xq[g]) · (mw[g] · xm[g])         i64, exact
+//! out[r] = round(acc · 2^(E − 141 + x_exp + 16)), saturated     Q16
 //! ```
 //!
-//! where `(m_w, e_w)` is the weight group's f32 scale decoded by
-//! [`Scale::from_f32`], `(m_x, e_x)` the input group's packed [`Scale`], and
-//! `shift` is [`shift_i64`] (floor on the right, saturating on the left).
-//! Exact in integers, so any order of the int8 products inside a group gives
-//! the same `dot`.
+//! so the only shift is one per row, and a group costs a multiply and a
+//! 64-bit multiply-accumulate beside its dot product. Aligning truncates the
+//! mantissas of the smaller scales of a row (or of the vector): a group whose
+//! scale is `2^−k` of the largest keeps `15 − k` bits, an absolute error of
+//! at most `2^−15` of the largest group's contribution per group.
+//!
+//! The dot products are exact in integers, so any order of the int8 products
+//! inside a group gives the same `dot`; the portable version takes four rows
+//! at a time (each `x` load feeds four multiply-adds), four columns per
+//! unrolled step.
 
 use super::int::{round_to_i32, shift_i64, Scale};
 use crate::Error;
 
-/// `Σ a[i]·b[i]` of two int8 groups in `i32`.
+/// The exponent field of an f32 scale (bits 23..31).
 #[inline(always)]
-pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+const fn exp_field(bits: u32) -> u32 {
+    (bits >> 23) & 0xff
+}
+
+/// The 15-bit mantissa of an f32 scale, aligned to the exponent field `top`
+/// (`top ≥` its own; 0 for a zero scale or when it shifts out).
+#[inline(always)]
+const fn aligned_mantissa(bits: u32, top: u32) -> i32 {
+    let e = exp_field(bits);
+    let d = top.wrapping_sub(e);
+    if e == 0 || d >= 15 {
+        0
+    } else {
+        ((((bits & 0x7f_ffff) | 0x80_0000) >> 9) >> d) as i32
+    }
+}
+
+/// The block-float scales of a vector's groups ([`Scale::pack`]ed, in place)
+/// aligned to their largest exponent `E`: `s[g] = m[g] >> (E − e[g])` (15-bit
+/// mantissas, 0 for a zero scale or one 15 binades below the largest);
+/// returns `E`. The vector's group `g` is then `xq · s[g] · 2^E`.
+pub fn align_scales(packed: &mut [i32]) -> i32 {
+    let e = packed
+        .iter()
+        .map(|&p| Scale::unpack(p))
+        .filter(|s| s.m != 0)
+        .map(|s| s.e)
+        .max()
+        .unwrap_or(0);
+    for p in packed.iter_mut() {
+        let s = Scale::unpack(*p);
+        let d = e - s.e;
+        *p = if s.m == 0 || d >= 15 { 0 } else { s.m >> d };
+    }
+    e
+}
+
+/// `Σ w[i]·x[i]` of an int8 weight group and an int16 input group in `i32`
+/// (exact for groups of up to 2^16 values).
+#[inline(always)]
+pub fn dot_i8_i16(w: &[i8], x: &[i16]) -> i32 {
     let mut acc = 0i32;
-    for (&x, &y) in a.iter().zip(b) {
-        acc += x as i32 * y as i32;
+    for (&a, &b) in w.iter().zip(x) {
+        acc += a as i32 * b as i32;
     }
     acc
 }
@@ -98,34 +150,84 @@ impl CacheElem for i16 {
     }
 }
 
-/// One output of the Q8 product (see the module documentation).
+/// `Σ w[k]·x[k]` for four int8 rows against one int16 group, exact in `i32`
+/// (groups of up to 2^16 values).
 #[inline(always)]
-fn row(wrow: &[i8], srow: &[f32], xq: &[i8], xs: &[i32], group: usize) -> i32 {
-    let mut acc = 0i64;
-    for (((wg, xg), &sw), &sx) in wrow
-        .chunks_exact(group)
-        .zip(xq.chunks_exact(group))
-        .zip(srow)
-        .zip(xs)
-    {
-        let (w, x) = (Scale::from_f32(sw), Scale::unpack(sx));
-        let p = dot_i8(wg, xg) as i64 * (w.m * x.m) as i64;
-        acc = acc.saturating_add(shift_i64(p, w.e + x.e + 32));
+fn dots4(w: [&[i8]; 4], x: &[i16]) -> [i32; 4] {
+    let mut a = [0i32; 4];
+    let n = x.len();
+    let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+        (w[0].get(..n), w[1].get(..n), w[2].get(..n), w[3].get(..n))
+    else {
+        return a;
+    };
+    let mut k = 0;
+    while k + 4 <= n {
+        // Four columns, unrolled: each x value feeds the four rows.
+        let x0 = x[k] as i32;
+        let x1 = x[k + 1] as i32;
+        let x2 = x[k + 2] as i32;
+        let x3 = x[k + 3] as i32;
+        a[0] += w0[k] as i32 * x0
+            + w0[k + 1] as i32 * x1
+            + w0[k + 2] as i32 * x2
+            + w0[k + 3] as i32 * x3;
+        a[1] += w1[k] as i32 * x0
+            + w1[k + 1] as i32 * x1
+            + w1[k + 2] as i32 * x2
+            + w1[k + 3] as i32 * x3;
+        a[2] += w2[k] as i32 * x0
+            + w2[k + 1] as i32 * x1
+            + w2[k + 2] as i32 * x2
+            + w2[k + 3] as i32 * x3;
+        a[3] += w3[k] as i32 * x0
+            + w3[k + 1] as i32 * x1
+            + w3[k + 2] as i32 * x2
+            + w3[k + 3] as i32 * x3;
+        k += 4;
     }
-    round_to_i32(acc, 16)
+    while k < n {
+        let xk = x[k] as i32;
+        a[0] += w0[k] as i32 * xk;
+        a[1] += w1[k] as i32 * xk;
+        a[2] += w2[k] as i32 * xk;
+        a[3] += w3[k] as i32 * xk;
+        k += 1;
+    }
+    a
+}
+
+/// The row's result from its accumulator (see the module documentation).
+#[inline(always)]
+fn finish(acc: i64, top: u32, x_exp: i32) -> i32 {
+    if top == 0 {
+        return 0;
+    }
+    // acc · 2^(top − 141 + x_exp + 16), rounded: shift one bit further, round.
+    round_to_i32(shift_i64(acc, top as i32 - 141 + x_exp + 17), 1)
+}
+
+/// The largest exponent field of a row's scales.
+#[inline(always)]
+fn row_top(srow: &[f32]) -> u32 {
+    srow.iter()
+        .map(|s| exp_field(s.to_bits()))
+        .fold(0, |a, e| if e > a { e } else { a })
 }
 
 /// `out = W·x` for a Q8 matrix `W` (`out.len()` rows of `xq.len()` int8
-/// values, one f32 scale per `group`) and an int8 input with one packed
-/// [`Scale`] per group (see the module documentation).
+/// values, one f32 scale per `group`) and an int16 input whose group scales
+/// are the aligned mantissas `xm` with exponent `x_exp` ([`align_scales`]):
+/// see the module documentation.
 ///
 /// Errors: a zero group, or lengths that disagree ([`Error::LengthMismatch`]).
 pub fn matvec_q8(
     out: &mut [i32],
     w: &[i8],
     ws: &[f32],
-    xq: &[i8],
-    xs: &[i32],
+    xq: &[i16],
+    xm: &[i32],
+    x_exp: i32,
     group: usize,
 ) -> Result<(), Error> {
     let n = xq.len();
@@ -134,18 +236,64 @@ pub fn matvec_q8(
     }
     let gpr = n / group;
     let rows = out.len();
-    if w.len() != rows * n || ws.len() != rows * gpr || xs.len() != gpr {
+    if w.len() != rows * n || ws.len() != rows * gpr || xm.len() != gpr {
         return Err(Error::LengthMismatch {
             expected: rows * n,
             got: w.len(),
         });
     }
-    for ((o, wrow), srow) in out
+    let mut outs = out.chunks_exact_mut(4);
+    let mut wrows = w.chunks_exact(4 * n);
+    let mut srows = ws.chunks_exact(4 * gpr);
+    for ((o, w4), s4) in (&mut outs).zip(&mut wrows).zip(&mut srows) {
+        let (s0, s1, s2, s3) = (
+            &s4[..gpr],
+            &s4[gpr..2 * gpr],
+            &s4[2 * gpr..3 * gpr],
+            &s4[3 * gpr..],
+        );
+        let top = [row_top(s0), row_top(s1), row_top(s2), row_top(s3)];
+        let mut acc = [0i64; 4];
+        for (g, (xg, &m)) in xq.chunks_exact(group).zip(xm).enumerate() {
+            let at = g * group;
+            let d = dots4(
+                [
+                    &w4[at..],
+                    &w4[n + at..],
+                    &w4[2 * n + at..],
+                    &w4[3 * n + at..],
+                ],
+                xg,
+            );
+            for (r, s) in [s0, s1, s2, s3].iter().enumerate() {
+                let mw = aligned_mantissa(s[g].to_bits(), top[r]);
+                acc[r] += d[r] as i64 * (mw * m) as i64;
+            }
+        }
+        for r in 0..4 {
+            o[r] = finish(acc[r], top[r], x_exp);
+        }
+    }
+    // The last rows, one at a time.
+    let rest = outs.into_remainder();
+    let wrest = wrows.remainder();
+    let srest = srows.remainder();
+    for ((o, wrow), srow) in rest
         .iter_mut()
-        .zip(w.chunks_exact(n))
-        .zip(ws.chunks_exact(gpr))
+        .zip(wrest.chunks_exact(n))
+        .zip(srest.chunks_exact(gpr))
     {
-        *o = row(wrow, srow, xq, xs, group);
+        let top = row_top(srow);
+        let mut acc = 0i64;
+        for ((wg, xg), (&sw, &m)) in wrow
+            .chunks_exact(group)
+            .zip(xq.chunks_exact(group))
+            .zip(srow.iter().zip(xm))
+        {
+            let mw = aligned_mantissa(sw.to_bits(), top);
+            acc += dot_i8_i16(wg, xg) as i64 * (mw * m) as i64;
+        }
+        *o = finish(acc, top, x_exp);
     }
     Ok(())
 }
@@ -166,11 +314,11 @@ mod tests {
             let ws: Vec<f32> = (0..rows * n / group)
                 .map(|_| rng.centered_unit().abs() * 0.02 + 1e-4)
                 .collect();
-            let xq: Vec<i8> = (0..n).map(|_| rng.next_u32() as i8).collect();
+            let xq: Vec<i16> = (0..n).map(|_| rng.next_u32() as i16).collect();
             let xsf: Vec<f64> = (0..n / group)
                 .map(|_| (rng.centered_unit().abs() as f64 + 0.01) / 127.0)
                 .collect();
-            let xs: Vec<i32> = xsf
+            let mut xs: Vec<i32> = xsf
                 .iter()
                 .map(|&s| {
                     Scale::ratio((s * 127.0 * 65536.0) as u64, 127)
@@ -178,8 +326,10 @@ mod tests {
                         .pack()
                 })
                 .collect();
+            let packed = xs.clone();
+            let x_exp = align_scales(&mut xs);
             let mut out = vec![0i32; rows];
-            matvec_q8(&mut out, &w, &ws, &xq, &xs, group).unwrap();
+            matvec_q8(&mut out, &w, &ws, &xq, &xs, x_exp, group).unwrap();
             for r in 0..rows {
                 let mut want = 0.0f64;
                 let mut mag = 0.0f64;
@@ -188,13 +338,19 @@ mod tests {
                     for k in 0..group {
                         dot += w[r * n + g * group + k] as i64 * xq[g * group + k] as i64;
                     }
-                    let s = ws[r * n / group + g] as f64 * Scale::unpack(xs[g]).to_f64();
+                    let s = ws[r * n / group + g] as f64 * Scale::unpack(packed[g]).to_f64();
                     want += dot as f64 * s;
-                    mag += (dot as f64 * s).abs();
+                    mag += (dot as f64).abs() * s;
                 }
                 let got = out[r] as f64 / 65536.0;
-                // Each group's scale product within 2^-13 relative, plus rounding.
-                let bound = mag * 2f64.powi(-13) + 2.0 / 65536.0;
+                // Mantissas truncated to 15 bits and aligned (up to 2^-15 of the
+                // row's largest scale product per group), plus rounding.
+                let big = (0..n / group)
+                    .map(|g| ws[r * n / group + g] as f64 * Scale::unpack(packed[g]).to_f64())
+                    .fold(0.0, f64::max);
+                let bound = mag * 2f64.powi(-13)
+                    + (n as f64 * 127.0 * 32767.0) * big * 2f64.powi(-14)
+                    + 2.0 / 65536.0;
                 assert!(
                     (got - want).abs() <= bound,
                     "{r}: {got} vs {want} ({bound})"
@@ -202,10 +358,10 @@ mod tests {
             }
         }
         let mut out = [0i32; 2];
-        assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 2], &[0; 4], &[0; 1], 4).is_ok());
-        assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 3], &[0; 4], &[0; 1], 4).is_err());
-        assert!(matvec_q8(&mut out, &[0; 6], &[0.0; 2], &[0; 4], &[0; 1], 4).is_err());
-        assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 2], &[0; 4], &[0; 1], 0).is_err());
+        assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 2], &[0; 4], &[0; 1], 0, 4).is_ok());
+        assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 3], &[0; 4], &[0; 1], 0, 4).is_err());
+        assert!(matvec_q8(&mut out, &[0; 6], &[0.0; 2], &[0; 4], &[0; 1], 0, 4).is_err());
+        assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 2], &[0; 4], &[0; 1], 0, 0).is_err());
     }
 
     #[test]
