@@ -28,11 +28,11 @@
 //! `core::fmt` trait objects of panic messages, function pointers) are not followed, only
 //! counted: the report gives their number in the reachable set (when this was written, 3
 //! `blx rN` on the M3 and 4 on the M0, all in `core::fmt::write`, which the panic paths
-//! reach; that many cross-checked against `llvm-objdump`'s disassembly, as were the 40 and 50
-//! reachable functions). Jumps through `ldr pc` or a `pop {pc}` are not followed either,
-//! nor branches into code no function symbol covers (counted as unresolved). Panic paths
-//! are walked like any other call. On these cores a float operation is always a call, so
-//! the direct call graph is where soft float shows; one reached only through a function
+//! reach; these counts and the reachable sets were cross-checked once against
+//! `llvm-objdump`'s disassembly). Jumps through `ldr pc` or a `pop {pc}` are not followed
+//! either, nor branches into code no function symbol covers (counted as unresolved). Panic
+//! paths are walked like any other call. On these cores a float operation is always a call,
+//! so the direct call graph is where soft float shows; one reached only through a function
 //! pointer or a trait object would escape the check. The `$d` regions need the symbol
 //! table, which the boards' release profile keeps.
 
