@@ -29,6 +29,8 @@
 //!   on an emulated Cortex-M and on the host over the same tokens (see `perplexity.rs`).
 //! - `cargo xtask softfloat`: the integer forward step calls no soft-float routine on the
 //!   Cortex-M3 and Cortex-M0 builds (call graph of the firmware ELF, see `softfloat.rs`).
+//! - `cargo xtask cycles [--json] [--write] [--steps N]`: estimated cycles per token on the
+//!   Cortex-M4F and M33 from QEMU's instruction trace and the TRMs' counts (see `cycles.rs`).
 //!
 //! Tool output goes to stderr; a failing step stops the run (after the other boards have run,
 //! in the on-target stage) with a non-zero exit code. A bad argument is reported by clap with
@@ -41,6 +43,7 @@
 
 mod bench;
 mod boards;
+mod cycles;
 mod demo;
 mod elf;
 mod extrapolation;
@@ -102,6 +105,9 @@ enum Task {
     /// The integer step calls no soft-float routine: call graph of the Cortex-M3 and
     /// Cortex-M0 firmware ELFs from `model::integer::forward`
     Softfloat,
+    /// Estimated cycles per token (Cortex-M4F, M33; 0 and 5 flash wait states): QEMU's
+    /// executed-instruction trace weighted by the TRMs' cycle counts
+    Cycles(cycles::CyclesArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +122,7 @@ fn main() -> ExitCode {
         Task::Extrapolation(args) => extrapolation::extrapolation(args),
         Task::Perplexity(args) => perplexity::perplexity(args),
         Task::Softfloat => softfloat::softfloat(),
+        Task::Cycles(args) => cycles::cycles(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +178,7 @@ mod tests {
             "extrapolation",
             "perplexity",
             "softfloat",
+            "cycles",
         ] {
             assert!(parse(&[task]).is_ok(), "{task}");
         }
