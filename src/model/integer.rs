@@ -469,6 +469,49 @@ struct Query<'q> {
     scale: Scale,
 }
 
+/// The packed scales of kv head `kh` in a run of rows of `heads` scales each.
+#[inline(always)]
+fn head_scales(packed: &[i32], kh: usize, heads: usize) -> impl Iterator<Item = Scale> + '_ {
+    packed
+        .get(kh..)
+        .unwrap_or_default()
+        .iter()
+        .step_by(heads.max(1))
+        .map(|&p| Scale::unpack(p))
+}
+
+/// A scale's mantissa aligned to the exponent `top ≥ s.e` (0 when it shifts out).
+#[inline(always)]
+fn aligned(s: Scale, top: i32) -> i32 {
+    let d = (top - s.e) as u32;
+    if d >= 15 {
+        0
+    } else {
+        s.m >> d
+    }
+}
+
+/// `v · 2^c` for a non-negative `v` < 2^31: a right shift (floor) for negative
+/// `c`, a left shift saturating at `i32::MAX` for positive `c`.
+#[inline(always)]
+fn shift_sat(v: i32, c: i32) -> i32 {
+    if c >= 0 {
+        if c >= 31 || v > (i32::MAX >> c) {
+            if v == 0 {
+                0
+            } else {
+                i32::MAX
+            }
+        } else {
+            v << c
+        }
+    } else if c <= -31 {
+        0
+    } else {
+        v >> -c
+    }
+}
+
 /// Where a query attends: the layer's first cache row, its position, the first key.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -508,25 +551,35 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
     };
     let qs = query.heads.chunks_exact(hd).zip(query.shifts);
     for (h, ((q, &sq), o)) in qs.zip(out.chunks_exact_mut(hd)).enumerate() {
-        // The score scale: attention scale · 2^(sq − 16).
-        let base = query.scale.shl(sq as i32 - ACT_FRAC as i32);
         let kh = cfg.kv_head(h);
         let offset = kh * hd;
-        // Scores in Q16.
+        // Scores in Q16: the key scales aligned to their largest exponent
+        // `ek`, so that a score is `dot · pk[j]` taken from the high word of
+        // one 64-bit product: `pk[j] = (base.m · mk[j]) · 2^c` with `c` fixed
+        // for the head (the real score is `dot · base.m · mk[j] · 2^(base.e + ek)`).
+        let base = query.scale.shl(sq as i32 - ACT_FRAC as i32);
+        let ek = head_scales(ks, kh, heads).fold(i32::MIN, |a, s| a.max(s.e));
+        // Q16 = product · 2^(base.e + ek + 16) = hi32(product · 2^(base.e + ek + 48)).
+        let c = base.e + ek + ACT_FRAC as i32 + 32;
         let mut max = i32::MIN;
-        let ks = ks.iter().skip(kh).step_by(heads);
-        for ((a, k), &sk) in att.iter_mut().zip(keys.chunks_exact(kv)).zip(ks) {
-            let k = k.get(offset..offset + hd).unwrap_or_default();
-            let sk = Scale::unpack(sk);
-            // int16 keys: the mantissa product loses 15 bits so that the
-            // product stays within i64.
-            let (m, e) = if T::BITS > 7 {
-                ((base.m * sk.m) >> 15, base.e + sk.e + 15)
-            } else {
-                (base.m * sk.m, base.e + sk.e)
-            };
-            let p = T::dot(q, k) * m as i64;
-            *a = round_to_i32(shift_i64(p, e + ACT_FRAC as i32 + 1), 1);
+        let rows = att
+            .iter_mut()
+            .zip(keys.chunks_exact(kv))
+            .zip(head_scales(ks, kh, heads));
+        if c <= 0 {
+            // The usual case: the high word of `dot · (P · 2^c)`.
+            for ((a, k), sk) in rows {
+                let k = k.get(offset..offset + hd).unwrap_or_default();
+                let pk = (base.m * aligned(sk, ek)) >> -c.max(-31);
+                *a = (T::dot(q, k).wrapping_mul(pk as i64) >> 32) as i32;
+            }
+        } else {
+            // Large key scales: `(dot · P) >> (32 − c)`, saturated.
+            for ((a, k), sk) in rows {
+                let k = k.get(offset..offset + hd).unwrap_or_default();
+                let p = T::dot(q, k).wrapping_mul((base.m * aligned(sk, ek)) as i64);
+                *a = sat_i32(shift_i64(p, c - 32));
+            }
         }
         if B::ENABLED {
             bias.add_to_row_fixed(h, span.pos, span.start, att);
@@ -542,26 +595,32 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
             *a = e as i32;
         }
         let inv = Scale::ratio(1, sum as u64);
-        // out = Σ_j w_j·v_j with w_j = e_j · inv · scale_j in Q(f), f as
-        // large as the i32 sums allow: Σ_j w_j ≤ max_j scale_j · 2^f < 2^(30 − BITS),
-        // so that Σ_j w_j·|v| < 2^30.
-        let vs = vs.iter().skip(kh).step_by(heads);
-        let emax = vs.clone().map(|&s| Scale::unpack(s).e).max().unwrap_or(0);
-        let f = (30 - T::BITS as i32 - 15 - emax).clamp(0, 46);
+        // out = Σ_j w_j·v_j · 2^(ev − f) with the value scales aligned to `ev`
+        // and w_j = p_j · mv[j] · 2^f (p_j = e_j·inv), `f` as large as the i32
+        // sums allow: Σ_j w_j ≤ 2^(15 + f) ≤ 2^(31 − BITS) (Σ p_j = 1), so
+        // Σ_j w_j·|v| < 2^31. Per key: t = (e_j·inv.m) >> 15, w_j = (t·mv) >> s2.
+        let ev = head_scales(vs, kh, heads).fold(i32::MIN, |a, s| a.max(s.e));
+        let f = 16 - T::BITS as i32;
+        let s2 = -(inv.e + f + 15);
         let mut acc = [0i32; 2 * MAX_PAIRS];
         let acc = acc.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
-        for ((&e, v), &sv) in att.iter().zip(values.chunks_exact(kv)).zip(vs) {
-            let sv = Scale::unpack(sv);
-            let p = e as i64 * (inv.m * sv.m) as i64;
-            let wgt = sat_i32(shift_i64(p, inv.e + sv.e + f));
+        for ((&e, v), sv) in att
+            .iter()
+            .zip(values.chunks_exact(kv))
+            .zip(head_scales(vs, kh, heads))
+        {
+            let t = ((e as u32).wrapping_mul(inv.m as u32)) >> 15;
+            let wgt = shift_sat((t as i32).wrapping_mul(aligned(sv, ev)), -s2);
             let v = v.get(offset..offset + hd).unwrap_or_default();
             T::axpy(acc, wgt, v);
         }
+        // Q16 = acc · 2^(ev − f + 16).
+        let sh = ev - f + ACT_FRAC as i32;
         for (o, &a) in o.iter_mut().zip(acc.iter()) {
-            *o = if f > ACT_FRAC as i32 {
-                round_to_i32(a as i64, (f - ACT_FRAC as i32) as u32)
+            *o = if sh < 0 {
+                round_to_i32(a as i64, (-sh) as u32)
             } else {
-                sat_i32(shift_i64(a as i64, ACT_FRAC as i32 - f))
+                sat_i32(shift_i64(a as i64, sh))
             };
         }
     }

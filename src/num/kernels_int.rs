@@ -242,6 +242,22 @@ pub fn matvec_q8(
             got: w.len(),
         });
     }
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    {
+        let done = match group {
+            4 => dsp::matvec::<1>(out, w, ws, xq, xm, x_exp),
+            8 => dsp::matvec::<2>(out, w, ws, xq, xm, x_exp),
+            16 => dsp::matvec::<4>(out, w, ws, xq, xm, x_exp),
+            32 => dsp::matvec::<8>(out, w, ws, xq, xm, x_exp),
+            64 => dsp::matvec::<16>(out, w, ws, xq, xm, x_exp),
+            128 => dsp::matvec::<32>(out, w, ws, xq, xm, x_exp),
+            256 => dsp::matvec::<64>(out, w, ws, xq, xm, x_exp),
+            _ => false,
+        };
+        if done {
+            return Ok(());
+        }
+    }
     let mut outs = out.chunks_exact_mut(4);
     let mut wrows = w.chunks_exact(4 * n);
     let mut srows = ws.chunks_exact(4 * gpr);
@@ -296,6 +312,89 @@ pub fn matvec_q8(
         *o = finish(acc, top, x_exp);
     }
     Ok(())
+}
+
+/// The Q8 product on the DSP extension (Cortex-M4, M33): the group dot
+/// products of two rows at a time from [`crate::num::kernels_m4::dots2_i8_i16`],
+/// the same scale arithmetic as the portable loop.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+mod dsp {
+    use super::{aligned_mantissa, dot_i8_i16, finish, row_top};
+    use crate::num::kernels_m4::dots2_i8_i16;
+
+    /// Groups whose dot products one call computes (a stack buffer).
+    const CHUNK: usize = 32;
+
+    /// `out = W·x` for groups of `4·K` (lengths checked by the caller);
+    /// `false` when nothing was done.
+    pub(super) fn matvec<const K: usize>(
+        out: &mut [i32],
+        w: &[i8],
+        ws: &[f32],
+        xq: &[i16],
+        xm: &[i32],
+        x_exp: i32,
+    ) -> bool {
+        let group = 4 * K;
+        let n = xq.len();
+        let gpr = n / group;
+        let mut buf = [[0i32; 2]; CHUNK];
+        let mut outs = out.chunks_exact_mut(2);
+        let mut wrows = w.chunks_exact(2 * n);
+        let mut srows = ws.chunks_exact(2 * gpr);
+        for ((o, w2), s2) in (&mut outs).zip(&mut wrows).zip(&mut srows) {
+            let (r0, r1) = w2.split_at(n);
+            let (s0, s1) = s2.split_at(gpr);
+            let top = [row_top(s0), row_top(s1)];
+            let mut acc = [0i64; 2];
+            let mut g0 = 0;
+            while g0 < gpr {
+                let at = g0 * group;
+                let (Some(a), Some(b), Some(x)) = (r0.get(at..), r1.get(at..), xq.get(at..)) else {
+                    return false;
+                };
+                let chunk = (gpr - g0).min(CHUNK);
+                let done = dots2_i8_i16::<K>(a, b, x, &mut buf[..chunk]);
+                if done != chunk {
+                    return false;
+                }
+                for (((d, &w0), &w1), &m) in buf[..chunk]
+                    .iter()
+                    .zip(&s0[g0..])
+                    .zip(&s1[g0..])
+                    .zip(&xm[g0..])
+                {
+                    let m0 = aligned_mantissa(w0.to_bits(), top[0]);
+                    let m1 = aligned_mantissa(w1.to_bits(), top[1]);
+                    acc[0] += d[0] as i64 * (m0 * m) as i64;
+                    acc[1] += d[1] as i64 * (m1 * m) as i64;
+                }
+                g0 += chunk;
+            }
+            o[0] = finish(acc[0], top[0], x_exp);
+            o[1] = finish(acc[1], top[1], x_exp);
+        }
+        // An odd last row.
+        for ((o, wrow), srow) in outs
+            .into_remainder()
+            .iter_mut()
+            .zip(wrows.remainder().chunks_exact(n))
+            .zip(srows.remainder().chunks_exact(gpr))
+        {
+            let top = row_top(srow);
+            let mut acc = 0i64;
+            for ((wg, xg), (&sw, &m)) in wrow
+                .chunks_exact(group)
+                .zip(xq.chunks_exact(group))
+                .zip(srow.iter().zip(xm))
+            {
+                let mw = aligned_mantissa(sw.to_bits(), top);
+                acc += dot_i8_i16(wg, xg) as i64 * (mw * m) as i64;
+            }
+            *o = finish(acc, top, x_exp);
+        }
+        true
+    }
 }
 
 #[cfg(test)]

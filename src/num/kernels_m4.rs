@@ -251,3 +251,90 @@ pub fn dot4x8_f16(a: &mut [f32; 4], x: &[[f32; 8]], rows: [&[[u16; 8]]; 4]) {
         );
     }
 }
+
+/// The integer step's group dot products on the DSP extension (Cortex-M4 and
+/// M33): for two int8 weight rows `r0`, `r1` and an int16 input `x`, all cut
+/// into groups of `4·K` values, `out[g] = [Σ r0[g]·x[g], Σ r1[g]·x[g]]` exact
+/// in `i32`, bit-identical to [`crate::num::kernels_int::dot_i8_i16`] group by
+/// group (integer sums do not depend on their order).
+///
+/// Per four columns: two `ldr` of `x` (four int16) rearranged into the lane
+/// pairs `(x0, x2)`, `(x1, x3)` by `pkhbt`/`pkhtb`; per row one `ldr` of four
+/// int8 weights, `sxtb16` and `sxtb16 … ror #8` into the pairs `(w0, w2)`,
+/// `(w1, w3)`, and two `smlad` (two 16 × 16 multiply-adds each) — 17
+/// instructions per eight multiply-adds with the loop, CMSIS-NN's
+/// `arm_nn_vec_mat_mult_t_s8` treatment without its offline reordering.
+///
+/// Returns the number of groups computed: `min(out.len(), r0/r1/x groups)`.
+#[inline(always)]
+pub fn dots2_i8_i16<const K: usize>(
+    r0: &[i8],
+    r1: &[i8],
+    x: &[i16],
+    out: &mut [[i32; 2]],
+) -> usize {
+    let g = 4 * K;
+    let groups = out
+        .len()
+        .min(r0.len() / g)
+        .min(r1.len() / g)
+        .min(x.len() / g);
+    if groups == 0 || K == 0 {
+        return 0;
+    }
+    // SAFETY: `x` covers `groups·4K` int16 and each row `groups·4K` int8
+    // (checked above), read with `ldr` in words (unaligned word loads are
+    // allowed on ARMv7-M/ARMv8-M Mainline with `CCR.UNALIGN_TRP` clear, the
+    // reset value); the loops run exactly `groups` groups of `K` steps, each
+    // step advancing `x` by 8 bytes and each row by 4. `out` is an exclusive
+    // slice of at least `groups` pairs: the assembly stores one pair per group
+    // there and nothing else. Every register it touches is an operand; the
+    // flags are clobbered (no `preserves_flags`); no stack.
+    unsafe {
+        // The DSP instructions are written as their encodings (`.inst.w`, the
+        // registers fixed below): the assembler accepts them only for a CPU
+        // with the DSP extension, which these targets do not name, and an
+        // `.arch` directive would leak into the module's other assembly.
+        asm!(
+            "2:",
+            "movs r8, #0",
+            "movs r9, #0",
+            "mov r5, #{kn}",
+            "3:",
+            "ldr r10, [r0], #4",
+            "ldr r11, [r0], #4",
+            ".inst.w 0xEACA4E0B", // pkhbt lr, r10, r11, lsl #16   (x0, x2)
+            ".inst.w 0xEACB4B2A", // pkhtb r11, r11, r10, asr #16  (x1, x3)
+            "ldr r10, [r1], #4",
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10               (w0, w2)
+            ".inst.w 0xFB2C880E", // smlad r8, r12, lr, r8
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8       (w1, w3)
+            ".inst.w 0xFB2C880B", // smlad r8, r12, r11, r8
+            "ldr r10, [r2], #4",
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10
+            ".inst.w 0xFB2C990E", // smlad r9, r12, lr, r9
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C990B", // smlad r9, r12, r11, r9
+            "subs r5, r5, #1",
+            "bne 3b",
+            "strd r8, r9, [r3], #8",
+            "subs r4, r4, #1",
+            "bne 2b",
+            kn = const K,
+            inout("r0") x.as_ptr() => _,
+            inout("r1") r0.as_ptr() => _,
+            inout("r2") r1.as_ptr() => _,
+            inout("r3") out.as_mut_ptr() => _,
+            inout("r4") groups => _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        );
+    }
+    groups
+}

@@ -17,6 +17,7 @@ mod attention;
 mod bias;
 pub(crate) mod check;
 mod image;
+mod integer;
 mod rope;
 mod rope2d;
 mod rope_common;
@@ -78,6 +79,10 @@ cases! {
     /// Binary16 weights: every finite pattern widened exactly (subnormals included),
     /// narrowing, and the f16 matrix-vector product = the f32 one of the widened weights.
     WEIGHTS_F16 => weights::f16,
+    /// The integer step's kernels: the Q8 product (int8 × int16, block-float scales; the
+    /// DSP kernel on the M4F/M33) equal to its formula and to the host's portable loop,
+    /// the head kernels, the int16 quantizer, `e^x`, the logistic and the square root.
+    INTEGER_KERNELS => integer::kernels,
     /// The firmware's self-check ([`crate::selfcheck`]).
     SELFCHECK => crate::selfcheck::case,
 }

@@ -1,0 +1,121 @@
+//! The integer step's kernels and fixed-point functions on the target: the
+//! Q8 matrix-vector product (int8 weights × int16 inputs, block-float
+//! scales) — the DSP kernel on the Cortex-M4/M33 (`smlad`), the portable
+//! loop elsewhere — checked on the spot against the module's formula
+//! evaluated group by group with the plain dot product, and written to the
+//! stream, which the host's portable run must equal bit for bit; the head
+//! kernels, the int16 quantizer, `e^x` and the logistic by table, the
+//! integer square root.
+
+use microformer::num::int::{
+    exp_q16, isqrt_u64, quantize_group_to, sigmoid_q15, Scale,
+};
+use microformer::num::kernels_int::{
+    align_scales, axpy_i16, axpy_i8, dot_i16_i16, dot_i16_i8, dot_i8_i16, matvec_q8,
+};
+use microformer_testkit::XorShift32;
+
+use super::check::{identical_bits, lib};
+use crate::out::{Failure, Out};
+
+/// Rows of the test matrices: pairs and fours plus an odd last row.
+const ROWS: usize = 7;
+/// Columns: a multiple of every group below.
+const COLS: usize = 96;
+
+/// The Q8 product's formula (the `kernels_int` module documentation) with the
+/// plain per-group dot product.
+fn reference(w: &[i8], ws: &[f32], xq: &[i16], xm: &[i32], x_exp: i32, group: usize, out: &mut [i32]) {
+    let gpr = COLS / group;
+    for (r, o) in out.iter_mut().enumerate() {
+        let srow = &ws[r * gpr..(r + 1) * gpr];
+        let top = srow.iter().map(|s| (s.to_bits() >> 23) & 0xff).max().unwrap_or(0);
+        let mut acc = 0i64;
+        for (g, &s) in srow.iter().enumerate() {
+            let bits = s.to_bits();
+            let e = (bits >> 23) & 0xff;
+            let d = top - e;
+            let mw = if e == 0 || d >= 15 {
+                0
+            } else {
+                ((((bits & 0x7f_ffff) | 0x80_0000) >> 9) >> d) as i64
+            };
+            let at = r * COLS + g * group;
+            let dot = dot_i8_i16(&w[at..at + group], &xq[g * group..(g + 1) * group]);
+            acc += dot as i64 * mw * xm[g] as i64;
+        }
+        *o = if top == 0 {
+            0
+        } else {
+            let sh = top as i32 - 141 + x_exp + 17;
+            let v = if sh >= 0 { acc << sh } else { acc >> -sh };
+            ((v + 1) >> 1).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+        };
+    }
+}
+
+pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
+    let mut rng = XorShift32(0x1e7e_6e55);
+    let mut w = [0i8; ROWS * COLS];
+    for v in w.iter_mut() {
+        *v = rng.next_u32() as i8;
+    }
+    let mut xq = [0i16; COLS];
+    for v in xq.iter_mut() {
+        *v = rng.next_u32() as i16;
+    }
+    // Group sizes of the DSP kernel (4, 8, 32) and one it leaves to the loop (12).
+    for group in [4usize, 8, 12, 32] {
+        let gpr = COLS / group;
+        let mut ws = [0f32; ROWS * COLS / 4];
+        let ws = &mut ws[..ROWS * gpr];
+        for (i, s) in ws.iter_mut().enumerate() {
+            // Scales over a few binades, one zero group.
+            let m = (rng.next_u32() >> 9) as f32 / (1 << 23) as f32 + 1.0;
+            *s = if i == 5 { 0.0 } else { libm::ldexpf(m, -9 - (rng.next_u32() % 6) as i32) };
+        }
+        let mut xs = [0i32; COLS / 4];
+        let xs = &mut xs[..gpr];
+        for s in xs.iter_mut() {
+            *s = Scale::normalize((rng.next_u32() >> 8) as u64 + 1, -30 - (rng.next_u32() % 4) as i32).pack();
+        }
+        let x_exp = align_scales(xs);
+        let (mut got, mut want) = ([0i32; ROWS], [0i32; ROWS]);
+        lib("matvec_q8", matvec_q8(&mut got, &w[..ROWS * COLS], ws, &xq, xs, x_exp, group))?;
+        reference(&w, ws, &xq, xs, x_exp, group, &mut want);
+        for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
+            identical_bits("integer matvec = its formula", group * 100 + i, g as u32, v as u32)?;
+        }
+        out.i32s("integer matvec", &got);
+    }
+
+    // Head kernels, quantizer, tables, square root.
+    let mut q = [0i16; 16];
+    let mut k8 = [0i8; 16];
+    let mut k16 = [0i16; 16];
+    for i in 0..16 {
+        q[i] = rng.next_u32() as i16 >> 1;
+        k8[i] = rng.next_u32() as i8;
+        k16[i] = rng.next_u32() as i16;
+    }
+    out.i32s("dot_i16_i8", &[dot_i16_i8(&q, &k8)]);
+    out.u64("dot_i16_i16", dot_i16_i16(&q, &k16) as u64);
+    let mut acc = [0i32; 16];
+    axpy_i8(&mut acc, 12345, &k8);
+    axpy_i16(&mut acc, -321, &k16);
+    out.i32s("axpy", &acc);
+    let x: [i32; 16] = core::array::from_fn(|i| (rng.next_u32() as i32) >> (i % 12));
+    let mut q16 = [0i16; 16];
+    let max = quantize_group_to(&x, &mut q16);
+    out.u32("quantize max", max);
+    out.i16s("quantize int16", &q16);
+    let mut q8 = [0i8; 16];
+    quantize_group_to(&x, &mut q8);
+    out.u8s("quantize int8", &q8.map(|v| v as u8));
+    let e: [u32; 16] = core::array::from_fn(|i| exp_q16(-((i as i32) << 15) - 7));
+    out.u32s("exp_q16", &e);
+    let s: [u32; 16] = core::array::from_fn(|i| sigmoid_q15(((i as i32) - 8) << 16 | 0x1234));
+    out.u32s("sigmoid_q15", &s);
+    out.u64("isqrt", isqrt_u64(0x1234_5678_9abc_def0));
+    Ok(())
+}
