@@ -8,6 +8,8 @@ pub use microformer_firmware as firmware;
 /// The board, as the firmware prints it.
 pub const NAME: &str = "qemu-m33 (Cortex-M33, QEMU mps2-an505)";
 
-/// The core clock SysTick counts (MPS2: 25 MHz); under `-icount shift=0` one instruction is
+/// The core clock SysTick counts (QEMU's mps2-tz AN505: 20 MHz, not the MPS2 boards' 25 MHz:
+/// `hw/arm/mps2-tz.c`; with 25 MHz every count read 0.8 of the instructions run, which the
+/// instruction trace of `cargo xtask cycles` showed); under `-icount shift=0` one instruction is
 /// 1 ns, so a tick is `10^9 / SYSTICK_HZ` instructions.
-pub const SYSTICK_HZ: u32 = 25_000_000;
+pub const SYSTICK_HZ: u32 = 20_000_000;
