@@ -1,6 +1,8 @@
 //! On-target tests, the model image: written with `image::write` on the device, parsed back, and
 //! the typed errors for truncated, flipped, bad-magic, unknown-version and misaligned input; and
-//! binary16 weights (widening of every finite pattern, the f16 matrix-vector product).
+//! binary16 weights (widening of every finite pattern, the f16 matrix-vector product); the
+//! integer step's kernels (the int8 × int16 product — the DSP kernel on the M4F and M33 — equal
+//! to its formula and to the host's portable loop).
 //!
 //! Shared by every board (`[[test]] path = "../suites/image.rs"`). Each test runs one case of
 //! `microformer_firmware::cases` on the target: the case checks its own bounds and typed
@@ -40,5 +42,10 @@ mod tests {
     #[test]
     fn weights_f16() -> Result<(), Failure> {
         case!(WEIGHTS_F16)
+    }
+
+    #[test]
+    fn integer_kernels() -> Result<(), Failure> {
+        case!(INTEGER_KERNELS)
     }
 }

@@ -44,22 +44,30 @@ pub fn stage() -> Result<(), String> {
             .current_dir(root()),
         "host-tests",
     )?;
-    // The project's own models: every Q8 image keeps >= 98 % top-1 agreement with its f32
-    // image on the held-out plays (about 450 000 model steps: ignored in debug builds, run
-    // here in release).
-    run(
-        "cargo",
-        &[
-            "test",
-            "--release",
-            "-p",
-            "microformer-cli",
-            "--test",
-            "own_q8",
-            "--",
-            "--include-ignored",
-            "--nocapture",
-        ],
+    // The agreement gates, ignored in debug builds and run here in release: every own
+    // model's Q8 image keeps >= 98 % top-1 agreement with its f32 image on the held-out
+    // plays, run by the float step (`own_q8`) and by the integer step (`own_integer`), and
+    // the integer step on llama2.c's checkpoints against run.c's token streams
+    // (`llama2c_integer`, skipped by name without the reference models).
+    run_recording_skips(
+        Command::new("cargo")
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "microformer-cli",
+                "--test",
+                "own_q8",
+                "--test",
+                "own_integer",
+                "--test",
+                "llama2c_integer",
+                "--",
+                "--include-ignored",
+                "--nocapture",
+            ])
+            .current_dir(root()),
+        "agreement",
     )?;
     for target in qemu_boards::targets() {
         run(
