@@ -421,18 +421,27 @@ fn markdown(rows: &[Row], kernels: &[CoreKernels]) -> String {
 mod tests {
     use super::*;
 
-    /// `instructions_per_token` of the committed row `core model quant kv steps`.
+    /// `instructions_per_token` of the committed float-step row `core model quant kv steps`.
     fn committed(rows: &[serde_json::Value], key: (&str, &str, &str, &str, u64)) -> u64 {
+        committed_arith(rows, key, "float")
+    }
+
+    /// [`committed`] for a step of arithmetic `arith`.
+    fn committed_arith(
+        rows: &[serde_json::Value],
+        key: (&str, &str, &str, &str, u64),
+        arith: &str,
+    ) -> u64 {
         rows.iter()
             .find(|r| {
                 (r["core"].as_str(), r["model"].as_str(), r["quant"].as_str())
                     == (Some(key.0), Some(key.1), Some(key.2))
                     && r["kv"].as_str() == Some(key.3)
                     && r["steps"].as_u64() == Some(key.4)
-                    && r["arith"].as_str().unwrap_or("float") == "float"
+                    && r["arith"].as_str().unwrap_or("float") == arith
             })
             .and_then(|r| r["instructions_per_token"].as_u64())
-            .unwrap_or_else(|| panic!("docs/benchmarks.json has no row {key:?}"))
+            .unwrap_or_else(|| panic!("docs/benchmarks.json has no {arith} row {key:?}"))
     }
 
     /// README.md's benchmark summary quotes `docs/benchmarks.json`, which
@@ -458,13 +467,18 @@ mod tests {
                 .split('|')
                 .map(|c| c.trim().trim_matches('*').to_owned())
                 .collect();
-            // | model | llama2.c M4F | M4F f32 | M33 f32 | llama2.c M3 | M3 q8 |
+            // | model | llama2.c M4F | M4F f32 | M33 f32 | llama2.c M3 | M3 q8 | M3 integer |
+            // M4F integer |
             let m4f = committed(&rows, ("cortex-m4f", model, "f32", "f32", steps));
             let m33 = committed(&rows, ("cortex-m33", model, "f32", "f32", steps));
             let m3 = committed(&rows, ("cortex-m3", model, "q8", "f32", steps));
+            let m3i = committed_arith(&rows, ("cortex-m3", model, "q8", "q8", steps), "integer");
+            let m4i = committed_arith(&rows, ("cortex-m4f", model, "q8", "q8", steps), "integer");
             assert_eq!(cells[3], millions(m4f), "{label} M4F");
             assert_eq!(cells[4], millions(m33), "{label} M33");
             assert_eq!(cells[6], millions(m3), "{label} M3");
+            assert_eq!(cells[7], millions(m3i), "{label} M3 integer");
+            assert_eq!(cells[8], millions(m4i), "{label} M4F integer");
             checked += 1;
         }
         let target = committed(&rows, ("cortex-m4f", "stories260K", "f32", "f32", 512));
