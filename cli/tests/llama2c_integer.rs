@@ -61,7 +61,13 @@ struct Figures {
     max_diff: f64,
 }
 
-fn session<'m>(m: &'m Model<'m>, arena: &'m mut Vec<u8>, n: usize, kv: KvFormat, arith: Arith) -> Session<'m> {
+fn session<'m>(
+    m: &'m Model<'m>,
+    arena: &'m mut Vec<u8>,
+    n: usize,
+    kv: KvFormat,
+    arith: Arith,
+) -> Session<'m> {
     *arena = vec![0u8; m.arena_bytes_for(n, kv, arith) + 3];
     Session::open(m, arena, n, kv, arith).unwrap()
 }
@@ -99,7 +105,10 @@ fn greedy(q8m: &Model<'_>, n: usize) -> Vec<u32> {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "about 2,000 model steps per model: run with --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "about 2,000 model steps per model: run with --release"
+)]
 fn integer_step_follows_run_c() {
     let Some(_) = reference_files!([
         "reference-llama2c.json",
@@ -115,7 +124,13 @@ fn integer_step_follows_run_c() {
     println!(
         "integer step (Q8 image) vs f32 image (run.c's arithmetic), teacher-forced on run.c's \
          token streams:\n{:<13} {:>24} {:>10} {:>8} {:>24} {:>10} {:>8} {:>22}",
-        "model", "top-1 (int16 KV)", "mean KL", "max Δ", "top-1 (int8 KV)", "mean KL", "max Δ",
+        "model",
+        "top-1 (int16 KV)",
+        "mean KL",
+        "max Δ",
+        "top-1 (int8 KV)",
+        "mean KL",
+        "max Δ",
         "greedy 64 vs run.c"
     );
     let mut failed = Vec::new();
@@ -144,9 +159,12 @@ fn integer_step_follows_run_c() {
             for (f, kv) in figs.iter_mut().zip([KvFormat::Q16, KvFormat::Q8]) {
                 compare(&f32m, &q8m, &stream, kv, f);
             }
-            let is_greedy = case["prompt"] == "" && case["ids"].as_array().unwrap().len() >= GREEDY
+            let is_greedy = case["prompt"] == ""
+                && case["ids"].as_array().unwrap().len() >= GREEDY
                 && (case["temperature"].as_f64() == Some(0.0)
-                    || case["args"].as_str().is_some_and(|a| a.starts_with("-t 0 ")));
+                    || case["args"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("-t 0 ")));
             if is_greedy && greedy_ref.is_none() {
                 greedy_ref = Some(ids[..GREEDY].to_vec());
             }

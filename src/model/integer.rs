@@ -4,27 +4,30 @@
 //! token without a soft-float routine.
 //!
 //! Formats (see [`crate::num::int`]): the residual stream and every activation
-//! are Q16.16 `i32`; every matrix input is quantized per group to int8 exactly
-//! as the float Q8 step quantizes it (`runq.c`'s `round(127·x/max|x|)`), with
-//! the group's scale `max|x|/127` kept as a [`Scale`] (15-bit mantissa and an
-//! exponent); a weight group's f32 scale is read from the image as bits and
-//! decoded into a [`Scale`] with integer instructions. Per output:
+//! are Q16.16 `i32`; every matrix input is quantized per group to **int16**
+//! (`round(32767·x/max|x|)`, the image's groups) with the group's scale
+//! `max|x|/32767` kept as a [`Scale`] (15-bit mantissa and an exponent); a
+//! weight group's f32 scale is read from the image as bits and decoded with
+//! integer instructions. The products ([`kernels_int::matvec_q8`]) align both
+//! kinds of scale to one exponent (per output row, per input vector), so that
+//! per output:
 //!
 //! ```text
-//! y = Σ_g dot_i32(w_g, x_g) · (m_w·m_x) · 2^(e_w + e_x)      i64, rounded once to Q16
+//! y = Σ_g dot_i32(w_g, x_g) · (mw_g·mx_g)      i64, one shift per row, rounded once to Q16
 //! ```
 //!
 //! The step, per layer:
 //! - RMSNorm: `ss = Σ x²` (u64), `inv = √n / isqrt(ss + n·eps)` as a [`Scale`];
 //!   the product `x·γ` is quantized and `inv` folded into the group scales;
-//! - q, k, v by the int8 products; q and k shifted into `i16` (one shift per
-//!   vector) and rotated by RoPE in Q15 through the position file's own Q15
-//!   path ([`crate::pos::rope::RopeTable::rotate_heads_q15`]); k and v stored
-//!   in the int8 cache, one [`Scale`] per row;
-//! - scores `q16·k8` (i32) scaled to Q16 by one 64-bit product per key, the
-//!   fixed-point score bias of ALiBi or T5 ([`ScoreBiasFixed`]); softmax with
-//!   [`exp_q16`] on the max-subtracted scores and one reciprocal per head; the
-//!   value mix `Σ_j w_j·v8_j` in `i32` with `w_j = e_j·(1/Σe)·scale_j` in Q16;
+//! - q, k, v by the int8 × int16 products; q and k shifted into `i16` (one
+//!   shift per head) and rotated by RoPE in Q15 through the position file's
+//!   own Q15 path ([`crate::pos::rope::RopeTable::rotate_heads_q15`]); k and v
+//!   stored in the cache (int8 or int16, [`crate::num::kernels_int::CacheElem`]),
+//!   one [`Scale`] per kv head of a row;
+//! - scores `q16·k` (the key scales aligned per head, a score one 64-bit
+//!   product's high word), the fixed-point score bias of ALiBi or T5
+//!   ([`ScoreBiasFixed`]); softmax with [`exp_q16`] on the max-subtracted
+//!   scores and one reciprocal per head; the value mix `Σ_j w_j·v_j` in `i32`;
 //! - SwiGLU with the logistic function by table ([`sigmoid_q15`]);
 //! - the classifier's logits in Q16.
 //!

@@ -651,6 +651,15 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                 t("TINY_F32_GREEDY", false, 0.0, KvFormat::F32)?,
                 t("TINY_Q8_TOPP", true, 1.0, KvFormat::F32)?,
                 t("TINY_F32_KV8_GREEDY", false, 0.0, KvFormat::Q8)?,
+                // The integer step (the Cortex-M0's only way to a model without soft float).
+                GenerateTest {
+                    arith: Arith::Integer,
+                    ..t("TINY_INT_KV8_GREEDY", true, 0.0, KvFormat::Q8)?
+                },
+                GenerateTest {
+                    arith: Arith::Integer,
+                    ..t("TINY_INT_KV16_TOPP", true, 1.0, KvFormat::Q16)?
+                },
             ]
         }
         TestModels::Trained => {
