@@ -712,7 +712,13 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     seed: 7,
                     prompt: "ROMEO.",
                     arith: Arith::Integer,
-                    ..own("OWN_ALIBI_INT_KV16_PROMPT_TOPP", "alibi", true, 48, KvFormat::Q16)?
+                    ..own(
+                        "OWN_ALIBI_INT_KV16_PROMPT_TOPP",
+                        "alibi",
+                        true,
+                        48,
+                        KvFormat::Q16,
+                    )?
                 },
                 GenerateTest {
                     arith: Arith::Integer,
@@ -720,7 +726,13 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                 },
                 GenerateTest {
                     arith: Arith::Integer,
-                    ..own("OWN_LEARNED_INT_KV16_GREEDY", "learned", true, 40, KvFormat::Q16)?
+                    ..own(
+                        "OWN_LEARNED_INT_KV16_GREEDY",
+                        "learned",
+                        true,
+                        40,
+                        KvFormat::Q16,
+                    )?
                 },
             ];
             let dir = models_dir();
@@ -866,8 +878,13 @@ pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildErr
                 t.name
             ));
         }
-        let sizes = lm::buffer_sizes(AlignedBytes::new(&t.image).bytes(), t.prompt.len(), t.kv, t.arith)
-            .map_err(|e| format!("{}: {e}", t.name))?;
+        let sizes = lm::buffer_sizes(
+            AlignedBytes::new(&t.image).bytes(),
+            t.prompt.len(),
+            t.kv,
+            t.arith,
+        )
+        .map_err(|e| format!("{}: {e}", t.name))?;
         for (m, s) in max.iter_mut().zip(sizes) {
             *m = (*m).max(s);
         }

@@ -7,9 +7,7 @@
 //! kernels, the int16 quantizer, `e^x` and the logistic by table, the
 //! integer square root.
 
-use microformer::num::int::{
-    exp_q16, isqrt_u64, quantize_group_to, sigmoid_q15, Scale,
-};
+use microformer::num::int::{exp_q16, isqrt_u64, quantize_group_to, sigmoid_q15, Scale};
 use microformer::num::kernels_int::{
     align_scales, axpy_i16, axpy_i8, dot_i16_i16, dot_i16_i8, dot_i8_i16, matvec_q8,
 };
@@ -25,11 +23,23 @@ const COLS: usize = 96;
 
 /// The Q8 product's formula (the `kernels_int` module documentation) with the
 /// plain per-group dot product.
-fn reference(w: &[i8], ws: &[f32], xq: &[i16], xm: &[i32], x_exp: i32, group: usize, out: &mut [i32]) {
+fn reference(
+    w: &[i8],
+    ws: &[f32],
+    xq: &[i16],
+    xm: &[i32],
+    x_exp: i32,
+    group: usize,
+    out: &mut [i32],
+) {
     let gpr = COLS / group;
     for (r, o) in out.iter_mut().enumerate() {
         let srow = &ws[r * gpr..(r + 1) * gpr];
-        let top = srow.iter().map(|s| (s.to_bits() >> 23) & 0xff).max().unwrap_or(0);
+        let top = srow
+            .iter()
+            .map(|s| (s.to_bits() >> 23) & 0xff)
+            .max()
+            .unwrap_or(0);
         let mut acc = 0i64;
         for (g, &s) in srow.iter().enumerate() {
             let bits = s.to_bits();
@@ -72,19 +82,35 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
         for (i, s) in ws.iter_mut().enumerate() {
             // Scales over a few binades, one zero group.
             let m = (rng.next_u32() >> 9) as f32 / (1 << 23) as f32 + 1.0;
-            *s = if i == 5 { 0.0 } else { libm::ldexpf(m, -9 - (rng.next_u32() % 6) as i32) };
+            *s = if i == 5 {
+                0.0
+            } else {
+                libm::ldexpf(m, -9 - (rng.next_u32() % 6) as i32)
+            };
         }
         let mut xs = [0i32; COLS / 4];
         let xs = &mut xs[..gpr];
         for s in xs.iter_mut() {
-            *s = Scale::normalize((rng.next_u32() >> 8) as u64 + 1, -30 - (rng.next_u32() % 4) as i32).pack();
+            *s = Scale::normalize(
+                (rng.next_u32() >> 8) as u64 + 1,
+                -30 - (rng.next_u32() % 4) as i32,
+            )
+            .pack();
         }
         let x_exp = align_scales(xs);
         let (mut got, mut want) = ([0i32; ROWS], [0i32; ROWS]);
-        lib("matvec_q8", matvec_q8(&mut got, &w[..ROWS * COLS], ws, &xq, xs, x_exp, group))?;
+        lib(
+            "matvec_q8",
+            matvec_q8(&mut got, &w[..ROWS * COLS], ws, &xq, xs, x_exp, group),
+        )?;
         reference(&w, ws, &xq, xs, x_exp, group, &mut want);
         for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
-            identical_bits("integer matvec = its formula", group * 100 + i, g as u32, v as u32)?;
+            identical_bits(
+                "integer matvec = its formula",
+                group * 100 + i,
+                g as u32,
+                v as u32,
+            )?;
         }
         out.i32s("integer matvec", &got);
     }
