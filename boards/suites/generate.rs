@@ -5,7 +5,7 @@
 //! (`microformer_firmware::host::write_generate`) converts the test models with the library's
 //! conversion — the project's own models (`models/t5` Q8 greedy past its training length,
 //! `models/alibi` f32 with a prompt and seeded top-p, `models/sinusoidal` Q8 with the int8 KV
-//! cache; and the integer step on `models/rope`, `alibi`, `t5` and `learned`) and, when the
+//! cache; and the integer step on `models/rope`, `alibi`, `t5` and `sinusoidal`) and, when the
 //! reference folder is there, aidreams260K (f32, greedy; Q8, a prompt and seeded top-p sampling;
 //! the integer step) on the Cortex-M3, M4F and M33; a tiny random-weight model (f32 greedy, Q8
 //! top-p, f32 with the int8 cache, the integer step greedy and with top-p) on the Cortex-M0's

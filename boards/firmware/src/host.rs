@@ -700,8 +700,9 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     KvFormat::Q8,
                 )?,
                 // The integer step: RoPE in Q15 with the int8 cache, ALiBi's fixed-point
-                // biases with the int16 cache (a prompt, top-p sampling on its logits),
-                // T5's and the learned table's hooks.
+                // biases with the int16 cache (a prompt, top-p sampling on its logits), T5's
+                // past the training length and the sinusoidal table's hooks on the images
+                // above (one copy in flash each).
                 GenerateTest {
                     arith: Arith::Integer,
                     ..own("OWN_ROPE_INT_KV8_GREEDY", "rope", true, 64, KvFormat::Q8)?
@@ -722,13 +723,13 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                 },
                 GenerateTest {
                     arith: Arith::Integer,
-                    ..own("OWN_T5_INT_KV8_GREEDY", "t5", true, 40, KvFormat::Q8)?
+                    ..own("OWN_T5_INT_KV8_GREEDY", "t5", true, 144, KvFormat::Q8)?
                 },
                 GenerateTest {
                     arith: Arith::Integer,
                     ..own(
-                        "OWN_LEARNED_INT_KV16_GREEDY",
-                        "learned",
+                        "OWN_SINUSOIDAL_INT_KV16_GREEDY",
+                        "sinusoidal",
                         true,
                         40,
                         KvFormat::Q16,
@@ -865,6 +866,7 @@ pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildErr
     );
     let mut max = [0usize; 4];
     let mut list = String::new();
+    let mut images: Vec<(Vec<u8>, &str)> = Vec::new();
     for t in generate_tests(models)? {
         let (ids, text) = host_tokens(&t)?;
         let llama2c: &[u32] = if t.name == "AIDREAMS_F32_GREEDY" {
@@ -888,14 +890,25 @@ pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildErr
         for (m, s) in max.iter_mut().zip(sizes) {
             *m = (*m).max(s);
         }
-        let file = out_dir.join(format!("{}.bin", t.name.to_lowercase()));
-        fs::write(&file, &t.image).map_err(|e| format!("{}: {e}", file.display()))?;
         let settings = t.settings();
         let name = t.name;
+        // Tests of the same image share one copy in flash.
+        let image = match images.iter().find(|(bytes, _)| *bytes == t.image) {
+            Some((_, first)) => format!("{first}_IMAGE"),
+            None => {
+                let file = out_dir.join(format!("{}.bin", t.name.to_lowercase()));
+                fs::write(&file, &t.image).map_err(|e| format!("{}: {e}", file.display()))?;
+                let _ = write!(
+                    src,
+                    "\nstatic {name}_IMAGE: &Aligned<[u8]> = &Aligned(*include_bytes!({file:?}));\n"
+                );
+                images.push((t.image.clone(), name));
+                format!("{name}_IMAGE")
+            }
+        };
         let _ = write!(
             src,
-            "\nstatic {name}_IMAGE: &Aligned<[u8]> = &Aligned(*include_bytes!({file:?}));\n\
-             static {name}_IDS: [u32; {}] = {ids:?};\n\
+            "static {name}_IDS: [u32; {}] = {ids:?};\n\
              static {name}_TEXT: [u8; {}] = {text:?};\n\
              static {name}_LLAMA2C: [u32; {}] = {llama2c:?};\n",
             ids.len(),
@@ -904,7 +917,7 @@ pub fn write_generate(out_dir: &Path, models: TestModels) -> Result<(), BuildErr
         );
         let _ = write!(
             list,
-            "    GenerateTest {{\n        name: {name:?},\n        image: &{name}_IMAGE.0,\n        \
+            "    GenerateTest {{\n        name: {name:?},\n        image: &{image}.0,\n        \
              settings: {},\n        ids: &{name}_IDS,\n        text: &{name}_TEXT,\n        \
              llama2c_ids: &{name}_LLAMA2C,\n    }},\n",
             settings_expr(&settings).replace('\n', "\n        ")
