@@ -161,38 +161,34 @@ fn dots4(w: [&[i8]; 4], x: &[i16]) -> [i32; 4] {
     else {
         return a;
     };
-    let mut k = 0;
-    while k + 4 <= n {
-        // Four columns, unrolled: each x value feeds the four rows.
-        let x0 = x[k] as i32;
-        let x1 = x[k + 1] as i32;
-        let x2 = x[k + 2] as i32;
-        let x3 = x[k + 3] as i32;
-        a[0] += w0[k] as i32 * x0
-            + w0[k + 1] as i32 * x1
-            + w0[k + 2] as i32 * x2
-            + w0[k + 3] as i32 * x3;
-        a[1] += w1[k] as i32 * x0
-            + w1[k + 1] as i32 * x1
-            + w1[k + 2] as i32 * x2
-            + w1[k + 3] as i32 * x3;
-        a[2] += w2[k] as i32 * x0
-            + w2[k + 1] as i32 * x1
-            + w2[k + 2] as i32 * x2
-            + w2[k + 3] as i32 * x3;
-        a[3] += w3[k] as i32 * x0
-            + w3[k + 1] as i32 * x1
-            + w3[k + 2] as i32 * x2
-            + w3[k + 3] as i32 * x3;
-        k += 4;
+    // Four columns a step over exact chunks (no bounds checks): each x value
+    // feeds the four rows.
+    let cols = x
+        .chunks_exact(4)
+        .zip(w0.chunks_exact(4))
+        .zip(w1.chunks_exact(4))
+        .zip(w2.chunks_exact(4))
+        .zip(w3.chunks_exact(4));
+    for ((((xc, r0), r1), r2), r3) in cols {
+        let (x0, x1, x2, x3) = (xc[0] as i32, xc[1] as i32, xc[2] as i32, xc[3] as i32);
+        a[0] += r0[0] as i32 * x0 + r0[1] as i32 * x1 + r0[2] as i32 * x2 + r0[3] as i32 * x3;
+        a[1] += r1[0] as i32 * x0 + r1[1] as i32 * x1 + r1[2] as i32 * x2 + r1[3] as i32 * x3;
+        a[2] += r2[0] as i32 * x0 + r2[1] as i32 * x1 + r2[2] as i32 * x2 + r2[3] as i32 * x3;
+        a[3] += r3[0] as i32 * x0 + r3[1] as i32 * x1 + r3[2] as i32 * x2 + r3[3] as i32 * x3;
     }
-    while k < n {
-        let xk = x[k] as i32;
-        a[0] += w0[k] as i32 * xk;
-        a[1] += w1[k] as i32 * xk;
-        a[2] += w2[k] as i32 * xk;
-        a[3] += w3[k] as i32 * xk;
-        k += 1;
+    let k = n - n % 4;
+    for ((((&xk, &b0), &b1), &b2), &b3) in x[k..]
+        .iter()
+        .zip(&w0[k..])
+        .zip(&w1[k..])
+        .zip(&w2[k..])
+        .zip(&w3[k..])
+    {
+        let xk = xk as i32;
+        a[0] += b0 as i32 * xk;
+        a[1] += b1 as i32 * xk;
+        a[2] += b2 as i32 * xk;
+        a[3] += b3 as i32 * xk;
     }
     a
 }
