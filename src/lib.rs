@@ -29,13 +29,14 @@
 //! | [`sampler`] | llama2.c's sampler: its xorshift RNG, greedy argmax, multinomial and top-p sampling |
 //! | [`generate`] | llama2.c's generation loop: prompt forcing, sampling, the stop rule and the step budget |
 //! | [`lm`] | the ten-line API: [`include_image!`], one statically sized [`lm::Memory`], a [`lm::Generator`] of tokens and text |
-//! | [`num`] | numerics: `const fn` f64 maths for tables, Q15 fixed point, Q8_0, binary16, `expf`, the f32 kernels |
+//! | [`num`] | numerics: `const fn` f64 maths for tables, Q15 fixed point, Q8_0, binary16, `expf`, the f32 kernels, the integer step's fixed point and kernels |
 //! | [`error`] | the one error type, [`Error`] |
 //!
 //! The crate denies `unsafe` code except in one module, the Cortex-M4F/M33
-//! matrix-vector kernel in inline assembly (`num::kernels_m4`, compiled for
-//! hard-float Arm targets only), whose result is bit-identical to the portable
-//! kernel.
+//! kernels in inline assembly (`num::kernels_m4`, compiled for hard-float Arm
+//! targets only: the f32 and binary16 matrix-vector kernels and the integer
+//! step's int8 × int16 group dot products), whose results are bit-identical to
+//! the portable kernels.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -1,7 +1,9 @@
-//! The f32 matrix-vector inner kernels in Cortex-M4F / M33 inline assembly:
+//! The matrix-vector inner kernels in Cortex-M4F / M33 inline assembly:
 //! four rows × eight columns per step with `vldm` block loads and `vmla.f32`,
 //! for f32 weights ([`dot4x8`]) and for binary16 weights ([`dot4x8_f16`],
-//! widened with `vcvtb`/`vcvtt.f32.f16`).
+//! widened with `vcvtb`/`vcvtt.f32.f16`); and the integer step's int8 × int16
+//! group dot products on the DSP extension ([`dots2_i8_i16`]: `sxtb16`,
+//! `smlad`), whose `unsafe` contract is stated at its call.
 //!
 //! # Why `unsafe`
 //!

@@ -13,7 +13,8 @@
 //! - [`kernels_int`]: the integer step's int8 kernels (portable Rust).
 //! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernels in
 //!   inline assembly (`vldm` + `vmla.f32`, and `vcvtb`/`vcvtt` for binary16
-//!   weights), the crate's only `unsafe` code.
+//!   weights; `sxtb16` + `smlad` for the integer step), the crate's only
+//!   `unsafe` code.
 
 pub mod exp;
 pub mod fixed;
