@@ -15,7 +15,7 @@
 mod common;
 
 use common::model;
-use common::own::{argmax, Count};
+use common::own::{argmax, kl, Count};
 use microformer::model::{Arith, KvFormat, Model, Session};
 use microformer_convert::{llama2c, AlignedBytes, Storage};
 use microformer_testkit::reference_files;
@@ -35,22 +35,6 @@ fn image(name: &str, tokenizer: Option<&str>, storage: Storage) -> AlignedBytes 
         tokenizer: tok.as_deref(),
     };
     AlignedBytes::new(&llama2c::convert(&ck, &opts).unwrap().image)
-}
-
-/// `KL(p ‖ q)` of the softmaxes of two logit rows, in nats (f64).
-fn kl(p: &[f32], q: &[f32]) -> f64 {
-    let lse = |l: &[f32]| {
-        let m = l.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
-        m + l.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
-    };
-    let (lp, lq) = (lse(p), lse(q));
-    p.iter()
-        .zip(q)
-        .map(|(&a, &b)| {
-            let (la, lb) = (a as f64 - lp, b as f64 - lq);
-            la.exp() * (la - lb)
-        })
-        .sum()
 }
 
 /// One model's figures for one KV cache.

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::own::{argmax, encode, held_out_text, image, Count, SCHEMES, WINDOW};
+use common::own::{argmax, encode, held_out_text, image, kl, Count, SCHEMES, WINDOW};
 use microformer::model::{Arith, KvFormat, Model, Session};
 use microformer_convert::Storage;
 
@@ -29,22 +29,6 @@ const GREEDY: usize = 64;
 /// `arith` and KV cache `kv`.
 fn arena(model: &Model<'_>, n: usize, kv: KvFormat, arith: Arith) -> Vec<u8> {
     vec![0u8; model.arena_bytes_for(n, kv, arith) + 3]
-}
-
-/// `KL(p ‖ q)` of the softmaxes of two logit rows, in nats (f64).
-fn kl(p: &[f32], q: &[f32]) -> f64 {
-    let lse = |l: &[f32]| {
-        let m = l.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
-        m + l.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
-    };
-    let (lp, lq) = (lse(p), lse(q));
-    p.iter()
-        .zip(q)
-        .map(|(&a, &b)| {
-            let (la, lb) = (a as f64 - lp, b as f64 - lq);
-            la.exp() * (la - lb)
-        })
-        .sum()
 }
 
 /// What one model's comparison measured, for the integer step with an int16

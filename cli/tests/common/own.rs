@@ -113,3 +113,19 @@ pub fn held_out_text() -> Vec<u8> {
     text.truncate(cut);
     text
 }
+
+/// `KL(p ‖ q)` of the softmaxes of two logit rows, in nats (f64).
+pub fn kl(p: &[f32], q: &[f32]) -> f64 {
+    let lse = |l: &[f32]| {
+        let m = l.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+        m + l.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+    };
+    let (lp, lq) = (lse(p), lse(q));
+    p.iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let (la, lb) = (a as f64 - lp, b as f64 - lq);
+            la.exp() * (la - lb)
+        })
+        .sum()
+}
