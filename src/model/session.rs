@@ -295,35 +295,14 @@ impl<'s> Session<'s> {
     /// Errors: `token >= vocab_size` ([`Error::TokenOutOfRange`]); every position
     /// used ([`Error::ContextFull`]). Neither changes the session.
     pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
-        let m = self.model;
-        let vocab_size = m.vocab_size();
-        if token as usize >= vocab_size {
-            return Err(Error::TokenOutOfRange { token, vocab_size });
-        }
-        let pos = self.pos;
-        if pos >= self.context {
-            return Err(Error::ContextFull {
-                context: self.context,
-            });
-        }
-        let is_int = self.arith() == Arith::Integer;
-        let qkv = m.dims.q_dim + m.dims.kv_dim;
-        let s = &mut self.s;
-        match &mut self.cache {
-            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
-            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
-            // The cache format is chosen once per step: the layers are compiled
-            // for each.
-            c => forward(m, c, s, token, pos)?,
-        }
-        if is_int {
+        if self.advance(token)? {
             // The f32 logits of the Q16 ones (exact below 2^8 in magnitude,
             // rounded to 24 bits above).
+            let s = &mut self.s;
             for (o, &l) in s.logits.iter_mut().zip(s.logits_fixed.iter()) {
                 *o = l as f32 * (1.0 / 65536.0);
             }
         }
-        self.pos += 1;
         Ok(self.s.logits)
     }
 
@@ -332,10 +311,18 @@ impl<'s> Session<'s> {
     ///
     /// Errors: as [`Session::step`]; a float session ([`Error::IntegerUnsupported`]).
     pub fn step_fixed(&mut self, token: u32) -> Result<&[I16F16], Error> {
-        let m = self.model;
         if self.arith() != Arith::Integer {
             return Err(Error::IntegerUnsupported);
         }
+        self.advance(token)?;
+        Ok(bytemuck::must_cast_slice(self.s.logits_fixed))
+    }
+
+    /// Checks `token` and the context, runs one forward pass at
+    /// [`Session::position`] in the session's arithmetic and advances; returns
+    /// whether it was the integer step (its logits in `logits_fixed`).
+    fn advance(&mut self, token: u32) -> Result<bool, Error> {
+        let m = self.model;
         let vocab_size = m.vocab_size();
         if token as usize >= vocab_size {
             return Err(Error::TokenOutOfRange { token, vocab_size });
@@ -348,13 +335,17 @@ impl<'s> Session<'s> {
         }
         let qkv = m.dims.q_dim + m.dims.kv_dim;
         let s = &mut self.s;
-        match &mut self.cache {
-            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
-            Cache::Int16(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos)?,
-            Cache::F32(_) | Cache::Q8(_) => return Err(Error::IntegerUnsupported),
-        }
+        let integer = match &mut self.cache {
+            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos).map(|_| true),
+            Cache::Int16(c) => {
+                integer::forward(m, c, &mut s.integer(qkv), token, pos).map(|_| true)
+            }
+            // The cache format is chosen once per step: the layers are compiled
+            // for each.
+            c => forward(m, c, s, token, pos).map(|_| false),
+        }?;
         self.pos += 1;
-        Ok(bytemuck::must_cast_slice(self.s.logits_fixed))
+        Ok(integer)
     }
 
     /// The Q16 logits of the last integer step (empty for a float session).

@@ -518,10 +518,7 @@ impl<'a> RopeTable<'a> {
                 head_dim,
             });
         };
-        for (o, &f) in c.iter_mut().zip(cos) {
-            *o = crate::num::int::fixed_from_f32(f, 15).clamp(-32768, 32767) as Q15;
-        }
-        for (o, &f) in s.iter_mut().zip(sin) {
+        for (o, &f) in c.iter_mut().chain(s.iter_mut()).zip(cos.iter().chain(sin)) {
             *o = crate::num::int::fixed_from_f32(f, 15).clamp(-32768, 32767) as Q15;
         }
         RopeTableQ15::new(c, s, pairs)?.rotate_heads(layout, 0, head_dim, v)

@@ -401,17 +401,30 @@ impl super::bias::ScoreBiasFixed for T5Bias<'_> {
         if head >= self.weights.n_heads {
             return;
         }
+        for (s, w) in scores.iter_mut().zip(self.row(head, query, start)) {
+            *s = s.saturating_add(crate::num::int::fixed_from_f32(w, 16));
+        }
+    }
+}
+
+impl T5Bias<'_> {
+    /// The biases of `head` (a head of the table) for keys `start, start + 1, …`
+    /// seen from `query`, one byte load (the bucket of `key − query`, clamped
+    /// to the table's edge) and one weight load per key: the traversal of both
+    /// score-bias hooks.
+    #[inline(always)]
+    fn row(&self, head: usize, query: usize, start: usize) -> impl Iterator<Item = f32> + '_ {
+        // Entry `k` is relative position `k − max_distance` (`min_relative()`).
         let lo = self.buckets.config.max_distance;
         let last = self.buckets.buckets.len().saturating_sub(1);
-        for (j, s) in scores.iter_mut().enumerate() {
+        (0usize..).map(move |j| {
             let k = start
                 .saturating_add(j)
                 .saturating_add(lo)
                 .saturating_sub(query);
             let b = self.buckets.buckets.get(k.min(last)).copied().unwrap_or(0);
-            let w = crate::num::int::fixed_from_f32(self.weights.at(b as usize, head), 16);
-            *s = s.saturating_add(w);
-        }
+            self.weights.at(b as usize, head)
+        })
     }
 }
 
@@ -436,16 +449,8 @@ impl super::bias::ScoreBias for T5Bias<'_> {
             }
             return max_val;
         }
-        // Entry `k` is relative position `k − max_distance` (`min_relative()`).
-        let lo = self.buckets.config.max_distance;
-        let last = self.buckets.buckets.len().saturating_sub(1);
-        for (j, s) in scores.iter_mut().enumerate() {
-            let k = start
-                .saturating_add(j)
-                .saturating_add(lo)
-                .saturating_sub(query);
-            let b = self.buckets.buckets.get(k.min(last)).copied().unwrap_or(0);
-            *s += self.weights.at(b as usize, head);
+        for (s, w) in scores.iter_mut().zip(self.row(head, query, start)) {
+            *s += w;
             if *s > max_val {
                 max_val = *s;
             }
