@@ -6,7 +6,7 @@
 //! | llama, qwen2, mistral, phi, phi3, gpt_neox, gptj | `rope` | `inv_freq`, attention factor, cos/sin rows (already multiplied by the attention factor) for the requested positions |
 //! | bloom, mpt | `alibi_slopes` | one slope per head |
 //! | t5, mt5 | `t5_buckets` | bucket of every relative position `-R..=R` |
-//! | xglm, distilbert | `sinusoidal` | the absolute embedding table, split or interleaved |
+//! | xglm, distilbert | `sinusoidal` | the absolute embedding table: XGLM's split layout built in float32 as Hugging Face and the converter build it (`construction: "float32"`), DistilBERT's interleaved one exact (`"exact"`) |
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -326,6 +326,12 @@ fn sinusoidal_tables(spec: SinusoidalSpec, args: &TablesArgs) -> Result<Sinusoid
     let mut table = vec![0f32; len];
     let lib = |e: microformer::Error| CliError::from(e).context("sinusoidal");
     match spec.layout {
+        // XGLM's table as the converter stores it in the image (and Hugging Face
+        // builds it): float32 frequencies and angles.
+        SinusoidalLayout::Split if spec.float32 => {
+            sinusoidal::fill_split_float32(num_positions, spec.dim, spec.padding_idx, &mut table)
+                .map_err(lib)?
+        }
         SinusoidalLayout::Split => {
             sinusoidal::fill_split(num_positions, spec.dim, spec.padding_idx, &mut table)
                 .map_err(lib)?
@@ -401,6 +407,11 @@ pub fn to_json(config_name: &str, model_type: &str, tables: &Tables) -> String {
                 }
                 None => o.push_str("    \"padding_idx\": null,\n"),
             }
+            let _ = writeln!(
+                o,
+                "    \"construction\": {},",
+                json_str(construction(&t.spec))
+            );
             let _ = writeln!(o, "    \"num_positions\": {},", t.num_positions);
             let _ = writeln!(o, "    \"table\": {}", json_matrix(&t.table, t.spec.dim, 4));
             o.push_str("  }\n");
@@ -430,6 +441,16 @@ fn bucket_types(num_buckets: usize) -> (&'static str, &'static str) {
     }
 }
 
+/// How a sinusoidal table is built: `"float32"` (PyTorch float32 frequencies and
+/// angles, XGLM) or `"exact"` (f64 angles, rounded once).
+fn construction(spec: &SinusoidalSpec) -> &'static str {
+    if spec.float32 {
+        "float32"
+    } else {
+        "exact"
+    }
+}
+
 /// One line describing the tables, for the generated file's header comment.
 fn describe(tables: &Tables) -> String {
     match tables {
@@ -452,8 +473,9 @@ fn describe(tables: &Tables) -> String {
             -t.relative_position_from
         ),
         Tables::Sinusoidal(t) => format!(
-            "sinusoidal position embeddings, {} layout, {} rows x {} dims{}",
+            "sinusoidal position embeddings, {} layout ({} construction), {} rows x {} dims{}",
             t.spec.layout.name(),
+            construction(&t.spec),
             t.num_positions,
             t.spec.dim,
             match t.spec.padding_idx {

@@ -5,7 +5,7 @@
 use microformer::pos::alibi::AlibiRule;
 use serde::Deserialize;
 
-use super::keys::{count, required, required_any, Count, Dict, Flag, Number};
+use super::keys::{count, required, required_any, Count, Dict, Flag, Maybe, Number};
 use super::model::{HfConfig, ModelType};
 use super::rope::RopeSpec;
 use crate::error::{bail, Result};
@@ -60,6 +60,12 @@ pub struct SinusoidalSpec {
     pub padding_idx: Option<usize>,
     /// Rows the model itself builds (XGLM: `max_position_embeddings + 2`).
     pub default_num_positions: usize,
+    /// The model builds its table in PyTorch float32 (XGLM's `get_embedding`: f32
+    /// frequencies and angles), as [`microformer::pos::sinusoidal::fill_split_float32`]
+    /// does and as the converter stores it in XGLM images; `false`: the exact table
+    /// (f64 angles, one rounding), as DistilBERT (numpy float64) and microformer's own
+    /// models build it.
+    pub float32: bool,
 }
 
 /// How a model encodes positions, with its parameters.
@@ -122,7 +128,8 @@ struct T5Keys {
 struct XglmKeys {
     d_model: Option<Count>,
     max_position_embeddings: Option<Count>,
-    pad_token_id: Option<Count>,
+    /// `XGLMConfig`'s default is 1 when absent; `null` means no padding row.
+    pad_token_id: Maybe<Count>,
 }
 
 /// DistilBERT's sinusoidal keys.
@@ -198,6 +205,7 @@ impl HfConfig {
                 max_position_embeddings: max,
                 padding_idx: None,
                 default_num_positions: max,
+                float32: false,
             }),
             Some("learned") => PositionScheme::Learned { n_positions: max },
             Some("nope") => bail!("position \"nope\": this model has no position tables"),
@@ -272,13 +280,19 @@ impl HfConfig {
                     "",
                     "max_position_embeddings",
                 )?;
-                let padding_idx = count(k.pad_token_id);
+                // As the converter reads it (`hf::xglm`): absent is XGLMConfig's 1.
+                let padding_idx = match k.pad_token_id {
+                    Maybe::Absent => Some(1),
+                    Maybe::Null => None,
+                    Maybe::Value(Count(p)) => Some(p),
+                };
                 Ok(SinusoidalSpec {
                     layout: SinusoidalLayout::Split,
                     dim,
                     max_position_embeddings: max,
                     padding_idx,
                     default_num_positions: max.saturating_add(XGLM_OFFSET),
+                    float32: true,
                 })
             }
             ModelType::DistilBert => {
@@ -300,6 +314,7 @@ impl HfConfig {
                     max_position_embeddings: max,
                     padding_idx: None,
                     default_num_positions: max,
+                    float32: false,
                 })
             }
             other => bail!(
