@@ -7,7 +7,8 @@
 //!      builds for the Cortex-M targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`,
 //!      `thumbv7em-none-eabihf`, `thumbv8m.main-none-eabihf`).
 //!   2. On-target stage (as `cargo xtask qemu-tests`, `on_target.rs`), its last step the
-//!      soft-float check (as `cargo xtask softfloat`).
+//!      soft-float check (as `cargo xtask softfloat`) and the panic-site count (as
+//!      `cargo xtask panics`).
 //!   3. Demo stage (as `cargo xtask demo-tests`): `cargo xtask demo` for the three
 //!      aidreams260K cases of `reference-llama2c.json`, its text compared with llama2.c's
 //!      byte for byte.
@@ -29,6 +30,8 @@
 //!   on an emulated Cortex-M and on the host over the same tokens (see `perplexity.rs`).
 //! - `cargo xtask softfloat`: the integer forward step calls no soft-float routine on the
 //!   Cortex-M3 and Cortex-M0 builds (call graph of the firmware ELF, see `softfloat.rs`).
+//! - `cargo xtask panics [--write]`: panic sites left on the hot paths of the Cortex-M4F
+//!   firmware, checked against `docs/panics.json` (the count only falls; `panics.rs`).
 //! - `cargo xtask cycles [--json] [--write] [--steps N]`: estimated cycles per token on the
 //!   Cortex-M4F and M33 from QEMU's instruction trace and the TRMs' counts (see `cycles.rs`).
 //!
@@ -52,6 +55,7 @@ mod firmware;
 mod host;
 mod install;
 mod on_target;
+mod panics;
 mod perplexity;
 mod qemu;
 mod qemu_boards;
@@ -108,6 +112,9 @@ enum Task {
     /// Estimated cycles per token (Cortex-M4F, M33; 0 and 5 flash wait states): QEMU's
     /// executed-instruction trace weighted by the TRMs' cycle counts
     Cycles(cycles::CyclesArgs),
+    /// Panic sites left on the hot paths (step, sampling, decoding, image parse): counted
+    /// from the Cortex-M4F firmware ELF, checked against docs/panics.json (or --write)
+    Panics(panics::PanicsArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +130,7 @@ fn main() -> ExitCode {
         Task::Perplexity(args) => perplexity::perplexity(args),
         Task::Softfloat => softfloat::softfloat(),
         Task::Cycles(args) => cycles::cycles(args),
+        Task::Panics(args) => panics::panics(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +187,7 @@ mod tests {
             "perplexity",
             "softfloat",
             "cycles",
+            "panics",
         ] {
             assert!(parse(&[task]).is_ok(), "{task}");
         }

@@ -173,18 +173,18 @@ fn is_helper(name: &str) -> bool {
 
 /// A function of the program: the merged symbols at one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Function {
+pub(crate) struct Function {
     /// First byte (the Thumb bit of the symbol's value cleared).
-    start: u32,
+    pub(crate) start: u32,
     /// One past the last byte.
-    end: u32,
+    pub(crate) end: u32,
     /// Its names, demangled without the hash, aliases included.
-    names: Vec<String>,
+    pub(crate) names: Vec<String>,
 }
 
 impl Function {
     /// The name the report prints: its `__aeabi_` one if it has one, else its first.
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.names
             .iter()
             .find(|n| n.starts_with("__aeabi_"))
@@ -195,9 +195,9 @@ impl Function {
 
 /// What the walker needs of an ELF: functions, code bytes, data ranges.
 #[derive(Debug, Default)]
-struct Program {
+pub(crate) struct Program {
     /// Sorted by start.
-    functions: Vec<Function>,
+    pub(crate) functions: Vec<Function>,
     /// Executable sections: address and bytes.
     code: Vec<(u32, Vec<u8>)>,
     /// The ARM mapping symbols, sorted: address, and whether data (`$d`) starts there
@@ -207,7 +207,7 @@ struct Program {
 
 impl Program {
     /// Reads a 32-bit little-endian ARM ELF (with its symbol table).
-    fn from_elf(data: &[u8]) -> Result<Program, String> {
+    pub(crate) fn from_elf(data: &[u8]) -> Result<Program, String> {
         let header = FileHeader32::<LittleEndian>::parse(data)
             .map_err(|e| format!("not a 32-bit little-endian ELF file ({e})"))?;
         let endian = header.endian().map_err(|e| e.to_string())?;
@@ -283,13 +283,13 @@ impl Program {
     }
 
     /// The index of the function holding `addr`.
-    fn function_at(&self, addr: u32) -> Option<usize> {
+    pub(crate) fn function_at(&self, addr: u32) -> Option<usize> {
         let i = self.functions.partition_point(|f| f.start <= addr);
         (i > 0 && addr < self.functions[i - 1].end).then(|| i - 1)
     }
 
     /// The code bytes of `start..end` (clipped to its section), and where they start.
-    fn bytes(&self, start: u32, end: u32) -> Option<&[u8]> {
+    pub(crate) fn bytes(&self, start: u32, end: u32) -> Option<&[u8]> {
         let (addr, bytes) = self
             .code
             .iter()
@@ -302,7 +302,7 @@ impl Program {
 
 /// A control transfer decoded from one instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Branch {
+pub(crate) enum Branch {
     /// BL to this address.
     Call(u32),
     /// B (any form, CBZ/CBNZ) to this address.
@@ -376,7 +376,7 @@ fn decode16(pc: u32, hw: u16) -> Option<Branch> {
 
 /// The branches of the Thumb code `bytes` at `start`, skipping the data regions of `program`
 /// (at the address each instruction is at).
-fn branches(program: &Program, start: u32, bytes: &[u8]) -> Vec<(u32, Branch)> {
+pub(crate) fn branches(program: &Program, start: u32, bytes: &[u8]) -> Vec<(u32, Branch)> {
     let halfword = |i: usize| {
         bytes
             .get(i..i + 2)
@@ -408,9 +408,9 @@ fn branches(program: &Program, start: u32, bytes: &[u8]) -> Vec<(u32, Branch)> {
 
 /// The direct call graph among the functions of a program.
 #[derive(Debug, Default)]
-struct CallGraph {
+pub(crate) struct CallGraph {
     /// Per function: the functions it calls or tail-calls.
-    callees: Vec<BTreeSet<usize>>,
+    pub(crate) callees: Vec<BTreeSet<usize>>,
     /// Per function: its `blx rN`.
     indirect_calls: Vec<usize>,
     /// Per function: its `bx rN` (N ≠ lr).
@@ -421,7 +421,7 @@ struct CallGraph {
 
 impl CallGraph {
     /// Decodes every function of `program`.
-    fn of(program: &Program) -> CallGraph {
+    pub(crate) fn of(program: &Program) -> CallGraph {
         let n = program.functions.len();
         let mut g = CallGraph {
             callees: vec![BTreeSet::new(); n],
