@@ -20,7 +20,8 @@
 //!
 //! [`Sampler::sample`]: temperature 0 → [`sample_argmax`] on the raw logits (first
 //! maximum, no RNG draw). Otherwise each logit is divided by the temperature, turned
-//! into probabilities by [`softmax`] (max, `expf(x - max)` with `libm::expf`, running
+//! into probabilities by [`softmax`] (max, `expf(x - max)` with `libm::expf`, or glibc's
+//! with the `exact` feature, running
 //! `f32` sum, division), one `coin = random_f32()` is drawn, and `topp` in `(0, 1)`
 //! selects [`sample_topp`], anything else [`sample_mult`].
 //!
@@ -51,7 +52,9 @@
 //!
 //! Numerics match run.c compiled for x86-64 SSE (`gcc -O3`, no fast-math): the same
 //! `f32` operations in the same order; the one library call, `expf`, is `libm::expf`
-//! here and glibc's there, both accurate to well under 1 ulp and nearly always equal.
+//! here by default and glibc's there, both accurate to well under 1 ulp and nearly always
+//! equal. With the `exact` feature it is glibc's own ([`crate::num::exp_glibc::expf`]),
+//! and the sampler is run.c's to the bit.
 
 use crate::Error;
 
@@ -99,7 +102,8 @@ pub fn sample_argmax(values: &[f32]) -> Result<u32, Error> {
 }
 
 /// In-place softmax exactly as run.c: `max`, `x = expf(x - max)` with a running `f32`
-/// sum, then `x /= sum`.
+/// sum, then `x /= sum` (`expf`: [`crate::num::exp::sampler_expf`], `libm::expf` or,
+/// with the `exact` feature, glibc's).
 ///
 /// [`Error::ZeroDimension`] for an empty slice; [`Error::NotFinite`] if the maximum is
 /// not finite (a NaN first element, `+inf`, or all `-inf`) or the sum is not (a NaN).
@@ -116,7 +120,7 @@ pub fn softmax(x: &mut [f32]) -> Result<(), Error> {
     }
     let mut sum = 0.0f32;
     for v in x.iter_mut() {
-        *v = libm::expf(*v - max_val);
+        *v = crate::num::exp::sampler_expf(*v - max_val);
         sum += *v;
     }
     if !sum.is_finite() {

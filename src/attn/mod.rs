@@ -34,6 +34,14 @@
 //! `run.c`'s literal arithmetic (the README gives it; the greedy ids are
 //! llama2.c's).
 //!
+//! With the `exact` feature ([`crate::num::exp::EXACT`]) the three details are
+//! `run.c`'s own: the cache's scores are taken with scale `1.0` (`s·1.0` is
+//! exact) and each divided by the divisor (`score /= sqrtf(head_dim)`; the row's
+//! maximum is the divided maximum, division by a positive number being monotonic
+//! in round-to-nearest), each `e` is divided by the sum (`x[i] /= sum`) and the
+//! values are mixed with the weight itself (norm `1.0`), and `expf` is glibc's
+//! ([`crate::num::exp_glibc::expf`]).
+//!
 //! Query heads that share a kv head (GQA, `n_heads / n_kv_heads` even) are
 //! computed two at a time ([`KvRead::scores2`], [`KvRead::mix2`]): each key and
 //! value row is read once for both heads; the operations per head are the same.
@@ -55,6 +63,7 @@
 //! needs one score row of `positions` f32, two when heads go in pairs (an `att`
 //! scratch shorter than two rows falls back to one head at a time).
 
+use crate::num::exp::EXACT;
 pub use crate::pos::{NoBias, ScoreBias};
 use crate::Error;
 
@@ -71,7 +80,8 @@ pub use kv_q8::KvCacheQ8;
 /// slice is left alone.
 ///
 /// `expf` is [`crate::num::exp::fast_expf`] (below 1.5 ulp of `e^x`, not
-/// bit-identical to `libm::expf`).
+/// bit-identical to `libm::expf`). With the `exact` feature: glibc's `expf` and
+/// `x[i] /= sum`, `run.c`'s literal arithmetic.
 pub fn softmax(x: &mut [f32]) {
     let Some(&first) = x.first() else {
         return;
@@ -83,19 +93,32 @@ pub fn softmax(x: &mut [f32]) {
         }
     }
     let inv = exp_sum(x, max_val);
+    if EXACT {
+        // exp_sum divided by the sum already.
+        return;
+    }
     for v in x.iter_mut() {
         *v *= inv;
     }
 }
 
 /// `x[i] = expf(x[i] − max_val)` and the reciprocal `1/Σ x[i]` of their running sum.
+///
+/// With the `exact` feature: glibc's `expf`, then `x[i] /= sum` (`run.c`'s
+/// normalisation), and the returned norm is `1.0` (the mix's `a·1.0` is exact).
 #[inline]
 fn exp_sum(x: &mut [f32], max_val: f32) -> f32 {
     let mut sum = 0.0f32;
     for v in x.iter_mut() {
-        let e = crate::num::exp::fast_expf(*v - max_val);
+        let e = crate::num::exp::step_expf(*v - max_val);
         *v = e;
         sum += e;
+    }
+    if EXACT {
+        for v in x.iter_mut() {
+            *v /= sum;
+        }
+        return 1.0;
     }
     1.0 / sum
 }
@@ -103,7 +126,7 @@ fn exp_sum(x: &mut [f32], max_val: f32) -> f32 {
 /// [`exp_sum`] of two rows in one loop (each row's sum in its own order).
 #[inline]
 fn exp_sum2(a0: &mut [f32], a1: &mut [f32], m: [f32; 2]) -> [f32; 2] {
-    if a0.len() != a1.len() {
+    if EXACT || a0.len() != a1.len() {
         return [exp_sum(a0, m[0]), exp_sum(a1, m[1])];
     }
     let (mut s0, mut s1) = (0.0f32, 0.0f32);
@@ -116,6 +139,21 @@ fn exp_sum2(a0: &mut [f32], a1: &mut [f32], m: [f32; 2]) -> [f32; 2] {
         s1 += e1;
     }
     [1.0 / s0, 1.0 / s1]
+}
+
+/// `run.c`'s `score /= divisor` over a row of unscaled scores (the `exact`
+/// feature), returning the row's maximum (the first, `>` from `−∞`, as the
+/// cache's `scores` finds it).
+#[inline]
+fn divide_row(row: &mut [f32], divisor: f32) -> f32 {
+    let mut m = f32::NEG_INFINITY;
+    for v in row.iter_mut() {
+        *v /= divisor;
+        if *v > m {
+            m = *v;
+        }
+    }
+    m
 }
 
 /// The output heads and the score scratch of one attention call.
@@ -145,6 +183,10 @@ struct Span {
 /// `out = Σ (e·(1/sum))·v` in key order. When query heads share a kv head in
 /// pairs (`n_heads / n_kv_heads` even) and `att` holds two rows, the two heads
 /// of a pair are computed together, each key and value row read once.
+///
+/// With the `exact` feature, `run.c`'s literal steps: `score = (q·k)·1.0`, then
+/// `score /= divisor` ([`divide_row`]), the bias, `e = expf(score − max)`
+/// (glibc's), `e /= sum`, and `out = Σ (e·1.0)·v`.
 fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
     cfg: &AttnConfig,
     cache: &C,
@@ -167,7 +209,8 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
     let att = att
         .get_mut(..if pairs { 2 * n } else { n })
         .ok_or(Error::BufferTooSmall { needed: n, got })?;
-    let scale = cfg.scale();
+    // Exact mode: unscaled scores, divided below as `run.c` divides them.
+    let scale = if EXACT { 1.0 } else { cfg.scale() };
     if pairs {
         let (a0, a1) = att.split_at_mut(n);
         for ((h, qp), op) in (0..cfg.n_heads())
@@ -180,6 +223,9 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
             let (o0, o1) = op.split_at_mut(hd);
             let mut m =
                 cache.scores2(layer, start, offset, [q0, q1], scale, [&mut *a0, &mut *a1])?;
+            if EXACT {
+                m = [divide_row(a0, cfg.divisor()), divide_row(a1, cfg.divisor())];
+            }
             if B::ENABLED {
                 m = [
                     bias.add_to_row(h, query_pos, start, a0),
@@ -194,6 +240,9 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
     for (h, (qh, oh)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
         let offset = cfg.kv_head(h) * hd;
         let mut m = cache.scores(layer, start, offset, qh, scale, att)?;
+        if EXACT {
+            m = divide_row(att, cfg.divisor());
+        }
         if B::ENABLED {
             m = bias.add_to_row(h, query_pos, start, att);
         }

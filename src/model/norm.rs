@@ -94,10 +94,12 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// SiLU as `run.c`'s SwiGLU: `v·(1/(1 + expf(−v)))`.
+/// SiLU as `run.c`'s SwiGLU: `v·(1/(1 + expf(−v)))`, with
+/// [`crate::num::exp::step_expf`] (the fast table `expf`, or glibc's with the
+/// `exact` feature).
 #[inline]
 pub fn silu(v: f32) -> f32 {
-    v * (1.0 / (1.0 + crate::num::exp::fast_expf(-v)))
+    v * (1.0 / (1.0 + crate::num::exp::step_expf(-v)))
 }
 
 #[cfg(test)]

@@ -29,6 +29,36 @@
 // The constants as `e_expf.c` (and `libm`) write them, digit for digit.
 #![allow(clippy::excessive_precision)]
 
+/// Whether the crate is built with the `exact` feature: the forward step and
+/// the sampler then use `run.c`'s literal arithmetic (divisions where `run.c`
+/// divides, glibc's `expf`: [`super::exp_glibc`]) instead of the default's
+/// reciprocal multiplications and [`fast_expf`].
+pub const EXACT: bool = cfg!(feature = "exact");
+
+/// The `expf` of the forward step (attention softmax, SiLU): [`fast_expf`]
+/// (below 1.5 ulp of `e^x`) by default; with the `exact` feature glibc's
+/// ([`super::exp_glibc::expf`]), the one `run.c` calls.
+#[inline(always)]
+pub fn step_expf(x: f32) -> f32 {
+    if EXACT {
+        super::exp_glibc::expf(x)
+    } else {
+        fast_expf(x)
+    }
+}
+
+/// The `expf` of the sampler's softmax: `libm::expf` (FreeBSD msun's, below 1
+/// ulp) by default; with the `exact` feature glibc's
+/// ([`super::exp_glibc::expf`]), the one `run.c` calls.
+#[inline]
+pub fn sampler_expf(x: f32) -> f32 {
+    if EXACT {
+        super::exp_glibc::expf(x)
+    } else {
+        libm::expf(x)
+    }
+}
+
 const HALF: [f32; 2] = [0.5, -0.5];
 const LN2_HI: f32 = 6.931_457_519_5e-1; // 0x3f317200
 const LN2_LO: f32 = 1.428_606_765_3e-6; // 0x35bfbe8e

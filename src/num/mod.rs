@@ -5,7 +5,10 @@
 //!   same code, so both paths give bit-identical tables.
 //! - [`fixed`]: Q15 fixed point: integer phases in turns, a quarter-wave
 //!   sine table, saturating Q15 rotation with a Q31 accumulator.
-//! - [`exp`]: `expf` bit-identical to `libm::expf`, inlined for the softmax.
+//! - [`exp`]: `expf` bit-identical to `libm::expf`, inlined for the softmax,
+//!   and the fast table `expf` of the forward step.
+//! - [`exp_glibc`]: glibc's `expf`, transcribed (the `exact` feature's, as
+//!   `run.c` gets it on Linux).
 //! - [`fp16`]: IEEE binary16 weight storage (exact widening, nearest-even narrowing).
 //! - [`kernels`]: unrolled f32 dot products and `axpy` for the hot loops.
 //! - [`int`]: integer-only fixed point for the integer step (f32 bits decoded,
@@ -17,6 +20,7 @@
 //!   `unsafe` code.
 
 pub mod exp;
+pub mod exp_glibc;
 pub mod fixed;
 pub mod fp16;
 pub mod int;
