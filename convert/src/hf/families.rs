@@ -206,12 +206,17 @@ mod tests {
             (
                 r#"{"model_type":"llama","hidden_size":64,"intermediate_size":96,"num_hidden_layers":1,
                     "num_attention_heads":8,"vocab_size":50,"max_position_embeddings":64,"head_dim":1000000000}"#,
-                "RoPE table of 64 positions × 500000000 pairs is too large",
+                "head_dim 1000000000 is too large (an image holds at most 1048576)",
             ),
             (
                 r#"{"model_type":"xglm","d_model":1000000000000,"attention_heads":2,"num_layers":1,"ffn_dim":32,
                     "max_position_embeddings":8,"vocab_size":50}"#,
-                "position table of 10 rows × 1000000000000 is too large",
+                "hidden size 1000000000000 is too large (an image holds at most 1048576)",
+            ),
+            (
+                r#"{"model_type":"xglm","d_model":1048576,"attention_heads":2,"num_layers":1,"ffn_dim":32,
+                    "max_position_embeddings":2048,"vocab_size":50}"#,
+                "position table of 2050 rows × 1048576 is too large",
             ),
             (
                 r#"{"model_type":"gpt2","n_embd":1000000000000,"n_head":4,"n_layer":2,"n_positions":32,"vocab_size":100}"#,
@@ -220,7 +225,7 @@ mod tests {
             (
                 r#"{"model_type":"llama","hidden_size":64,"intermediate_size":96,"num_hidden_layers":100000,
                     "num_attention_heads":8,"vocab_size":50,"max_position_embeddings":64}"#,
-                "do not make a valid image",
+                "num_hidden_layers 100000 is too large (an image holds at most 1024)",
             ),
         ] {
             let e = spec(text, None).unwrap_err();

@@ -148,6 +148,23 @@ fn values(w: &mut Weights, spec: &Spec, src: &Source, opts: &Options) -> Result<
     }))
 }
 
+/// Checks every checkpoint tensor `spec` reads against the shards' headers (its
+/// presence and shape), in the order the conversion reads them, without reading
+/// their data.
+fn check_shapes(w: &Weights, spec: &Spec) -> Result<()> {
+    for (kind, layer) in image::slots(&spec.header) {
+        let (name, shape) = match spec.source(kind, layer)? {
+            Source::Tensor { name, shape }
+            | Source::Rows { name, shape, .. }
+            | Source::Heads { name, shape, .. } => (name, shape),
+            Source::Conv1d { name, inp, out, .. } => (name, vec![inp, out]),
+            Source::Computed(_) | Source::Tokenizer => continue,
+        };
+        w.check_shape(&w.resolve(&name, spec.prefix, spec.head_names), &shape)?;
+    }
+    Ok(())
+}
+
 /// Called once per image tensor as the conversion reads it: `(done, total, label)`.
 pub type OnTensor<'a> = &'a mut dyn FnMut(usize, usize, &str);
 
@@ -162,9 +179,28 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
     if let Some(s) = &opts.rope_scaling {
         cfg = s.apply(&cfg).map_err(|e| e.context(cfg_path.display()))?;
     }
-    let spec = plan(&cfg, opts.context).map_err(|e| e.context(cfg_path.display()))?;
-
+    let in_config = |e: Error| e.context(cfg_path.display());
+    // The config's dimensions are checked against the checkpoint's tensor shapes
+    // before anything is allocated from them: a plan for one position (its tables
+    // hold one row) names every tensor and its shape, and the shards' headers must
+    // agree. Reading the shards allocates only what the files hold.
+    // A plan that fails for one position is planned for the asked context at once
+    // (its configuration error comes first, as it would without the probe; if it
+    // succeeds, as an XGLM `pad_token_id` past the one-position table can, its
+    // shapes are checked as they are read, its tables within
+    // `limits::MAX_TABLE_ENTRIES`).
+    let (probe, planned) = match plan(&cfg, Some(1)) {
+        Ok(p) => (Some(p), None),
+        Err(_) => (None, Some(plan(&cfg, opts.context).map_err(in_config)?)),
+    };
     let mut w = Weights::load(dir)?;
+    if let Some(probe) = probe {
+        check_shapes(&w, &probe.with_qkv_bias(|n| w.has(n))?)?;
+    }
+    let spec = match planned {
+        Some(s) => s,
+        None => plan(&cfg, opts.context).map_err(in_config)?,
+    };
     let mut spec = spec.with_qkv_bias(|n| w.has(n))?;
 
     let dim = spec.header.dim as usize;

@@ -14,6 +14,7 @@ use super::spec::{
     context, default_context, qkv_rows, rotation, token, Dims, Layout, Source, Spec,
 };
 use crate::error::{bail, Result};
+use crate::limits::check_dim;
 
 /// What one layer's attention is (`layer_types`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +168,10 @@ pub fn dims(cfg: &HfConfig) -> Result<LlamaDims> {
         if v == 0 {
             bail!("{key} is 0");
         }
+        // max_position_embeddings only sets the default context (at most 2048).
+        if key != "max_position_embeddings" {
+            check_dim(key, v, key == "num_hidden_layers")?;
+        }
     }
     if num_attention_heads % num_key_value_heads != 0 {
         bail!(
@@ -187,6 +192,7 @@ pub fn dims(cfg: &HfConfig) -> Result<LlamaDims> {
     if head_dim == 0 || head_dim % 2 != 0 {
         bail!("head_dim {head_dim} must be even and > 0");
     }
+    check_dim("head_dim", head_dim, false)?;
     let default_eps = if mt == ModelType::Phi3 { 1e-5 } else { 1e-6 };
     let rms_norm_eps = number(k.rms_norm_eps).unwrap_or(default_eps);
     if !(rms_norm_eps.is_finite() && rms_norm_eps >= 0.0) {

@@ -31,6 +31,7 @@ use super::spec::{
     alibi_slopes, context, default_context, rotation, token, Dims, Layout, Source, Spec,
 };
 use crate::error::{bail, Result};
+use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
 
 /// The position hook of a microformer checkpoint (`position`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +165,13 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
                 }
             }
             block.position = PositionHook::Table;
-            let mut table = vec![0f32; ctx * d.hidden_size];
+            let Some(entries) = table_entries(ctx, d.hidden_size) else {
+                bail!(
+                    "the position table of {ctx} rows × {} is too large (at most {MAX_TABLE_ENTRIES} entries)",
+                    d.hidden_size
+                );
+            };
+            let mut table = vec![0f32; entries];
             sinusoidal::fill_interleaved(ctx, d.hidden_size, &mut table)
                 .map_err(|e| crate::error::Error::config(format!("sinusoidal table: {e}")))?;
             computed.push((TensorKind::PosEmbedding, table));

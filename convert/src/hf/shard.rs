@@ -220,6 +220,12 @@ impl Shard {
         names
     }
 
+    /// A tensor's shape as the header declares it (`None` if it is not in the file),
+    /// read without touching its data.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.metadata.info(name).map(|info| info.shape.as_slice())
+    }
+
     /// A tensor as `f32`, checking its shape.
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, StError> {
         let info = self

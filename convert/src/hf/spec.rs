@@ -14,7 +14,7 @@ use super::config::keys::{count, number, required_any, Count, Name, Number, Toke
 use super::config::{HfConfig, PairLayout};
 use super::rope_tables::rope_tables;
 use crate::error::{bail, Error, Result};
-use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
+use crate::limits::{check_dim, table_entries, MAX_TABLE_ENTRIES};
 
 /// Where an image tensor's values come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,7 +304,10 @@ impl Dims {
             if v == 0 {
                 bail!("{k} is 0");
             }
+            check_dim(k, v, false)?;
         }
+        check_dim("layer count", self.layers, true)?;
+        check_dim("head dimension", self.head_dim, false)?;
         if self.heads % self.kv_heads != 0 {
             bail!(
                 "{} attention heads are not a multiple of {} key/value heads",

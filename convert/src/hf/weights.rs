@@ -96,6 +96,26 @@ impl Weights {
         self.shards[i].f32(name, shape).map_err(st_err)
     }
 
+    /// Checks that tensor `name` is present with this shape, from the shards'
+    /// headers alone (nothing is read or allocated from the shape): the errors
+    /// [`Weights::get`] would give.
+    pub(crate) fn check_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
+        let found = self
+            .index
+            .get(name)
+            .and_then(|&i| self.shards.get(i))
+            .and_then(|s| s.shape(name));
+        match found {
+            None => Err(st_err(StError::MissingTensor(name.into()))),
+            Some(got) if got != shape => Err(st_err(StError::WrongShape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                got: got.to_vec(),
+            })),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// A tensor read through the one-entry cache (fused tensors).
     pub(crate) fn cached(&mut self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         let hit = matches!(&self.cache, Some((n, s, _)) if n == name && s == shape);
