@@ -71,12 +71,12 @@ pub struct ConvertArgs {
     #[arg(long, value_enum, default_value_t = QuantArg::F32)]
     pub quant: QuantArg,
     /// Q8 group size, a multiple of 4 [default: a v2 checkpoint's own, else 64 halved until it divides dim].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(4..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(4..=4096), allow_negative_numbers = true)]
     pub group_size: Option<u64>,
     /// Positions the image covers (its RoPE table and largest context) [default: llama2.c: the
     /// checkpoint's seq_len; Hugging Face: min(max_position_embeddings, 2048)]. Dynamic NTK and
     /// LongRoPE choose their frequencies for this length.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub context: Option<u64>,
     /// Skip the agreement check of a q8/f16 image against the f32 one.
     #[arg(long)]

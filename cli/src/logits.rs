@@ -20,7 +20,7 @@ pub struct LogitsArgs {
     /// A model image written by `microformer convert`.
     pub image: PathBuf,
     /// The token ids, comma-separated (e.g. 1,345,23).
-    #[arg(long, value_name = "LIST", value_parser = parse_ids)]
+    #[arg(long, value_name = "LIST", value_parser = parse_ids, allow_negative_numbers = true)]
     pub tokens: TokenList,
     /// The forward step's arithmetic and KV cache.
     #[command(flatten)]

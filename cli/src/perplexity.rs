@@ -26,7 +26,7 @@ pub struct PerplexityArgs {
     #[arg(long, value_name = "FILE")]
     pub text: PathBuf,
     /// Positions per window (BOS + window − 1 tokens), at least 2 [default: the image's context].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..), allow_negative_numbers = true)]
     pub window: Option<u64>,
     /// The forward step's arithmetic and KV cache.
     #[command(flatten)]

@@ -36,15 +36,21 @@ pub use microformer::lm::SEED_FOR_ZERO;
 pub struct RunArgs {
     /// A model image written by `microformer convert`.
     pub image: PathBuf,
-    /// The prompt text (run.c -i), encoded with the image's tokenizer, BOS first.
+    /// The prompt text (run.c -i, UTF-8), encoded with the image's tokenizer, BOS first.
     #[arg(short = 'i', long, value_name = "TEXT")]
-    pub prompt: Option<String>,
+    pub prompt: Option<std::ffi::OsString>,
     /// The prompt as token ids (e.g. 1,345,23), used as given: the first id starts the
     /// sequence. Needs no tokenizer.
-    #[arg(long, value_name = "LIST", conflicts_with = "prompt", value_parser = parse_ids)]
+    #[arg(long, value_name = "LIST", conflicts_with = "prompt", value_parser = parse_ids, allow_negative_numbers = true)]
     pub prompt_ids: Option<TokenList>,
     /// Positions to run (run.c -n); 0 or more than the image's context: the whole context.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 256)]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "N",
+        default_value_t = 256,
+        allow_negative_numbers = true
+    )]
     pub steps: usize,
     /// Sampling temperature (run.c -t); 0 = greedy argmax.
     #[arg(
@@ -264,6 +270,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let prompt: Vec<u32> = match (&args.prompt, &args.prompt_ids) {
         (Some(text), _) => {
+            let Some(text) = text.to_str() else {
+                bail!(
+                    "--prompt is not valid UTF-8: give the text in UTF-8, or its token ids with --prompt-ids"
+                );
+            };
             let Some(tok) = &tok else {
                 bail!(
                     "{} has no tokenizer to encode --prompt: convert it with --tokenizer, or give --prompt-ids",

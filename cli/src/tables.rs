@@ -29,16 +29,21 @@ pub struct TablesArgs {
     /// A Hugging Face config.json.
     pub config: PathBuf,
     /// RoPE positions: a list like `0,5,100`, ranges `a..b` (b excluded), or both (`0..8,65535`).
-    #[arg(long, value_name = "LIST", value_parser = parse_positions)]
+    #[arg(long, value_name = "LIST", value_parser = parse_positions, allow_negative_numbers = true)]
     pub positions: Option<Positions>,
     /// Sequence length that dynamic NTK and LongRoPE choose their frequencies for [default: max_position_embeddings].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub seq_len: Option<u64>,
     /// Rows of the sinusoidal table [default: as the model builds it].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub num_positions: Option<usize>,
     /// T5: relative positions -R..=R.
-    #[arg(long, value_name = "R", default_value_t = 128)]
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = 128,
+        allow_negative_numbers = true
+    )]
     pub relative_range: u32,
     /// T5: causal (decoder) buckets instead of bidirectional.
     #[arg(long)]

@@ -116,7 +116,8 @@ pub fn fails<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
     r
 }
 
-/// A command-line error caught by clap: exit status 2, clap's `error:` message.
+/// A command-line error caught by clap: exit status 2, clap's message on one
+/// `microformer: error:` line.
 pub fn bad_flags<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], needle: &str) {
     let r = run(args);
     assert_eq!(r.code, Some(2), "{args:?}: stderr {}", r.stderr);
@@ -125,7 +126,11 @@ pub fn bad_flags<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], needle
         "{args:?} panicked: {}",
         r.stderr
     );
-    assert!(r.stderr.starts_with("error:"), "{args:?}: {}", r.stderr);
+    assert!(
+        r.stderr.starts_with("microformer: error: ") && r.stderr.lines().count() == 1,
+        "{args:?}: {}",
+        r.stderr
+    );
     assert!(
         r.stderr.contains(needle),
         "{args:?}: {:?} lacks {needle:?}",
