@@ -214,6 +214,9 @@ fn add_bias(x: &mut [i32], b: &[f32]) {
 /// Each head of `v` (`hd` values) shifted into `i16` with two bits of
 /// headroom (RoPE can grow a pair by √2), its own shift in `shifts`.
 fn heads_to_i16(v: &[i32], out: &mut [i16], hd: usize, shifts: &mut [u8]) {
+    if hd == 0 {
+        return;
+    }
     for ((v, o), s) in v
         .chunks_exact(hd)
         .zip(out.chunks_exact_mut(hd))
@@ -362,7 +365,10 @@ impl IntScratch<'_> {
             .and_then(|r| r.checked_add(pos))
             .ok_or(Error::InconsistentDimensions)?;
         let at = row * d.kv_dim;
-        let heads = d.kv_dim / d.head_dim;
+        let heads = d
+            .kv_dim
+            .checked_div(d.head_dim)
+            .ok_or(Error::InconsistentDimensions)?;
         let (Some(kq), Some(vq), Some(ks), Some(vs)) = (
             cache.keys.get_mut(at..at + d.kv_dim),
             cache.values.get_mut(at..at + d.kv_dim),

@@ -178,7 +178,9 @@ impl Scale {
         let n = Scale::norm_bits(num, 31);
         let d = Scale::norm_bits(den, 16);
         // n in [2^30, 2^31), d in [2^15, 2^16): the quotient has 15 or 16 bits.
-        Scale::normalize((n.0 as u32 / d.0 as u32) as u64, n.1 - d.1)
+        // `d.0 ≥ 2^15`: the division cannot fail (`checked_div` leaves no panic path).
+        let q = (n.0 as u32).checked_div(d.0 as u32).unwrap_or(0);
+        Scale::normalize(q as u64, n.1 - d.1)
     }
 
     /// `v` shifted so that its top bit is bit `top − 1`, and the shift applied
@@ -316,7 +318,9 @@ pub fn quantize_group_to<T: Quantum>(x: &[i32], q: &mut [T]) -> u32 {
     }
     // Q·|x| must fit u32: drop low bits of both when max ≥ 2^(32 − BITS).
     let k = (32 - max.leading_zeros()).saturating_sub(32 - T::BITS - 1);
-    let den = max >> k;
+    // `max >> k` keeps the top bits of `max ≥ 1`, so `.max(1)` changes
+    // nothing; it tells the compiler the divisor is not zero (no panic path).
+    let den = (max >> k).max(1);
     let half = den / 2;
     for (o, &v) in q.iter_mut().zip(x) {
         let a = v.unsigned_abs() >> k;

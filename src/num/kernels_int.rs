@@ -334,32 +334,52 @@ mod dsp {
         let group = 4 * K;
         let n = xq.len();
         let gpr = n / group;
+        // Non-zero row and scale strides, known to the compiler (no chunk-size
+        // assertion left in the code).
+        let (Some(n2), Some(g2)) = (n.checked_mul(2), gpr.checked_mul(2)) else {
+            return false;
+        };
+        if gpr == 0 {
+            return false;
+        }
         let mut buf = [[0i32; 2]; CHUNK];
         let mut outs = out.chunks_exact_mut(2);
-        let mut wrows = w.chunks_exact(2 * n);
-        let mut srows = ws.chunks_exact(2 * gpr);
+        let mut wrows = w.chunks_exact(n2);
+        let mut srows = ws.chunks_exact(g2);
         for ((o, w2), s2) in (&mut outs).zip(&mut wrows).zip(&mut srows) {
-            let (r0, r1) = w2.split_at(n);
-            let (s0, s1) = s2.split_at(gpr);
+            // Checked access only (`get`, `split_at_checked`): no panic path; a
+            // failed check (impossible after the caller's length checks) hands
+            // the product to the portable loop.
+            let (Some((r0, r1)), Some((s0, s1))) =
+                (w2.split_at_checked(n), s2.split_at_checked(gpr))
+            else {
+                return false;
+            };
             let top = [row_top(s0), row_top(s1)];
             let mut acc = [0i64; 2];
             let mut g0 = 0;
             while g0 < gpr {
                 let at = g0 * group;
-                let (Some(a), Some(b), Some(x)) = (r0.get(at..), r1.get(at..), xq.get(at..)) else {
+                let chunk = (gpr - g0).min(CHUNK);
+                let (Some(a), Some(b), Some(x), Some(buf)) = (
+                    r0.get(at..),
+                    r1.get(at..),
+                    xq.get(at..),
+                    buf.get_mut(..chunk),
+                ) else {
                     return false;
                 };
-                let chunk = (gpr - g0).min(CHUNK);
-                let done = dots2_i8_i16::<K>(a, b, x, &mut buf[..chunk]);
+                let done = dots2_i8_i16::<K>(a, b, x, buf);
+                // The scale slices after the assembly (fewer values live across it).
                 if done != chunk {
                     return false;
                 }
-                for (((d, &w0), &w1), &m) in buf[..chunk]
-                    .iter()
-                    .zip(&s0[g0..])
-                    .zip(&s1[g0..])
-                    .zip(&xm[g0..])
-                {
+                let (sa, sb, xs) = (
+                    s0.get(g0..).unwrap_or_default(),
+                    s1.get(g0..).unwrap_or_default(),
+                    xm.get(g0..).unwrap_or_default(),
+                );
+                for (((d, &w0), &w1), &m) in buf.iter().zip(sa).zip(sb).zip(xs) {
                     let m0 = aligned_mantissa(w0.to_bits(), top[0]);
                     let m1 = aligned_mantissa(w1.to_bits(), top[1]);
                     acc[0] += d[0] as i64 * (m0 * m) as i64;
