@@ -69,6 +69,28 @@ pub fn stage() -> Result<(), String> {
             .current_dir(root()),
         "agreement",
     )?;
+    // The llama2.c parity suite again in exact mode (the library's `exact` feature: run.c's
+    // literal arithmetic), in release: the runtime's logits bit for bit against the literal
+    // run.c transcription, 50 seeded top-p runs per llama2.c model token for token, and the
+    // transcribed glibc `expf` against the C library's over every f32 (glibc hosts). The
+    // default mode's run is the workspace test above.
+    run_recording_skips(
+        Command::new("cargo")
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "microformer-convert",
+                "--features",
+                "exact",
+                "--test",
+                "llama2c",
+                "--",
+                "--nocapture",
+            ])
+            .current_dir(root()),
+        "exact",
+    )?;
     for target in qemu_boards::targets() {
         run(
             "cargo",
