@@ -203,7 +203,9 @@ fn dot_rows(
 
 /// [`dot_rows`] for two query heads over the same rows: head dimension 8 reads
 /// each key row once for both (grouped-query attention), others run
-/// [`dot_rows`] twice.
+/// [`dot_rows`] twice. On hard-float Arm, width 8 runs
+/// [`crate::num::kernels_m4::scores2_8`] (`vldm` + `vmla`, the same operations
+/// in the same order).
 #[inline]
 fn dot_rows2(
     rows: &[f32],
@@ -220,6 +222,12 @@ fn dot_rows2(
         q[1].first_chunk::<8>(),
     ) {
         (Some((b, s, o)), Some(q0), Some(q1)) if q[0].len() == 8 && q[1].len() == 8 => {
+            #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+            if let Some(m) =
+                crate::num::kernels_m4::scores2_8([q0, q1], b, s, o, scale, [&mut *o0, &mut *o1])
+            {
+                return m;
+            }
             let (q0, q1) = (*q0, *q1);
             let (mut m0, mut m1) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
             for ((d0, d1), row) in o0.iter_mut().zip(o1.iter_mut()).zip(b.chunks_exact(s)) {
@@ -290,7 +298,8 @@ fn mix_rows(
 }
 
 /// [`mix_rows`] for two query heads over the same rows: head dimension 8 reads
-/// each value row once for both, others run [`mix_rows`] twice.
+/// each value row once for both, others run [`mix_rows`] twice. On hard-float
+/// Arm, width 8 runs [`crate::num::kernels_m4::mix2_8`] (bit-identical).
 #[inline]
 fn mix_rows2(
     rows: &[f32],
@@ -308,6 +317,10 @@ fn mix_rows2(
         o0.first_chunk_mut::<8>(),
         o1.first_chunk_mut::<8>(),
     ) {
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        if crate::num::kernels_m4::mix2_8(weights, norm, b, s, o, [&mut *d0, &mut *d1]) {
+            return;
+        }
         let (mut acc0, mut acc1) = ([0.0f32; 8], [0.0f32; 8]);
         for ((&a, &c), row) in weights[0].iter().zip(weights[1]).zip(b.chunks_exact(s)) {
             let Some(v) = row.get(o) else { break };

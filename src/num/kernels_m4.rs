@@ -3,7 +3,9 @@
 //! for f32 weights ([`dot4x8`]) and for binary16 weights ([`dot4x8_f16`],
 //! widened with `vcvtb`/`vcvtt.f32.f16`); and the integer step's int8 × int16
 //! group dot products on the DSP extension ([`dots2_i8_i16`]: `sxtb16`,
-//! `smlad`), whose `unsafe` contract is stated at its call.
+//! `smlad`), whose `unsafe` contract is stated at its call; and the f32
+//! attention's score and value-mix loops for two query heads of width 8
+//! ([`scores2_8`], [`mix2_8`]: one `vldmia` per key or value row).
 //!
 //! # Why `unsafe`
 //!
@@ -339,4 +341,205 @@ pub fn dots2_i8_i16<const K: usize>(
         );
     }
     groups
+}
+
+/// Clobber list of the attention kernels: S0–S28.
+macro_rules! attn_asm {
+    ($($body:tt)*) => {
+        asm!(
+            $($body)*
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+            out("s16") _, out("s17") _, out("s18") _, out("s19") _,
+            out("s20") _, out("s21") _, out("s22") _, out("s23") _,
+            out("s24") _, out("s25") _, out("s26") _, out("s27") _,
+            out("s28") _,
+            options(nostack),
+        )
+    };
+}
+
+/// The number of rows a kernel over `rows` (blocks of eight, `stride` blocks
+/// apart, the block `o` of each row read) may visit, at most `n`: `None` when
+/// the layout is not one (zero stride, `o` outside a row).
+#[inline(always)]
+fn rows_within(rows: &[[f32; 8]], stride: usize, o: usize, n: usize) -> Option<usize> {
+    if stride == 0 || o >= stride {
+        return None;
+    }
+    Some(n.min(rows.len() / stride))
+}
+
+/// The attention's scores of two query heads of width 8 (grouped-query
+/// heads sharing a kv head): for key `i`, `out[h][i] = dot8_first(q[h], k_i) ·
+/// scale`, `k_i = rows[i·stride + o]`, and the largest score of each head
+/// (`−∞` for none, a NaN never taken: `v > m` as `vcmp` + `it gt`).
+/// Bit-identical to the portable loop (`attn::cache::dot_rows2`): products
+/// summed in order from the first one (`vmul`, then `vmla`), then one `vmul`
+/// by the scale. Per key: one `vldmia` of the key, 16 multiply-adds, two
+/// scalings, two stores, the two maxima (4 instructions each).
+///
+/// Returns `None` (nothing done) for a layout [`rows_within`] refuses, or
+/// output rows of different lengths; else the maxima, over the first
+/// `min(out[0].len(), rows.len() / stride)` keys.
+#[inline(always)]
+pub fn scores2_8(
+    q: [&[f32; 8]; 2],
+    rows: &[[f32; 8]],
+    stride: usize,
+    o: usize,
+    scale: f32,
+    out: [&mut [f32]; 2],
+) -> Option<[f32; 2]> {
+    let [o0, o1] = out;
+    if o0.len() != o1.len() {
+        return None;
+    }
+    let n = rows_within(rows, stride, o, o0.len())?;
+    // Scale and the two maxima, loaded into S26–S28 and stored back.
+    let mut c = [scale, f32::NEG_INFINITY, f32::NEG_INFINITY];
+    if n == 0 {
+        return Some([c[1], c[2]]);
+    }
+    let first = rows.get(o)?;
+    // SAFETY: the assembly reads 8 f32 from each of `q[0]`, `q[1]` (arrays),
+    // 3 from `c` and writes them back (an exclusive local array), and for
+    // `i` in `0..n` reads the block `rows[i·stride + o]` (in bounds:
+    // `n ≤ rows.len() / stride` and `o < stride`, so `i·stride + o <
+    // n·stride ≤ rows.len()`) and writes `o0[i]`, `o1[i]` (`n ≤ o0.len() =
+    // o1.len()`, exclusive slices). `vldm` needs 4-byte alignment, which f32
+    // data has. Clobbered: S0–S28, the pointer and counter copies, the flags.
+    unsafe {
+        attn_asm!(
+            "vldmia {q0}, {{s0-s7}}",
+            "vldmia {q1}, {{s8-s15}}",
+            "vldmia {c}, {{s26-s28}}",
+            "2:",
+            "vldmia {k}, {{s16-s23}}",
+            "add {k}, {k}, {step}",
+            "vmul.f32 s24, s0, s16",
+            "vmul.f32 s25, s8, s16",
+            "vmla.f32 s24, s1, s17",
+            "vmla.f32 s25, s9, s17",
+            "vmla.f32 s24, s2, s18",
+            "vmla.f32 s25, s10, s18",
+            "vmla.f32 s24, s3, s19",
+            "vmla.f32 s25, s11, s19",
+            "vmla.f32 s24, s4, s20",
+            "vmla.f32 s25, s12, s20",
+            "vmla.f32 s24, s5, s21",
+            "vmla.f32 s25, s13, s21",
+            "vmla.f32 s24, s6, s22",
+            "vmla.f32 s25, s14, s22",
+            "vmla.f32 s24, s7, s23",
+            "vmla.f32 s25, s15, s23",
+            "vmul.f32 s24, s24, s26",
+            "vmul.f32 s25, s25, s26",
+            "vstmia {o0}!, {{s24}}",
+            "vstmia {o1}!, {{s25}}",
+            "vcmp.f32 s24, s27",
+            "vmrs APSR_nzcv, fpscr",
+            "it gt",
+            "vmovgt.f32 s27, s24",
+            "vcmp.f32 s25, s28",
+            "vmrs APSR_nzcv, fpscr",
+            "it gt",
+            "vmovgt.f32 s28, s25",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vstmia {c}, {{s26-s28}}",
+            q0 = in(reg) q[0].as_ptr(),
+            q1 = in(reg) q[1].as_ptr(),
+            c = in(reg) c.as_mut_ptr(),
+            k = inout(reg) first.as_ptr() => _,
+            step = in(reg) stride * 32,
+            o0 = inout(reg) o0.as_mut_ptr() => _,
+            o1 = inout(reg) o1.as_mut_ptr() => _,
+            n = inout(reg) n => _,
+        );
+    }
+    Some([c[1], c[2]])
+}
+
+/// The attention's value mix of two query heads of width 8 over the same
+/// value rows: `out[h] = Σ_i (w[h][i]·norm[h]) · v_i` accumulated in order of
+/// `i` from `0.0` (`v_i = rows[i·stride + o]`), bit-identical to the portable
+/// loop (`attn::cache::mix_rows2`, `kernels::axpy8` per row): each weight
+/// scaled by one `vmul`, then one `vmla` per element. Per value row: two
+/// weight loads and scalings, one `vldmia`, 16 multiply-adds.
+///
+/// Returns `false` (nothing written) for a layout [`rows_within`] refuses or
+/// weight rows of different lengths; else sums the first
+/// `min(w[0].len(), rows.len() / stride)` rows into `out`.
+#[inline(always)]
+pub fn mix2_8(
+    w: [&[f32]; 2],
+    norm: [f32; 2],
+    rows: &[[f32; 8]],
+    stride: usize,
+    o: usize,
+    out: [&mut [f32; 8]; 2],
+) -> bool {
+    if w[0].len() != w[1].len() {
+        return false;
+    }
+    let Some(n) = rows_within(rows, stride, o, w[0].len()) else {
+        return false;
+    };
+    let mut acc = [[0.0f32; 8]; 2];
+    if n > 0 {
+        let Some(first) = rows.get(o) else {
+            return false;
+        };
+        // SAFETY: the assembly reads `n` f32 from each of `w[0]`, `w[1]`
+        // (`n ≤ w[h].len()`), 2 from `norm`, and the blocks
+        // `rows[i·stride + o]` for `i < n` (in bounds as in [`scores2_8`]); it
+        // loads and stores the 16 accumulators of `acc` (an exclusive local
+        // `[[f32; 8]; 2]`, 16 contiguous f32), nothing else. Clobbered: S0–S28, the pointer and counter
+        // copies, the flags.
+        unsafe {
+            attn_asm!(
+                "vldmia {acc}, {{s0-s15}}",
+                "vldmia {nrm}, {{s26-s27}}",
+                "2:",
+                "vldmia {w0}!, {{s24}}",
+                "vldmia {w1}!, {{s25}}",
+                "vmul.f32 s24, s24, s26",
+                "vmul.f32 s25, s25, s27",
+                "vldmia {v}, {{s16-s23}}",
+                "add {v}, {v}, {step}",
+                "vmla.f32 s0, s24, s16",
+                "vmla.f32 s8, s25, s16",
+                "vmla.f32 s1, s24, s17",
+                "vmla.f32 s9, s25, s17",
+                "vmla.f32 s2, s24, s18",
+                "vmla.f32 s10, s25, s18",
+                "vmla.f32 s3, s24, s19",
+                "vmla.f32 s11, s25, s19",
+                "vmla.f32 s4, s24, s20",
+                "vmla.f32 s12, s25, s20",
+                "vmla.f32 s5, s24, s21",
+                "vmla.f32 s13, s25, s21",
+                "vmla.f32 s6, s24, s22",
+                "vmla.f32 s14, s25, s22",
+                "vmla.f32 s7, s24, s23",
+                "vmla.f32 s15, s25, s23",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "vstmia {acc}, {{s0-s15}}",
+                acc = in(reg) acc.as_mut_ptr().cast::<f32>(),
+                nrm = in(reg) norm.as_ptr(),
+                w0 = inout(reg) w[0].as_ptr() => _,
+                w1 = inout(reg) w[1].as_ptr() => _,
+                v = inout(reg) first.as_ptr() => _,
+                step = in(reg) stride * 32,
+                n = inout(reg) n => _,
+            );
+        }
+    }
+    let [d0, d1] = out;
+    [*d0, *d1] = acc;
+    true
 }

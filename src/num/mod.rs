@@ -16,7 +16,8 @@
 //! - [`kernels_int`]: the integer step's int8 kernels (portable Rust).
 //! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernels in
 //!   inline assembly (`vldm` + `vmla.f32`, and `vcvtb`/`vcvtt` for binary16
-//!   weights; `sxtb16` + `smlad` for the integer step), the crate's only
+//!   weights; `sxtb16` + `smlad` for the integer step) and the f32
+//!   attention's score and value-mix loops, the crate's only
 //!   `unsafe` code.
 
 pub mod exp;
