@@ -16,6 +16,8 @@
 //!      sinusoidal, partial-RoPE positions) converted and run greedy on the host and on the
 //!      emulated Cortex-M4F, the ids compared with each other and with transformers'.
 //!   5. Real boards stage (as `cargo xtask boards`).
+//!   6. Fuzz stage (`fuzz.rs`): every fuzz target of `fuzz/` for a few thousand
+//!      executions from its seeds, after replaying the crashes found earlier.
 //! - `cargo xtask qemu-tests`: the on-target stage alone: for each QEMU board (Cortex-M0,
 //!   M3, M4F, M33) its on-target test suites and its firmware's self-check under QEMU, then
 //!   the soft-float check. A failing test, a fault or a QEMU run past `QEMU_TIMEOUT` seconds
@@ -32,6 +34,9 @@
 //!   Cortex-M3 and Cortex-M0 builds (call graph of the firmware ELF, see `softfloat.rs`).
 //! - `cargo xtask panics [--write]`: panic sites left on the hot paths of the Cortex-M4F
 //!   firmware, checked against `docs/panics.json` (the count only falls; `panics.rs`).
+//! - `cargo xtask fuzz [--runs N] [--targets LIST] [--write]`: the fuzz targets (cargo-fuzz,
+//!   installed if missing) for N executions each; `--write` records the figures in
+//!   `docs/fuzz.{json,md}` and README.md (see `fuzz.rs`).
 //! - `cargo xtask cycles [--json] [--write] [--steps N]`: estimated cycles per token on the
 //!   Cortex-M4F and M33 from QEMU's instruction trace and the TRMs' counts (see `cycles.rs`).
 //!
@@ -52,6 +57,7 @@ mod elf;
 mod extrapolation;
 mod families;
 mod firmware;
+mod fuzz;
 mod host;
 mod install;
 mod on_target;
@@ -86,7 +92,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Every stage CI runs: host (install missing targets; fmt, clippy, host tests, Cortex-M
-    /// builds; fmt and clippy of boards/), qemu-tests, demo-tests, families, boards
+    /// builds; fmt and clippy of boards/), qemu-tests, demo-tests, families, boards, fuzz
     Test,
     /// On-target stage: install qemu-system-arm and defmt-print if missing, run every board's
     /// tests under QEMU (M0, M3, M4F, M33), then the soft-float check
@@ -115,6 +121,9 @@ enum Task {
     /// Panic sites left on the hot paths (step, sampling, decoding, image parse): counted
     /// from the Cortex-M4F firmware ELF, checked against docs/panics.json (or --write)
     Panics(panics::PanicsArgs),
+    /// Fuzz every input surface (cargo-fuzz, installed if missing) for N executions per
+    /// target; --write records the figures in docs/fuzz.{json,md} and README.md
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +140,7 @@ fn main() -> ExitCode {
         Task::Softfloat => softfloat::softfloat(),
         Task::Cycles(args) => cycles::cycles(args),
         Task::Panics(args) => panics::panics(args),
+        Task::Fuzz(args) => fuzz::fuzz(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,13 +160,15 @@ fn test() -> Result<(), String> {
     let demo = demo::demo_tests()?;
     let families = families::families_tests()?;
     let real = boards::stage()?;
+    let fuzz = fuzz::short()?;
     eprintln!(
-        "xtask: all tests passed (host stage {}, on-target stage {}, demo stage {}, families stage {}, real boards {}, total {})",
+        "xtask: all tests passed (host stage {}, on-target stage {}, demo stage {}, families stage {}, real boards {}, fuzz {}, total {})",
         secs(host),
         secs(on_target),
         secs(demo),
         secs(families),
         secs(real),
+        secs(fuzz),
         secs(start.elapsed())
     );
     Ok(())
@@ -188,6 +200,7 @@ mod tests {
             "softfloat",
             "cycles",
             "panics",
+            "fuzz",
         ] {
             assert!(parse(&[task]).is_ok(), "{task}");
         }
