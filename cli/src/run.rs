@@ -17,7 +17,10 @@
 //!   `atoi` into an `unsigned long long` does;
 //! - a negative or non-finite temperature, or a top-p outside `[0, 1]`, is an
 //!   error instead of being clamped;
-//! - nothing is printed on stderr (no tok/s line).
+//! - nothing is printed on stderr (no tok/s line);
+//! - the session holds only the positions the run can reach (the step budget, or
+//!   the prompt if longer), so `-n 10` on an image of a million positions does not
+//!   allocate a million-position KV cache.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -152,11 +155,14 @@ impl StepArgs {
         microformer::model::Arith,
     )> {
         let (kv, arith) = self.formats()?;
-        Ok((
-            vec![0u8; model.arena_bytes_for(context, kv, arith) + 3],
-            kv,
-            arith,
-        ))
+        let bytes = model.arena_bytes_for(context, kv, arith).saturating_add(3);
+        // An allocation the machine refuses is an error, not an abort.
+        let mut arena = Vec::new();
+        if arena.try_reserve_exact(bytes).is_err() {
+            fail!("cannot allocate the {bytes}-byte arena of a session of {context} positions");
+        }
+        arena.resize(bytes, 0);
+        Ok((arena, kv, arith))
     }
 }
 
@@ -307,8 +313,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         );
     }
 
-    let (mut arena, kv, arith) = args.step.arena(&model, context)?;
-    let mut session = microformer::model::Session::open(&model, &mut arena, context, kv, arith)
+    // The session holds the positions the run can reach (the step budget, or the
+    // prompt if it is longer), not the image's whole context: the same tokens, and
+    // an arena sized by the request.
+    let positions = generate::clip_steps(args.steps, context).max(prompt.len());
+    let (mut arena, kv, arith) = args.step.arena(&model, positions)?;
+    let mut session = microformer::model::Session::open(&model, &mut arena, positions, kv, arith)
         .map_err(|e| CliError::runtime(format!("cannot open a session: {e}")))?;
     let mut sampler = Sampler::new(args.temperature, args.top_p, rng_state(args.seed))?;
     let mut scratch = if sampler.uses_topp() {

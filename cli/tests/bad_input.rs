@@ -34,6 +34,8 @@ struct Case {
     code: i32,
     /// A part of the message that names the problem.
     needle: &'static str,
+    /// An address-space limit (KiB, `ulimit -v`) to run it under.
+    limit_kib: Option<u64>,
 }
 
 fn case(
@@ -49,7 +51,45 @@ fn case(
         args: args.iter().map(OsString::from).collect(),
         code,
         needle,
+        limit_kib: None,
     }
+}
+
+/// Address space the runs that must not allocate a whole context get (`ulimit -v`,
+/// KiB): 400 MB, where the debug binary needs about 20 MB and the 2^20-position
+/// session of `alibi-1m.mfi` 1.35 GB.
+const LIMIT_KIB: u64 = 400_000;
+
+/// The command for `args`, run in `dir`, under `ulimit -v limit_kib` if given.
+fn command(dir: &Path, args: &[OsString], limit_kib: Option<u64>) -> Command {
+    let mut c = match limit_kib {
+        None => Command::new(BIN),
+        Some(kib) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            c
+        }
+    };
+    c.args(args).current_dir(dir);
+    c
+}
+
+/// `models/<name>` converted with `--context N` to `out`.
+fn convert_own(name: &str, context: &str, out: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name);
+    let o = Command::new(BIN)
+        .arg("convert")
+        .arg(&src)
+        .arg("-o")
+        .arg(out)
+        .args(["--context", context])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// `prefix` + the byte 0xFF (never valid UTF-8) + `suffix`.
@@ -145,6 +185,7 @@ fn make_inputs(d: &Path) {
         &d.join("text.txt"),
         b"ROMEO. But soft, what light through yonder window breaks?\n",
     );
+    convert_own("alibi", "1048576", &d.join("alibi-1m.mfi"));
 
     let tok = std::fs::read(models.join("tokenizer.bin")).unwrap();
     write(&d.join("trunc.tok"), &tok[..tok.len() / 2]);
@@ -279,6 +320,16 @@ fn cases() -> Vec<Case> {
         c.args.extend(extra.iter().map(OsString::from));
         v.push(c);
     }
+
+    let mut c = case(
+        IMG,
+        "context of 2^20 positions, its 1.35 GB arena refused (ulimit -v 400000)",
+        &["perplexity", "alibi-1m.mfi", "--text", "text.txt"],
+        1,
+        "cannot allocate",
+    );
+    c.limit_kib = Some(LIMIT_KIB);
+    v.push(c);
 
     let conv = |src: &str| ["convert", src, "-o", "out.mfi"].map(str::to_string);
     let conv_case = |surface, input, src: &str, code, needle| {
@@ -781,9 +832,7 @@ fn matrix() {
     let mut rows: Vec<(&str, &str, i32, String, Vec<String>)> = Vec::new();
     for c in cases() {
         let cmd = shown(&c.args);
-        let out = Command::new(BIN)
-            .args(&c.args)
-            .current_dir(&dir.0)
+        let out = command(&dir.0, &c.args, c.limit_kib)
             .output()
             .expect("run microformer");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -928,6 +977,26 @@ fn accepted_edge_values() {
     assert_eq!(ids(&["-n", "16"]), whole);
     assert_eq!(ids(&["-n", "16", "-p", "0"]), whole);
     assert_eq!(ids(&["-n", "16", "-p", "1"]), whole);
+    // `run -n 8` on an image of 2^20 positions holds 8 positions, not 2^20 (whose
+    // 1.35 GB arena the address-space limit would refuse).
+    let big = dir.join("alibi-1m.mfi");
+    convert_own("alibi", "1048576", &big);
+    let args: Vec<OsString> = ["run", "alibi-1m.mfi", "--ids", "-t", "0", "-n", "8"]
+        .map(OsString::from)
+        .to_vec();
+    let out = command(&dir.0, &args, Some(LIMIT_KIB)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .count(),
+        8
+    );
     let odd: PathBuf = dir.0.join(OsStr::from_bytes(b"r\xFFope.mfi"));
     std::fs::copy(&img, &odd).unwrap();
     let out = Command::new(BIN).arg("inspect").arg(&odd).output().unwrap();
