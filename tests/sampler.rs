@@ -143,12 +143,16 @@ fn softmax_matches_f64_model_and_run_c_operation_order() {
             worst_of_bound = worst_of_bound.max(rel / bound);
         }
 
-        // Bit-exact against run.c's operations written out in f32.
+        // Bit-exact against run.c's operations written out in f32, with the sampler's
+        // `expf` (libm's; glibc's in an `exact` build).
         let m = x
             .iter()
             .copied()
             .fold(x[0], |a, b| if b > a { b } else { a });
-        let mut q: Vec<f32> = x.iter().map(|&v| libm::expf(v - m)).collect();
+        let mut q: Vec<f32> = x
+            .iter()
+            .map(|&v| microformer::num::exp::sampler_expf(v - m))
+            .collect();
         let mut s = 0.0f32;
         for &v in &q {
             s += v;
