@@ -268,6 +268,25 @@ fn make_inputs(d: &Path) {
     hf_dir(&d.join("hf-stdir"), |_| {});
     std::fs::remove_file(d.join("hf-stdir/model.safetensors")).unwrap();
     std::fs::create_dir(d.join("hf-stdir/model.safetensors")).unwrap();
+    // Sharded: model.safetensors.index.json instead of model.safetensors.
+    for (name, index) in [
+        ("hf-index-trunc", r#"{"weight_map": {"model.norm.weight": "#),
+        (
+            "hf-index-missing",
+            r#"{"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}"#,
+        ),
+        (
+            "hf-index-escape",
+            r#"{"weight_map": {"model.norm.weight": "../model.safetensors"}}"#,
+        ),
+    ] {
+        hf_dir(&d.join(name), |_| {});
+        std::fs::remove_file(d.join(name).join("model.safetensors")).unwrap();
+        write(
+            &d.join(name).join("model.safetensors.index.json"),
+            index.as_bytes(),
+        );
+    }
 }
 
 /// The matrix, surface by surface.
@@ -519,6 +538,27 @@ fn cases() -> Vec<Case> {
         "hf-stdir",
         1,
         "cannot read",
+    ));
+    v.push(conv_case(
+        HF,
+        "truncated model.safetensors.index.json",
+        "hf-index-trunc",
+        1,
+        "invalid JSON",
+    ));
+    v.push(conv_case(
+        HF,
+        "index naming a missing shard",
+        "hf-index-missing",
+        1,
+        "cannot read",
+    ));
+    v.push(conv_case(
+        HF,
+        "index naming a shard outside the directory",
+        "hf-index-escape",
+        1,
+        "bad shard name",
     ));
     for (input, file, code, needle) in [
         (
