@@ -348,7 +348,10 @@ fn cases() -> Vec<Case> {
         "cannot allocate",
     );
     c.limit_kib = Some(LIMIT_KIB);
-    v.push(c);
+    // `ulimit -v` (RLIMIT_AS) is enforced on Linux; elsewhere the arena may be granted.
+    if cfg!(target_os = "linux") {
+        v.push(c);
+    }
 
     let conv = |src: &str| ["convert", src, "-o", "out.mfi"].map(str::to_string);
     let conv_case = |surface, input, src: &str, code, needle| {
@@ -1021,6 +1024,7 @@ fn accepted_edge_values() {
     // 1.35 GB arena the address-space limit would refuse).
     let big = dir.join("alibi-1m.mfi");
     convert_own("alibi", "1048576", &big);
+    // (Linux enforces the limit; elsewhere the run merely succeeds.)
     let args: Vec<OsString> = ["run", "alibi-1m.mfi", "--ids", "-t", "0", "-n", "8"]
         .map(OsString::from)
         .to_vec();
