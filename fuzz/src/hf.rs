@@ -10,7 +10,8 @@
 //! harness writes the files into one of its own (under `/dev/shm` where there
 //! is one) on every run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use microformer::image::Image;
 use microformer::model::Model;
@@ -26,14 +27,28 @@ use crate::{parts, Aligned};
 /// The largest context the harness converts.
 const MAX_CONTEXT: usize = 64;
 
-/// The harness's directory (one per process).
+/// The harness's directory (one per process); on the first call, those of processes
+/// that have ended are removed.
 fn dir() -> PathBuf {
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    base.join(format!("microformer-fuzz-hf-{}", std::process::id()))
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        const PREFIX: &str = "microformer-fuzz-hf-";
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix(PREFIX) {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        base.join(format!("{PREFIX}{}", std::process::id()))
+    })
+    .clone()
 }
 
 /// The name of shard `i` of `n`.
