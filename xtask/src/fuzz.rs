@@ -326,11 +326,20 @@ pub fn fuzz(args: FuzzArgs) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask test`'s fuzz step: cargo-fuzz installed if missing, the targets built, the
-/// regression inputs replayed, and every target run for [`SHORT_RUNS`] executions from
-/// its seeds (a scratch corpus: the committed one is not touched).
+/// `cargo xtask test`'s fuzz step: the fuzz crate's tests, cargo-fuzz installed if missing,
+/// the targets built, the regression inputs replayed, and every target run for
+/// [`SHORT_RUNS`] executions from its seeds (a scratch corpus: the committed one is not
+/// touched).
 pub fn short() -> Result<std::time::Duration, String> {
     let start = Instant::now();
+    // The harnesses' own tests: the seeds go the whole way (models open and step, files
+    // convert), the input splitting.
+    run_cmd(
+        Command::new("cargo")
+            .args(["test", "--manifest-path", "fuzz/Cargo.toml"])
+            .current_dir(root())
+            .env("CARGO_TARGET_DIR", target_dir()),
+    )?;
     ensure_cargo_fuzz()?;
     build("none")?;
     for (t, runs) in SHORT_RUNS {
