@@ -134,11 +134,13 @@ fn blocks8(
     offset: usize,
     width: usize,
 ) -> Option<(&[[f32; 8]], usize, usize)> {
-    if kv_dim % 8 != 0 || offset % 8 != 0 || width % 8 != 0 || kv_dim == 0 {
+    if kv_dim % 8 != 0 || offset % 8 != 0 || width % 8 != 0 {
         return None;
     }
     let b: &[[f32; 8]] = bytemuck::try_cast_slice(rows).ok()?;
-    Some((b, kv_dim / 8, offset / 8))
+    // A non-zero stride the compiler knows (no chunk-size assertion left).
+    let s = core::num::NonZeroUsize::new(kv_dim / 8)?;
+    Some((b, s.get(), offset / 8))
 }
 
 /// `out[i] = scale·(q·row_i[offset..])` over rows `[n][kv_dim]`, the dot product
@@ -185,7 +187,7 @@ fn dot_rows(
             }
         }
         _ => {
-            for (dst, row) in out.iter_mut().zip(rows.chunks_exact(kv_dim)) {
+            for (dst, row) in out.iter_mut().zip(rows.chunks_exact(kv_dim.max(1))) {
                 let mut v = 0.0f32;
                 for (&a, &b) in q.iter().zip(row.get(offset..).unwrap_or(&[])) {
                     v += a * b;
@@ -288,7 +290,7 @@ fn mix_rows(
         o1.copy_from_slice(&acc1);
     } else {
         out.fill(0.0);
-        for (&a, row) in weights.iter().zip(rows.chunks_exact(kv_dim)) {
+        for (&a, row) in weights.iter().zip(rows.chunks_exact(kv_dim.max(1))) {
             let a = a * norm;
             for (o, &v) in out.iter_mut().zip(row.get(offset..).unwrap_or(&[])) {
                 *o += a * v;
@@ -491,16 +493,30 @@ impl_kv_read!(KvCache<'_>);
 impl KvWrite for KvCache<'_> {
     fn store(&mut self, layer: usize, pos: usize, key: &[f32], value: &[f32]) -> Result<(), Error> {
         let at = self.rows.at(layer, pos, 1, 0, self.rows.kv_dim)?;
-        for got in [key.len(), value.len()] {
-            if got != self.rows.kv_dim {
-                return Err(Error::LengthMismatch {
-                    expected: self.rows.kv_dim,
-                    got,
-                });
-            }
+        let kv = self.rows.kv_dim;
+        if key.len() != kv || value.len() != kv {
+            return Err(Error::LengthMismatch {
+                expected: kv,
+                got: if key.len() != kv {
+                    key.len()
+                } else {
+                    value.len()
+                },
+            });
         }
-        self.keys[at..at + self.rows.kv_dim].copy_from_slice(key);
-        self.values[at..at + self.rows.kv_dim].copy_from_slice(value);
+        // Checked access (no panic path): `at` was validated by `Rows::at`.
+        let (Some(k), Some(v)) = (
+            self.keys.get_mut(at..at + kv),
+            self.values.get_mut(at..at + kv),
+        ) else {
+            return Err(Error::PositionOutOfRange {
+                position: pos,
+                len: self.rows.positions,
+            });
+        };
+        // Both `kv_dim` long (checked above): no length panic left.
+        k.copy_from_slice(key);
+        v.copy_from_slice(value);
         Ok(())
     }
 }

@@ -118,9 +118,10 @@ impl<'c> KvCacheQ8<'c> {
         };
         let kv = self.rows.kv_dim;
         let at = self.rows.at(layer, start, n, offset, width)?;
+        let r = at.checked_div(kv).unwrap_or(0);
         Ok((
             data.get(at..at + n * kv).unwrap_or(&[]),
-            scales.get(at / kv..at / kv + n).unwrap_or(&[]),
+            scales.get(r..r + n).unwrap_or(&[]),
         ))
     }
 }
@@ -171,7 +172,7 @@ fn dot_rows_q8<const H: usize>(
     let mut m = [f32::NEG_INFINITY; H];
     let d = q[0].len();
     let q8: [Option<&[f32; 8]>; H] = core::array::from_fn(|h| q[h].first_chunk::<8>());
-    for (i, (row, &s)) in rows.chunks_exact(kv_dim).zip(scales).enumerate() {
+    for (i, (row, &s)) in rows.chunks_exact(kv_dim.max(1)).zip(scales).enumerate() {
         let k = row.get(offset..offset + d).unwrap_or(&[]);
         let k8 = k.first_chunk::<8>().filter(|_| d == 8).map(widen8);
         for h in 0..H {
@@ -209,7 +210,7 @@ fn mix_rows_q8<const H: usize>(
     for o in out.iter_mut() {
         o.fill(0.0);
     }
-    for (i, (row, &s)) in rows.chunks_exact(kv_dim).zip(scales).enumerate() {
+    for (i, (row, &s)) in rows.chunks_exact(kv_dim.max(1)).zip(scales).enumerate() {
         let v = row.get(offset..offset + d).unwrap_or(&[]);
         match v.first_chunk::<8>().filter(|_| d == 8) {
             Some(v8) => {
@@ -320,19 +321,21 @@ impl KvWrite for KvCacheQ8<'_> {
         for got in [key.len(), value.len()] {
             check_len(kv, got)?;
         }
-        let r = at / kv;
-        q8::quantize(
-            key,
-            kv,
-            &mut self.keys[at..at + kv],
-            &mut self.key_scales[r..r + 1],
-        )?;
-        q8::quantize(
-            value,
-            kv,
-            &mut self.values[at..at + kv],
-            &mut self.value_scales[r..r + 1],
-        )
+        // Checked access (no panic path): `at` was validated by `Rows::at`.
+        let r = at.checked_div(kv).ok_or(Error::ZeroDimension)?;
+        let (Some(kq), Some(ks), Some(vq), Some(vs)) = (
+            self.keys.get_mut(at..at + kv),
+            self.key_scales.get_mut(r..r + 1),
+            self.values.get_mut(at..at + kv),
+            self.value_scales.get_mut(r..r + 1),
+        ) else {
+            return Err(Error::PositionOutOfRange {
+                position: pos,
+                len: self.rows.positions,
+            });
+        };
+        q8::quantize(key, kv, kq, ks)?;
+        q8::quantize(value, kv, vq, vs)
     }
 }
 

@@ -123,10 +123,20 @@ impl<'a> Matrix<'a> {
                 got: out.len(),
             });
         }
+        // Checked access only (no panic path): a matrix built by
+        // `Matrix::from_image` holds `rows · cols` values, so none fails.
+        let short = || Error::LengthMismatch {
+            expected: (row + 1) * cols,
+            got: 0,
+        };
         match *self {
-            Matrix::F32 { w, .. } => out.copy_from_slice(&w[row * cols..(row + 1) * cols]),
+            Matrix::F32 { w, .. } => {
+                // `out.len() == cols` (checked above): no length panic left.
+                out.copy_from_slice(w.get(row * cols..(row + 1) * cols).ok_or_else(short)?);
+            }
             Matrix::F16 { w, .. } => {
-                for (o, &h) in out.iter_mut().zip(&w[row * cols..(row + 1) * cols]) {
+                let w = w.get(row * cols..(row + 1) * cols).ok_or_else(short)?;
+                for (o, &h) in out.iter_mut().zip(w) {
                     *o = fp16::to_f32(h);
                 }
             }
@@ -136,13 +146,14 @@ impl<'a> Matrix<'a> {
                 group,
                 ..
             } => {
-                let gpr = cols / group;
-                q8::dequantize(
-                    &values[row * cols..(row + 1) * cols],
-                    &scales[row * gpr..(row + 1) * gpr],
-                    group,
-                    out,
-                )?;
+                let gpr = cols.checked_div(group).ok_or(Error::ZeroDimension)?;
+                let (Some(v), Some(s)) = (
+                    values.get(row * cols..(row + 1) * cols),
+                    scales.get(row * gpr..(row + 1) * gpr),
+                ) else {
+                    return Err(short());
+                };
+                q8::dequantize(v, s, group, out)?;
             }
         }
         Ok(())

@@ -23,6 +23,9 @@
 //! names the functions with sites and the entry points that were inlined into their callers
 //! (their code is then counted in the caller, which is not on the surface and so not here).
 //!
+//! `PANICS_DEBUG=1 cargo xtask panics` also prints every site's address and the panic routine
+//! it branches to (`llvm-addr2line -i -e <elf> <address>` names the source line).
+//!
 //! Limits: as `softfloat.rs`'s walker (calls through registers are not followed); a site
 //! the optimiser merged (one `bl core::panicking::panic_bounds_check` shared by several
 //! checks) counts once.
@@ -232,13 +235,22 @@ fn count(program: &Program) -> Vec<Surface> {
                     .map(|b| branches(program, f.start, b))
                     .unwrap_or_default()
                     .into_iter()
-                    .filter_map(|(_, b)| match b {
+                    .filter_map(|(pc, b)| match b {
                         Branch::Call(t) | Branch::Jump(t) if !(f.start..f.end).contains(&t) => {
-                            program.function_at(t)
+                            program.function_at(t).map(|j| (pc, t, j))
                         }
                         _ => None,
                     })
-                    .filter(|j| panic.contains(j))
+                    .filter(|(_, _, j)| panic.contains(j))
+                    .inspect(|(pc, t, j)| {
+                        if std::env::var_os("PANICS_DEBUG").is_some() {
+                            eprintln!(
+                                "site in {} at {pc:#x} -> {t:#x} {}",
+                                f.name(),
+                                program.functions[*j].name()
+                            );
+                        }
+                    })
                     .count();
                 if sites > 0 {
                     *s.sites.entry(f.name().to_owned()).or_default() += sites;
