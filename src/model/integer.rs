@@ -571,11 +571,40 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         // Q16 = product · 2^(base.e + ek + 16) = hi32(product · 2^(base.e + ek + 48)).
         let c = base.e + ek + ACT_FRAC as i32 + 32;
         let mut max = i32::MIN;
+        // The int8 cache on the DSP extension, heads of 8·b: the dot products
+        // by the kernel (eight values a call), then each one's high word
+        // against its key's multiplier `P·2^c` (the same integers as below).
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        let done = hd % 8 == 0
+            && T::as_i8(keys).is_some_and(|k8| {
+                att.fill(0);
+                let all = q.chunks_exact(8).enumerate().all(|(b, qb)| {
+                    qb.first_chunk::<8>().is_some_and(|qb| {
+                        crate::num::kernels_m4::dots_i8x8(qb, k8, kv, offset + 8 * b, att)
+                    })
+                });
+                if all {
+                    // Each score from its dot product and key scale, as below.
+                    for (a, sk) in att.iter_mut().zip(head_scales(ks, kh, heads)) {
+                        let (dot, p) = (*a as i64, base.m * aligned(sk, ek));
+                        *a = if c <= 0 {
+                            (dot.wrapping_mul((p >> -c.max(-31)) as i64) >> 32) as i32
+                        } else {
+                            sat_i32(shift_i64(dot.wrapping_mul(p as i64), c - 32))
+                        };
+                    }
+                }
+                all
+            });
+        #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+        let done = false;
         let rows = att
             .iter_mut()
             .zip(keys.chunks_exact(kv))
             .zip(head_scales(ks, kh, heads));
-        if c <= 0 {
+        // The portable loops (the M3 and M0 run them).
+        if done {
+        } else if c <= 0 {
             // The usual case: the high word of `dot · (P · 2^c)`.
             for ((a, k), sk) in rows {
                 let k = k.get(offset..offset + hd).unwrap_or_default();
@@ -613,15 +642,44 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         let s2 = -(inv.e + f + 15);
         let mut acc = [0i32; 2 * MAX_PAIRS];
         let acc = acc.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
-        for ((&e, v), sv) in att
-            .iter()
-            .zip(values.chunks_exact(kv))
-            .zip(head_scales(vs, kh, heads))
-        {
+        // w_j from e_j and the value scale.
+        let weight = |e: i32, sv: Scale| {
             let t = ((e as u32).wrapping_mul(inv.m as u32)) >> 15;
-            let wgt = shift_sat((t as i32).wrapping_mul(aligned(sv, ev)), -s2);
-            let v = v.get(offset..offset + hd).unwrap_or_default();
-            T::axpy(acc, wgt, v);
+            shift_sat((t as i32).wrapping_mul(aligned(sv, ev)), -s2)
+        };
+        // The int8 cache on the Arm targets with the kernels, heads of 4·b:
+        // the weights first (in place of `e`), then the kernel's sums, four
+        // values a call, in registers.
+        #[allow(unused_mut)]
+        let mut weights = false;
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        let done = hd % 4 == 0
+            && T::as_i8(values).is_some_and(|v8| {
+                for (a, sv) in att.iter_mut().zip(head_scales(vs, kh, heads)) {
+                    *a = weight(*a, sv);
+                }
+                weights = true;
+                let all = acc.chunks_exact_mut(4).enumerate().all(|(b, a4)| {
+                    a4.first_chunk_mut::<4>().is_some_and(|a4| {
+                        crate::num::kernels_m4::mix_i8x4(att, v8, kv, offset + 4 * b, a4)
+                    })
+                });
+                if !all {
+                    acc.fill(0);
+                }
+                all
+            });
+        #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+        let done = false;
+        if !done {
+            for ((&e, v), sv) in att
+                .iter()
+                .zip(values.chunks_exact(kv))
+                .zip(head_scales(vs, kh, heads))
+            {
+                let v = v.get(offset..offset + hd).unwrap_or_default();
+                T::axpy(acc, if weights { e } else { weight(e, sv) }, v);
+            }
         }
         // Q16 = acc · 2^(ev − f + 16).
         let sh = ev - f + ACT_FRAC as i32;

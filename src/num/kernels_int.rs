@@ -126,6 +126,8 @@ pub trait CacheElem: super::int::Quantum {
     fn dot(q: &[i16], k: &[Self]) -> i64;
     /// `acc[i] += w·v[i]` (wrapping).
     fn axpy(acc: &mut [i32], w: i32, v: &[Self]);
+    /// The values as int8 when they are (the int8 cache's head kernels).
+    fn as_i8(v: &[Self]) -> Option<&[i8]>;
 }
 
 impl CacheElem for i8 {
@@ -137,6 +139,10 @@ impl CacheElem for i8 {
     fn axpy(acc: &mut [i32], w: i32, v: &[i8]) {
         axpy_i8(acc, w, v)
     }
+    #[inline(always)]
+    fn as_i8(v: &[i8]) -> Option<&[i8]> {
+        Some(v)
+    }
 }
 
 impl CacheElem for i16 {
@@ -147,6 +153,10 @@ impl CacheElem for i16 {
     #[inline(always)]
     fn axpy(acc: &mut [i32], w: i32, v: &[i16]) {
         axpy_i16(acc, w, v)
+    }
+    #[inline(always)]
+    fn as_i8(_: &[i16]) -> Option<&[i8]> {
+        None
     }
 }
 

@@ -543,3 +543,144 @@ pub fn mix2_8(
     [*d0, *d1] = acc;
     true
 }
+
+/// The number of rows `n` of `width` int8 values at `offset`, `stride` bytes
+/// apart, that `rows` holds in full: `(n − 1)·stride + offset + width ≤
+/// rows.len()` (checked arithmetic).
+#[inline(always)]
+fn int8_rows_fit(rows: &[i8], n: usize, stride: usize, offset: usize, width: usize) -> bool {
+    n.checked_sub(1)
+        .and_then(|m| m.checked_mul(stride))
+        .and_then(|b| b.checked_add(offset))
+        .and_then(|b| b.checked_add(width))
+        .is_some_and(|end| end <= rows.len())
+}
+
+/// The integer step's attention dot products for eight query values (int16)
+/// over int8 keys, on the DSP extension: for key `j` (the eight int8 values
+/// at `rows[j·stride + offset ..]`), `sums[j] += dot(q, k_j)` (wrapping; a
+/// head's sum of int8 × int16 products fits `i32` for heads up to 2^16), the
+/// same integers as `kernels_int::dot_i16_i8`. Per key: two word loads, four
+/// `sxtb16`, one `smuad` and three `smlad` (the query packed in lane pairs
+/// `(q0, q2)`, `(q1, q3)`, … as in [`dots2_i8_i16`]), the add: 16
+/// instructions with the loop. A head of `8·b` values takes `b` calls.
+///
+/// Returns `false` (nothing done) when `rows` does not hold every key.
+#[inline(always)]
+pub fn dots_i8x8(
+    q: &[i16; 8],
+    rows: &[i8],
+    stride: usize,
+    offset: usize,
+    sums: &mut [i32],
+) -> bool {
+    let n = sums.len();
+    if n == 0 {
+        return true;
+    }
+    if !int8_rows_fit(rows, n, stride, offset, 8) {
+        return false;
+    }
+    let pair = |a: i16, b: i16| u32::from(a as u16) | (u32::from(b as u16) << 16);
+    // SAFETY: for `j < n` the assembly reads the eight bytes at
+    // `rows[j·stride + offset ..]` (two `ldr`, unaligned word loads being
+    // allowed on ARMv7E-M/ARMv8-M Mainline with `CCR.UNALIGN_TRP` clear, the
+    // reset value; in bounds by `int8_rows_fit`), and reads and writes
+    // `sums[j]` (an exclusive slice of `n`). Every register it touches is an
+    // operand; the flags are clobbered; no stack.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr r10, [r4]",
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10             (k0, k2)
+            ".inst.w 0xFB2CFB00", // smuad r11, r12, r0          k0·q0 + k2·q2
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8     (k1, k3)
+            ".inst.w 0xFB2CBB01", // smlad r11, r12, r1, r11
+            "ldr r10, [r4, #4]",
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10             (k4, k6)
+            ".inst.w 0xFB2CBB02", // smlad r11, r12, r2, r11
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8     (k5, k7)
+            ".inst.w 0xFB2CBB03", // smlad r11, r12, r3, r11
+            "ldr lr, [r8]",
+            "add lr, lr, r11",
+            "str lr, [r8], #4",
+            "add r4, r4, r5",
+            "subs r9, r9, #1",
+            "bne 2b",
+            in("r0") pair(q[0], q[2]),
+            in("r1") pair(q[1], q[3]),
+            in("r2") pair(q[4], q[6]),
+            in("r3") pair(q[5], q[7]),
+            inout("r4") rows.as_ptr().wrapping_add(offset) => _,
+            in("r5") stride,
+            inout("r8") sums.as_mut_ptr() => _,
+            inout("r9") n => _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// The integer step's value mix over four int8 values of each value head:
+/// `acc[i] += w[j] · v_j[i]` (wrapping, as `kernels_int::axpy_i8`) for every
+/// key `j` (`v_j` the four int8 values at `rows[j·stride + offset ..]`),
+/// bit-identical to the portable loop (integer sums do not depend on their
+/// order). The four accumulators stay in registers; per key: the weight, one
+/// word of values, four `sxtb … ror` and four `mla`: 13 instructions with the
+/// loop. A head of `4·b` values takes `b` calls.
+///
+/// Returns `false` (nothing done) when `rows` does not hold every key.
+#[inline(always)]
+pub fn mix_i8x4(w: &[i32], rows: &[i8], stride: usize, offset: usize, acc: &mut [i32; 4]) -> bool {
+    let n = w.len();
+    if n == 0 {
+        return true;
+    }
+    if !int8_rows_fit(rows, n, stride, offset, 4) {
+        return false;
+    }
+    // SAFETY: the assembly reads `n` weights from `w` (`n = w.len()`), for
+    // `j < n` the word at `rows[j·stride + offset ..]` (four bytes, in bounds
+    // by `int8_rows_fit`; unaligned word loads allowed as in [`dots_i8x8`]),
+    // and loads and stores the four accumulators of `acc` (an exclusive
+    // `[i32; 4]`). Every register it touches is an operand; the flags are
+    // clobbered; no stack.
+    unsafe {
+        asm!(
+            "ldm {a}, {{r0, r1, r2, r3}}",
+            "2:",
+            "ldr r10, [{wp}], #4",
+            "ldr r11, [{vp}]",
+            "add {vp}, {vp}, {stride}",
+            "sxtb r12, r11",
+            "mla r0, r10, r12, r0",
+            "sxtb r12, r11, ror #8",
+            "mla r1, r10, r12, r1",
+            "sxtb r12, r11, ror #16",
+            "mla r2, r10, r12, r2",
+            "sxtb r12, r11, ror #24",
+            "mla r3, r10, r12, r3",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "stm {a}, {{r0, r1, r2, r3}}",
+            a = in(reg) acc.as_mut_ptr(),
+            wp = inout(reg) w.as_ptr() => _,
+            vp = inout(reg) rows.as_ptr().wrapping_add(offset) => _,
+            stride = in(reg) stride,
+            n = inout(reg) n => _,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            options(nostack),
+        );
+    }
+    true
+}

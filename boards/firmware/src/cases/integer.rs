@@ -64,6 +64,75 @@ fn reference(
     }
 }
 
+/// The attention's int8 head kernels of the DSP targets (`kernels_m4::dots_i8x8`,
+/// `mix_i8x4`) against the portable head kernels, on the spot (the cores
+/// without them have nothing to write, so the stream does not carry these):
+/// 13 keys of a 24-wide cache row, a head of 16 at offset 8, extreme values.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+fn attention_kernels() -> Result<(), Failure> {
+    use microformer::num::kernels_m4::{dots_i8x8, mix_i8x4};
+    // Its own generator: the stream's values must not depend on the core.
+    let rng = &mut XorShift32(0xa77e_0d05);
+    const KEYS: usize = 13;
+    const STRIDE: usize = 24;
+    const OFFSET: usize = 8;
+    let mut rows = [0i8; KEYS * STRIDE];
+    for (i, v) in rows.iter_mut().enumerate() {
+        *v = if i % 7 == 0 {
+            i8::MIN
+        } else {
+            rng.next_u32() as i8
+        };
+    }
+    let q: [i16; 16] = core::array::from_fn(|i| {
+        if i == 3 {
+            i16::MIN
+        } else {
+            rng.next_u32() as i16
+        }
+    });
+    let w: [i32; KEYS] = core::array::from_fn(|_| (rng.next_u32() as i32) >> 6);
+    let mut sums = [0i32; KEYS];
+    for (b, qb) in q.chunks_exact(8).enumerate() {
+        let done = qb
+            .first_chunk::<8>()
+            .is_some_and(|qb| dots_i8x8(qb, &rows, STRIDE, OFFSET + 8 * b, &mut sums));
+        if !done {
+            return Err(Failure::Property {
+                label: "dots_i8x8 ran",
+                index: b as u32,
+            });
+        }
+    }
+    let mut acc = [0i32; 16];
+    for (b, a4) in acc.chunks_exact_mut(4).enumerate() {
+        let done = a4
+            .first_chunk_mut::<4>()
+            .is_some_and(|a4| mix_i8x4(&w, &rows, STRIDE, OFFSET + 4 * b, a4));
+        if !done {
+            return Err(Failure::Property {
+                label: "mix_i8x4 ran",
+                index: b as u32,
+            });
+        }
+    }
+    let mut want_acc = [0i32; 16];
+    for (j, (&s, &wj)) in sums.iter().zip(&w).enumerate() {
+        let k = &rows[j * STRIDE + OFFSET..j * STRIDE + OFFSET + 16];
+        identical_bits(
+            "dots_i8x8 = dot_i16_i8",
+            j,
+            s as u32,
+            dot_i16_i8(&q, k) as u32,
+        )?;
+        axpy_i8(&mut want_acc, wj, k);
+    }
+    for (i, (&g, &v)) in acc.iter().zip(&want_acc).enumerate() {
+        identical_bits("mix_i8x4 = axpy_i8", i, g as u32, v as u32)?;
+    }
+    Ok(())
+}
+
 pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
     let mut rng = XorShift32(0x1e7e_6e55);
     let mut w = [0i8; ROWS * COLS];
@@ -130,6 +199,8 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
     axpy_i8(&mut acc, 12345, &k8);
     axpy_i16(&mut acc, -321, &k16);
     out.i32s("axpy", &acc);
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    attention_kernels()?;
     let x: [i32; 16] = core::array::from_fn(|i| (rng.next_u32() as i32) >> (i % 12));
     let mut q16 = [0i16; 16];
     let max = quantize_group_to(&x, &mut q16);
