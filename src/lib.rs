@@ -36,8 +36,8 @@
 //! kernels in inline assembly (`num::kernels_m4`, compiled for hard-float Arm
 //! targets only: the f32 and binary16 matrix-vector kernels, the f32
 //! attention's score and value-mix loops and the integer step's int8 × int16
-//! group dot products), whose results are bit-identical to the portable
-//! kernels.
+//! group dot products and int8-cache attention), whose results are
+//! bit-identical to the portable kernels.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -5,7 +5,9 @@
 //! group dot products on the DSP extension ([`dots2_i8_i16`]: `sxtb16`,
 //! `smlad`), whose `unsafe` contract is stated at its call; and the f32
 //! attention's score and value-mix loops for two query heads of width 8
-//! ([`scores2_8`], [`mix2_8`]: one `vldmia` per key or value row).
+//! ([`scores2_8`], [`mix2_8`]: one `vldmia` per key or value row), and the
+//! integer step's attention over its int8 cache ([`dots_i8x8`]: `sxtb16` +
+//! `smlad`; [`mix_i8x4`]: `sxtb` + `mla` into accumulators in registers).
 //!
 //! # Why `unsafe`
 //!

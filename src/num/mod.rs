@@ -16,7 +16,7 @@
 //! - [`kernels_int`]: the integer step's int8 kernels (portable Rust).
 //! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernels in
 //!   inline assembly (`vldm` + `vmla.f32`, and `vcvtb`/`vcvtt` for binary16
-//!   weights; `sxtb16` + `smlad` for the integer step) and the f32
+//!   weights; `sxtb16` + `smlad` for the integer step) and the f32 and int8
 //!   attention's score and value-mix loops, the crate's only
 //!   `unsafe` code.
 
