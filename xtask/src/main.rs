@@ -34,9 +34,9 @@
 //!   Cortex-M3 and Cortex-M0 builds (call graph of the firmware ELF, see `softfloat.rs`).
 //! - `cargo xtask panics [--write]`: panic sites left on the hot paths of the Cortex-M4F
 //!   firmware, checked against `docs/panics.json` (the count only falls; `panics.rs`).
-//! - `cargo xtask fuzz [--runs N] [--targets LIST] [--write]`: the fuzz targets (cargo-fuzz,
-//!   installed if missing) for N executions each; `--write` records the figures in
-//!   `docs/fuzz.{json,md}` and README.md (see `fuzz.rs`).
+//! - `cargo xtask fuzz [--runs N] [--targets LIST] [--write] [--short]`: the fuzz targets
+//!   (cargo-fuzz, installed if missing) for N executions each; `--write` records the figures
+//!   in `docs/fuzz.{json,md}` and README.md; `--short` is the test stage's step (see `fuzz.rs`).
 //! - `cargo xtask cycles [--json] [--write] [--steps N]`: estimated cycles per token on the
 //!   Cortex-M4F and M33 from QEMU's instruction trace and the TRMs' counts (see `cycles.rs`).
 //!
