@@ -160,7 +160,24 @@ struct LearnedKeys {
 
 impl HfConfig {
     /// The positional encoding of this model.
+    ///
+    /// An ALiBi model of more than [`crate::limits::MAX_DIM`] heads is refused (no image
+    /// holds one, and `microformer tables` would print a slope for each).
     pub fn position_scheme(&self) -> Result<PositionScheme> {
+        let scheme = self.any_position_scheme()?;
+        if let PositionScheme::Alibi(a) = &scheme {
+            if a.n_heads > crate::limits::MAX_DIM {
+                bail!(
+                    "{} attention heads: more than the {} an image may have",
+                    a.n_heads,
+                    crate::limits::MAX_DIM
+                );
+            }
+        }
+        Ok(scheme)
+    }
+
+    fn any_position_scheme(&self) -> Result<PositionScheme> {
         Ok(match self.model_type {
             ModelType::Llama
             | ModelType::Qwen2
@@ -321,6 +338,36 @@ impl HfConfig {
                 "model_type {} does not use sinusoidal embeddings",
                 other.name()
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (`fuzz/`, target `hf`): a 400-byte config asked `microformer tables`
+    /// for 4 777 777 ALiBi slopes (58 MB of output).
+    #[test]
+    fn alibi_head_counts_past_the_image_bound_are_refused() {
+        let bloom = |heads: usize| {
+            HfConfig::parse(&format!(r#"{{"model_type": "bloom", "n_head": {heads}}}"#))
+                .unwrap()
+                .position_scheme()
+        };
+        let own = |heads: usize| {
+            HfConfig::parse(&format!(
+                r#"{{"model_type": "microformer", "position": "alibi", "num_attention_heads": {heads}, "max_position_embeddings": 64}}"#
+            ))
+            .unwrap()
+            .position_scheme()
+        };
+        for scheme in [bloom, own] {
+            assert!(
+                matches!(scheme(1 << 20), Ok(PositionScheme::Alibi(a)) if a.n_heads == 1 << 20)
+            );
+            let e = scheme(4_777_777).unwrap_err().to_string();
+            assert!(e.contains("4777777 attention heads"), "{e}");
         }
     }
 }
