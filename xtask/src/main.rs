@@ -7,8 +7,8 @@
 //!      builds for the Cortex-M targets (`thumbv6m-none-eabi`, `thumbv7m-none-eabi`,
 //!      `thumbv7em-none-eabihf`, `thumbv8m.main-none-eabihf`).
 //!   2. On-target stage (as `cargo xtask qemu-tests`, `on_target.rs`), its last step the
-//!      soft-float check (as `cargo xtask softfloat`) and the panic-site count (as
-//!      `cargo xtask panics`).
+//!      soft-float check (as `cargo xtask softfloat`), the panic-site count (as
+//!      `cargo xtask panics`) and the exact mode on the cores (as `cargo xtask exact`).
 //!   3. Demo stage (as `cargo xtask demo-tests`): `cargo xtask demo` for the three
 //!      aidreams260K cases of `reference-llama2c.json`, its text compared with llama2.c's
 //!      byte for byte.
@@ -34,6 +34,8 @@
 //!   Cortex-M3 and Cortex-M0 builds (call graph of the firmware ELF, see `softfloat.rs`).
 //! - `cargo xtask panics [--write]`: panic sites left on the hot paths of the Cortex-M4F
 //!   firmware, checked against `docs/panics.json` (the count only falls; `panics.rs`).
+//! - `cargo xtask exact`: the firmware built with the `exact` feature gives the host's
+//!   exact-mode tokens on every QEMU core (`exact.rs`).
 //! - `cargo xtask fuzz [--runs N] [--targets LIST] [--write] [--short]`: the fuzz targets
 //!   (cargo-fuzz, installed if missing) for N executions each; `--write` records the figures
 //!   in `docs/fuzz.{json,md}` and README.md; `--short` is the test stage's step (see `fuzz.rs`).
@@ -54,6 +56,7 @@ mod boards;
 mod cycles;
 mod demo;
 mod elf;
+mod exact;
 mod extrapolation;
 mod families;
 mod firmware;
@@ -124,6 +127,9 @@ enum Task {
     /// Fuzz every input surface (cargo-fuzz, installed if missing) for N executions per
     /// target; --write records the figures in docs/fuzz.{json,md} and README.md
     Fuzz(fuzz::FuzzArgs),
+    /// The firmware built with the `exact` feature gives the host's exact-mode tokens on
+    /// every QEMU core (stories260K, a seeded top-p run the default arithmetic leaves)
+    Exact,
 }
 
 fn main() -> ExitCode {
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
         Task::Cycles(args) => cycles::cycles(args),
         Task::Panics(args) => panics::panics(args),
         Task::Fuzz(args) => fuzz::fuzz(args),
+        Task::Exact => exact::exact(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -201,6 +208,7 @@ mod tests {
             "cycles",
             "panics",
             "fuzz",
+            "exact",
         ] {
             assert!(parse(&[task]).is_ok(), "{task}");
         }

@@ -5,9 +5,10 @@
 //! on-target test suites (`cargo test` in the board crate: every suite binary boots under
 //! QEMU through `boards/qemu-run.sh`) and its firmware's self-check (`cargo run`); last, the
 //! soft-float check of the integer step (`softfloat.rs`: no QEMU run, the M3 and M0 firmware
-//! ELFs' call graphs) and the panic-site count of the M4F firmware (`panics.rs`). A failing
-//! test, a fault, a QEMU run past `QEMU_TIMEOUT` seconds (default 60), a soft-float call or
-//! a panic-site count above the committed one fails the stage. One summary line per core.
+//! ELFs' call graphs), the panic-site count of the M4F firmware (`panics.rs`) and the exact
+//! mode on every core (`exact.rs`). A failing test, a fault, a QEMU run past `QEMU_TIMEOUT`
+//! seconds (default 60), a soft-float call, a panic-site count above the committed one or
+//! an exact-mode token that differs from the host's fails the stage. One summary line per core.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -69,6 +70,10 @@ pub fn stage() -> Result<Duration, String> {
     if let Err(e) = crate::panics::check() {
         eprintln!("xtask: {e}");
         failures.push("the panic-site count (cargo xtask panics)");
+    }
+    if let Err(e) = crate::exact::check() {
+        eprintln!("xtask: {e}");
+        failures.push("the exact mode on the cores (cargo xtask exact)");
     }
     if failures.is_empty() {
         eprintln!("xtask: on-target stage passed in {}", secs(start.elapsed()));
