@@ -166,7 +166,8 @@ impl<'a> Image<'a> {
         }
         for (i, (kind, layer)) in slots(&header).enumerate() {
             let at = HEADER_SIZE + i * RECORD_SIZE;
-            let r = TensorRecord::parse(&bytes[at..at + RECORD_SIZE])?;
+            let record = bytes.get(at..at + RECORD_SIZE).ok_or(Error::Truncated)?;
+            let r = TensorRecord::parse(record)?;
             if r.kind != kind || r.layer != layer {
                 return Err(Error::MissingTensor);
             }
@@ -222,11 +223,18 @@ impl<'a> Image<'a> {
         };
         // Binary16 weights must be finite: the kernels widen them with
         // `fp16::to_f32_finite`.
+        // (Checked access: no panic path; the range was checked above.)
         let ok = ok
             && (r.dtype != DType::F16
-                || self.bytes[r.offset as usize..r.offset as usize + 2 * n]
-                    .chunks_exact(2)
-                    .all(|b| crate::num::fp16::is_finite(u16::from_le_bytes([b[0], b[1]]))));
+                || self
+                    .bytes
+                    .get(r.offset as usize..r.offset as usize + 2 * n)
+                    .is_some_and(|w| {
+                        w.chunks_exact(2).all(|b| {
+                            let h = b.first_chunk::<2>().map_or(0, |b| u16::from_le_bytes(*b));
+                            crate::num::fp16::is_finite(h)
+                        })
+                    }));
         if !ok {
             return Err(if !r.kind.is_bytes() && r.dtype == DType::U8 {
                 Error::Malformed
