@@ -15,11 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::firmware::{convert, parse_printed_ids, Quant};
+use crate::firmware::{build_firmware_with_features, convert, parse_printed_ids, Arith, Kv, Quant};
 use crate::qemu::run_qemu;
 use crate::qemu_boards::{QemuBoard, M0_ON_AN385, M3, M33, M4F};
-use crate::util::{boards_command, boards_dir, describe, models_dir, root, run_cmd, secs};
-use crate::util::{to_stderr, work_dir};
+use crate::util::{describe, models_dir, root, secs, to_stderr, work_dir};
 
 /// The cores the check runs on.
 const CORES: [&QemuBoard; 4] = [M4F, M33, M3, M0_ON_AN385];
@@ -70,7 +69,8 @@ pub fn check() -> Result<Duration, String> {
     );
     let mut failures = Vec::new();
     for board in CORES {
-        let elf = build_exact_firmware(board, &image)?;
+        let elf =
+            build_firmware_with_features(board, &image, Kv::F32, Arith::Float, None, &["exact"])?;
         let cmdline = format!("steps={STEPS} temperature={TEMPERATURE} topp={TOP_P} seed={SEED}");
         let run = run_qemu(board, &elf, &cmdline, false, false)?;
         let got = parse_printed_ids(&run.text)?;
@@ -132,28 +132,4 @@ fn host_ids(image: &Path, exact: bool) -> Result<Vec<u32>, String> {
         return Err(format!("{} failed", describe(&cmd)));
     }
     parse_printed_ids(&out.stdout)
-}
-
-/// `board`'s firmware (release) built with `--features exact` and `image` embedded.
-fn build_exact_firmware(board: &QemuBoard, image: &Path) -> Result<std::path::PathBuf, String> {
-    let image = image
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", image.display()))?;
-    run_cmd(
-        boards_command(&boards_dir().join(board.dir), "cargo")
-            .args(["build", "--release", "--bin", board.dir])
-            .args(["--target", board.target, "--features", "exact"])
-            .env("MICROFORMER_IMAGE", &image)
-            .env("MICROFORMER_KV", "f32")
-            .env("MICROFORMER_ARITH", "float")
-            .env_remove("MICROFORMER_CHECKPOINT")
-            .env_remove("MICROFORMER_TEXT")
-            .stdout(to_stderr()),
-    )?;
-    Ok(root()
-        .join("target")
-        .join("boards")
-        .join(board.target)
-        .join("release")
-        .join(board.dir))
 }

@@ -210,14 +210,29 @@ pub fn build_firmware_for(
     arith: Arith,
     text: Option<&Path>,
 ) -> Result<PathBuf, String> {
+    build_firmware_with_features(board, image, kv, arith, text, &[])
+}
+
+/// [`build_firmware_for`] with the board crate's cargo `features` on (e.g. `exact`).
+pub fn build_firmware_with_features(
+    board: &QemuBoard,
+    image: &Path,
+    kv: Kv,
+    arith: Arith,
+    text: Option<&Path>,
+    features: &[&str],
+) -> Result<PathBuf, String> {
     let dir = boards_dir().join(board.dir);
     let image = image
         .canonicalize()
         .map_err(|e| format!("{}: {e}", image.display()))?;
     let mut cmd = boards_command(&dir, "cargo");
     cmd.args(["build", "--release", "--bin", board.dir])
-        .args(["--target", board.target])
-        .env("MICROFORMER_IMAGE", &image)
+        .args(["--target", board.target]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    cmd.env("MICROFORMER_IMAGE", &image)
         .env("MICROFORMER_KV", kv.as_str())
         .env("MICROFORMER_ARITH", arith.as_str())
         .env_remove("MICROFORMER_CHECKPOINT")
