@@ -252,6 +252,10 @@ fn make_inputs(d: &Path) {
         &d.join("hf-layers"),
         set("num_hidden_layers", 100_000.into()),
     );
+    hf_dir(
+        &d.join("hf-longctx"),
+        set("max_position_embeddings", (1u64 << 20).into()),
+    );
     hf_dir(&d.join("hf-wide"), set("hidden_size", 128.into()));
     hf_dir(&d.join("hf-vocab"), set("vocab_size", (1 << 20).into()));
     hf_dir(&d.join("hf-heads"), set("num_key_value_heads", 3.into()));
@@ -486,6 +490,20 @@ fn cases() -> Vec<Case> {
     ));
     v.push(conv_case(HF, "hidden_size -64", "hf-neg", 2, "hidden_size"));
     v.push(conv_case(HF, "hidden_size 2^40", "hf-huge", 2, "too large"));
+    v.push(case(
+        HF,
+        "--context 2^20 (RoPE tables beyond the checkpoint's size)",
+        &[
+            "convert",
+            "hf-longctx",
+            "-o",
+            "out.mfi",
+            "--context",
+            "1048576",
+        ],
+        2,
+        "give a smaller --context",
+    ));
     v.push(conv_case(
         HF,
         "num_hidden_layers 100000",

@@ -29,9 +29,50 @@ pub fn check_dim(key: &str, value: usize, layers: bool) -> crate::error::Result<
 /// `microformer tables` allows.
 pub const MAX_TABLE_ENTRIES: usize = 1 << 26;
 
-/// `rows · cols` when it is at most [`MAX_TABLE_ENTRIES`].
+std::thread_local! {
+    /// The bound [`table_entries`] applies on this thread ([`with_table_limit`]).
+    static LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_TABLE_ENTRIES) };
+}
+
+/// `rows · cols` when it is at most the table bound in force: [`MAX_TABLE_ENTRIES`],
+/// or the smaller one [`with_table_limit`] sets around a conversion.
 pub fn table_entries(rows: usize, cols: usize) -> Option<usize> {
-    rows.checked_mul(cols).filter(|&n| n <= MAX_TABLE_ENTRIES)
+    rows.checked_mul(cols)
+        .filter(|&n| n <= current_table_limit())
+}
+
+/// The bound [`table_entries`] applies now.
+pub fn current_table_limit() -> usize {
+    LIMIT.with(|l| l.get())
+}
+
+/// Runs `f` with [`table_entries`] bounded by `limit` (at most
+/// [`MAX_TABLE_ENTRIES`]) on this thread: the Hugging Face converter plans its
+/// tables inside it with [`table_limit`] of its safetensors' size, so that what
+/// a `config.json` asks for is bounded by the checkpoint it describes.
+pub fn with_table_limit<T>(limit: usize, f: impl FnOnce() -> T) -> T {
+    let old = LIMIT.with(|l| l.replace(limit.min(MAX_TABLE_ENTRIES)));
+    let out = f();
+    LIMIT.with(|l| l.set(old));
+    out
+}
+
+/// Entries every conversion may compute in its tables whatever its input's
+/// size: 2^16 (256 KiB of f32 per table).
+pub const MIN_TABLE_LIMIT: usize = 1 << 16;
+
+/// Most entries of each table a conversion whose input (checkpoint, or
+/// all its safetensors files) is `input_bytes` long may compute: one f32 per 4
+/// input bytes (no table is larger than the input), at least
+/// [`MIN_TABLE_LIMIT`], at most [`MAX_TABLE_ENTRIES`].
+///
+/// A header or config names its context and its head dimension in a few bytes;
+/// this keeps what is allocated from them bounded by the input's own size (a
+/// real checkpoint's tables are a small part of its weights: stories260K's
+/// RoPE tables are 4 096 entries beside 1 MB of weights).
+pub fn table_limit(input_bytes: u64) -> usize {
+    let quarter = usize::try_from(input_bytes / 4).unwrap_or(usize::MAX);
+    quarter.clamp(MIN_TABLE_LIMIT, MAX_TABLE_ENTRIES)
 }
 
 #[cfg(test)]
@@ -56,5 +97,27 @@ mod tests {
         assert_eq!(table_entries(1 << 13, 1 << 13), Some(MAX_TABLE_ENTRIES));
         assert_eq!(table_entries(1 << 13, (1 << 13) + 1), None);
         assert_eq!(table_entries(usize::MAX, 2), None);
+    }
+
+    #[test]
+    fn table_limit_follows_the_input() {
+        assert_eq!(table_limit(0), MIN_TABLE_LIMIT);
+        assert_eq!(
+            table_limit(4 * MIN_TABLE_LIMIT as u64 + 4),
+            MIN_TABLE_LIMIT + 1
+        );
+        assert_eq!(table_limit(60_000_000), 15_000_000);
+        assert_eq!(table_limit(u64::MAX), MAX_TABLE_ENTRIES);
+    }
+
+    #[test]
+    fn a_scoped_limit_bounds_table_entries_and_is_restored() {
+        assert_eq!(table_entries(1 << 13, 1 << 13), Some(MAX_TABLE_ENTRIES));
+        with_table_limit(MIN_TABLE_LIMIT, || {
+            assert_eq!(table_entries(256, 256), Some(MIN_TABLE_LIMIT));
+            assert_eq!(table_entries(257, 256), None);
+        });
+        assert_eq!(table_entries(257, 256), Some(257 * 256));
+        assert_eq!(current_table_limit(), MAX_TABLE_ENTRIES);
     }
 }

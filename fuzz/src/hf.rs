@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use microformer::image::Image;
 use microformer::model::Model;
-use microformer_convert::hf::config::HfConfig;
+use microformer_convert::hf::config::{HfConfig, PositionScheme};
 use microformer_convert::hf::extend::RopeScaling;
 use microformer_convert::hf::{self, families};
 use microformer_convert::Storage;
@@ -56,7 +56,31 @@ pub fn shard_name(i: usize, n: usize) -> String {
     format!("model-{:05}-of-{:05}.safetensors", i + 1, n)
 }
 
-/// `microformer tables` on a parsed config, in every output format.
+/// Most table entries the harness has `microformer tables` compute and print.
+///
+/// A config may name up to 2^20 heads or dimensions, and `tables` then computes
+/// (one `exp` per ALiBi head) and prints (three formats) a million values: a
+/// few milliseconds of the same loop, which slowed the whole target to 800
+/// executions per second. Bigger tables are still parsed, planned and
+/// converted; their sizes are checked by the CLI's own tests.
+const MAX_TABLE: usize = 1 << 12;
+
+/// The entries `tables` would compute for `scheme` with `args` (an upper bound).
+fn table_size(scheme: &PositionScheme, args: &TablesArgs) -> usize {
+    match scheme {
+        PositionScheme::Rope(r) => r.rotary_dim.max(r.head_dim).saturating_mul(4),
+        PositionScheme::Alibi(a) => a.n_heads,
+        PositionScheme::T5(t) => t.num_buckets.saturating_add(64),
+        PositionScheme::Sinusoidal(s) => args
+            .num_positions
+            .unwrap_or(s.default_num_positions)
+            .saturating_mul(s.dim),
+        PositionScheme::Learned { .. } => 0,
+    }
+}
+
+/// `microformer tables` on a parsed config, in every output format (when its
+/// tables have at most [`MAX_TABLE`] entries).
 fn tables(cfg: &HfConfig, ctrl: u8) {
     let args = TablesArgs {
         config: PathBuf::from("config.json"),
@@ -67,6 +91,10 @@ fn tables(cfg: &HfConfig, ctrl: u8) {
         causal: ctrl & 32 != 0,
         format: Format::Json,
     };
+    match cfg.position_scheme() {
+        Ok(scheme) if table_size(&scheme, &args) <= MAX_TABLE => {}
+        _ => return,
+    }
     if let Ok(t) = tables::compute(cfg, &args) {
         let name = cfg.model_type.name();
         let _ = tables::to_json("config.json", name, &t);

@@ -26,6 +26,7 @@ use super::families::plan;
 use super::spec::{Source, Spec};
 use super::weights::Weights;
 use crate::error::{bail, fail, Error, Result};
+use crate::limits::{table_limit, with_table_limit};
 use crate::storage::{default_group_size, Storage};
 use crate::tokenizer::check_tokenizer;
 
@@ -188,7 +189,8 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
     // (its configuration error comes first, as it would without the probe; if it
     // succeeds, as an XGLM `pad_token_id` past the one-position table can, its
     // shapes are checked as they are read, its tables within
-    // `limits::MAX_TABLE_ENTRIES`).
+    // `limits::MAX_TABLE_ENTRIES`; otherwise they are bounded by the checkpoint's
+    // size, below).
     let (probe, planned) = match plan(&cfg, Some(1)) {
         Ok(p) => (Some(p), None),
         Err(_) => (None, Some(plan(&cfg, opts.context).map_err(in_config)?)),
@@ -197,9 +199,13 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
     if let Some(probe) = probe {
         check_shapes(&w, &probe.with_qkv_bias(|n| w.has(n))?)?;
     }
+    // The tables planned for the asked context are bounded by the checkpoint's
+    // own size (`limits::table_limit`): a few bytes of config cannot ask for
+    // hundreds of megabytes.
     let spec = match planned {
         Some(s) => s,
-        None => plan(&cfg, opts.context).map_err(in_config)?,
+        None => with_table_limit(table_limit(w.bytes()), || plan(&cfg, opts.context))
+            .map_err(in_config)?,
     };
     let mut spec = spec.with_qkv_bias(|n| w.has(n))?;
 

@@ -31,7 +31,7 @@ use super::spec::{
     alibi_slopes, context, default_context, rotation, token, Dims, Layout, Source, Spec,
 };
 use crate::error::{bail, Result};
-use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
+use crate::limits::{current_table_limit, table_entries};
 
 /// The position hook of a microformer checkpoint (`position`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +166,9 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
             }
             block.position = PositionHook::Table;
             let Some(entries) = table_entries(ctx, d.hidden_size) else {
+                let limit = current_table_limit();
                 bail!(
-                    "the position table of {ctx} rows × {} is too large (at most {MAX_TABLE_ENTRIES} entries)",
+                    "the position table of {ctx} rows × {} is too large (at most {limit} entries here: give a smaller --context)",
                     d.hidden_size
                 );
             };

@@ -213,6 +213,11 @@ impl Shard {
         })
     }
 
+    /// The file's size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Tensor names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names = self.metadata.offset_keys();

@@ -14,7 +14,7 @@ use super::config::keys::{count, number, required_any, Count, Name, Number, Toke
 use super::config::{HfConfig, PairLayout};
 use super::rope_tables::rope_tables;
 use crate::error::{bail, Error, Result};
-use crate::limits::{check_dim, table_entries, MAX_TABLE_ENTRIES};
+use crate::limits::{check_dim, current_table_limit, table_entries};
 
 /// Where an image tensor's values come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -414,8 +414,9 @@ pub fn rotation(cfg: &HfConfig, head_dim: usize, ctx: usize) -> Result<Rotation>
     }
     let pairs = spec.rotary_dim / 2;
     if table_entries(ctx, pairs).is_none() {
+        let limit = current_table_limit();
         bail!(
-            "the RoPE table of {ctx} positions × {pairs} pairs is too large (at most {MAX_TABLE_ENTRIES} entries)"
+            "the RoPE table of {ctx} positions × {pairs} pairs is too large (at most {limit} entries here: give a smaller --context)"
         );
     }
     let (cos, sin) = rope_tables(&spec.config(), ctx).map_err(|e| e.context("RoPE parameters"))?;

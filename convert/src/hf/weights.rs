@@ -38,6 +38,11 @@ fn st_err(e: StError) -> Error {
 }
 
 impl Weights {
+    /// The size of the safetensors files read, in bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.len() as u64).sum()
+    }
+
     /// `model.safetensors`, or the shards named by `model.safetensors.index.json`.
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let single = dir.join("model.safetensors");

@@ -15,7 +15,7 @@ use super::spec::{
     Spec,
 };
 use crate::error::{bail, Error, Result};
-use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
+use crate::limits::{current_table_limit, table_entries};
 
 /// The keys of an XGLM `config.json` (`XGLMConfig`, with its `attribute_map`
 /// names).
@@ -94,8 +94,9 @@ pub fn spec(cfg: &HfConfig, asked: Option<usize>) -> Result<Spec> {
         bail!("pad_token_id {padding_idx:?} is beyond the {rows} rows of the position table");
     }
     let Some(entries) = table_entries(rows, dim) else {
+        let limit = current_table_limit();
         bail!(
-            "the position table of {rows} rows × {dim} is too large (at most {MAX_TABLE_ENTRIES} entries)"
+            "the position table of {rows} rows × {dim} is too large (at most {limit} entries here: give a smaller --context)"
         );
     };
     let mut table = vec![0f32; entries];

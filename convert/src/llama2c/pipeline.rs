@@ -9,7 +9,7 @@ use super::checkpoint::{fill_rope_tables, Checkpoint, Config, Version};
 use super::quant::{default_group_size, ImageOptions, Quant};
 use super::to_image::{sizes, to_image};
 use crate::aligned::AlignedBytes;
-use crate::limits::{table_entries, MAX_TABLE_ENTRIES};
+use crate::limits::{table_entries, table_limit};
 use crate::storage::Storage;
 use crate::tokenizer::check_tokenizer;
 
@@ -75,13 +75,18 @@ pub enum Llama2cError {
         /// What the tokenizer check reported.
         error: microformer::Error,
     },
-    /// The RoPE table for this context would exceed
-    /// [`crate::limits::MAX_TABLE_ENTRIES`].
+    /// The RoPE tables for this context (cos and sin) would each hold more
+    /// entries than [`crate::limits::table_limit`] allows for a checkpoint of
+    /// this size.
     TableTooLarge {
         /// Positions.
         positions: usize,
         /// Pairs per position (`head_size / 2`).
         pairs: usize,
+        /// The checkpoint's size in bytes.
+        bytes: usize,
+        /// The most entries its tables may hold.
+        limit: usize,
     },
     /// The conversion itself failed (the RoPE tables, the image header, writing).
     Convert(microformer::Error),
@@ -114,9 +119,14 @@ impl fmt::Display for Llama2cError {
                 f,
                 "the tokenizer does not fit the model's vocabulary of {vocab_size}: {error}"
             ),
-            Llama2cError::TableTooLarge { positions, pairs } => write!(
+            Llama2cError::TableTooLarge {
+                positions,
+                pairs,
+                bytes,
+                limit,
+            } => write!(
                 f,
-                "the RoPE table of {positions} positions × {pairs} pairs is too large (at most {MAX_TABLE_ENTRIES} entries)"
+                "the RoPE tables of {positions} positions × {pairs} pairs are too large for a checkpoint of {bytes} bytes (at most {limit} entries each for cos and sin)"
             ),
             Llama2cError::Convert(e) => write!(f, "cannot convert: {e}"),
         }
@@ -173,10 +183,15 @@ pub fn convert(checkpoint: &[u8], opts: &Options<'_>) -> Result<Converted, Llama
         })?;
     }
     let hs = c.head_size();
-    let n = table_entries(context, hs / 2).ok_or(Llama2cError::TableTooLarge {
-        positions: context,
-        pairs: hs / 2,
-    })?;
+    let limit = table_limit(checkpoint.len() as u64);
+    let n = table_entries(context, hs / 2)
+        .filter(|&n| n <= limit)
+        .ok_or(Llama2cError::TableTooLarge {
+            positions: context,
+            pairs: hs / 2,
+            bytes: checkpoint.len(),
+            limit,
+        })?;
     let (mut cos, mut sin) = (vec![0f32; n], vec![0f32; n]);
     fill_rope_tables(hs, &mut cos, &mut sin, f32::powf, f32::cos, f32::sin)
         .map_err(Llama2cError::Convert)?;
@@ -200,4 +215,51 @@ pub fn convert(checkpoint: &[u8], opts: &Options<'_>) -> Result<Converted, Llama
         config: c,
         quant,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v1 checkpoint (dim 8, hidden 16, 1 layer, 2 heads, vocabulary 32, shared
+    /// classifier) whose header claims `seq_len` positions: 3 936 bytes whatever
+    /// `seq_len` is, as v1 stores no RoPE tables.
+    fn v1(seq_len: i32) -> Vec<u8> {
+        let mut b = 0x616b_3432u32.to_le_bytes().to_vec();
+        for w in [1, 8, 16, 1, 2, 2, 32, seq_len] {
+            b.extend_from_slice(&i32::to_le_bytes(w));
+        }
+        b.push(1);
+        b.resize(256, 0);
+        let floats = 8 + 8 + 8 + 32 * 8 + 4 * 8 * 8 + 3 * 16 * 8;
+        b.extend((0..floats).flat_map(|i| (0.01 * (i % 7) as f32).to_le_bytes()));
+        b
+    }
+
+    #[test]
+    fn rope_tables_are_bounded_by_the_checkpoint_size() {
+        let opts = Options {
+            storage: Storage::F32,
+            context: None,
+            tokenizer: None,
+        };
+        let small = v1(1024);
+        assert_eq!(small.len(), 3936);
+        assert!(convert(&small, &opts).is_ok());
+        // 2^20 positions × 2 pairs: 2^21 entries per table from a 3 936-byte file.
+        let huge = v1(1 << 20);
+        match convert(&huge, &opts) {
+            Err(e @ Llama2cError::TableTooLarge { .. }) => assert_eq!(
+                e.to_string(),
+                "the RoPE tables of 1048576 positions × 2 pairs are too large for a checkpoint of 3936 bytes (at most 65536 entries each for cos and sin)"
+            ),
+            other => panic!("expected TableTooLarge, got {other:?}"),
+        }
+        // The same checkpoint converts for a context the bound allows.
+        let opts = Options {
+            context: Some(1 << 15),
+            ..opts
+        };
+        assert!(convert(&huge, &opts).is_ok());
+    }
 }
