@@ -37,9 +37,10 @@
 //! keeps tied candidates in increasing index order; the order matters, because the
 //! coin is mapped through the cumulative sums and the truncation point can fall inside
 //! a run of ties. `core` has no stable sort without an allocator, so this module sorts
-//! with `sort_unstable_by` on the key (probability descending, index ascending): a
-//! strict total order (candidates are never NaN), whose only sorted arrangement is the
-//! one glibc's stable sort produces.
+//! on the key (probability descending, index ascending): a strict total order
+//! (candidates are never NaN), whose only sorted arrangement is the one glibc's stable
+//! sort produces. The sort is a heapsort of its own (`core`'s `sort_unstable_by`
+//! checks the comparator's consistency, a panic path on the device).
 //!
 //! ## Departures from run.c (undefined behaviour there)
 //!
@@ -65,6 +66,43 @@ pub struct ProbIndex {
     pub prob: f32,
     /// The token index.
     pub index: u32,
+}
+
+/// Sorts `v` so that `before(v[i], v[j])` or neither precedes the other for
+/// every `i < j`: heapsort, in place, `O(n log n)` comparisons whatever the
+/// input. For a strict total order there is one sorted arrangement, so this is
+/// the order any sort gives. Used instead of `sort_unstable_by`, whose
+/// consistency check on the comparator is a panic path on the device.
+fn heapsort<T>(v: &mut [T], before: impl Fn(&T, &T) -> bool) {
+    // A max-heap of "comes last": the root is the element sorted last.
+    let after = |a: &T, b: &T| before(b, a);
+    let sift = |v: &mut [T], mut node: usize, end: usize| {
+        let end = end.min(v.len());
+        loop {
+            let child = 2 * node + 1;
+            if child >= end {
+                return;
+            }
+            let right = child + 1;
+            let child = match (v.get(child), v.get(right)) {
+                (Some(l), Some(r)) if right < end && after(r, l) => right,
+                _ => child,
+            };
+            match (v.get(node), v.get(child)) {
+                (Some(n), Some(c)) if after(c, n) => v.swap(node, child),
+                _ => return,
+            }
+            node = child;
+        }
+    };
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
 }
 
 /// One step of llama2.c's xorshift64* generator: advances `state`, returns 32 bits.
@@ -192,12 +230,9 @@ pub fn sample_topp(
         return sample_argmax(probabilities);
     }
     // Descending probability, ties by ascending index: glibc's stable qsort order.
-    // No candidate is NaN (NaN >= cutoff is false), so partial_cmp never fails.
-    candidates.sort_unstable_by(|a, b| {
-        b.prob
-            .partial_cmp(&a.prob)
-            .unwrap_or(core::cmp::Ordering::Equal)
-            .then(a.index.cmp(&b.index))
+    // No candidate is NaN (NaN >= cutoff is false): a strict total order.
+    heapsort(candidates, |a, b| {
+        a.prob > b.prob || (a.prob == b.prob && a.index < b.index)
     });
 
     let mut cumulative_prob = 0.0f32;
@@ -307,6 +342,33 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The heapsort gives the one arrangement a strict total order allows:
+    /// the standard library's sort's, over many sizes, ties and orders.
+    #[test]
+    fn heapsort_equals_a_sort_by_the_same_key() {
+        let mut rng = microformer_testkit::XorShift32(17);
+        for n in (0..40).chain([63, 64, 65, 200, 512]) {
+            for levels in [1u32, 3, 1000] {
+                let mut v: std::vec::Vec<ProbIndex> = (0..n)
+                    .map(|i| ProbIndex {
+                        prob: (rng.next_u32() % levels) as f32 / levels as f32,
+                        index: i as u32,
+                    })
+                    .collect();
+                for k in 0..n {
+                    let j = rng.next_u32() as usize % n.max(1);
+                    v.swap(k, j);
+                }
+                let mut want = v.clone();
+                want.sort_by(|a, b| b.prob.total_cmp(&a.prob).then(a.index.cmp(&b.index)));
+                heapsort(&mut v, |a, b| {
+                    a.prob > b.prob || (a.prob == b.prob && a.index < b.index)
+                });
+                assert_eq!(v, want, "n {n} levels {levels}");
+            }
+        }
+    }
 
     #[test]
     fn empty_nucleus_takes_first_maximum() {

@@ -12,7 +12,10 @@ pub struct AttnConfig {
     /// Query heads per kv head (`n_heads / n_kv_heads`): non-zero, so that the
     /// head mapping divides without a panic path.
     group: NonZeroUsize,
-    head_dim: usize,
+    /// Non-zero, as the key/value width: chunk sizes and divisors the compiler
+    /// sees non-zero (no panic path where the step chunks by them).
+    head_dim: NonZeroUsize,
+    kv_dim: NonZeroUsize,
     window: usize,
     divisor: f32,
     scale: f32,
@@ -32,10 +35,16 @@ impl AttnConfig {
             return Err(Error::InconsistentDimensions);
         }
         let group = NonZeroUsize::new(n_heads / n_kv_heads).ok_or(Error::InconsistentDimensions)?;
+        let hd = NonZeroUsize::new(head_dim).ok_or(Error::ZeroDimension)?;
+        let kv_dim = n_kv_heads
+            .checked_mul(head_dim)
+            .and_then(NonZeroUsize::new)
+            .ok_or(Error::InconsistentDimensions)?;
         Ok(AttnConfig {
             n_heads,
             group,
-            head_dim,
+            head_dim: hd,
+            kv_dim,
             window: 0,
             divisor: libm::sqrtf(head_dim as f32),
             scale: 1.0 / libm::sqrtf(head_dim as f32),
@@ -77,7 +86,7 @@ impl AttnConfig {
 
     /// Dimension of one head.
     pub const fn head_dim(&self) -> usize {
-        self.head_dim
+        self.head_dim.get()
     }
 
     /// Sliding window in positions (0: none).
@@ -97,12 +106,12 @@ impl AttnConfig {
 
     /// Query width `n_heads · head_dim`.
     pub const fn q_dim(&self) -> usize {
-        self.n_heads * self.head_dim
+        self.n_heads * self.head_dim.get()
     }
 
     /// Key/value width `n_kv_heads · head_dim`.
     pub const fn kv_dim(&self) -> usize {
-        self.n_kv_heads() * self.head_dim
+        self.kv_dim.get()
     }
 
     /// The kv head that query head `head` reads.

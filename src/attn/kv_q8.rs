@@ -232,7 +232,9 @@ fn mix_rows_q8<const H: usize>(
     }
     if d == 8 {
         for (o, a) in out.iter_mut().zip(&acc) {
-            o.copy_from_slice(a);
+            if let Some(o8) = o.first_chunk_mut::<8>() {
+                *o8 = *a;
+            }
         }
     }
 }

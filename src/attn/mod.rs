@@ -211,12 +211,23 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
         .ok_or(Error::BufferTooSmall { needed: n, got })?;
     // Exact mode: unscaled scores, divided below as `run.c` divides them.
     let scale = if EXACT { 1.0 } else { cfg.scale() };
+    // A zero head is refused before any chunking (a chunk size the compiler
+    // sees non-zero: no panic path in `chunks_exact`).
+    if hd == 0 {
+        return Err(Error::ZeroDimension);
+    }
+    if hd > usize::MAX / 2 {
+        return Err(Error::InconsistentDimensions);
+    }
+    let hd2 = 2 * hd;
     if pairs {
-        let (a0, a1) = att.split_at_mut(n);
+        let (a0, a1) = att
+            .split_at_mut_checked(n)
+            .ok_or(Error::InconsistentDimensions)?;
         for ((h, qp), op) in (0..cfg.n_heads())
             .step_by(2)
-            .zip(q.chunks_exact(2 * hd))
-            .zip(out.chunks_exact_mut(2 * hd))
+            .zip(q.chunks_exact(hd2))
+            .zip(out.chunks_exact_mut(hd2))
         {
             let offset = cfg.kv_head(h) * hd;
             let (q0, q1) = qp.split_at(hd);
@@ -237,7 +248,8 @@ fn attend_range<C: KvRead + ?Sized, B: ScoreBias>(
         }
         return Ok(());
     }
-    for (h, (qh, oh)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
+    let mut outs = out.chunks_exact_mut(hd);
+    for (h, (qh, oh)) in q.chunks_exact(hd).zip(outs.by_ref()).enumerate() {
         let offset = cfg.kv_head(h) * hd;
         let mut m = cache.scores(layer, start, offset, qh, scale, att)?;
         if EXACT {

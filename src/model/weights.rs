@@ -197,21 +197,14 @@ impl<'a> Matrix<'a> {
                 ..
             } => {
                 let xq = xq.ok_or(Error::InvalidParameter)?;
-                let n = cols / group;
-                if xq.values.len() < cols || xq.scales.len() < n {
+                let n = cols.checked_div(group).ok_or(Error::ZeroDimension)?;
+                let (Some(xv), Some(xs)) = (xq.values.get(..cols), xq.scales.get(..n)) else {
                     return Err(Error::LengthMismatch {
                         expected: cols,
                         got: xq.values.len(),
                     });
-                }
-                q8::matvec(
-                    out,
-                    values,
-                    scales,
-                    &xq.values[..cols],
-                    &xq.scales[..n],
-                    group,
-                )
+                };
+                q8::matvec(out, values, scales, xv, xs, group)
             }
         }
     }

@@ -146,14 +146,17 @@ pub fn matvec(
             got: wq.len(),
         });
     }
-    if ws.len() != d * n / group || xs.len() < n / group {
+    // Divisions and chunk sizes the compiler sees non-zero (no panic path).
+    let gpr = n.checked_div(group).unwrap_or(0);
+    if gpr == 0 {
+        return Err(Error::ZeroDimension);
+    }
+    let (true, Some(xs)) = (ws.len() == d * gpr, xs.get(..gpr)) else {
         return Err(Error::LengthMismatch {
-            expected: d * n / group,
+            expected: d * gpr,
             got: ws.len(),
         });
-    }
-    let gpr = n / group;
-    let xs = &xs[..gpr];
+    };
     for ((o, wrow), srow) in out
         .iter_mut()
         .zip(wq.chunks_exact(n))
