@@ -52,6 +52,11 @@ mod tests {
     }
 
     #[test]
+    fn rope_q15_rows() -> Result<(), Failure> {
+        case!(ROPE_Q15_ROWS)
+    }
+
+    #[test]
     fn rope_phases() -> Result<(), Failure> {
         case!(ROPE_PHASES)
     }

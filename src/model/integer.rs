@@ -21,7 +21,8 @@
 //!   the product `x·γ` is quantized and `inv` folded into the group scales;
 //! - q, k, v by the int8 × int16 products; q and k shifted into `i16` (one
 //!   shift per head) and rotated by RoPE in Q15 through the position file's
-//!   own Q15 path ([`crate::pos::rope::RopeTable::rotate_heads_q15`]); k and v
+//!   own Q15 path ([`crate::pos::rope::RopeTable::row_q15`], once per position, then
+//!   [`crate::pos::rope::RopeRowQ15::rotate_heads`]); k and v
 //!   stored in the cache (int8 or int16, [`crate::num::kernels_int::CacheElem`]),
 //!   one [`Scale`] per kv head of a row;
 //! - scores `q16·k` (the key scales aligned per head, a score one 64-bit
@@ -46,6 +47,7 @@ use crate::num::int::{
     shift_i64, sigmoid_q15, Scale, ACT_FRAC,
 };
 use crate::num::kernels_int::{self, CacheElem};
+use crate::pos::rope::{RopeLayout, RopeRowQ15};
 use crate::pos::{NoBias, Position, ScoreBiasFixed};
 use crate::Error;
 
@@ -217,11 +219,8 @@ fn heads_to_i16(v: &[i32], out: &mut [i16], hd: usize, shifts: &mut [u8]) {
     if hd == 0 {
         return;
     }
-    for ((v, o), s) in v
-        .chunks_exact(hd)
-        .zip(out.chunks_exact_mut(hd))
-        .zip(shifts.iter_mut())
-    {
+    let mut outs = out.chunks_exact_mut(hd);
+    for ((v, o), s) in v.chunks_exact(hd).zip(outs.by_ref()).zip(shifts.iter_mut()) {
         *s = to_i16(v, o) as u8;
     }
 }
@@ -252,9 +251,15 @@ pub(super) fn forward<T: CacheElem>(
     pos: usize,
 ) -> Result<(), Error> {
     s.embed(m, token, pos)?;
+    // The position's RoPE row in Q15, packed once for every layer's q and k.
+    let mut rope_buf = [0u32; MAX_PAIRS];
+    let rope = match &m.position {
+        Position::Rope { table, layout } => Some((table.row_q15(pos, &mut rope_buf)?, *layout)),
+        _ => None,
+    };
     for l in 0..m.dims.n_layers {
         let w = m.layer(l)?;
-        s.attention(m, &w, cache, l, pos)?;
+        s.attention(m, &w, cache, l, pos, rope)?;
         s.ffn(m, &w)?;
     }
     let d = &m.dims;
@@ -330,6 +335,7 @@ impl IntScratch<'_> {
         cache: &mut IntCache<'_, T>,
         l: usize,
         pos: usize,
+        rope: Option<(RopeRowQ15<'_>, RopeLayout)>,
     ) -> Result<(), Error> {
         let d = &m.dims;
         let t = self
@@ -346,19 +352,27 @@ impl IntScratch<'_> {
             add_bias(self.k, bk);
             add_bias(self.v, bv);
         }
-        let (qh, rest) = self.heads.split_at_mut(d.q_dim);
-        let kh = rest
-            .get_mut(..d.kv_dim)
+        // q's heads then k's, side by side: rotated in one call.
+        let qk = self
+            .heads
+            .get_mut(..d.q_dim + d.kv_dim)
             .ok_or(Error::InconsistentDimensions)?;
         let hd = d.head_dim;
         let mut sq = [0u8; MAX_HEADS];
         let mut sk = [0u8; MAX_HEADS];
-        heads_to_i16(self.q, qh, hd, &mut sq);
-        heads_to_i16(self.k, kh, hd, &mut sk);
-        if let Position::Rope { table, layout } = &m.position {
-            table.rotate_heads_q15(*layout, pos, d.head_dim, qh)?;
-            table.rotate_heads_q15(*layout, pos, d.head_dim, kh)?;
+        {
+            let (qh, kh) = qk
+                .split_at_mut_checked(d.q_dim)
+                .ok_or(Error::InconsistentDimensions)?;
+            heads_to_i16(self.q, qh, hd, &mut sq);
+            heads_to_i16(self.k, kh, hd, &mut sk);
         }
+        if let Some((row, layout)) = rope {
+            row.rotate_heads(layout, hd, qk)?;
+        }
+        let (qh, kh) = qk
+            .split_at_mut_checked(d.q_dim)
+            .ok_or(Error::InconsistentDimensions)?;
         // Store k (from its i16 form) and v as int8 rows.
         let row = l
             .checked_mul(cache.positions)
@@ -383,17 +397,14 @@ impl IntScratch<'_> {
         for (o, &h) in self.k.iter_mut().zip(kh.iter()) {
             *o = h as i32;
         }
+        let (mut kqs, mut vqs) = (kq.chunks_exact_mut(hd), vq.chunks_exact_mut(hd));
         for ((((k, q), s), &sh), (v, (vq, vs))) in self
             .k
             .chunks_exact(hd)
-            .zip(kq.chunks_exact_mut(hd))
+            .zip(kqs.by_ref())
             .zip(ks.iter_mut())
             .zip(sk.iter())
-            .zip(
-                self.v
-                    .chunks_exact(hd)
-                    .zip(vq.chunks_exact_mut(hd).zip(vs.iter_mut())),
-            )
+            .zip(self.v.chunks_exact(hd).zip(vqs.by_ref().zip(vs.iter_mut())))
         {
             let kmax = quantize_group_to(k, q);
             *s = group_scale_of::<T>(kmax, ACT_FRAC as i32 - sh as i32).pack();
@@ -489,6 +500,130 @@ fn head_scales(packed: &[i32], kh: usize, heads: usize) -> impl Iterator<Item = 
         .map(|&p| Scale::unpack(p))
 }
 
+/// Most kv heads whose largest scale exponents [`attend`] gathers in one pass
+/// over the cache rows (two stack rows of this many `i32`).
+const GATHER_HEADS: usize = 32;
+
+/// Column `kh` of rows of `heads` packed scales: the scale of kv head `kh` at
+/// each key (a plain strided walk; `heads` non-zero, so no panic path).
+#[inline(always)]
+fn column(
+    packed: &[i32],
+    kh: usize,
+    heads: core::num::NonZeroUsize,
+) -> impl Iterator<Item = i32> + '_ {
+    packed
+        .chunks_exact(heads.get())
+        .map(move |row| row.get(kh).copied().unwrap_or(0))
+}
+
+/// The scores from the int8 cache's dot products, in place: key `j`'s
+/// `dot_j · P_j · 2^(c − 32)` with `P_j = m · aligned(s_j, ek)` (`s_j` the
+/// key scale of kv head `kh` in rows of `heads` packed scales), as the
+/// portable loops of [`attend`] compute it: the high word of `dot · (P·2^c)`
+/// for `c ≤ 0`, `(dot · P) >> (32 − c)` saturated for `0 < c < 32`, and the
+/// saturating shift above. The regime is chosen once; a function of its own
+/// so that the loop gets the registers. Returns the largest score
+/// (`i32::MIN` for none). (The DSP targets'; the portable loops fuse it with
+/// the dot product, and the on-target generation tests check the two give
+/// the same bits.)
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+#[inline(never)]
+fn scores_from_dots(
+    att: &mut [i32],
+    ks: &[i32],
+    kh: usize,
+    heads: core::num::NonZeroUsize,
+    m: i32,
+    ek: i32,
+    c: i32,
+) -> i32 {
+    let keys = att.iter_mut().zip(column(ks, kh, heads));
+    let pk = |p: i32| m * aligned(Scale::unpack(p), ek);
+    let mut max = i32::MIN;
+    if c <= 0 {
+        let sh = -c.max(-31);
+        for (a, p) in keys {
+            *a = ((*a as i64).wrapping_mul((pk(p) >> sh) as i64) >> 32) as i32;
+            max = max.max(*a);
+        }
+    } else if c < 32 {
+        let sh = (32 - c) as u32;
+        for (a, p) in keys {
+            *a = sat_shr((*a as i64).wrapping_mul(pk(p) as i64), sh);
+            max = max.max(*a);
+        }
+    } else {
+        for (a, p) in keys {
+            *a = sat_i32(shift_i64((*a as i64).wrapping_mul(pk(p) as i64), c - 32));
+            max = max.max(*a);
+        }
+    }
+    max
+}
+
+/// The value-mix weights from the softmax's `e_j`, in place: `w_j =
+/// shift_sat(t_j · aligned(v_j, ev), −s2)` with `t_j = (e_j · inv_m) >> 15`
+/// (`v_j` the value scale of kv head `kh`), the direction of the shift chosen
+/// once. A function of its own, as [`scores_from_dots`].
+#[inline(never)]
+fn weights_from_exps(
+    att: &mut [i32],
+    vs: &[i32],
+    kh: usize,
+    heads: core::num::NonZeroUsize,
+    inv_m: i32,
+    ev: i32,
+    s2: i32,
+) {
+    let keys = att.iter_mut().zip(column(vs, kh, heads));
+    let tv = |e: i32, p: i32| {
+        let t = ((e as u32).wrapping_mul(inv_m as u32)) >> 15;
+        (t as i32).wrapping_mul(aligned(Scale::unpack(p), ev))
+    };
+    if s2 >= 0 {
+        let sh = s2.min(31) as u32;
+        for (a, p) in keys {
+            *a = if sh >= 31 { 0 } else { tv(*a, p) >> sh };
+        }
+    } else {
+        for (a, p) in keys {
+            *a = shift_sat(tv(*a, p), -s2);
+        }
+    }
+}
+
+/// `e_j = exp_q16(s_j − max)` in place of the scores `s_j`; returns their
+/// saturating sum. A function of its own so that the loop keeps its
+/// constants in registers.
+#[inline(never)]
+fn exp_row(att: &mut [i32], max: i32) -> u32 {
+    let mut sum = 0u32;
+    for a in att.iter_mut() {
+        let e = exp_q16(a.saturating_sub(max));
+        sum = sum.saturating_add(e);
+        *a = e as i32;
+    }
+    sum
+}
+
+/// `sat_i32(v >> sh)` for `sh` in `1..=31`, on the halves of `v` (32-bit
+/// shifts only; a 64-bit shift by a variable amount is a branchy sequence on
+/// Arm): `v >> sh` fits `i32` iff `hi >> (sh − 1)` is 0 or −1, and is then
+/// `(lo >> sh) | (hi << (32 − sh))`.
+#[inline(always)]
+fn sat_shr(v: i64, sh: u32) -> i32 {
+    let (hi, lo) = ((v >> 32) as i32, v as u32);
+    let top = hi >> (sh - 1);
+    if top == 0 || top == -1 {
+        ((lo >> sh) | ((hi as u32) << (32 - sh))) as i32
+    } else if hi < 0 {
+        i32::MIN
+    } else {
+        i32::MAX
+    }
+}
+
 /// A scale's mantissa aligned to the exponent `top ≥ s.e` (0 when it shifts out).
 #[inline(always)]
 fn aligned(s: Scale, top: i32) -> i32 {
@@ -558,6 +693,33 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
             got: att.len(),
         });
     };
+    let Some(heads_nz) = core::num::NonZeroUsize::new(heads) else {
+        return Err(Error::ZeroDimension);
+    };
+    // The largest key and value scale exponents of every kv head over the
+    // keys seen, in one pass over the rows (each is shared by the query heads
+    // of its group); models with more kv heads gather them per query head.
+    let mut ek_of = [i32::MIN; GATHER_HEADS];
+    let mut ev_of = [i32::MIN; GATHER_HEADS];
+    let gathered = match (ek_of.get_mut(..heads), ev_of.get_mut(..heads)) {
+        (Some(eks), Some(evs)) => {
+            // `by_ref`: a plain `Zip` (the specialised one divides by the
+            // chunk size out of line, a panic path).
+            let mut vrows = vs.chunks_exact(heads_nz.get());
+            for (kr, vr) in ks.chunks_exact(heads_nz.get()).zip(vrows.by_ref()) {
+                for ((ek, &k), (ev, &v)) in eks.iter_mut().zip(kr).zip(evs.iter_mut().zip(vr)) {
+                    *ek = (*ek).max(Scale::unpack(k).e);
+                    *ev = (*ev).max(Scale::unpack(v).e);
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    let max_exp = |of: &[i32; GATHER_HEADS], packed: &[i32], kh: usize| match of.get(kh) {
+        Some(&e) if gathered => e,
+        _ => head_scales(packed, kh, heads).fold(i32::MIN, |a, s| a.max(s.e)),
+    };
     let qs = query.heads.chunks_exact(hd).zip(query.shifts);
     for (h, ((q, &sq), o)) in qs.zip(out.chunks_exact_mut(hd)).enumerate() {
         let kh = cfg.kv_head(h);
@@ -567,7 +729,7 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         // one 64-bit product: `pk[j] = (base.m · mk[j]) · 2^c` with `c` fixed
         // for the head (the real score is `dot · base.m · mk[j] · 2^(base.e + ek)`).
         let base = query.scale.shl(sq as i32 - ACT_FRAC as i32);
-        let ek = head_scales(ks, kh, heads).fold(i32::MIN, |a, s| a.max(s.e));
+        let ek = max_exp(&ek_of, ks, kh);
         // Q16 = product · 2^(base.e + ek + 16) = hi32(product · 2^(base.e + ek + 48)).
         let c = base.e + ek + ACT_FRAC as i32 + 32;
         let mut max = i32::MIN;
@@ -584,15 +746,9 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
                     })
                 });
                 if all {
-                    // Each score from its dot product and key scale, as below.
-                    for (a, sk) in att.iter_mut().zip(head_scales(ks, kh, heads)) {
-                        let (dot, p) = (*a as i64, base.m * aligned(sk, ek));
-                        *a = if c <= 0 {
-                            (dot.wrapping_mul((p >> -c.max(-31)) as i64) >> 32) as i32
-                        } else {
-                            sat_i32(shift_i64(dot.wrapping_mul(p as i64), c - 32))
-                        };
-                    }
+                    // Each score from its dot product and key scale, as below
+                    // (with their maximum).
+                    max = scores_from_dots(att, ks, kh, heads_nz, base.m, ek, c);
                 }
                 all
             });
@@ -601,64 +757,59 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         let rows = att
             .iter_mut()
             .zip(keys.chunks_exact(kv))
-            .zip(head_scales(ks, kh, heads));
-        // The portable loops (the M3 and M0 run them).
+            .zip(column(ks, kh, heads_nz));
+        let pk = |p: i32| base.m * aligned(Scale::unpack(p), ek);
+        // The portable loops (the M3 and M0 run them), the regime of `c`
+        // chosen once per head.
         if done {
         } else if c <= 0 {
-            // The usual case: the high word of `dot · (P · 2^c)`.
-            for ((a, k), sk) in rows {
+            // The high word of `dot · (P · 2^c)`.
+            let sh = -c.max(-31);
+            for ((a, k), p) in rows {
                 let k = k.get(offset..offset + hd).unwrap_or_default();
-                let pk = (base.m * aligned(sk, ek)) >> -c.max(-31);
-                *a = (T::dot(q, k).wrapping_mul(pk as i64) >> 32) as i32;
+                *a = (T::dot(q, k).wrapping_mul((pk(p) >> sh) as i64) >> 32) as i32;
+            }
+        } else if c < 32 {
+            // `(dot · P) >> (32 − c)`, saturated.
+            let sh = (32 - c) as u32;
+            for ((a, k), p) in rows {
+                let k = k.get(offset..offset + hd).unwrap_or_default();
+                *a = sat_shr(T::dot(q, k).wrapping_mul(pk(p) as i64), sh);
             }
         } else {
-            // Large key scales: `(dot · P) >> (32 − c)`, saturated.
-            for ((a, k), sk) in rows {
+            // Large key scales: `(dot · P) · 2^(c − 32)`, saturated.
+            for ((a, k), p) in rows {
                 let k = k.get(offset..offset + hd).unwrap_or_default();
-                let p = T::dot(q, k).wrapping_mul((base.m * aligned(sk, ek)) as i64);
-                *a = sat_i32(shift_i64(p, c - 32));
+                *a = sat_i32(shift_i64(T::dot(q, k).wrapping_mul(pk(p) as i64), c - 32));
             }
         }
         if B::ENABLED {
             bias.add_to_row_fixed(h, span.pos, span.start, att);
         }
-        for &a in att.iter() {
-            max = max.max(a);
+        // The maximum (the kernel path's comes with its scores unless a bias
+        // was added since).
+        if B::ENABLED || !done {
+            max = att.iter().fold(i32::MIN, |m, &a| m.max(a));
         }
         // e_j = exp(s_j − max) in Q16, their sum.
-        let mut sum = 0u32;
-        for a in att.iter_mut() {
-            let e = exp_q16(a.saturating_sub(max));
-            sum = sum.saturating_add(e);
-            *a = e as i32;
-        }
+        let sum = exp_row(att, max);
         let inv = Scale::ratio(1, sum as u64);
         // out = Σ_j w_j·v_j · 2^(ev − f) with the value scales aligned to `ev`
         // and w_j = p_j · mv[j] · 2^f (p_j = e_j·inv), `f` as large as the i32
         // sums allow: Σ_j w_j ≤ 2^(15 + f) ≤ 2^(31 − BITS) (Σ p_j = 1), so
         // Σ_j w_j·|v| < 2^31. Per key: t = (e_j·inv.m) >> 15, w_j = (t·mv) >> s2.
-        let ev = head_scales(vs, kh, heads).fold(i32::MIN, |a, s| a.max(s.e));
+        let ev = max_exp(&ev_of, vs, kh);
         let f = 16 - T::BITS as i32;
         let s2 = -(inv.e + f + 15);
         let mut acc = [0i32; 2 * MAX_PAIRS];
         let acc = acc.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
-        // w_j from e_j and the value scale.
-        let weight = |e: i32, sv: Scale| {
-            let t = ((e as u32).wrapping_mul(inv.m as u32)) >> 15;
-            shift_sat((t as i32).wrapping_mul(aligned(sv, ev)), -s2)
-        };
+        // w_j from e_j and the value scale, in place of e_j.
+        weights_from_exps(att, vs, kh, heads_nz, inv.m, ev, s2);
         // The int8 cache on the Arm targets with the kernels, heads of 4·b:
-        // the weights first (in place of `e`), then the kernel's sums, four
-        // values a call, in registers.
-        #[allow(unused_mut)]
-        let mut weights = false;
+        // the kernel's sums, four values a call, in registers.
         #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
         let done = hd % 4 == 0
             && T::as_i8(values).is_some_and(|v8| {
-                for (a, sv) in att.iter_mut().zip(head_scales(vs, kh, heads)) {
-                    *a = weight(*a, sv);
-                }
-                weights = true;
                 let all = acc.chunks_exact_mut(4).enumerate().all(|(b, a4)| {
                     a4.first_chunk_mut::<4>().is_some_and(|a4| {
                         crate::num::kernels_m4::mix_i8x4(att, v8, kv, offset + 4 * b, a4)
@@ -672,13 +823,9 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
         let done = false;
         if !done {
-            for ((&e, v), sv) in att
-                .iter()
-                .zip(values.chunks_exact(kv))
-                .zip(head_scales(vs, kh, heads))
-            {
+            for (&w, v) in att.iter().zip(values.chunks_exact(kv)) {
                 let v = v.get(offset..offset + hd).unwrap_or_default();
-                T::axpy(acc, if weights { e } else { weight(e, sv) }, v);
+                T::axpy(acc, w, v);
             }
         }
         // Q16 = acc · 2^(ev − f + 16).
@@ -699,6 +846,25 @@ mod tests {
     use super::*;
     use crate::attn::AttnConfig;
     use crate::num::int::{group_scale, quantize_group};
+
+    /// `sat_shr` is `sat_i32(v >> sh)` for every shift, on edge and random values.
+    #[test]
+    fn sat_shr_is_the_saturated_shift() {
+        let mut rng = XorShift32(41);
+        let mut vals = std::vec![0i64, 1, -1, i64::MAX, i64::MIN, 1 << 62, -(1 << 62)];
+        for k in 0..63 {
+            vals.extend([1i64 << k, (1i64 << k) - 1, -(1i64 << k), -(1i64 << k) + 1]);
+        }
+        for _ in 0..20_000 {
+            let v = ((rng.next_u32() as u64) << 32 | rng.next_u32() as u64) as i64;
+            vals.push(v >> (rng.next_u32() % 64));
+        }
+        for &v in &vals {
+            for sh in 1..=31u32 {
+                assert_eq!(sat_shr(v, sh), sat_i32(v >> sh), "{v} >> {sh}");
+            }
+        }
+    }
 
     /// The attention of random int8 caches against f64 arithmetic on the same
     /// dequantized values.

@@ -42,19 +42,21 @@ pub const fn fixed_from_f32_bits(bits: u32, frac: u32) -> i32 {
         // Zero or subnormal: below 2^−126, nothing at any frac ≤ 32... rounds to 0.
         return 0;
     }
-    let mant = (bits & 0x7f_ffff) as u64;
+    let mant = bits & 0x7f_ffff;
     if exp == 0xff {
         if mant != 0 {
             return 0;
         }
         return if negative { i32::MIN + 1 } else { i32::MAX };
     }
+    // 24 bits: every intermediate below fits a `u32` (`mant · 2^8 < 2^32`,
+    // `mant + 2^24 < 2^25`), so no 64-bit shift (a library call on Arm).
     let mant = mant | 0x80_0000;
     // v · 2^frac = mant · 2^shift.
     let shift = exp - 150 + frac as i32;
-    let mag: u64 = if shift >= 0 {
+    let mag: u32 = if shift >= 0 {
         if shift > 8 {
-            u64::MAX
+            u32::MAX
         } else {
             mant << shift
         }
@@ -63,10 +65,10 @@ pub const fn fixed_from_f32_bits(bits: u32, frac: u32) -> i32 {
         if s > 25 {
             0
         } else {
-            (mant + (1u64 << (s - 1))) >> s
+            (mant + (1u32 << (s - 1))) >> s
         }
     };
-    let mag = if mag > i32::MAX as u64 {
+    let mag = if mag > i32::MAX as u32 {
         i32::MAX
     } else {
         mag as i32
@@ -464,6 +466,31 @@ pub fn sigmoid_q15(x: i32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every 257th f32 bit pattern (16.7 million, every exponent and sign) at
+    /// the integer step's fractions: exactly `round(v·2^frac)` (half away from
+    /// zero, as `f64::round`; the product is exact in f64), saturated to
+    /// `±(2^31 − 1)`, NaN 0.
+    #[test]
+    fn f32_bits_to_fixed_is_exactly_the_rounded_product() {
+        for frac in [8u32, 15, 16, 24, 30] {
+            let scale = 2f64.powi(frac as i32);
+            let max = (1u64 << 31) as f64 - 1.0;
+            for bits in (0..=u32::MAX).step_by(257) {
+                let v = f32::from_bits(bits);
+                let want = if v.is_nan() {
+                    0.0
+                } else {
+                    (v as f64 * scale).round().clamp(-max, max)
+                };
+                assert_eq!(
+                    fixed_from_f32_bits(bits, frac) as f64,
+                    want,
+                    "{bits:#x} {frac}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn f32_bits_to_fixed_rounds_once() {

@@ -162,6 +162,7 @@ impl CacheElem for i16 {
 
 /// `Σ w[k]·x[k]` for four int8 rows against one int16 group, exact in `i32`
 /// (groups of up to 2^16 values).
+#[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
 #[inline(always)]
 fn dots4(w: [&[i8]; 4], x: &[i16]) -> [i32; 4] {
     let mut a = [0i32; 4];
@@ -264,6 +265,58 @@ pub fn matvec_q8(
             return Ok(());
         }
     }
+    #[cfg(all(
+        target_arch = "arm",
+        target_os = "none",
+        target_abi = "eabi",
+        target_endian = "little",
+        target_has_atomic = "32"
+    ))]
+    {
+        let done = match group {
+            4 => m3::matvec::<1>(out, w, ws, xq, xm, x_exp),
+            8 => m3::matvec::<2>(out, w, ws, xq, xm, x_exp),
+            16 => m3::matvec::<4>(out, w, ws, xq, xm, x_exp),
+            32 => m3::matvec::<8>(out, w, ws, xq, xm, x_exp),
+            64 => m3::matvec::<16>(out, w, ws, xq, xm, x_exp),
+            128 => m3::matvec::<32>(out, w, ws, xq, xm, x_exp),
+            256 => m3::matvec::<64>(out, w, ws, xq, xm, x_exp),
+            _ => false,
+        };
+        if done {
+            return Ok(());
+        }
+    }
+    // The DSP targets take other group sizes (and anything the kernel
+    // declines) one row at a time, panic-free; the portable four-row loop
+    // below is the cores' without the DSP extension (and the host's).
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    return if last_rows(out, w, ws, xq, xm, x_exp, group) {
+        Ok(())
+    } else {
+        Err(Error::InconsistentDimensions)
+    };
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    portable(out, w, ws, xq, xm, x_exp, group, n, gpr);
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    Ok(())
+}
+
+/// [`matvec_q8`]'s four-row loop (lengths checked there).
+#[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn portable(
+    out: &mut [i32],
+    w: &[i8],
+    ws: &[f32],
+    xq: &[i16],
+    xm: &[i32],
+    x_exp: i32,
+    group: usize,
+    n: usize,
+    gpr: usize,
+) {
     let mut outs = out.chunks_exact_mut(4);
     let mut wrows = w.chunks_exact(4 * n);
     let mut srows = ws.chunks_exact(4 * gpr);
@@ -296,28 +349,59 @@ pub fn matvec_q8(
             o[r] = finish(acc[r], top[r], x_exp);
         }
     }
-    // The last rows, one at a time.
-    let rest = outs.into_remainder();
-    let wrest = wrows.remainder();
-    let srest = srows.remainder();
-    for ((o, wrow), srow) in rest
-        .iter_mut()
-        .zip(wrest.chunks_exact(n))
-        .zip(srest.chunks_exact(gpr))
-    {
+    // The last rows, one at a time (lengths checked by the caller).
+    last_rows(
+        outs.into_remainder(),
+        wrows.remainder(),
+        srows.remainder(),
+        xq,
+        xm,
+        x_exp,
+        group,
+    );
+}
+
+/// The rows of `out` (fewer than four, after a kernel's blocks) from the rows
+/// of `w` and `ws` left, one at a time with the plain group dot product, as
+/// the portable loop computes each row. Rows cut off by `split_at_checked`
+/// and groups by `get`: no panic path. `false` when a length does not fit
+/// (impossible after [`matvec_q8`]'s checks). Not inlined: the kernels'
+/// drivers call it for their last rows only.
+#[inline(never)]
+fn last_rows(
+    out: &mut [i32],
+    w: &[i8],
+    ws: &[f32],
+    xq: &[i16],
+    xm: &[i32],
+    x_exp: i32,
+    group: usize,
+) -> bool {
+    let (n, gpr) = (xq.len(), xm.len());
+    let (mut wrest, mut srest) = (w, ws);
+    for o in out {
+        let (Some((wrow, wn)), Some((srow, sn))) =
+            (wrest.split_at_checked(n), srest.split_at_checked(gpr))
+        else {
+            return false;
+        };
+        (wrest, srest) = (wn, sn);
         let top = row_top(srow);
         let mut acc = 0i64;
-        for ((wg, xg), (&sw, &m)) in wrow
-            .chunks_exact(group)
-            .zip(xq.chunks_exact(group))
-            .zip(srow.iter().zip(xm))
-        {
+        for (g, (&sw, &m)) in srow.iter().zip(xm).enumerate() {
+            let at = g * group;
+            let (Some(wg), Some(xg)) = (
+                wrow.get(at..).and_then(|v| v.get(..group)),
+                xq.get(at..).and_then(|v| v.get(..group)),
+            ) else {
+                return false;
+            };
             let mw = aligned_mantissa(sw.to_bits(), top);
             acc += dot_i8_i16(wg, xg) as i64 * (mw * m) as i64;
         }
         *o = finish(acc, top, x_exp);
     }
-    Ok(())
+    true
 }
 
 /// The Q8 product on the DSP extension (Cortex-M4, M33): the group dot
@@ -325,7 +409,7 @@ pub fn matvec_q8(
 /// the same scale arithmetic as the portable loop.
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 mod dsp {
-    use super::{aligned_mantissa, dot_i8_i16, finish, row_top};
+    use super::{aligned_mantissa, finish, last_rows, row_top};
     use crate::num::kernels_m4::dots2_i8_i16;
 
     /// Groups whose dot products one call computes (a stack buffer).
@@ -401,19 +485,144 @@ mod dsp {
             o[1] = finish(acc[1], top[1], x_exp);
         }
         // An odd last row.
-        for ((o, wrow), srow) in outs
-            .into_remainder()
-            .iter_mut()
-            .zip(wrows.remainder().chunks_exact(n))
-            .zip(srows.remainder().chunks_exact(gpr))
-        {
+        last_rows(
+            outs.into_remainder(),
+            wrows.remainder(),
+            srows.remainder(),
+            xq,
+            xm,
+            x_exp,
+            group,
+        )
+    }
+}
+
+/// The Q8 product on soft-float ARMv7-M (Cortex-M3): the group dot products
+/// of four rows at a time from [`crate::num::kernels_m3::dots4_i8_i16`], the
+/// same scale arithmetic as the portable loop.
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_abi = "eabi",
+    target_endian = "little",
+    target_has_atomic = "32"
+))]
+mod m3 {
+    use super::{aligned_mantissa, dot_i8_i16, finish, row_top};
+    use crate::num::kernels_m3::dots4_i8_i16;
+
+    /// Groups whose dot products one call computes (a stack buffer).
+    const CHUNK: usize = 16;
+
+    /// `acc + Σ_g dots[g][R]·(mw[g]·xm[g])` for row `R` of the four: its
+    /// weight scales `ws` (from the chunk's first group on), aligned to `top`.
+    #[inline(always)]
+    fn scaled<const R: usize>(
+        acc: i64,
+        dots: &[[i32; 4]],
+        ws: Option<&[f32]>,
+        xm: &[i32],
+        top: u32,
+    ) -> i64 {
+        let mut acc = acc;
+        for ((d, &sw), &m) in dots.iter().zip(ws.unwrap_or_default()).zip(xm) {
+            let mw = aligned_mantissa(sw.to_bits(), top);
+            acc += d[R] as i64 * (mw * m) as i64;
+        }
+        acc
+    }
+
+    /// The four rows' scales of `s` (`4·gpr` values).
+    #[inline(always)]
+    fn rows4(s: &[f32], gpr: usize) -> Option<[&[f32]; 4]> {
+        let (s0, s) = s.split_at_checked(gpr)?;
+        let (s1, s) = s.split_at_checked(gpr)?;
+        let (s2, s3) = s.split_at_checked(gpr)?;
+        Some([s0, s1, s2, s3])
+    }
+
+    /// `out = W·x` for groups of `4·K` (lengths checked by the caller);
+    /// `false` when nothing was done.
+    pub(super) fn matvec<const K: usize>(
+        out: &mut [i32],
+        w: &[i8],
+        ws: &[f32],
+        xq: &[i16],
+        xm: &[i32],
+        x_exp: i32,
+    ) -> bool {
+        let group = 4 * K;
+        let n = xq.len();
+        let gpr = n / group;
+        // Non-zero strides, known to the compiler; rows cut off by
+        // `split_at_checked`, groups by `get` (no zip of `chunks_exact`, whose
+        // length is an out-of-line division): no panic path. A failed check
+        // (impossible after the caller's length checks) hands the product to
+        // the portable loop.
+        let (Some(n4), Some(g4)) = (n.checked_mul(4), gpr.checked_mul(4)) else {
+            return false;
+        };
+        if gpr == 0 || n4 == 0 || g4 == 0 {
+            return false;
+        }
+        let mut buf = [[0i32; 4]; CHUNK];
+        let mut outs = out.chunks_exact_mut(4);
+        let (mut wrest, mut srest) = (w, ws);
+        for o in &mut outs {
+            let (Some((w4, wn)), Some((s4, sn))) =
+                (wrest.split_at_checked(n4), srest.split_at_checked(g4))
+            else {
+                return false;
+            };
+            let Some([s0, s1, s2, s3]) = rows4(s4, gpr) else {
+                return false;
+            };
+            wrest = wn;
+            srest = sn;
+            let top = [row_top(s0), row_top(s1), row_top(s2), row_top(s3)];
+            let mut acc = [0i64; 4];
+            let mut g0 = 0;
+            while g0 < gpr {
+                let at = g0 * group;
+                let chunk = (gpr - g0).min(CHUNK);
+                let (Some(wa), Some(x), Some(buf)) =
+                    (w4.get(at..), xq.get(at..), buf.get_mut(..chunk))
+                else {
+                    return false;
+                };
+                if dots4_i8_i16::<K>(wa, n, x, buf) != chunk {
+                    return false;
+                }
+                let xs = xm.get(g0..).unwrap_or_default();
+                acc[0] = scaled::<0>(acc[0], buf, s0.get(g0..), xs, top[0]);
+                acc[1] = scaled::<1>(acc[1], buf, s1.get(g0..), xs, top[1]);
+                acc[2] = scaled::<2>(acc[2], buf, s2.get(g0..), xs, top[2]);
+                acc[3] = scaled::<3>(acc[3], buf, s3.get(g0..), xs, top[3]);
+                g0 += chunk;
+            }
+            for ((o, &a), &t) in o.iter_mut().zip(&acc).zip(&top) {
+                *o = finish(a, t, x_exp);
+            }
+        }
+        // The last rows (fewer than four), one at a time.
+        for o in outs.into_remainder() {
+            let (Some((wrow, wn)), Some((srow, sn))) =
+                (wrest.split_at_checked(n), srest.split_at_checked(gpr))
+            else {
+                return false;
+            };
+            wrest = wn;
+            srest = sn;
             let top = row_top(srow);
             let mut acc = 0i64;
-            for ((wg, xg), (&sw, &m)) in wrow
-                .chunks_exact(group)
-                .zip(xq.chunks_exact(group))
-                .zip(srow.iter().zip(xm))
-            {
+            for (g, (&sw, &m)) in srow.iter().zip(xm).enumerate() {
+                let at = g * group;
+                let (Some(wg), Some(xg)) = (
+                    wrow.get(at..).and_then(|v| v.get(..group)),
+                    xq.get(at..).and_then(|v| v.get(..group)),
+                ) else {
+                    return false;
+                };
                 let mw = aligned_mantissa(sw.to_bits(), top);
                 acc += dot_i8_i16(wg, xg) as i64 * (mw * m) as i64;
             }

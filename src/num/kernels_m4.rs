@@ -686,3 +686,207 @@ pub fn mix_i8x4(w: &[i32], rows: &[i8], stride: usize, offset: usize, acc: &mut 
     }
     true
 }
+
+/// `asm!` with the operands of the Q15 RoPE kernels that keep a row of four
+/// packed pairs in registers ([`rope_q15_interleaved`], [`rope_q15_half4`]):
+/// the heads from `v` (r0) to `end` (r1), the pairs in r2, r3, r4, r8, the
+/// rounding constant `2^14` in r5; r9–r12 and lr are scratch.
+macro_rules! rope4_asm {
+    ($v:expr, $end:expr, [$t0:expr, $t1:expr, $t2:expr, $t3:expr]; $($template:tt)*) => {
+        asm!(
+            $($template)*
+            inout("r0") $v.as_mut_ptr() => _,
+            in("r1") $end,
+            in("r2") $t0,
+            in("r3") $t1,
+            in("r4") $t2,
+            in("r5") 1u32 << 14,
+            in("r8") $t3,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        )
+    };
+}
+
+/// The Q15 RoPE rotation of interleaved pairs on the DSP extension: every
+/// head of `v` (`heads` heads of `2·cs.len()` values, the whole head rotated)
+/// has its pair `i`, `(x0, x1) = (v[2i], v[2i+1])`, rotated by the packed
+/// `cs[i] = c | s << 16` (Q15 cosine in the low half, sine in the high half):
+/// `(x0·c − x1·s, x0·s + x1·c)`, each rounded (`+2^14`, `>> 15`) and saturated
+/// to `i16`, the integers of [`crate::num::fixed::rotate_q15`].
+///
+/// Per pair: one `smlsd` and one `smladx` (the rounding constant as their
+/// accumulator), two `ssat …, asr #15`, one `pkhbt`; the pairs are loaded and
+/// stored two at a time (`ldrd`/`strd`). Rows of four pairs keep the row in
+/// four registers (26 instructions per head); longer rows reload it per head
+/// (15 per two pairs, 3 per head).
+///
+/// The sums do not wrap except for `x0 = x1 = c = s = −32768`, where
+/// `x0·s + x1·c = 2^31`: the caller does not pass a row holding the packed
+/// `0x8000_8000` (see `RopeRowQ15`, which checks it). Returns `false` (nothing
+/// done) when the shapes do not fit: an odd or zero number of pairs, `v` not
+/// `heads` whole heads, or `v` not 4-byte aligned (`ldrd`/`strd` need it).
+#[inline(always)]
+pub fn rope_q15_interleaved(cs: &[u32], v: &mut [i16]) -> bool {
+    let pairs = cs.len();
+    let head = 2 * pairs;
+    if pairs == 0 || pairs % 2 != 0 || v.is_empty() || v.len() % head != 0 {
+        return false;
+    }
+    if v.as_ptr() as usize % 4 != 0 {
+        return false;
+    }
+    let heads = v.len() / head;
+    let end = v.as_mut_ptr().wrapping_add(v.len());
+    if let [t0, t1, t2, t3] = *cs {
+        // SAFETY: the assembly reads and writes the `v.len()` values of `v`
+        // (an exclusive slice, 4-byte aligned as checked, a whole number of
+        // 8-byte blocks as `v.len()` is a multiple of 8), eight bytes at a time
+        // from its start to `end`. Every register it touches is an operand;
+        // the flags are clobbered; no stack.
+        unsafe {
+            rope4_asm!(v, end, [t0, t1, t2, t3];
+                "2:",
+                "ldrd r9, r10, [r0]",
+                ".inst.w 0xFB495B02", // smlsd r11, r9, r2, r5
+                ".inst.w 0xFB295C12", // smladx r12, r9, r2, r5
+                "ssat r11, #16, r11, asr #15",
+                "ssat r12, #16, r12, asr #15",
+                ".inst.w 0xEACB490C", // pkhbt r9, r11, r12, lsl #16
+                ".inst.w 0xFB4A5B03", // smlsd r11, r10, r3, r5
+                ".inst.w 0xFB2A5C13", // smladx r12, r10, r3, r5
+                "ssat r11, #16, r11, asr #15",
+                "ssat r12, #16, r12, asr #15",
+                ".inst.w 0xEACB4A0C", // pkhbt r10, r11, r12, lsl #16
+                "strd r9, r10, [r0], #8",
+                "ldrd r9, r10, [r0]",
+                ".inst.w 0xFB495B04", // smlsd r11, r9, r4, r5
+                ".inst.w 0xFB295C14", // smladx r12, r9, r4, r5
+                "ssat r11, #16, r11, asr #15",
+                "ssat r12, #16, r12, asr #15",
+                ".inst.w 0xEACB490C", // pkhbt r9, r11, r12, lsl #16
+                ".inst.w 0xFB4A5B08", // smlsd r11, r10, r8, r5
+                ".inst.w 0xFB2A5C18", // smladx r12, r10, r8, r5
+                "ssat r11, #16, r11, asr #15",
+                "ssat r12, #16, r12, asr #15",
+                ".inst.w 0xEACB4A0C", // pkhbt r10, r11, r12, lsl #16
+                "strd r9, r10, [r0], #8",
+                "cmp r0, r1",
+                "bne 2b",
+            );
+        }
+        return true;
+    }
+    let cs_end = cs.as_ptr().wrapping_add(pairs);
+    // SAFETY: as above for `v`; from `cs` the assembly reads its `pairs`
+    // words (8 bytes at a time, `pairs` even) once per head, from its start to
+    // `cs_end`, for `heads ≥ 1` heads.
+    unsafe {
+        asm!(
+            "2:",
+            "mov r4, r1",
+            "3:",
+            "ldrd r8, r9, [r0]",
+            "ldrd r10, r11, [r4], #8",
+            ".inst.w 0xFB485C0A", // smlsd r12, r8, r10, r5
+            ".inst.w 0xFB285E1A", // smladx lr, r8, r10, r5
+            "ssat r12, #16, r12, asr #15",
+            "ssat lr, #16, lr, asr #15",
+            ".inst.w 0xEACC480E", // pkhbt r8, r12, lr, lsl #16
+            ".inst.w 0xFB495C0B", // smlsd r12, r9, r11, r5
+            ".inst.w 0xFB295E1B", // smladx lr, r9, r11, r5
+            "ssat r12, #16, r12, asr #15",
+            "ssat lr, #16, lr, asr #15",
+            ".inst.w 0xEACC490E", // pkhbt r9, r12, lr, lsl #16
+            "strd r8, r9, [r0], #8",
+            "cmp r4, r2",
+            "bne 3b",
+            "subs r3, r3, #1",
+            "bne 2b",
+            inout("r0") v.as_mut_ptr() => _,
+            in("r1") cs.as_ptr(),
+            in("r2") cs_end,
+            inout("r3") heads => _,
+            out("r4") _,
+            in("r5") 1u32 << 14,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// [`rope_q15_interleaved`] for the half-split layout and rows of four pairs
+/// (heads of 8: `(x[i], x[i + 4])` is pair `i`), the integers of
+/// [`crate::num::fixed::rotate_q15`]. The row stays in four registers; per
+/// two pairs: one word from each half, two `pkhbt`/`pkhtb` to pair them up,
+/// `smlsd` + `smladx` + two `ssat` per pair, two `pkhbt` to split them back,
+/// two stores: 34 instructions per head with the loop. The same
+/// `0x8000_8000` exclusion as [`rope_q15_interleaved`].
+///
+/// Returns `false` (nothing done) when `v` is not whole heads of 8 (it may
+/// sit at any halfword: word accesses may be unaligned on these cores, as in
+/// [`dots_i8x8`]).
+#[inline(always)]
+pub fn rope_q15_half4(cs: &[u32; 4], v: &mut [i16]) -> bool {
+    if v.is_empty() || v.len() % 8 != 0 {
+        return false;
+    }
+    let end = v.as_mut_ptr().wrapping_add(v.len());
+    let [t0, t1, t2, t3] = *cs;
+    // SAFETY: the assembly reads and writes the `v.len()` values of `v` (an
+    // exclusive slice of whole 16-byte heads), words at offsets 0, 4, 8 and 12
+    // of each head, head after head from its start to `end` (word accesses
+    // may be unaligned: `CCR.UNALIGN_TRP` is clear out of reset, as for
+    // [`dots_i8x8`]). Every register it touches is an operand; the flags are
+    // clobbered; no stack.
+    unsafe {
+        rope4_asm!(v, end, [t0, t1, t2, t3];
+            "2:",
+            "ldr r9, [r0]",
+            "ldr r10, [r0, #8]",
+            ".inst.w 0xEAC94B0A", // pkhbt r11, r9, r10, lsl #16   (x0, y0)
+            ".inst.w 0xEACA4929", // pkhtb r9, r10, r9, asr #16    (x1, y1)
+            ".inst.w 0xFB4B5C02", // smlsd r12, r11, r2, r5
+            ".inst.w 0xFB2B5E12", // smladx lr, r11, r2, r5
+            "ssat r12, #16, r12, asr #15",
+            "ssat lr, #16, lr, asr #15",
+            ".inst.w 0xFB495B03", // smlsd r11, r9, r3, r5
+            ".inst.w 0xFB295A13", // smladx r10, r9, r3, r5
+            "ssat r11, #16, r11, asr #15",
+            "ssat r10, #16, r10, asr #15",
+            ".inst.w 0xEACC490B", // pkhbt r9, r12, r11, lsl #16   (x0', x1')
+            ".inst.w 0xEACE4A0A", // pkhbt r10, lr, r10, lsl #16   (y0', y1')
+            "str r10, [r0, #8]",
+            "str r9, [r0], #4",
+            "ldr r9, [r0]",
+            "ldr r10, [r0, #8]",
+            ".inst.w 0xEAC94B0A", // pkhbt r11, r9, r10, lsl #16   (x2, y2)
+            ".inst.w 0xEACA4929", // pkhtb r9, r10, r9, asr #16    (x3, y3)
+            ".inst.w 0xFB4B5C04", // smlsd r12, r11, r4, r5
+            ".inst.w 0xFB2B5E14", // smladx lr, r11, r4, r5
+            "ssat r12, #16, r12, asr #15",
+            "ssat lr, #16, lr, asr #15",
+            ".inst.w 0xFB495B08", // smlsd r11, r9, r8, r5
+            ".inst.w 0xFB295A18", // smladx r10, r9, r8, r5
+            "ssat r11, #16, r11, asr #15",
+            "ssat r10, #16, r10, asr #15",
+            ".inst.w 0xEACC490B", // pkhbt r9, r12, r11, lsl #16   (x2', x3')
+            ".inst.w 0xEACE4A0A", // pkhbt r10, lr, r10, lsl #16   (y2', y3')
+            "str r10, [r0, #8]",
+            "str r9, [r0], #12",
+            "cmp r0, r1",
+            "bne 2b",
+        );
+    }
+    true
+}

@@ -17,8 +17,9 @@
 //! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernels in
 //!   inline assembly (`vldm` + `vmla.f32`, and `vcvtb`/`vcvtt` for binary16
 //!   weights; `sxtb16` + `smlad` for the integer step) and the f32 and int8
-//!   attention's score and value-mix loops, the crate's only
-//!   `unsafe` code.
+//!   attention's score and value-mix loops, Q15 RoPE (`smlsd`, `smladx`).
+//! - `kernels_m3` (soft-float ARMv7-M): the integer step's group dot products
+//!   (`ldrsb`, `mla`). These two are the crate's only `unsafe` code.
 
 pub mod exp;
 pub mod exp_glibc;
@@ -27,6 +28,14 @@ pub mod fp16;
 pub mod int;
 pub mod kernels;
 pub mod kernels_int;
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_abi = "eabi",
+    target_endian = "little",
+    target_has_atomic = "32"
+))]
+pub mod kernels_m3;
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 pub mod kernels_m4;
 pub mod math;

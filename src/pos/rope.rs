@@ -43,6 +43,10 @@
 //!   exact wrapping integer arithmetic rounded once ([`fixed::phase_at`]), and
 //!   cos/sin come from the shared quarter-wave table ([`fixed::sin_cos_q15`]),
 //!   times `a` in Q30 when `a ≠ 1`.
+//! - [`RopeRowQ15`]: one position's Q15 row packed `c | s << 16` per pair,
+//!   the operand order of the Cortex-M4F/M33 dual multiplies (`smlsd`,
+//!   `smladx`): what the integer step rotates q and k with (from an f32
+//!   table, [`RopeTable::row_q15`]), exactly [`fixed::rotate_q15`] per pair.
 //!
 //! # Error bounds (checked at every position 0..=65535 in `tests/rope.rs`)
 //!
@@ -492,12 +496,34 @@ impl<'a> RopeTable<'a> {
         Ok(())
     }
 
+    /// The row of `position` read as Q15 for the integer step (each f32
+    /// entry rounded once, saturating at ±1,
+    /// [`crate::num::int::fixed_from_f32`]), packed into `buf` for
+    /// [`RopeRowQ15::rotate_heads`]: the step converts it once per position
+    /// and rotates q and k of every layer with it. Integer instructions only.
+    ///
+    /// Errors: [`Error::PositionOutOfRange`]; [`Error::BufferTooSmall`] when
+    /// `buf` holds fewer than [`pairs`](Self::pairs) words.
+    pub fn row_q15<'b>(
+        &self,
+        position: usize,
+        buf: &'b mut [u32],
+    ) -> Result<RopeRowQ15<'b>, Error> {
+        let (cos, sin) = self.row(position)?;
+        let q15 = |f: f32| crate::num::int::fixed_from_f32(f, 15).clamp(-32768, 32767) as Q15;
+        RopeRowQ15::pack_with(
+            cos.iter().zip(sin).map(|(&c, &s)| (q15(c), q15(s))),
+            cos.len(),
+            buf,
+        )
+    }
+
     /// [`RopeTable::rotate_heads`] for the integer step: the row of
-    /// `position` read as Q15 (each f32 entry rounded once, saturating at
-    /// ±1, [`crate::num::int::fixed_from_f32`]) and every head of the `i16`
-    /// vector `v` rotated by [`RopeTableQ15::rotate_heads`] ([`fixed::rotate_q15`]:
-    /// ≤ 3 LSB per element on top of the table's 0.5 LSB). Integer
-    /// instructions only; tables of up to [`RopeTable::MAX_FIXED_PAIRS`] pairs.
+    /// `position` read as Q15 ([`RopeTable::row_q15`]) and every head of the
+    /// `i16` vector `v` rotated by [`RopeRowQ15::rotate_heads`]
+    /// ([`fixed::rotate_q15`]: ≤ 3 LSB per element on top of the table's 0.5
+    /// LSB). Integer instructions only; tables of up to
+    /// [`RopeTable::MAX_FIXED_PAIRS`] pairs.
     ///
     /// Errors: as [`RopeTable::rotate_heads`]; [`Error::RotaryDimTooLarge`]
     /// beyond [`RopeTable::MAX_FIXED_PAIRS`] pairs.
@@ -508,20 +534,16 @@ impl<'a> RopeTable<'a> {
         head_dim: usize,
         v: &mut [Q15],
     ) -> Result<(), Error> {
-        let (cos, sin) = self.row(position)?;
         let pairs = self.pairs();
-        let mut c = [0 as Q15; Self::MAX_FIXED_PAIRS];
-        let mut s = [0 as Q15; Self::MAX_FIXED_PAIRS];
-        let (Some(c), Some(s)) = (c.get_mut(..pairs), s.get_mut(..pairs)) else {
+        let mut buf = [0u32; Self::MAX_FIXED_PAIRS];
+        let Some(buf) = buf.get_mut(..pairs) else {
             return Err(Error::RotaryDimTooLarge {
                 rotary_dim: 2 * pairs,
                 head_dim,
             });
         };
-        for (o, &f) in c.iter_mut().chain(s.iter_mut()).zip(cos.iter().chain(sin)) {
-            *o = crate::num::int::fixed_from_f32(f, 15).clamp(-32768, 32767) as Q15;
-        }
-        RopeTableQ15::new(c, s, pairs)?.rotate_heads(layout, 0, head_dim, v)
+        self.row_q15(position, buf)?
+            .rotate_heads(layout, head_dim, v)
     }
 
     /// Most pairs [`RopeTable::rotate_heads_q15`] handles (head dims up to 256).
@@ -645,7 +667,8 @@ impl<'a> RopeTableQ15<'a> {
     }
 
     /// Q15 counterpart of [`RopeTable::rotate_heads`], with
-    /// [`fixed::rotate_q15`]. Errors as there.
+    /// [`fixed::rotate_q15`]. Errors as there. (The DSP kernel takes packed
+    /// rows: [`RopeRowQ15`].)
     pub fn rotate_heads(
         &self,
         layout: RopeLayout,
@@ -659,6 +682,151 @@ impl<'a> RopeTableQ15<'a> {
             (*a, *b) = fixed::rotate_q15(*a, *b, c, s);
         });
         Ok(())
+    }
+}
+
+/// One position's Q15 RoPE row, pair `i` packed as the word
+/// `c_i | s_i << 16` (cosine in the low half, sine in the high half: the
+/// operand order of the DSP extension's dual multiplies, as CMSIS-DSP keeps
+/// its Q15 twiddle factors), for rotating every head of a q or k vector.
+///
+/// [`rotate_heads`](Self::rotate_heads) computes [`fixed::rotate_q15`] for
+/// every pair. On the Cortex-M4F/M33 the interleaved layout runs
+/// `kernels_m4::rope_q15_interleaved` (`smlsd` + `smladx` per
+/// pair, the same integers), and the half-split layout with rows of four
+/// pairs (heads of 8, as the project's models have)
+/// `kernels_m4::rope_q15_half4`; elsewhere, for other
+/// half-split rows, and for a row holding a pair `c = s = −32768` (whose
+/// `x0·s + x1·c` reaches `2^31` and needs the portable saturating sum), the
+/// portable loop.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeRowQ15<'a> {
+    cs: &'a [u32],
+    /// The row holds a pair `c = s = −32768`.
+    corner: bool,
+}
+
+impl<'a> RopeRowQ15<'a> {
+    /// Packs a row of Q15 cosines and sines (equal lengths) into `buf`.
+    ///
+    /// Errors: [`Error::LengthMismatch`] for unequal lengths;
+    /// [`Error::ZeroDimension`] for an empty row; [`Error::BufferTooSmall`]
+    /// when `buf` is shorter than the row.
+    pub fn pack(cos: &[Q15], sin: &[Q15], buf: &'a mut [u32]) -> Result<Self, Error> {
+        check_cos_sin(cos.len(), sin.len())?;
+        Self::pack_with(cos.iter().copied().zip(sin.iter().copied()), cos.len(), buf)
+    }
+
+    /// Views words already packed (`c | s << 16`, as a table kept packed in
+    /// flash would hold them). Errors: [`Error::ZeroDimension`] when empty.
+    pub fn from_packed(cs: &'a [u32]) -> Result<Self, Error> {
+        if cs.is_empty() {
+            return Err(Error::ZeroDimension);
+        }
+        let corner = cs.contains(&CORNER);
+        Ok(Self { cs, corner })
+    }
+
+    /// The row of the `pairs` pairs `(c, s)` of `pairs_iter`, packed into `buf`.
+    fn pack_with(
+        pairs_iter: impl Iterator<Item = (Q15, Q15)>,
+        pairs: usize,
+        buf: &'a mut [u32],
+    ) -> Result<Self, Error> {
+        if pairs == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        let got = buf.len();
+        let Some(cs) = buf.get_mut(..pairs) else {
+            return Err(Error::BufferTooSmall { needed: pairs, got });
+        };
+        let mut corner = false;
+        for (w, (c, s)) in cs.iter_mut().zip(pairs_iter) {
+            *w = u32::from(c as u16) | (u32::from(s as u16) << 16);
+            corner |= *w == CORNER;
+        }
+        Ok(Self { cs, corner })
+    }
+
+    /// Number of pairs.
+    pub fn pairs(&self) -> usize {
+        self.cs.len()
+    }
+
+    /// The packed words `c_i | s_i << 16`.
+    pub fn packed(&self) -> &'a [u32] {
+        self.cs
+    }
+
+    /// Whether the row holds a pair `c = s = −32768`, whose rotation of the
+    /// pair `(−32768, −32768)` needs the portable loop's saturating sum
+    /// (rows that do are rotated by the portable loop on every core).
+    pub fn has_corner(&self) -> bool {
+        self.corner
+    }
+
+    /// Rotates the first `2·pairs` dims of every head of `v` (heads of
+    /// `head_dim`) by this row, pairs in `layout`, with
+    /// [`fixed::rotate_q15`] (see the [type docs](Self) for the kernel).
+    ///
+    /// Errors: [`Error::RotaryDimTooLarge`] when `head_dim < 2·pairs`;
+    /// [`Error::LengthMismatch`] when `v` is not whole heads.
+    pub fn rotate_heads(
+        &self,
+        layout: RopeLayout,
+        head_dim: usize,
+        v: &mut [Q15],
+    ) -> Result<(), Error> {
+        let cs = self.cs;
+        // The kernels first: each checks the shape it takes (whole heads)
+        // before touching anything.
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        if !self.corner && head_dim == 2 * cs.len() {
+            use crate::num::kernels_m4::{rope_q15_half4, rope_q15_interleaved};
+            let done = match (layout, cs.first_chunk::<4>()) {
+                (RopeLayout::Interleaved, _) => rope_q15_interleaved(cs, v),
+                (RopeLayout::HalfSplit, Some(cs4)) if cs.len() == 4 => rope_q15_half4(cs4, v),
+                _ => false,
+            };
+            if done {
+                return Ok(());
+            }
+        }
+        check_heads(cs.len(), head_dim, v.len())?;
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        if layout == RopeLayout::Interleaved && !self.corner && head_dim != 2 * cs.len() {
+            // Partial rotary: the kernel on each head's rotary part.
+            use crate::num::kernels_m4::rope_q15_interleaved;
+            for h in v.chunks_exact_mut(head_dim) {
+                let done = h
+                    .get_mut(..2 * cs.len())
+                    .is_some_and(|r| rope_q15_interleaved(cs, r));
+                if !done {
+                    rotate_packed(layout, cs, head_dim, h);
+                }
+            }
+            return Ok(());
+        }
+        rotate_packed(layout, cs, head_dim, v);
+        Ok(())
+    }
+}
+
+/// The packed pair `c = s = −32768`, the one `kernels_m4::rope_q15_interleaved`
+/// cannot take.
+const CORNER: u32 = 0x8000_8000;
+
+/// The portable loop of [`RopeRowQ15::rotate_heads`] (also for input the
+/// kernel declines: it declines before writing anything).
+fn rotate_packed(layout: RopeLayout, cs: &[u32], head_dim: usize, v: &mut [Q15]) {
+    let pairs = cs.len();
+    for head in v.chunks_exact_mut(head_dim) {
+        let Some(rot) = head.get_mut(..2 * pairs) else {
+            return;
+        };
+        Pairs::whole(layout, rot).for_each(cs, |a, b, &w| {
+            (*a, *b) = fixed::rotate_q15(*a, *b, w as u16 as Q15, (w >> 16) as u16 as Q15);
+        });
     }
 }
 
@@ -1017,6 +1185,71 @@ mod tests {
                 assert!((c as f64 - ec).abs() <= 1.2 * a + 0.5, "{p} {i}");
                 assert!((s as f64 - es).abs() <= 1.2 * a + 0.5, "{p} {i}");
             }
+        }
+    }
+
+    /// A packed row rotates exactly as the Q15 table it was packed from
+    /// (both layouts, partial rotary), flags the one pair the DSP kernel
+    /// declines, and reads an f32 row as `fixed_from_f32` rounds it.
+    #[test]
+    fn packed_rows_rotate_as_the_q15_table() {
+        let cfg = RopeConfig::new(10_000.0, 8, 64);
+        let (mut c, mut s) = ([0 as Q15; 64 * 4], [0 as Q15; 64 * 4]);
+        RopeTableQ15::fill(&cfg, 0, 0, &mut c, &mut s).unwrap();
+        let t = RopeTableQ15::new(&c, &s, 4).unwrap();
+        let mut buf = [0u32; 4];
+        for p in [0usize, 1, 17, 63] {
+            let (rc, rs) = t.row(p).unwrap();
+            let row = RopeRowQ15::pack(rc, rs, &mut buf).unwrap();
+            assert!(!row.has_corner());
+            for layout in [RopeLayout::Interleaved, RopeLayout::HalfSplit] {
+                for head_dim in [8usize, 10] {
+                    let mut a: [Q15; 30] = core::array::from_fn(|i| (i as i16 - 15) * 2111);
+                    a[0] = i16::MIN;
+                    let mut b = a;
+                    row.rotate_heads(layout, head_dim, &mut a[..3 * head_dim])
+                        .unwrap();
+                    t.rotate_heads(layout, p, head_dim, &mut b[..3 * head_dim])
+                        .unwrap();
+                    assert_eq!(a, b, "{p} {layout:?} {head_dim}");
+                }
+            }
+        }
+        let row = RopeRowQ15::pack(&[i16::MIN, 5], &[i16::MIN, 7], &mut buf).unwrap();
+        assert!(row.has_corner());
+        assert_eq!(row.packed(), &[0x8000_8000, 0x0007_0005]);
+        let mut v = [i16::MIN; 4];
+        row.rotate_heads(RopeLayout::Interleaved, 4, &mut v)
+            .unwrap();
+        assert_eq!(
+            v[..2],
+            [0, i16::MAX],
+            "(−1, −1) by (−1, −1): x0·s + x1·c saturates"
+        );
+        assert!(RopeRowQ15::from_packed(&[0x8000_8000])
+            .unwrap()
+            .has_corner());
+        assert!(matches!(
+            row.rotate_heads(RopeLayout::Interleaved, 3, &mut v),
+            Err(Error::RotaryDimTooLarge { .. })
+        ));
+        assert_eq!(
+            RopeRowQ15::pack(&[], &[], &mut buf).unwrap_err(),
+            Error::ZeroDimension
+        );
+        assert!(matches!(
+            RopeRowQ15::pack(&[1; 5], &[1; 5], &mut buf),
+            Err(Error::BufferTooSmall { needed: 5, got: 4 })
+        ));
+
+        let (mut fc, mut fs) = ([0f32; 64 * 4], [0f32; 64 * 4]);
+        RopeTable::fill(&cfg, 0, 0, &mut fc, &mut fs).unwrap();
+        let ft = RopeTable::new(&fc, &fs, 4).unwrap();
+        let row = ft.row_q15(9, &mut buf).unwrap();
+        for (i, &w) in row.packed().iter().enumerate() {
+            let q = |f: f32| crate::num::int::fixed_from_f32(f, 15).clamp(-32768, 32767) as i16;
+            assert_eq!(w as u16 as i16, q(fc[9 * 4 + i]));
+            assert_eq!((w >> 16) as u16 as i16, q(fs[9 * 4 + i]));
         }
     }
 }

@@ -9,12 +9,15 @@
 use microformer::attn;
 use microformer::num::fixed::Q15;
 use microformer::pos::alibi::{self, AlibiRule, FixedSlope};
-use microformer::pos::rope::{RopeLayout, RopePhases, RopeTable, RopeTableQ15};
+use microformer::pos::rope::{RopeLayout, RopePhases, RopeRowQ15, RopeTable, RopeTableQ15};
 use microformer::pos::rope_scaling::RopeConfig;
 use microformer::Error;
 
 /// Head dimension of the RoPE timings (stories260K's: 8 pairs).
 const HEAD_DIM: usize = 16;
+/// Head dimension of the packed Q15 rows' timings: stories260K's and the
+/// project's models' (4 pairs).
+const SMALL_HEAD: usize = 8;
 /// Heads rotated per call (a q vector of 4 heads, as aidreams260K).
 const HEADS: usize = 4;
 /// Positions in the tables.
@@ -35,6 +38,15 @@ pub struct Timing {
     /// Instructions per unit, times 100 (two decimals).
     pub instructions_x100: u64,
 }
+
+/// Query and key heads of [`SMALL_HEAD`] rotated together by the integer step
+/// (stories260K: 8 query heads, 4 key heads).
+const QK_HEADS: usize = 12;
+
+/// Q15 heads at a 4-byte boundary, as the integer step's (the DSP RoPE
+/// kernel's `ldrd`/`strd` need it).
+#[repr(C, align(4))]
+struct AlignedQk([Q15; QK_HEADS * SMALL_HEAD]);
 
 fn per(total: u64, units: u64) -> u64 {
     (total * 100).checked_div(units).unwrap_or(0)
@@ -102,6 +114,62 @@ pub fn kernels(clock: &dyn Fn() -> u64, mut report: impl FnMut(Timing)) -> Resul
         kernel: "RoPE Q15 table, RopeTableQ15::rotate (interleaved)",
         per: "pair",
         instructions_x100: per(clock() - start, rotated_pairs),
+    });
+
+    // The integer step's rotation: a packed Q15 row (`c | s << 16` per pair)
+    // over q and k in one call, at the shape of stories260K and the project's
+    // models (8 query and 4 key heads of 8: 4 pairs); the DSP kernels on the
+    // M4F/M33.
+    let small = RopeConfig::new(10_000.0, SMALL_HEAD, POSITIONS);
+    let mut sc = [0 as Q15; POSITIONS * SMALL_HEAD / 2];
+    let mut ss = [0 as Q15; POSITIONS * SMALL_HEAD / 2];
+    RopeTableQ15::fill(&small, POSITIONS, 0, &mut sc, &mut ss)?;
+    let mut packed = [0u32; SMALL_HEAD / 2];
+    let row = RopeRowQ15::pack(&sc[5 * 4..6 * 4], &ss[5 * 4..6 * 4], &mut packed)?;
+    let mut sq = AlignedQk([0; QK_HEADS * SMALL_HEAD]);
+    for (i, v) in sq.0.iter_mut().enumerate() {
+        *v = ((i as i32 * 2731) % 65536 - 32768) as Q15;
+    }
+    let small_pairs = REPEAT * (sq.0.len() / 2) as u64;
+    for (layout, kernel) in [
+        (
+            RopeLayout::Interleaved,
+            "RoPE Q15 packed row, RopeRowQ15::rotate_heads, q and k, 12 heads of 8 (interleaved)",
+        ),
+        (
+            RopeLayout::HalfSplit,
+            "RoPE Q15 packed row, RopeRowQ15::rotate_heads, q and k, 12 heads of 8 (half-split)",
+        ),
+    ] {
+        let start = clock();
+        for _ in 0..REPEAT {
+            row.rotate_heads(layout, SMALL_HEAD, core::hint::black_box(&mut sq.0))?;
+        }
+        report(Timing {
+            kernel,
+            per: "pair",
+            instructions_x100: per(clock() - start, small_pairs),
+        });
+    }
+    // The same with the row read from an f32 table each time (the integer
+    // step reads it once per position, for q and k of every layer).
+    let mut fc = [0f32; POSITIONS * SMALL_HEAD / 2];
+    let mut fs = [0f32; POSITIONS * SMALL_HEAD / 2];
+    RopeTable::fill(&small, POSITIONS, 0, &mut fc, &mut fs)?;
+    let ftable = RopeTable::new(&fc, &fs, SMALL_HEAD / 2)?;
+    let start = clock();
+    for r in 0..REPEAT as usize {
+        ftable.row_q15(r % POSITIONS, &mut packed)?.rotate_heads(
+            RopeLayout::Interleaved,
+            SMALL_HEAD,
+            core::hint::black_box(&mut sq.0),
+        )?;
+    }
+    report(Timing {
+        kernel:
+            "RoPE f32 table → Q15 row, row_q15 + rotate_heads, q and k, 12 heads of 8 (interleaved)",
+        per: "pair",
+        instructions_x100: per(clock() - start, small_pairs),
     });
 
     let mut steps = [0u64; HEAD_DIM / 2];

@@ -133,6 +133,107 @@ fn attention_kernels() -> Result<(), Failure> {
     Ok(())
 }
 
+/// One size of the M3 kernel: the group dot products of four rows of stride
+/// `n` from `w` against `x`, every group and row bit for bit against
+/// `dot_i8_i16`, and the groups past the count untouched.
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_abi = "eabi",
+    target_endian = "little",
+    target_has_atomic = "32"
+))]
+fn m3_dots<const K: usize>(w: &[i8], n: usize, x: &[i16], case: usize) -> Result<(), Failure> {
+    use microformer::num::kernels_m3::dots4_i8_i16;
+    const MAX: usize = 72;
+    let g = 4 * K;
+    let want_groups = ((w.len() - 3 * n) / g).min(x.len() / g).min(MAX - 1);
+    let mut sums = [[0x5a5a_5a5a_i32; 4]; MAX];
+    let done = dots4_i8_i16::<K>(w, n, x, &mut sums[..want_groups]);
+    if done != want_groups {
+        return Err(Failure::Property {
+            label: "dots4_i8_i16 groups",
+            index: case as u32,
+        });
+    }
+    for (gi, d) in sums[..done].iter().enumerate() {
+        for (r, &v) in d.iter().enumerate() {
+            let at = r * n + gi * g;
+            let want = dot_i8_i16(&w[at..at + g], &x[gi * g..(gi + 1) * g]);
+            identical_bits(
+                "dots4_i8_i16 = dot_i8_i16",
+                case * 10_000 + gi * 4 + r,
+                v as u32,
+                want as u32,
+            )?;
+        }
+    }
+    for (gi, d) in sums[done..].iter().enumerate() {
+        if *d != [0x5a5a_5a5a; 4] {
+            return Err(Failure::Property {
+                label: "dots4_i8_i16 wrote past its groups",
+                index: (case * 10_000 + gi) as u32,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The Cortex-M3 kernel of the Q8 product (`kernels_m3::dots4_i8_i16`)
+/// against the plain dot product, on the spot (the other cores do not have
+/// it, so the stream does not carry these): random, all-extreme
+/// (`i8::MIN` × `i16::MIN`, the largest sums) and mixed inputs, groups of 4,
+/// 8, 64 and 256, a row stride that is no multiple of the group, slices that
+/// end exactly at the last group.
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_abi = "eabi",
+    target_endian = "little",
+    target_has_atomic = "32"
+))]
+fn m3_kernel() -> Result<(), Failure> {
+    // Its own generator: the stream's values must not depend on the core.
+    let rng = &mut XorShift32(0x3a3c_0de5);
+    const N: usize = 268;
+    let mut w = [0i8; 4 * N];
+    let mut x = [0i16; N];
+    for fill in 0..3usize {
+        for (i, v) in w.iter_mut().enumerate() {
+            *v = match fill {
+                0 => rng.next_u32() as i8,
+                1 => i8::MIN,
+                _ if i % 3 == 0 => i8::MIN,
+                _ if i % 3 == 1 => i8::MAX,
+                _ => rng.next_u32() as i8,
+            };
+        }
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = match fill {
+                0 => rng.next_u32() as i16,
+                1 => i16::MIN,
+                _ if i % 5 == 0 => i16::MIN,
+                _ if i % 5 == 1 => i16::MAX,
+                _ => rng.next_u32() as i16,
+            };
+        }
+        let case = 10 * fill;
+        // Whole rows of stride N; then from an odd offset, ending exactly at
+        // the fourth row's last whole group.
+        m3_dots::<1>(&w, N, &x, case)?;
+        m3_dots::<2>(&w, N, &x, case + 1)?;
+        m3_dots::<16>(&w, N, &x, case + 2)?;
+        m3_dots::<64>(&w, N, &x, case + 3)?;
+        let end = 3 * (N - 1) + 4 * 66;
+        m3_dots::<1>(&w[3..3 + end], N - 1, &x[1..], case + 4)?;
+        let end = 3 * (N - 1) + 8 * 33;
+        m3_dots::<2>(&w[1..1 + end], N - 1, &x[1..], case + 5)?;
+        let end = 3 * (N - 1) + 64 * 4;
+        m3_dots::<16>(&w[7..7 + end], N - 1, &x[2..], case + 6)?;
+    }
+    Ok(())
+}
+
 pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
     let mut rng = XorShift32(0x1e7e_6e55);
     let mut w = [0i8; ROWS * COLS];
@@ -201,6 +302,14 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
     out.i32s("axpy", &acc);
     #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
     attention_kernels()?;
+    #[cfg(all(
+        target_arch = "arm",
+        target_os = "none",
+        target_abi = "eabi",
+        target_endian = "little",
+        target_has_atomic = "32"
+    ))]
+    m3_kernel()?;
     let x: [i32; 16] = core::array::from_fn(|i| (rng.next_u32() as i32) >> (i % 12));
     let mut q16 = [0i16; 16];
     let max = quantize_group_to(&x, &mut q16);

@@ -47,6 +47,9 @@ cases! {
     ROPE_ROTATE_F32 => rope::rotate_f32,
     /// Q15 tables (scaled and unscaled): within ½ LSB; Q15 rotation within 1.5 LSB.
     ROPE_Q15 => rope::q15,
+    /// Packed Q15 rows ([`microformer::pos::rope::RopeRowQ15`], the DSP kernel on the
+    /// M4F/M33): every rotation bit-identical to `fixed::rotate_q15`, both layouts.
+    ROPE_Q15_ROWS => rope::q15_rows,
     /// Integer phases ([`microformer::pos::rope::RopePhases`]): cos/sin within 1.2 LSB
     /// (`1.2·a + 0.5` with YaRN's factor), rotation within 2.9 LSB.
     ROPE_PHASES => rope::phases,

@@ -1,14 +1,14 @@
 //! RoPE: tables (run-time and compile-time), rotations, Q15 tables and
 //! integer phases, scaling rules, 2-D axial RoPE.
 
-use microformer::num::fixed::Q15;
-use microformer::pos::rope::{RopeLayout, RopePhases, RopeTable, RopeTableQ15};
+use microformer::num::fixed::{self, Q15};
+use microformer::pos::rope::{RopeLayout, RopePhases, RopeRowQ15, RopeTable, RopeTableQ15};
 use microformer::pos::rope_const::ConstRopeTable;
 use microformer::pos::rope_scaling::{RopeConfig, RopeScaling, YarnParams};
 use microformer::Error;
 use microformer_testkit::XorShift32;
 
-use super::check::{ensure, expect_err, identical, lib, pow2, within};
+use super::check::{ensure, expect_err, identical, identical_bits, lib, pow2, within};
 use super::rope_common::*;
 use crate::out::{Failure, Out};
 
@@ -290,6 +290,134 @@ pub(super) fn q15(out: &mut Out<'_>) -> Result<(), Failure> {
                 check_q15_rotation(&CFG, first + r, layout, &x, &y, 1.0, 1.5)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A buffer of Q15 heads at a 4-byte boundary (the DSP kernel's `ldrd`/`strd`
+/// need it; a plain `[i16; N]` may sit at an odd halfword).
+#[repr(C, align(4))]
+struct Heads([Q15; 64]);
+
+/// [`RopeRowQ15::rotate_heads`] — the DSP kernel on the Cortex-M4F/M33
+/// (`smlsd`/`smladx`), the portable loop elsewhere — equals
+/// [`fixed::rotate_q15`] pair by pair, bit for bit: random rows with extreme
+/// values (every `−32768` combination but the one the kernel declines, which
+/// a last row holds to show the fallback), rows of 4 pairs (the kernel's
+/// register path), 8 and 6 (its general path), 3 (odd: the loop), partial
+/// rotary heads, both layouts. The rotated heads go to the stream (the host's
+/// must equal them).
+pub(super) fn q15_rows(out: &mut Out<'_>) -> Result<(), Failure> {
+    // Its own generator: the stream's values must not depend on the core.
+    let rng = &mut XorShift32(0x0a07_e15e);
+    let extreme = |rng: &mut XorShift32, i: usize| -> Q15 {
+        match rng.next_u32() % 8 {
+            0 => i16::MIN,
+            1 => i16::MAX,
+            _ => rng.next_u32() as Q15 ^ (i as Q15),
+        }
+    };
+    // (pairs, head_dim, heads, a row with c = s = −32768)
+    let shapes = [
+        (4usize, 8usize, 8usize, false),
+        (8, 16, 4, false),
+        (6, 12, 5, false),
+        (3, 6, 4, false),
+        (4, 12, 5, false),
+        (8, 16, 3, true),
+    ];
+    for (case, &(pairs, head_dim, heads, corner)) in shapes.iter().enumerate() {
+        let mut c = [0 as Q15; 8];
+        let mut sn = [0 as Q15; 8];
+        for i in 0..pairs {
+            c[i] = extreme(rng, i);
+            sn[i] = extreme(rng, i);
+            if c[i] == i16::MIN && sn[i] == i16::MIN {
+                sn[i] = i16::MAX;
+            }
+        }
+        if corner {
+            (c[5], sn[5]) = (i16::MIN, i16::MIN);
+        }
+        let mut buf = [0u32; 8];
+        let row = lib(
+            "RopeRowQ15::pack",
+            RopeRowQ15::pack(&c[..pairs], &sn[..pairs], &mut buf),
+        )?;
+        ensure("RopeRowQ15 corner flag", case, row.has_corner() == corner)?;
+        for layout in LAYOUTS {
+            let n = head_dim * heads;
+            let mut x = Heads([0; 64]);
+            for (i, v) in x.0[..n].iter_mut().enumerate() {
+                *v = extreme(rng, i);
+            }
+            // One pair of all −32768 (x0·s + x1·c = 2^31 needs saturation
+            // when the row's pair is the corner; elsewhere a plain pair).
+            x.0[10] = i16::MIN;
+            x.0[11] = i16::MIN;
+            let mut want = [0 as Q15; 64];
+            want[..n].copy_from_slice(&x.0[..n]);
+            for head in want[..n].chunks_exact_mut(head_dim) {
+                for i in 0..pairs {
+                    let (ia, ib) = match layout {
+                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                        RopeLayout::HalfSplit => (i, i + pairs),
+                    };
+                    (head[ia], head[ib]) = fixed::rotate_q15(head[ia], head[ib], c[i], sn[i]);
+                }
+            }
+            lib(
+                "RopeRowQ15::rotate_heads",
+                row.rotate_heads(layout, head_dim, &mut x.0[..n]),
+            )?;
+            for (i, (&g, &w)) in x.0[..n].iter().zip(&want[..n]).enumerate() {
+                identical_bits(
+                    "RopeRowQ15::rotate_heads = rotate_q15",
+                    case * 1000 + i,
+                    g as u16 as u32,
+                    w as u16 as u32,
+                )?;
+            }
+            out.i16s("Q15 row-rotated heads", &x.0[..n]);
+        }
+    }
+    // On the DSP cores, the kernel itself must take the shapes it is for.
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    {
+        use microformer::num::kernels_m4::rope_q15_interleaved;
+        let cs = [0x7fff_0000u32, 0x5a82_5a82, 0x8000_7fff, 0x1234_8001];
+        let mut x = Heads([0x4001; 64]);
+        ensure(
+            "rope_q15_interleaved ran (4 pairs)",
+            0,
+            rope_q15_interleaved(&cs, &mut x.0[..32]),
+        )?;
+        ensure(
+            "rope_q15_interleaved ran (2 pairs)",
+            1,
+            rope_q15_interleaved(&cs[..2], &mut x.0[..32]),
+        )?;
+        ensure(
+            "rope_q15_interleaved declines an odd row",
+            2,
+            !rope_q15_interleaved(&cs[..3], &mut x.0[..30]),
+        )?;
+        ensure(
+            "rope_q15_interleaved declines an unaligned head",
+            3,
+            !rope_q15_interleaved(&cs[..2], &mut x.0[1..9]),
+        )?;
+        use microformer::num::kernels_m4::rope_q15_half4;
+        ensure(
+            "rope_q15_half4 ran (heads at an odd halfword)",
+            4,
+            rope_q15_half4(&cs, &mut x.0[1..33]),
+        )?;
+        ensure(
+            "rope_q15_half4 declines part of a head",
+            5,
+            !rope_q15_half4(&cs, &mut x.0[..12]),
+        )?;
     }
     Ok(())
 }

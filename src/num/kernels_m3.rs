@@ -1,0 +1,200 @@
+//! The integer step's int8 × int16 group dot products on ARMv7-M without the
+//! DSP extension (Cortex-M3; also taken by the other soft-float `none-eabi`
+//! Arm targets, see the gate below): [`dots4_i8_i16`], four weight rows at a
+//! time, `ldrsb` + `mla` into accumulators held in registers.
+//!
+//! # Why `unsafe`
+//!
+//! From safe Rust (`kernels_int`'s `dots4`: four rows × four columns a step)
+//! LLVM runs out of registers on the M3 and spills the accumulators to the
+//! stack, about 3.6 instructions per multiply-add. The loop below keeps four
+//! accumulators, the input value and the pointers in the twelve registers the
+//! `asm!` may use (r0–r5, r8–r12, lr; r6 and r7 are LLVM's base and frame
+//! pointers) and reads each weight with one `ldrsb` (post-indexed or with
+//! the row stride as a register offset, so no pointer arithmetic is left in
+//! the loop): 9 instructions per 4 multiply-adds per column, 2.25 per
+//! multiply-add, plus 2 loop instructions per four columns after a group's
+//! first four and about 5 per group (2.39 per multiply-add in groups of 64,
+//! 2.44 in groups of 4). A register allocation that tight cannot be asked of
+//! safe Rust, only written in `asm!`, which is `unsafe`.
+//!
+//! (Loading a word of four int8 and widening them with `sxtb … ror #k` costs
+//! 1.25 instructions a weight against one `ldrsb`; the ARMv7-M has no
+//! two-lane multiply without the DSP extension, so a multiply-add cannot take
+//! fewer than its `mla` and one instruction to get its weight.)
+//!
+//! # Bit-exactness
+//!
+//! Every product `w·x` (int8 × int16, |·| ≤ 2^22) and every sum is exact in
+//! `i32` for groups of up to 2^8 values (`K ≤ 64`, checked), so
+//! the sums are those of [`crate::num::kernels_int::dot_i8_i16`] whatever their
+//! order.
+//!
+//! # Gate
+//!
+//! Compiled for `target_arch = "arm"`, `target_os = "none"`, little-endian,
+//! soft-float ABI (`target_abi = "eabi"`: the hard-float targets take
+//! `kernels_m4`), with 32-bit atomics, which ARMv6-M (`thumbv6m-none-eabi`)
+//! lacks. Stable `rustc` sets no Arm `target_feature` cfg (`thumb2`, `v7`
+//! are unstable and never appear in `--print cfg`), so this is the closest
+//! stable gate to "ARMv7-M": it also admits `thumbv7em-none-eabi` and
+//! `thumbv8m.main-none-eabi` (same instructions, same meaning) and, untested,
+//! the Armv7-A/R and Armv6 `none-eabi` targets (every instruction used here
+//! exists in their Arm and Thumb-2 sets) and `thumbv8m.base-none-eabi` and
+//! `thumbv6-none-eabi`, whose Thumb has no `mla`: there the assembler
+//! refuses the module, a build error rather than wrong code. Built and run:
+//! `thumbv7m-none-eabi` (Cortex-M3 under QEMU).
+#![allow(unsafe_code)]
+
+use core::arch::asm;
+
+/// One column of the four rows: the input value into r12 (`ldrsh`,
+/// post-indexed), each row's weight into lr (`ldrsb`; rows 1 and 3 at the
+/// register offset `n` from rows 0 and 2, whose pointers then advance by
+/// one), and one `$op` per row into r8–r11: `mla` adds the product to the
+/// row's sum, `mul` (a group's first column) starts it.
+macro_rules! column {
+    (mla) => {
+        column!(
+            "mla r9, lr, r12, r9\n",
+            "mla r11, lr, r12, r11\n",
+            "mla r10, lr, r12, r10\n",
+            "mla r8, lr, r12, r8\n"
+        )
+    };
+    (mul) => {
+        column!(
+            "mul r9, lr, r12\n",
+            "mul r11, lr, r12\n",
+            "mul r10, lr, r12\n",
+            "mul r8, lr, r12\n"
+        )
+    };
+    ($r1:expr, $r3:expr, $r2:expr, $r0:expr) => {
+        concat!(
+            "ldrsh r12, [r0], #2\n",
+            "ldrsb lr, [r1, r3]\n",
+            $r1,
+            "ldrsb lr, [r2, r3]\n",
+            $r3,
+            "ldrsb lr, [r2], #1\n",
+            $r2,
+            "ldrsb lr, [r1], #1\n",
+            $r0,
+        )
+    };
+}
+
+/// A group's first four columns: its sums started by `mul`.
+macro_rules! first_step {
+    () => {
+        concat!(column!(mul), column!(mla), column!(mla), column!(mla))
+    };
+}
+
+/// Four more columns.
+macro_rules! step {
+    () => {
+        concat!(column!(mla), column!(mla), column!(mla), column!(mla))
+    };
+}
+
+/// `asm!` with the kernel's operands: `x` in r0, the rows 0 and 2 in r1 and
+/// r2, the stride in r3, the counter in r4, the output in r5 (copies,
+/// discarded); the sums in r8–r11, r12 and lr scratch; no stack.
+macro_rules! dots4_asm {
+    ($x:expr, $w:expr, $n:expr, $count:expr, $out:expr; $($template:tt)*) => {
+        asm!(
+            $($template)*
+            inout("r0") $x.as_ptr() => _,
+            inout("r1") $w.as_ptr() => _,
+            inout("r2") $w.as_ptr().wrapping_add(2 * $n) => _,
+            inout("r3") $n => _,
+            inout("r4") $count => _,
+            inout("r5") $out.as_mut_ptr() => _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        )
+    };
+}
+
+/// The integer step's group dot products on ARMv7-M (Cortex-M3): for four
+/// int8 weight rows (row `r` is `w[r·n..]`: a row stride of `n` values) and
+/// an int16 input `x`, all cut into groups of `4·K` values,
+/// `out[g][r] = Σ w[r·n + g·4K + k] · x[g·4K + k]` over `k < 4K`, exact in
+/// `i32`: bit-identical to [`crate::num::kernels_int::dot_i8_i16`] group by
+/// group (integer sums do not depend on their order).
+///
+/// Per column: one `ldrsh` of `x`, per row one `ldrsb` and one `mla` (`mul`
+/// in a group's first column): 9 instructions per 4 multiply-adds. Per group
+/// besides: one `stmia` of the four sums and the loops' counting, `subs`,
+/// `bne` for groups of four (`K = 1`), and for longer groups `subs`, `bcs`
+/// per four columns after the first four and `sub`, `lsls`, `add`, `bne`.
+///
+/// Returns the number of groups computed: the most that `out`, `x` and the
+/// fourth row (`w.len() − 3n`) hold; 0 when `K` is 0 or above 64 (groups of
+/// more than 256 could overflow `i32`), or the
+/// stride would leave the slice.
+#[inline(always)]
+pub fn dots4_i8_i16<const K: usize>(w: &[i8], n: usize, x: &[i16], out: &mut [[i32; 4]]) -> usize {
+    let g = 4 * K;
+    if K == 0 || K > 64 {
+        return 0;
+    }
+    let Some(last) = n.checked_mul(3).and_then(|o| w.len().checked_sub(o)) else {
+        return 0;
+    };
+    let groups = out.len().min(x.len() / g).min(last / g);
+    // The counter: the groups left in its low 24 bits, for `K > 1` the
+    // four-column steps left of the group, less one, in its top byte.
+    if groups == 0 || groups >= 1 << 24 {
+        return 0;
+    }
+    // SAFETY: for `r < 4` row `r` is read at `w[r·n .. r·n + groups·4K]`, inside
+    // `w` because `3n + groups·4K ≤ w.len()` (checked above); `x` is read at
+    // `x[.. groups·4K]` (`groups·4K ≤ x.len()`), in halfwords (`ldrsh`, at the
+    // 2-byte alignment of `i16`); the weights in bytes (`ldrsb`, no alignment).
+    // The loops run exactly `groups` groups of `K` steps of four columns, each
+    // column advancing r0 by 2 bytes and r1, r2 by 1 (r2 starts `2n` after r1,
+    // r3 holds `n`: the pointers of rows 1 and 3 are r1 + r3 and r2 + r3).
+    // `out` is an exclusive slice of at least `groups` `[i32; 4]` (4-byte
+    // aligned): the assembly stores one `[i32; 4]` per group there (`stmia`,
+    // advancing r5 by 16) and writes no other memory. Every register it
+    // touches is an operand (r6 and r7 untouched); the flags are clobbered
+    // (no `preserves_flags`); no stack.
+    unsafe {
+        if K == 1 {
+            dots4_asm!(x, w, n, groups, out;
+                "2:",
+                first_step!(),
+                "stmia r5!, {{r8, r9, r10, r11}}",
+                "subs r4, r4, #1",
+                "bne 2b",
+            );
+        } else {
+            dots4_asm!(x, w, n, groups | ((K - 2) << 24), out;
+                "2:",
+                first_step!(),
+                "3:",
+                step!(),
+                // Top byte: the steps left, less one; a borrow ends the group
+                // (the top byte is then 0xff).
+                "subs r4, r4, #0x1000000",
+                "bcs 3b",
+                "stmia r5!, {{r8, r9, r10, r11}}",
+                // One group fewer (Z: none left); the top byte back to K − 2.
+                "sub r4, r4, #1",
+                "lsls r12, r4, #8",
+                "add r4, r4, #{rewind}",
+                "bne 2b",
+                rewind = const (K - 1) << 24,
+            );
+        }
+    }
+    groups
+}
