@@ -739,10 +739,16 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
         let done = hd % 8 == 0
             && T::as_i8(keys).is_some_and(|k8| {
-                att.fill(0);
+                // The first eight values store the sums, the others add to them.
                 let all = q.chunks_exact(8).enumerate().all(|(b, qb)| {
                     qb.first_chunk::<8>().is_some_and(|qb| {
-                        crate::num::kernels_m4::dots_i8x8(qb, k8, kv, offset + 8 * b, att)
+                        use crate::num::kernels_m4::dots_i8x8;
+                        let at = offset + 8 * b;
+                        if b == 0 {
+                            dots_i8x8::<false>(qb, k8, kv, at, att)
+                        } else {
+                            dots_i8x8::<true>(qb, k8, kv, at, att)
+                        }
                     })
                 });
                 if all {

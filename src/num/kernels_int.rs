@@ -211,7 +211,16 @@ fn finish(acc: i64, top: u32, x_exp: i32) -> i32 {
         return 0;
     }
     // acc · 2^(top − 141 + x_exp + 16), rounded: shift one bit further, round.
-    round_to_i32(shift_i64(acc, top as i32 - 141 + x_exp + 17), 1)
+    let s = top as i32 - 141 + x_exp + 17;
+    if (-62..=-32).contains(&s) {
+        // The usual case, on the high word alone: `q = acc >> k` (k = −s in
+        // 32..=62) fits `i32`, and the rounded `(q + 1) >> 1` is
+        // `(q >> 1) + (q & 1)`, in range: what the general line below gives
+        // (a 64-bit shift by a variable amount is a long branchy sequence on Arm).
+        let q = ((acc >> 32) as i32) >> (-s - 32);
+        return (q >> 1) + (q & 1);
+    }
+    round_to_i32(shift_i64(acc, s), 1)
 }
 
 /// The largest exponent field of a row's scales.
@@ -252,7 +261,7 @@ pub fn matvec_q8(
     #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
     {
         let done = match group {
-            4 => dsp::matvec::<1>(out, w, ws, xq, xm, x_exp),
+            4 => dsp::matvec_g4(out, w, ws, xq, xm, x_exp),
             8 => dsp::matvec::<2>(out, w, ws, xq, xm, x_exp),
             16 => dsp::matvec::<4>(out, w, ws, xq, xm, x_exp),
             32 => dsp::matvec::<8>(out, w, ws, xq, xm, x_exp),
@@ -409,11 +418,96 @@ fn last_rows(
 /// the same scale arithmetic as the portable loop.
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 mod dsp {
-    use super::{aligned_mantissa, finish, last_rows, row_top};
-    use crate::num::kernels_m4::dots2_i8_i16;
+    use super::{aligned_mantissa, exp_field, finish, last_rows, row_top};
+    use crate::num::kernels_m4::{dots2_i8_i16, row_g4_i8_i16};
+
+    /// `out = W·x` for groups of 4 (lengths checked by the caller), one row
+    /// at a time by [`row_g4_i8_i16`] (the scales applied in its loop); a row
+    /// whose largest exponent field is outside the kernel's range goes to
+    /// [`last_rows`]. `false` when nothing was done.
+    pub(super) fn matvec_g4(
+        out: &mut [i32],
+        w: &[i8],
+        ws: &[f32],
+        xq: &[i16],
+        xm: &[i32],
+        x_exp: i32,
+    ) -> bool {
+        let (n, gpr) = (xq.len(), xm.len());
+        if n == 0 || gpr == 0 {
+            return false;
+        }
+        let mut wrows = w.chunks_exact(n);
+        let mut srows = ws.chunks_exact(gpr);
+        for o in out.iter_mut() {
+            let (Some(wrow), Some(srow)) = (wrows.next(), srows.next()) else {
+                return false;
+            };
+            let top = row_top(srow);
+            *o = match row_g4_i8_i16(wrow, srow, xq, xm, 17 + top) {
+                Some(acc) => finish(acc, top, x_exp),
+                None => {
+                    let mut one = [0i32];
+                    if !last_rows(&mut one, wrow, srow, xq, xm, x_exp, 4) {
+                        return false;
+                    }
+                    one[0]
+                }
+            };
+        }
+        true
+    }
 
     /// Groups whose dot products one call computes (a stack buffer).
     const CHUNK: usize = 32;
+
+    /// [`matvec`] for rows of one group (`xq.len() == 4·K`, the usual case
+    /// of a small model's products: its width is one group): two rows a
+    /// call of [`dots2_i8_i16`], each row's one scale (its own largest
+    /// exponent) applied on the spot, without [`matvec`]'s chunk loop.
+    fn one_group<const K: usize>(
+        out: &mut [i32],
+        w: &[i8],
+        ws: &[f32],
+        xq: &[i16],
+        xm: &[i32],
+        x_exp: i32,
+    ) -> bool {
+        let n = xq.len();
+        let (Some(&m), Some(n2)) = (xm.first(), n.checked_mul(2)) else {
+            return false;
+        };
+        if n2 == 0 {
+            return false;
+        }
+        let mut outs = out.chunks_exact_mut(2);
+        let mut wrows = w.chunks_exact(n2);
+        let mut srows = ws.chunks_exact(2);
+        for ((o, w2), s2) in (&mut outs).zip(&mut wrows).zip(&mut srows) {
+            let Some((r0, r1)) = w2.split_at_checked(n) else {
+                return false;
+            };
+            let mut d = [[0i32; 2]; 1];
+            if dots2_i8_i16::<K>(r0, r1, xq, &mut d) != 1 {
+                return false;
+            }
+            for ((o, &s), &d) in o.iter_mut().zip(s2).zip(&d[0]) {
+                let bits = s.to_bits();
+                let top = exp_field(bits);
+                let acc = d as i64 * (aligned_mantissa(bits, top) * m) as i64;
+                *o = finish(acc, top, x_exp);
+            }
+        }
+        last_rows(
+            outs.into_remainder(),
+            wrows.remainder(),
+            srows.remainder(),
+            xq,
+            xm,
+            x_exp,
+            4 * K,
+        )
+    }
 
     /// `out = W·x` for groups of `4·K` (lengths checked by the caller);
     /// `false` when nothing was done.
@@ -428,6 +522,9 @@ mod dsp {
         let group = 4 * K;
         let n = xq.len();
         let gpr = n / group;
+        if gpr == 1 {
+            return one_group::<K>(out, w, ws, xq, xm, x_exp);
+        }
         // Non-zero row and scale strides, known to the compiler (no chunk-size
         // assertion left in the code).
         let (Some(n2), Some(g2)) = (n.checked_mul(2), gpr.checked_mul(2)) else {
@@ -508,8 +605,8 @@ mod dsp {
     target_has_atomic = "32"
 ))]
 mod m3 {
-    use super::{aligned_mantissa, dot_i8_i16, finish, row_top};
-    use crate::num::kernels_m3::dots4_i8_i16;
+    use super::{aligned_mantissa, dot_i8_i16, exp_field, finish, last_rows, row_top};
+    use crate::num::kernels_m3::{dots4_i8_i16, lsr_reg};
 
     /// Groups whose dot products one call computes (a stack buffer).
     const CHUNK: usize = 16;
@@ -525,9 +622,24 @@ mod m3 {
         top: u32,
     ) -> i64 {
         let mut acc = acc;
-        for ((d, &sw), &m) in dots.iter().zip(ws.unwrap_or_default()).zip(xm) {
-            let mw = aligned_mantissa(sw.to_bits(), top);
-            acc += d[R] as i64 * (mw * m) as i64;
+        let groups = dots.iter().zip(ws.unwrap_or_default()).zip(xm);
+        if (15..=238).contains(&top) {
+            // The aligned mantissa as one register shift (see
+            // `kernels_m3::lsr_reg`): `((bits << 8) | 2^31) >> (17 + top − e)`,
+            // a shift of 32 or more giving 0 as `aligned_mantissa` does (a
+            // zero exponent field or 15 binades below `top`); `17 + top` is
+            // at most 255, the shifts Arm takes from the amount's low byte.
+            let t = 17 + top;
+            for ((d, &sw), &m) in groups {
+                let bits = sw.to_bits();
+                let mw = lsr_reg((bits << 8) | 0x8000_0000, t - ((bits << 1) >> 24)) as i32;
+                acc += d[R] as i64 * (mw * m) as i64;
+            }
+        } else {
+            for ((d, &sw), &m) in groups {
+                let mw = aligned_mantissa(sw.to_bits(), top);
+                acc += d[R] as i64 * (mw * m) as i64;
+            }
         }
         acc
     }
@@ -539,6 +651,51 @@ mod m3 {
         let (s1, s) = s.split_at_checked(gpr)?;
         let (s2, s3) = s.split_at_checked(gpr)?;
         Some([s0, s1, s2, s3])
+    }
+
+    /// [`matvec`] for rows of one group (`xq.len() == 4·K`, a small
+    /// model's usual product): four rows a call of [`dots4_i8_i16`], each
+    /// row's one scale applied on the spot, without the chunk loop; the last
+    /// rows by [`last_rows`].
+    fn one_group<const K: usize>(
+        out: &mut [i32],
+        w: &[i8],
+        ws: &[f32],
+        xq: &[i16],
+        xm: &[i32],
+        x_exp: i32,
+    ) -> bool {
+        let n = xq.len();
+        let (Some(&m), Some(n4)) = (xm.first(), n.checked_mul(4)) else {
+            return false;
+        };
+        if n4 == 0 {
+            return false;
+        }
+        let mut outs = out.chunks_exact_mut(4);
+        let mut wrows = w.chunks_exact(n4);
+        let mut srows = ws.chunks_exact(4);
+        for ((o, w4), s4) in (&mut outs).zip(&mut wrows).zip(&mut srows) {
+            let mut d = [[0i32; 4]; 1];
+            if dots4_i8_i16::<K>(w4, n, xq, &mut d) != 1 {
+                return false;
+            }
+            for ((o, &s), &d) in o.iter_mut().zip(s4).zip(&d[0]) {
+                let bits = s.to_bits();
+                let top = exp_field(bits);
+                let acc = d as i64 * (aligned_mantissa(bits, top) * m) as i64;
+                *o = finish(acc, top, x_exp);
+            }
+        }
+        last_rows(
+            outs.into_remainder(),
+            wrows.remainder(),
+            srows.remainder(),
+            xq,
+            xm,
+            x_exp,
+            4 * K,
+        )
     }
 
     /// `out = W·x` for groups of `4·K` (lengths checked by the caller);
@@ -554,6 +711,9 @@ mod m3 {
         let group = 4 * K;
         let n = xq.len();
         let gpr = n / group;
+        if gpr == 1 {
+            return one_group::<K>(out, w, ws, xq, xm, x_exp);
+        }
         // Non-zero strides, known to the compiler; rows cut off by
         // `split_at_checked`, groups by `get` (no zip of `chunks_exact`, whose
         // length is an out-of-line division): no panic path. A failed check
@@ -696,6 +856,24 @@ mod tests {
         assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 3], &[0; 4], &[0; 1], 0, 4).is_err());
         assert!(matvec_q8(&mut out, &[0; 6], &[0.0; 2], &[0; 4], &[0; 1], 0, 4).is_err());
         assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 2], &[0; 4], &[0; 1], 0, 0).is_err());
+    }
+
+    /// `finish`'s high-word path is the general rounding line, on random
+    /// accumulators of every size and every shift around its range.
+    #[test]
+    fn finish_is_the_rounded_shift() {
+        let mut rng = XorShift32(17);
+        for i in 0..200_000u32 {
+            let wide = ((rng.next_u32() as u64) << 32 | rng.next_u32() as u64) as i64;
+            let acc = wide >> (rng.next_u32() % 64);
+            let top = 1 + rng.next_u32() % 254;
+            let s = -70 + (i % 80) as i32;
+            let x_exp = s - top as i32 + 141 - 17;
+            let want = round_to_i32(shift_i64(acc, s), 1);
+            assert_eq!(finish(acc, top, x_exp), want, "{acc} {top} {s}");
+        }
+        assert_eq!(finish(i64::MAX, 100, -32 - 100 + 141 - 17), 1 << 30);
+        assert_eq!(finish(i64::MIN, 100, -32 - 100 + 141 - 17), -(1 << 30));
     }
 
     #[test]

@@ -99,6 +99,29 @@ macro_rules! step {
     };
 }
 
+/// `v >> s` as Arm's register-specified shift computes it: the amount is the
+/// low byte of `s`, and amounts of 32 to 255 give 0 (Rust's `>>` takes the
+/// amount modulo 32, or panics in a debug build). The Q8 product aligns a
+/// group's scale mantissa with it in one instruction: a mantissa shifted 32
+/// places or more is the 0 the portable formula gives (see
+/// `kernels_int`'s `scaled`).
+#[inline(always)]
+pub fn lsr_reg(v: u32, s: u32) -> u32 {
+    let r: u32;
+    // SAFETY: one register shift; no memory, no stack, the flags kept (the
+    // unified-syntax `lsr` without `s` does not set them).
+    unsafe {
+        asm!(
+            "lsr {r}, {v}, {s}",
+            r = lateout(reg) r,
+            v = in(reg) v,
+            s = in(reg) s,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    r
+}
+
 /// `asm!` with the kernel's operands: `x` in r0, the rows 0 and 2 in r1 and
 /// r2, the stride in r3, the counter in r4, the output in r5 (copies,
 /// discarded); the sums in r8–r11, r12 and lr scratch; no stack.

@@ -23,16 +23,18 @@ const COLS: usize = 96;
 
 /// The Q8 product's formula (the `kernels_int` module documentation) with the
 /// plain per-group dot product.
+#[allow(clippy::too_many_arguments)]
 fn reference(
     w: &[i8],
     ws: &[f32],
     xq: &[i16],
     xm: &[i32],
     x_exp: i32,
+    cols: usize,
     group: usize,
     out: &mut [i32],
 ) {
-    let gpr = COLS / group;
+    let gpr = cols / group;
     for (r, o) in out.iter_mut().enumerate() {
         let srow = &ws[r * gpr..(r + 1) * gpr];
         let top = srow
@@ -50,7 +52,7 @@ fn reference(
             } else {
                 ((((bits & 0x7f_ffff) | 0x80_0000) >> 9) >> d) as i64
             };
-            let at = r * COLS + g * group;
+            let at = r * cols + g * group;
             let dot = dot_i8_i16(&w[at..at + group], &xq[g * group..(g + 1) * group]);
             acc += dot as i64 * mw * xm[g] as i64;
         }
@@ -58,7 +60,11 @@ fn reference(
             0
         } else {
             let sh = top as i32 - 141 + x_exp + 17;
-            let v = if sh >= 0 { acc << sh } else { acc >> -sh };
+            let v = if sh >= 0 {
+                acc << sh
+            } else {
+                acc >> (-sh).min(63)
+            };
             ((v + 1) >> 1).clamp(i32::MIN as i64, i32::MAX as i64) as i32
         };
     }
@@ -92,11 +98,17 @@ fn attention_kernels() -> Result<(), Failure> {
         }
     });
     let w: [i32; KEYS] = core::array::from_fn(|_| (rng.next_u32() as i32) >> 6);
-    let mut sums = [0i32; KEYS];
+    // Garbage first: the first block's sums overwrite it, the second's add.
+    let mut sums = [0x5a5a_5a5ai32; KEYS];
     for (b, qb) in q.chunks_exact(8).enumerate() {
-        let done = qb
-            .first_chunk::<8>()
-            .is_some_and(|qb| dots_i8x8(qb, &rows, STRIDE, OFFSET + 8 * b, &mut sums));
+        let done = qb.first_chunk::<8>().is_some_and(|qb| {
+            let at = OFFSET + 8 * b;
+            if b == 0 {
+                dots_i8x8::<false>(qb, &rows, STRIDE, at, &mut sums)
+            } else {
+                dots_i8x8::<true>(qb, &rows, STRIDE, at, &mut sums)
+            }
+        });
         if !done {
             return Err(Failure::Property {
                 label: "dots_i8x8 ran",
@@ -244,16 +256,30 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
     for v in xq.iter_mut() {
         *v = rng.next_u32() as i16;
     }
-    // Group sizes of the DSP kernel (4, 8, 32) and one it leaves to the loop (12).
-    for group in [4usize, 8, 12, 32] {
-        let gpr = COLS / group;
+    // Group sizes of the DSP kernels (4, 8, 32; rows of one group of 32 and
+    // 64) and one they leave to the loop (12).
+    for (cols, group) in [
+        (COLS, 4usize),
+        (COLS, 8),
+        (COLS, 12),
+        (COLS, 32),
+        (32, 32),
+        (64, 64),
+    ] {
+        let gpr = cols / group;
         let mut ws = [0f32; ROWS * COLS / 4];
         let ws = &mut ws[..ROWS * gpr];
         for (i, s) in ws.iter_mut().enumerate() {
-            // Scales over a few binades, one zero group.
+            // Scales over a few binades, one zero group, one 30 binades
+            // below the rest (its mantissa aligns to 0), and a last row of
+            // scales near the smallest normal (exponent fields below 15).
             let m = (rng.next_u32() >> 9) as f32 / (1 << 23) as f32 + 1.0;
             *s = if i == 5 {
                 0.0
+            } else if i == 9 {
+                libm::ldexpf(m, -40)
+            } else if i >= (ROWS - 1) * gpr {
+                libm::ldexpf(m, -120 - (rng.next_u32() % 6) as i32)
             } else {
                 libm::ldexpf(m, -9 - (rng.next_u32() % 6) as i32)
             };
@@ -271,9 +297,17 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
         let (mut got, mut want) = ([0i32; ROWS], [0i32; ROWS]);
         lib(
             "matvec_q8",
-            matvec_q8(&mut got, &w[..ROWS * COLS], ws, &xq, xs, x_exp, group),
+            matvec_q8(
+                &mut got,
+                &w[..ROWS * cols],
+                ws,
+                &xq[..cols],
+                xs,
+                x_exp,
+                group,
+            ),
         )?;
-        reference(&w, ws, &xq, xs, x_exp, group, &mut want);
+        reference(&w, ws, &xq, xs, x_exp, cols, group, &mut want);
         for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
             identical_bits(
                 "integer matvec = its formula",
