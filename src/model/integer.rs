@@ -22,13 +22,15 @@
 //! - q, k, v by the int8 × int16 products; q and k shifted into `i16` (one
 //!   shift per head) and rotated by RoPE in Q15 through the position file's
 //!   own Q15 path ([`crate::pos::rope::RopeTable::row_q15`], once per position, then
-//!   [`crate::pos::rope::RopeRowQ15::rotate_heads`]); k and v
-//!   stored in the cache (int8 or int16, [`crate::num::kernels_int::CacheElem`]),
-//!   one [`Scale`] per kv head of a row;
-//! - scores `q16·k` (the key scales aligned per head, a score one 64-bit
-//!   product's high word), the fixed-point score bias of ALiBi or T5
+//!   [`crate::pos::rope::RopeRowQ15::rotate_heads`]), the score scale
+//!   `1/√head_dim` folded into q first; k and v stored in the cache (int8 or
+//!   int16, [`crate::num::kernels_int::CacheElem`]), one byte of scale per kv
+//!   head of a row (a 3-bit mantissa and a 5-bit exponent, [`quantize_head`]);
+//! - scores `q16·k` (per key one multiply by the scale's mantissa and one
+//!   shift), the fixed-point score bias of ALiBi or T5
 //!   ([`ScoreBiasFixed`]); softmax with [`exp_q16`] on the max-subtracted
-//!   scores and one reciprocal per head; the value mix `Σ_j w_j·v_j` in `i32`;
+//!   scores; the value mix `Σ_j w_j·v_j` in `i32` and one reciprocal of the
+//!   sum per head, applied to the head's outputs (see [`attend`]);
 //! - SwiGLU with the logistic function by table ([`sigmoid_q15`]);
 //! - the classifier's logits in Q16.
 //!
@@ -44,7 +46,7 @@ use super::weights::{LayerWeights, Matrix};
 use crate::image::{FfnKind, NormKind, Residual};
 use crate::num::int::{
     exp_q16, fixed_from_f32, group_scale_of, isqrt_u64, quantize_group_to, round_to_i32, sat_i32,
-    shift_i64, sigmoid_q15, Scale, ACT_FRAC,
+    shift_i64, sigmoid_q15, Quantum, Scale, ACT_FRAC,
 };
 use crate::num::kernels_int::{self, CacheElem};
 use crate::pos::rope::{RopeLayout, RopeRowQ15};
@@ -52,13 +54,14 @@ use crate::pos::{NoBias, Position, ScoreBiasFixed};
 use crate::Error;
 
 /// The integer step's KV cache: int8 or int16 rows `[layer][position][kv_dim]`
-/// with one packed [`Scale`] per kv head of a row (see [`Scale::pack`]).
+/// and one scale code per kv head of a row ([`quantize_head`]), laid out
+/// `[layer][kv head][position]` so that a head's codes are one run.
 #[derive(Debug)]
 pub(super) struct IntCache<'s, T> {
     pub(super) keys: &'s mut [T],
     pub(super) values: &'s mut [T],
-    pub(super) key_scales: &'s mut [i32],
-    pub(super) value_scales: &'s mut [i32],
+    pub(super) key_scales: &'s mut [u8],
+    pub(super) value_scales: &'s mut [u8],
     pub(super) positions: usize,
 }
 
@@ -360,6 +363,12 @@ impl IntScratch<'_> {
         let hd = d.head_dim;
         let mut sq = [0u8; MAX_HEADS];
         let mut sk = [0u8; MAX_HEADS];
+        // The score scale (`1/√head_dim`) folded into q: scores are then the
+        // dot products shifted by the key scales alone.
+        let scale = Scale::from_f32(m.attn.scale());
+        for v in self.q.iter_mut() {
+            *v = mul_scale(*v, scale);
+        }
         {
             let (qh, kh) = qk
                 .split_at_mut_checked(d.q_dim)
@@ -383,11 +392,15 @@ impl IntScratch<'_> {
             .kv_dim
             .checked_div(d.head_dim)
             .ok_or(Error::InconsistentDimensions)?;
-        let (Some(kq), Some(vq), Some(ks), Some(vs)) = (
+        // The scale codes are `[layer][kv head][position]`: a head's codes
+        // are one contiguous run for the attention.
+        let layer_codes = l * heads * cache.positions..(l + 1) * heads * cache.positions;
+        let (true, Some(kq), Some(vq), Some(ks), Some(vs)) = (
+            pos < cache.positions,
             cache.keys.get_mut(at..at + d.kv_dim),
             cache.values.get_mut(at..at + d.kv_dim),
-            cache.key_scales.get_mut(row * heads..(row + 1) * heads),
-            cache.value_scales.get_mut(row * heads..(row + 1) * heads),
+            cache.key_scales.get_mut(layer_codes.clone()),
+            cache.value_scales.get_mut(layer_codes),
         ) else {
             return Err(Error::PositionOutOfRange {
                 position: pos,
@@ -398,29 +411,30 @@ impl IntScratch<'_> {
             *o = h as i32;
         }
         let (mut kqs, mut vqs) = (kq.chunks_exact_mut(hd), vq.chunks_exact_mut(hd));
+        let ks = ks.iter_mut().skip(pos).step_by(cache.positions);
+        let vs = vs.iter_mut().skip(pos).step_by(cache.positions);
         for ((((k, q), s), &sh), (v, (vq, vs))) in self
             .k
             .chunks_exact(hd)
             .zip(kqs.by_ref())
-            .zip(ks.iter_mut())
+            .zip(ks)
             .zip(sk.iter())
-            .zip(self.v.chunks_exact(hd).zip(vqs.by_ref().zip(vs.iter_mut())))
+            .zip(self.v.chunks_exact(hd).zip(vqs.by_ref().zip(vs)))
         {
-            let kmax = quantize_group_to(k, q);
-            *s = group_scale_of::<T>(kmax, ACT_FRAC as i32 - sh as i32).pack();
-            *vs = group_scale_of::<T>(quantize_group_to(v, vq), ACT_FRAC as i32).pack();
+            // The key's i16 form is its Q16 value · 2^−sh.
+            *s = quantize_head(k, sh as i32, q);
+            *vs = quantize_head(v, 0, vq);
         }
         let q = Query {
             heads: qh,
             shifts: &sq,
-            scale: Scale::from_f32(m.attn.scale()),
         };
         let out = self
             .xb
             .get_mut(..d.q_dim)
             .ok_or(Error::InconsistentDimensions)?;
         let span = Span {
-            layer_row: l * cache.positions,
+            layer: l,
             pos,
             start: m.attn.causal_start(pos),
         };
@@ -480,196 +494,207 @@ impl IntScratch<'_> {
     }
 }
 
-/// The query heads in `i16`, each with its shift (`q = q16 · 2^(shift − 16)`),
-/// and the attention's score scale.
+/// The query heads in `i16` (the score scale folded in), each with its shift
+/// (`q = q16 · 2^(shift − 16)`).
 #[derive(Debug, Clone, Copy)]
 struct Query<'q> {
     heads: &'q [i16],
     shifts: &'q [u8],
-    scale: Scale,
 }
 
-/// The packed scales of kv head `kh` in a run of rows of `heads` scales each.
+/// `v · s` for a Q16 value and a block-float factor, rounded (half up) and
+/// saturated.
+#[inline]
+fn mul_scale(v: i32, s: Scale) -> i32 {
+    let p = v as i64 * s.m as i64;
+    if s.e >= 0 {
+        sat_i32(shift_i64(p, s.e))
+    } else if s.e > -63 {
+        round_to_i32(p, (-s.e) as u32)
+    } else {
+        0
+    }
+}
+
+/// The mantissa `8..=15` of a cache scale code (see [`quantize_head`]).
 #[inline(always)]
-fn head_scales(packed: &[i32], kh: usize, heads: usize) -> impl Iterator<Item = Scale> + '_ {
-    packed
-        .get(kh..)
-        .unwrap_or_default()
-        .iter()
-        .step_by(heads.max(1))
-        .map(|&p| Scale::unpack(p))
+fn code_mant(c: u8) -> i32 {
+    8 + (c & 7) as i32
 }
 
-/// Most kv heads whose largest scale exponents [`attend`] gathers in one pass
-/// over the cache rows (two stack rows of this many `i32`).
-const GATHER_HEADS: usize = 32;
-
-/// Column `kh` of rows of `heads` packed scales: the scale of kv head `kh` at
-/// each key (a plain strided walk; `heads` non-zero, so no panic path).
+/// The exponent `0..=31` of a cache scale code (see [`quantize_head`]).
 #[inline(always)]
-fn column(
-    packed: &[i32],
-    kh: usize,
-    heads: core::num::NonZeroUsize,
-) -> impl Iterator<Item = i32> + '_ {
-    packed
-        .chunks_exact(heads.get())
-        .map(move |row| row.get(kh).copied().unwrap_or(0))
+fn code_exp(c: u8) -> i32 {
+    (c >> 3) as i32
 }
 
-/// The scores from the int8 cache's dot products, in place: key `j`'s
-/// `dot_j · P_j · 2^(c − 32)` with `P_j = m · aligned(s_j, ek)` (`s_j` the
-/// key scale of kv head `kh` in rows of `heads` packed scales), as the
-/// portable loops of [`attend`] compute it: the high word of `dot · (P·2^c)`
-/// for `c ≤ 0`, `(dot · P) >> (32 − c)` saturated for `0 < c < 32`, and the
-/// saturating shift above. The regime is chosen once; a function of its own
-/// so that the loop gets the registers. Returns the largest score
-/// (`i32::MIN` for none). (The DSP targets'; the portable loops fuse it with
-/// the dot product, and the on-target generation tests check the two give
-/// the same bits.)
+/// Quantizes one kv head of the cache, `x` in units of `2^unit` Q16 LSB,
+/// into `q` (int8 or int16, `|q| ≤ Q = 2^B − 1`, `B = T::BITS`) and returns
+/// its scale as a one-byte code `c`: the scale is
+/// `(8 + (c & 7)) · 2^((c >> 3) − 3 − B)` Q16 LSB, a 3-bit mantissa and a
+/// 5-bit exponent, the smallest such scale `s` with `Q·s ≥ max|x|`. So the
+/// largest value of the head maps to at least `Q·8/9` (it keeps all but at
+/// most 0.17 of a bit of the group scale `max|x|/Q`), and the attention
+/// applies the scale with one small multiply and one shift per key.
+/// `q = round(x / s)` (half away from zero), by integer division.
+///
+/// Range: 32 binades, from `2^−B` Q16 LSB (any head with `max|x| ≥ 1` LSB
+/// fits above it) to `15·2^(28 − B)` (`Q·s > 2^31`: every `i32` fits); a
+/// head of zeros has code 0.
+fn quantize_head<T: Quantum>(x: &[i32], unit: i32, q: &mut [T]) -> u8 {
+    let max = x.iter().fold(0u32, |m, v| m.max(v.unsigned_abs()));
+    if max == 0 {
+        q.fill(T::default());
+        return 0;
+    }
+    let bits = T::BITS as i32;
+    let qmax = (1u32 << T::BITS) - 1;
+    let c = 15 * qmax;
+    // The smallest g with c·2^g ≥ max: from the bit lengths, or one more.
+    let (lm, lc) = (
+        32 - max.leading_zeros() as i32,
+        32 - c.leading_zeros() as i32,
+    );
+    let mut g = lm - lc;
+    // c·2^g < 2^lm ≤ 2^32 and max·2^−g < 2^lc: both fit u32.
+    let short = if g >= 0 {
+        (c << g) < max
+    } else {
+        c < (max << -g)
+    };
+    if short {
+        g += 1;
+    }
+    // The mantissa: ⌈max / (Q·2^g)⌉, in 8..=15 since g is the smallest.
+    let k = if g >= 0 {
+        let den = (qmax << g).max(1);
+        max.div_ceil(den)
+    } else {
+        (max << -g).div_ceil(qmax)
+    };
+    let mut m = k.clamp(8, 15) - 8;
+    let mut e = g + 3 + bits + unit;
+    if e < 0 {
+        (e, m) = (0, 0);
+    } else if e > 31 {
+        (e, m) = (31, 7);
+    }
+    // The scale in units of x: (8 + m)·2^g.
+    let g = e - 3 - bits - unit;
+    let mant = 8 + m;
+    for (o, &v) in q.iter_mut().zip(x) {
+        let a = v.unsigned_abs();
+        let r = if g >= 0 {
+            let den = mant << g.min(27);
+            (a + den / 2) / den
+        } else if g > -32 && a.leading_zeros() as i32 > -g {
+            ((a << -g) + mant / 2) / mant
+        } else {
+            (((a as u64) << (-g).min(40)) + (mant / 2) as u64)
+                .checked_div(mant as u64)
+                .unwrap_or(0)
+                .min(qmax as u64) as u32
+        };
+        let r = r.min(qmax) as i32;
+        *o = T::from_i32(if v < 0 { -r } else { r });
+    }
+    ((e as u8) << 3) | m as u8
+}
+
+/// The scores from the dot products in place: key `j`'s
+/// `(dot_j · mant_j) >> (r − exp_j)` (its scale code's mantissa and exponent)
+/// when `narrow` (the product fits `i32` and every shift is to the right),
+/// else the same in `i64`, shifted either way and saturated. Returns the
+/// largest score (`i32::MIN` for none). The DSP targets' second half of the
+/// scores (the portable loops of [`attend`] fuse it with the dot product; the
+/// on-target generation tests check the two give the same bits).
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 #[inline(never)]
-fn scores_from_dots(
-    att: &mut [i32],
-    ks: &[i32],
-    kh: usize,
-    heads: core::num::NonZeroUsize,
-    m: i32,
-    ek: i32,
-    c: i32,
-) -> i32 {
-    let keys = att.iter_mut().zip(column(ks, kh, heads));
-    let pk = |p: i32| m * aligned(Scale::unpack(p), ek);
+fn scores_from_dots(att: &mut [i32], codes: &[u8], r: i32, narrow: bool) -> i32 {
+    let keys = att.iter_mut().zip(codes);
     let mut max = i32::MIN;
-    if c <= 0 {
-        let sh = -c.max(-31);
-        for (a, p) in keys {
-            *a = ((*a as i64).wrapping_mul((pk(p) >> sh) as i64) >> 32) as i32;
-            max = max.max(*a);
-        }
-    } else if c < 32 {
-        let sh = (32 - c) as u32;
-        for (a, p) in keys {
-            *a = sat_shr((*a as i64).wrapping_mul(pk(p) as i64), sh);
+    if narrow {
+        // `0 ≤ r − exp ≤ 31` for every key (see `attend`).
+        for (a, &c) in keys {
+            *a = (*a * code_mant(c)).wrapping_shr((r - code_exp(c)) as u32);
             max = max.max(*a);
         }
     } else {
-        for (a, p) in keys {
-            *a = sat_i32(shift_i64((*a as i64).wrapping_mul(pk(p) as i64), c - 32));
+        for (a, &c) in keys {
+            *a = wide_score(*a as i64, c, r);
             max = max.max(*a);
         }
     }
     max
 }
 
-/// The value-mix weights from the softmax's `e_j`, in place: `w_j =
-/// shift_sat(t_j · aligned(v_j, ev), −s2)` with `t_j = (e_j · inv_m) >> 15`
-/// (`v_j` the value scale of kv head `kh`), the direction of the shift chosen
-/// once. A function of its own, as [`scores_from_dots`].
-#[inline(never)]
-fn weights_from_exps(
-    att: &mut [i32],
-    vs: &[i32],
-    kh: usize,
-    heads: core::num::NonZeroUsize,
-    inv_m: i32,
-    ev: i32,
-    s2: i32,
-) {
-    let keys = att.iter_mut().zip(column(vs, kh, heads));
-    let tv = |e: i32, p: i32| {
-        let t = ((e as u32).wrapping_mul(inv_m as u32)) >> 15;
-        (t as i32).wrapping_mul(aligned(Scale::unpack(p), ev))
-    };
-    if s2 >= 0 {
-        let sh = s2.min(31) as u32;
-        for (a, p) in keys {
-            *a = if sh >= 31 { 0 } else { tv(*a, p) >> sh };
-        }
-    } else {
-        for (a, p) in keys {
-            *a = shift_sat(tv(*a, p), -s2);
-        }
-    }
+/// `dot · mant · 2^(exp − r)` of a key with scale code `c`, floored and
+/// saturated to `i32`.
+#[inline(always)]
+fn wide_score(dot: i64, c: u8, r: i32) -> i32 {
+    sat_i32(shift_i64(dot * code_mant(c) as i64, code_exp(c) - r))
 }
 
 /// `e_j = exp_q16(s_j − max)` in place of the scores `s_j`; returns their
-/// saturating sum. A function of its own so that the loop keeps its
-/// constants in registers.
+/// sum. A function of its own so that the loop keeps its constants in
+/// registers.
 #[inline(never)]
-fn exp_row(att: &mut [i32], max: i32) -> u32 {
-    let mut sum = 0u32;
+fn exp_row(att: &mut [i32], max: i32) -> u64 {
+    let mut sum = 0u64;
     for a in att.iter_mut() {
         let e = exp_q16(a.saturating_sub(max));
-        sum = sum.saturating_add(e);
+        sum += e as u64;
         *a = e as i32;
     }
     sum
 }
 
-/// `sat_i32(v >> sh)` for `sh` in `1..=31`, on the halves of `v` (32-bit
-/// shifts only; a 64-bit shift by a variable amount is a branchy sequence on
-/// Arm): `v >> sh` fits `i32` iff `hi >> (sh − 1)` is 0 or −1, and is then
-/// `(lo >> sh) | (hi << (32 − sh))`.
-#[inline(always)]
-fn sat_shr(v: i64, sh: u32) -> i32 {
-    let (hi, lo) = ((v >> 32) as i32, v as u32);
-    let top = hi >> (sh - 1);
-    if top == 0 || top == -1 {
-        ((lo >> sh) | ((hi as u32) << (32 - sh))) as i32
-    } else if hi < 0 {
-        i32::MIN
-    } else {
-        i32::MAX
-    }
-}
-
-/// A scale's mantissa aligned to the exponent `top ≥ s.e` (0 when it shifts out).
-#[inline(always)]
-fn aligned(s: Scale, top: i32) -> i32 {
-    let d = (top - s.e) as u32;
-    if d >= 15 {
-        0
-    } else {
-        s.m >> d
-    }
-}
-
-/// `v · 2^c` for a non-negative `v` < 2^31: a right shift (floor) for negative
-/// `c`, a left shift saturating at `i32::MAX` for positive `c`.
-#[inline(always)]
-fn shift_sat(v: i32, c: i32) -> i32 {
-    if c >= 0 {
-        if c >= 31 || v > (i32::MAX >> c) {
-            if v == 0 {
-                0
-            } else {
-                i32::MAX
-            }
-        } else {
-            v << c
+/// The value-mix weights in place of the `e_j`:
+/// `w_j = (e_j · mant_j) >> (ev − exp_j + t)` with the value scale code's
+/// mantissa and exponent (`ev` their largest exponent, `e_j · mant_j < 2^21`).
+#[inline(never)]
+fn weights_from_exps(att: &mut [i32], codes: &[u8], ev: i32, t: i32) {
+    let base = ev + t;
+    let keys = att.iter_mut().zip(codes);
+    if base <= 31 {
+        // Every shift `base − exp_j` is in 0..=31.
+        for (a, &c) in keys {
+            *a = (*a * code_mant(c)).wrapping_shr((base - code_exp(c)) as u32);
         }
-    } else if c <= -31 {
-        0
     } else {
-        v >> -c
+        for (a, &c) in keys {
+            *a = (*a * code_mant(c)) >> (base - code_exp(c)).min(31);
+        }
     }
 }
 
-/// Where a query attends: the layer's first cache row, its position, the first key.
+/// Where a query attends: the layer, its position, the first key.
 #[derive(Debug, Clone, Copy)]
 struct Span {
-    layer_row: usize,
+    layer: usize,
     pos: usize,
     start: usize,
 }
 
 /// Attention of every query head over keys `start..=pos` of the layer, into
 /// `out` (Q16, `[n_heads][head_dim]`).
+///
+/// With `s = (8 + m)·2^(e − 3 − B)` a cache scale ([`quantize_head`]) and
+/// `q = q_i16·2^sq` (Q16, the score scale folded in), per head:
+///
+/// ```text
+/// score_j = (dot(q_i16, k_j) · mant_j) >> (19 + B − sq − e_j)        Q16
+/// e_j     = exp_q16(score_j − max),  S = Σ_j e_j
+/// w_j     = (e_j · mant_j) >> (ev − e_j + t)                         ev = max_j e_j
+/// out     = (Σ_j w_j·v_j) · (1/S) · 2^(ev + t − 3 − B)                Q16
+/// ```
+///
+/// with `t ≥ 0` the smallest shift that keeps `Σ_j |w_j·v_j| < 2^31`. The
+/// normalization `1/S` is applied once per output value, not per key.
 #[allow(clippy::too_many_arguments)]
-fn attend<T: CacheElem, B: ScoreBiasFixed>(
+fn attend<'a, T: CacheElem, B: ScoreBiasFixed>(
     cfg: &crate::attn::AttnConfig,
-    cache: &IntCache<'_, T>,
+    cache: &'a IntCache<'_, T>,
     span: Span,
     query: &Query<'_>,
     bias: &B,
@@ -679,63 +704,52 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
     let hd = cfg.head_dim();
     let kv = cfg.kv_dim();
     let n = span.pos + 1 - span.start;
-    let first = span.layer_row + span.start;
+    let positions = cache.positions;
+    let first = span.layer * positions + span.start;
     let heads = cfg.n_kv_heads();
+    let layer_codes = span.layer * heads * positions..(span.layer + 1) * heads * positions;
     let (Some(att), Some(keys), Some(values), Some(ks), Some(vs)) = (
         att.get_mut(..n),
         cache.keys.get(first * kv..(first + n) * kv),
         cache.values.get(first * kv..(first + n) * kv),
-        cache.key_scales.get(first * heads..(first + n) * heads),
-        cache.value_scales.get(first * heads..(first + n) * heads),
+        cache.key_scales.get(layer_codes.clone()),
+        cache.value_scales.get(layer_codes),
     ) else {
         return Err(Error::BufferTooSmall {
             needed: n,
             got: att.len(),
         });
     };
-    let Some(heads_nz) = core::num::NonZeroUsize::new(heads) else {
-        return Err(Error::ZeroDimension);
+    // The scale codes of kv head `kh` at keys `start..=pos`.
+    let codes_of = |all: &'a [u8], kh: usize| {
+        let at = kh * positions + span.start;
+        all.get(at..at + n).ok_or(Error::InconsistentDimensions)
     };
-    // The largest key and value scale exponents of every kv head over the
-    // keys seen, in one pass over the rows (each is shared by the query heads
-    // of its group); models with more kv heads gather them per query head.
-    let mut ek_of = [i32::MIN; GATHER_HEADS];
-    let mut ev_of = [i32::MIN; GATHER_HEADS];
-    let gathered = match (ek_of.get_mut(..heads), ev_of.get_mut(..heads)) {
-        (Some(eks), Some(evs)) => {
-            // `by_ref`: a plain `Zip` (the specialised one divides by the
-            // chunk size out of line, a panic path).
-            let mut vrows = vs.chunks_exact(heads_nz.get());
-            for (kr, vr) in ks.chunks_exact(heads_nz.get()).zip(vrows.by_ref()) {
-                for ((ek, &k), (ev, &v)) in eks.iter_mut().zip(kr).zip(evs.iter_mut().zip(vr)) {
-                    *ek = (*ek).max(Scale::unpack(k).e);
-                    *ev = (*ev).max(Scale::unpack(v).e);
-                }
-            }
-            true
-        }
-        _ => false,
-    };
-    let max_exp = |of: &[i32; GATHER_HEADS], packed: &[i32], kh: usize| match of.get(kh) {
-        Some(&e) if gathered => e,
-        _ => head_scales(packed, kh, heads).fold(i32::MIN, |a, s| a.max(s.e)),
-    };
+    let bits = T::BITS as i32;
+    // A dot product times a mantissa fits i32 for int8 keys and heads of up
+    // to 32: |q| ≤ 2^14.5 (two bits of headroom, RoPE's √2), |k| ≤ 127.
+    let small = T::BITS == 7 && hd <= 32;
+    let (mut seen, mut ek, mut ev) = (None, 0, 0);
     let qs = query.heads.chunks_exact(hd).zip(query.shifts);
     for (h, ((q, &sq), o)) in qs.zip(out.chunks_exact_mut(hd)).enumerate() {
         let kh = cfg.kv_head(h);
         let offset = kh * hd;
-        // Scores in Q16: the key scales aligned to their largest exponent
-        // `ek`, so that a score is `dot · pk[j]` taken from the high word of
-        // one 64-bit product: `pk[j] = (base.m · mk[j]) · 2^c` with `c` fixed
-        // for the head (the real score is `dot · base.m · mk[j] · 2^(base.e + ek)`).
-        let base = query.scale.shl(sq as i32 - ACT_FRAC as i32);
-        let ek = max_exp(&ek_of, ks, kh);
-        // Q16 = product · 2^(base.e + ek + 16) = hi32(product · 2^(base.e + ek + 48)).
-        let c = base.e + ek + ACT_FRAC as i32 + 32;
+        let (kc, vc) = (codes_of(ks, kh)?, codes_of(vs, kh)?);
+        // The largest key and value exponents of the kv head (the largest
+        // code has the largest exponent), once for the query heads sharing it.
+        if seen != Some(kh) {
+            seen = Some(kh);
+            ek = code_exp(kc.iter().fold(0, |m, &c| m.max(c)));
+            ev = code_exp(vc.iter().fold(0, |m, &c| m.max(c)));
+        }
+        // score_j = dot_j · mant_j · 2^(e_j − r) in Q16.
+        let r = 19 + bits - sq as i32;
+        // Narrow: every shift `r − exp_j` is in 0..=31.
+        let narrow = small && r <= 31 && r >= ek;
         let mut max = i32::MIN;
         // The int8 cache on the DSP extension, heads of 8·b: the dot products
-        // by the kernel (eight values a call), then each one's high word
-        // against its key's multiplier `P·2^c` (the same integers as below).
+        // by the kernel (eight values a call), then each one's scale (the same
+        // integers as below).
         #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
         let done = hd % 8 == 0
             && T::as_i8(keys).is_some_and(|k8| {
@@ -752,41 +766,25 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
                     })
                 });
                 if all {
-                    // Each score from its dot product and key scale, as below
-                    // (with their maximum).
-                    max = scores_from_dots(att, ks, kh, heads_nz, base.m, ek, c);
+                    max = scores_from_dots(att, kc, r, narrow);
                 }
                 all
             });
         #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
         let done = false;
-        let rows = att
-            .iter_mut()
-            .zip(keys.chunks_exact(kv))
-            .zip(column(ks, kh, heads_nz));
-        let pk = |p: i32| base.m * aligned(Scale::unpack(p), ek);
-        // The portable loops (the M3 and M0 run them), the regime of `c`
-        // chosen once per head.
+        let rows = att.iter_mut().zip(keys.chunks_exact(kv)).zip(kc);
+        // The portable loops (the M3 and M0 run them), the regime chosen once
+        // per head.
         if done {
-        } else if c <= 0 {
-            // The high word of `dot · (P · 2^c)`.
-            let sh = -c.max(-31);
-            for ((a, k), p) in rows {
+        } else if narrow {
+            for ((a, k), &c) in rows {
                 let k = k.get(offset..offset + hd).unwrap_or_default();
-                *a = (T::dot(q, k).wrapping_mul((pk(p) >> sh) as i64) >> 32) as i32;
-            }
-        } else if c < 32 {
-            // `(dot · P) >> (32 − c)`, saturated.
-            let sh = (32 - c) as u32;
-            for ((a, k), p) in rows {
-                let k = k.get(offset..offset + hd).unwrap_or_default();
-                *a = sat_shr(T::dot(q, k).wrapping_mul(pk(p) as i64), sh);
+                *a = (T::dot(q, k) as i32 * code_mant(c)).wrapping_shr((r - code_exp(c)) as u32);
             }
         } else {
-            // Large key scales: `(dot · P) · 2^(c − 32)`, saturated.
-            for ((a, k), p) in rows {
+            for ((a, k), &c) in rows {
                 let k = k.get(offset..offset + hd).unwrap_or_default();
-                *a = sat_i32(shift_i64(T::dot(q, k).wrapping_mul(pk(p) as i64), c - 32));
+                *a = wide_score(T::dot(q, k), c, r);
             }
         }
         if B::ENABLED {
@@ -797,20 +795,13 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         if B::ENABLED || !done {
             max = att.iter().fold(i32::MIN, |m, &a| m.max(a));
         }
-        // e_j = exp(s_j − max) in Q16, their sum.
-        let sum = exp_row(att, max);
-        let inv = Scale::ratio(1, sum as u64);
-        // out = Σ_j w_j·v_j · 2^(ev − f) with the value scales aligned to `ev`
-        // and w_j = p_j · mv[j] · 2^f (p_j = e_j·inv), `f` as large as the i32
-        // sums allow: Σ_j w_j ≤ 2^(15 + f) ≤ 2^(31 − BITS) (Σ p_j = 1), so
-        // Σ_j w_j·|v| < 2^31. Per key: t = (e_j·inv.m) >> 15, w_j = (t·mv) >> s2.
-        let ev = max_exp(&ev_of, vs, kh);
-        let f = 16 - T::BITS as i32;
-        let s2 = -(inv.e + f + 15);
+        // e_j = exp(s_j − max) in Q16, their sum S ≥ 2^16 (the largest is 1).
+        let sum = exp_row(att, max).max(1);
+        // Σ_j w_j ≤ S·2^(4 − t) and |v| < 2^B: t keeps Σ_j |w_j·v_j| < 2^31.
+        let t = (64 - sum.leading_zeros() as i32 + 4 + bits - 31).max(0);
+        weights_from_exps(att, vc, ev, t);
         let mut acc = [0i32; 2 * MAX_PAIRS];
         let acc = acc.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
-        // w_j from e_j and the value scale, in place of e_j.
-        weights_from_exps(att, vs, kh, heads_nz, inv.m, ev, s2);
         // The int8 cache on the Arm targets with the kernels, heads of 4·b:
         // the kernel's sums, four values a call, in registers.
         #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
@@ -834,13 +825,15 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
                 T::axpy(acc, w, v);
             }
         }
-        // Q16 = acc · 2^(ev − f + 16).
-        let sh = ev - f + ACT_FRAC as i32;
+        // Q16 = acc · (1/S) · 2^(ev + t − 3 − B).
+        let inv = Scale::ratio(1, sum);
+        let sh = inv.e + ev + t - 3 - bits;
         for (o, &a) in o.iter_mut().zip(acc.iter()) {
+            let p = a as i64 * inv.m as i64;
             *o = if sh < 0 {
-                round_to_i32(a as i64, (-sh) as u32)
+                round_to_i32(p, (-sh).min(62) as u32)
             } else {
-                sat_i32(shift_i64(a as i64, sh))
+                sat_i32(shift_i64(p, sh))
             };
         }
     }
@@ -851,24 +844,54 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
 mod tests {
     use super::*;
     use crate::attn::AttnConfig;
-    use crate::num::int::{group_scale, quantize_group};
 
-    /// `sat_shr` is `sat_i32(v >> sh)` for every shift, on edge and random values.
+    /// The Q16 scale of a cache code for values of `bits` (`T::BITS`).
+    fn code_scale(c: u8, bits: i32) -> f64 {
+        code_mant(c) as f64 * 2f64.powi(code_exp(c) - 3 - bits)
+    }
+
+    /// `quantize_head` against its definition: every value within half a
+    /// step, `|q| ≤ Q`, and the scale the smallest code whose `Q·s` covers
+    /// the head, for int8 and int16, keys in units of `2^unit`.
     #[test]
-    fn sat_shr_is_the_saturated_shift() {
-        let mut rng = XorShift32(41);
-        let mut vals = std::vec![0i64, 1, -1, i64::MAX, i64::MIN, 1 << 62, -(1 << 62)];
-        for k in 0..63 {
-            vals.extend([1i64 << k, (1i64 << k) - 1, -(1i64 << k), -(1i64 << k) + 1]);
-        }
-        for _ in 0..20_000 {
-            let v = ((rng.next_u32() as u64) << 32 | rng.next_u32() as u64) as i64;
-            vals.push(v >> (rng.next_u32() % 64));
-        }
-        for &v in &vals {
-            for sh in 1..=31u32 {
-                assert_eq!(sat_shr(v, sh), sat_i32(v >> sh), "{v} >> {sh}");
+    fn quantize_head_follows_its_definition() {
+        fn check<T: Quantum + Into<i32>>(rng: &mut XorShift32, unit: i32) {
+            let bits = T::BITS as i32;
+            let qmax = ((1i64 << bits) - 1) as f64;
+            // Heads whose Q16 values `x·2^unit` are `i32`s.
+            for i in 0..4000 {
+                let mag = 1u32 << (i % (31 - unit));
+                let x: Vec<i32> = (0..8)
+                    .map(|_| ((rng.centered_unit() as f64) * mag as f64) as i32)
+                    .collect();
+                let mut q = vec![T::default(); 8];
+                let c = quantize_head(&x, unit, &mut q);
+                let max = x.iter().map(|v| v.unsigned_abs()).max().unwrap() as f64;
+                if max == 0.0 {
+                    assert_eq!(c, 0);
+                    continue;
+                }
+                // Scale in units of x.
+                let s = code_scale(c, bits) * 2f64.powi(-unit);
+                assert!(qmax * s >= max, "code {c}: {} < {max}", qmax * s);
+                if c > 0 {
+                    assert!(
+                        qmax * code_scale(c - 1, bits) * 2f64.powi(-unit) < max,
+                        "code {c}"
+                    );
+                }
+                for (&v, &q) in x.iter().zip(&q) {
+                    let q: i32 = q.into();
+                    assert!(q.unsigned_abs() as f64 <= qmax);
+                    let err = (q as f64 * s - v as f64).abs();
+                    assert!(err <= s / 2.0 + 1e-9, "{v}: {q}·{s} (code {c})");
+                }
             }
+        }
+        let mut rng = XorShift32(5);
+        for unit in [0, 3, 12] {
+            check::<i8>(&mut rng, unit);
+            check::<i16>(&mut rng, unit);
         }
     }
 
@@ -881,8 +904,8 @@ mod tests {
         let (hd, kv, n) = (8, 32, 100);
         let mut keys = vec![0i8; n * kv];
         let mut values = vec![0i8; n * kv];
-        let mut ksc = vec![0i32; n * 4];
-        let mut vsc = vec![0i32; n * 4];
+        let mut ksc = vec![0u8; n * 4];
+        let mut vsc = vec![0u8; n * 4];
         let mut kf = vec![0f64; n * kv];
         let mut vf = vec![0f64; n * kv];
         for r in 0..n {
@@ -890,20 +913,19 @@ mod tests {
                 let mut row: Vec<i32> = (0..hd)
                     .map(|_| (rng.centered_unit() * 3.0 * 65536.0) as i32)
                     .collect();
-                let ks = group_scale(quantize_group(&row, &mut keys[r * kv + h * hd..][..hd]), 16);
-                ksc[r * 4 + h] = ks.pack();
+                let ks = quantize_head(&row, 0, &mut keys[r * kv + h * hd..][..hd]);
+                ksc[h * n + r] = ks;
                 for d in 0..hd {
-                    kf[r * kv + h * hd + d] = keys[r * kv + h * hd + d] as f64 * ks.to_f64();
+                    kf[r * kv + h * hd + d] =
+                        keys[r * kv + h * hd + d] as f64 * code_scale(ks, 7) / 65536.0;
                 }
                 row.iter_mut()
                     .for_each(|v| *v = (rng.centered_unit() * 2.0 * 65536.0) as i32);
-                let vs = group_scale(
-                    quantize_group(&row, &mut values[r * kv + h * hd..][..hd]),
-                    16,
-                );
-                vsc[r * 4 + h] = vs.pack();
+                let vs = quantize_head(&row, 0, &mut values[r * kv + h * hd..][..hd]);
+                vsc[h * n + r] = vs;
                 for d in 0..hd {
-                    vf[r * kv + h * hd + d] = values[r * kv + h * hd + d] as f64 * vs.to_f64();
+                    vf[r * kv + h * hd + d] =
+                        values[r * kv + h * hd + d] as f64 * code_scale(vs, 7) / 65536.0;
                 }
             }
         }
@@ -922,12 +944,11 @@ mod tests {
         let query = Query {
             heads: &qh,
             shifts: &shifts,
-            scale: Scale::from_f32(cfg.scale()),
         };
         let mut att = vec![0i32; n];
         let mut out = vec![0i32; 64];
         let span = Span {
-            layer_row: 0,
+            layer: 0,
             pos: n - 1,
             start: 0,
         };
@@ -941,7 +962,6 @@ mod tests {
                             qh[h * hd + d] as f64 * 2f64.powi(sq - 16) * kf[j * kv + kh * hd + d]
                         })
                         .sum::<f64>()
-                        * cfg.scale() as f64
                 })
                 .collect();
             let m = s.iter().cloned().fold(f64::MIN, f64::max);

@@ -295,8 +295,11 @@ impl<'a> Model<'a> {
         let d = self.dims();
         let rows = d.n_layers.saturating_mul(context);
         let integer = arith == Arith::Integer;
-        // The integer cache keeps one scale per kv head of a row.
-        let head_scales = rows.saturating_mul(d.kv_dim / d.head_dim.max(1));
+        // The integer cache keeps one byte of scale per kv head of a row, in
+        // f32-sized slots.
+        let head_scales = rows
+            .saturating_mul(d.kv_dim / d.head_dim.max(1))
+            .div_ceil(4);
         let (cache_f32, cache_i8, cache_i16) = match kv {
             KvFormat::F32 => (rows.saturating_mul(d.kv_dim), 0, 0),
             KvFormat::Q8 if integer => (head_scales, rows.saturating_mul(d.kv_dim), 0),
