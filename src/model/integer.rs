@@ -587,13 +587,14 @@ fn quantize_head<T: Quantum>(x: &[i32], unit: i32, q: &mut [T]) -> u8 {
         let r = if g >= 0 {
             let den = mant << g.min(27);
             (a + den / 2) / den
-        } else if g > -32 && a.leading_zeros() as i32 > -g {
+        } else if a == 0 {
+            0
+        } else if a.leading_zeros() as i32 > -g {
             ((a << -g) + mant / 2) / mant
         } else {
-            (((a as u64) << (-g).min(40)) + (mant / 2) as u64)
-                .checked_div(mant as u64)
-                .unwrap_or(0)
-                .min(qmax as u64) as u32
+            // a·2^−g ≥ 2^32 (only when the exponent was clamped at 31):
+            // beyond Q·mant, so the value saturates.
+            qmax
         };
         let r = r.min(qmax) as i32;
         *o = T::from_i32(if v < 0 { -r } else { r });
