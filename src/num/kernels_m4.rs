@@ -345,6 +345,85 @@ pub fn dots2_i8_i16<const K: usize>(
     groups
 }
 
+/// Four int8 weight rows against one int16 input on the DSP extension (Cortex-M4
+/// and M33), each row one dot product over all of `x`: row `r` is
+/// `w[r·n .. (r + 1)·n]` with `n = x.len()`, and `out[r] = Σ_i w[r·n + i]·x[i]`
+/// exact in `i32`, bit-identical to [`crate::num::kernels_int::dot_i8_i16`]
+/// (integer sums do not depend on their order). The rows of a small model's
+/// products are one Q8 group each: this is their kernel.
+///
+/// Per four columns: two `ldr` of `x` paired into `(x0, x2)`, `(x1, x3)` by
+/// `pkhbt`/`pkhtb` once for the four rows; per row one `ldr` of four weights
+/// (rows 1 and 2 by the register offsets `n` and `2·n`, row 3 after one
+/// `add`), `sxtb16` and `sxtb16 … ror #8`, two `smlad`: 27 instructions per
+/// sixteen multiply-adds with the loop, against 32 for two passes of
+/// [`dots2_i8_i16`].
+///
+/// `None` (nothing done) unless `x.len()` is a non-zero multiple of 4 and `w`
+/// holds the four rows.
+#[inline(always)]
+pub fn dots4_rows_i8_i16(w: &[i8], x: &[i16]) -> Option<[i32; 4]> {
+    let n = x.len();
+    if n == 0 || n % 4 != 0 || w.len() / 4 < n {
+        return None;
+    }
+    let end = x.as_ptr().wrapping_add(n);
+    let (a0, a1, a2, a3): (i32, i32, i32, i32);
+    // SAFETY: the assembly reads the `n` int16 of `x` (two words per step, `x`
+    // advancing to `end`, `n` a multiple of 4) and, per step, one word of each
+    // of the four rows `w[r·n ..]` (`w.len() ≥ 4n`, checked above; the row
+    // pointer advances 4 bytes a step, `n/4` steps; unaligned word loads are
+    // allowed on ARMv7E-M/ARMv8-M Mainline with `CCR.UNALIGN_TRP` clear, the
+    // reset value), and writes nothing in memory. Every register it touches is
+    // an operand; the flags are clobbered; no stack.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr r10, [r0], #4",
+            "ldr r11, [r0], #4",
+            ".inst.w 0xEACA4E0B", // pkhbt lr, r10, r11, lsl #16   (x0, x2)
+            ".inst.w 0xEACB4B2A", // pkhtb r11, r11, r10, asr #16  (x1, x3)
+            "ldr r10, [r1, r2]",  // row 1
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10               (w0, w2)
+            ".inst.w 0xFB2C440E", // smlad r4, r12, lr, r4
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8       (w1, w3)
+            ".inst.w 0xFB2C440B", // smlad r4, r12, r11, r4
+            "ldr r10, [r1, r2, lsl #1]", // row 2
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10
+            ".inst.w 0xFB2C550E", // smlad r5, r12, lr, r5
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C550B", // smlad r5, r12, r11, r5
+            "add r10, r1, r2, lsl #1",
+            "ldr r10, [r10, r2]", // row 3
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10
+            ".inst.w 0xFB2C880E", // smlad r8, r12, lr, r8
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C880B", // smlad r8, r12, r11, r8
+            "ldr r10, [r1], #4",  // row 0
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10
+            ".inst.w 0xFB2C330E", // smlad r3, r12, lr, r3
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C330B", // smlad r3, r12, r11, r3
+            "cmp r0, r9",
+            "bne 2b",
+            inout("r0") x.as_ptr() => _,
+            inout("r1") w.as_ptr() => _,
+            in("r2") n,
+            inout("r3") 0i32 => a0,
+            inout("r4") 0i32 => a1,
+            inout("r5") 0i32 => a2,
+            inout("r8") 0i32 => a3,
+            in("r9") end,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack, readonly),
+        );
+    }
+    Some([a0, a1, a2, a3])
+}
+
 /// One row of the integer step's Q8 product in groups of four, the group
 /// scales applied in the loop, on the DSP extension: with `mw[g]` the
 /// weight scale `ws[g]`'s 15-bit mantissa aligned to the row's largest

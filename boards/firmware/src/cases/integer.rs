@@ -145,6 +145,84 @@ fn attention_kernels() -> Result<(), Failure> {
     Ok(())
 }
 
+/// The DSP targets' four-row kernel of the Q8 product
+/// (`kernels_m4::dots4_rows_i8_i16`, the rows of one group) against the plain
+/// dot product, on the spot: random, all-extreme (`i8::MIN` × `i16::MIN`, the
+/// largest sums) and mixed inputs, widths 4 to 256, rows from an odd offset,
+/// and the widths it must refuse.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+fn dsp_rows_kernel() -> Result<(), Failure> {
+    use microformer::num::kernels_m4::dots4_rows_i8_i16;
+    // Its own generator: the stream's values must not depend on the core.
+    let rng = &mut XorShift32(0x4d0f_5a11);
+    const N: usize = 256;
+    let mut w = [0i8; 4 * N + 3];
+    let mut x = [0i16; N];
+    for fill in 0..3usize {
+        for (i, v) in w.iter_mut().enumerate() {
+            *v = match fill {
+                0 => rng.next_u32() as i8,
+                1 => i8::MIN,
+                _ if i % 3 == 0 => i8::MIN,
+                _ if i % 3 == 1 => i8::MAX,
+                _ => rng.next_u32() as i8,
+            };
+        }
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = match fill {
+                0 => rng.next_u32() as i16,
+                1 => i16::MIN,
+                _ if i % 5 == 0 => i16::MIN,
+                _ if i % 5 == 1 => i16::MAX,
+                _ => rng.next_u32() as i16,
+            };
+        }
+        for (c, (n, off)) in [
+            (4usize, 0usize),
+            (8, 1),
+            (32, 3),
+            (64, 0),
+            (172, 2),
+            (256, 3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let rows = &w[off..off + 4 * n];
+            let Some(got) = dots4_rows_i8_i16(rows, &x[..n]) else {
+                return Err(Failure::Property {
+                    label: "dots4_rows_i8_i16 ran",
+                    index: (fill * 10 + c) as u32,
+                });
+            };
+            for (r, &g) in got.iter().enumerate() {
+                let want = dot_i8_i16(&rows[r * n..(r + 1) * n], &x[..n]);
+                identical_bits(
+                    "dots4_rows_i8_i16 = dot_i8_i16",
+                    fill * 1000 + c * 10 + r,
+                    g as u32,
+                    want as u32,
+                )?;
+            }
+        }
+    }
+    // Widths that are no multiple of 4, empty, or rows too short: refused.
+    let refused = [
+        dots4_rows_i8_i16(&w[..4 * 6], &x[..6]),
+        dots4_rows_i8_i16(&w[..0], &x[..0]),
+        dots4_rows_i8_i16(&w[..4 * 8 - 1], &x[..8]),
+    ];
+    for (i, r) in refused.iter().enumerate() {
+        if r.is_some() {
+            return Err(Failure::Property {
+                label: "dots4_rows_i8_i16 refuses bad lengths",
+                index: i as u32,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One size of the M3 kernel: the group dot products of four rows of stride
 /// `n` from `w` against `x`, every group and row bit for bit against
 /// `dot_i8_i16`, and the groups past the count untouched.
@@ -336,6 +414,8 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
     out.i32s("axpy", &acc);
     #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
     attention_kernels()?;
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    dsp_rows_kernel()?;
     #[cfg(all(
         target_arch = "arm",
         target_os = "none",
