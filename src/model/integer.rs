@@ -395,10 +395,18 @@ impl IntScratch<'_> {
         // The scale codes are `[layer][kv head][position]`: a head's codes
         // are one contiguous run for the attention.
         let layer_codes = l * heads * cache.positions..(l + 1) * heads * cache.positions;
-        let (true, Some(kq), Some(vq), Some(ks), Some(vs)) = (
+        // The values: the layer's blocks of position pairs (int8), or the row.
+        let paired = T::BITS == 7;
+        let vrange = if paired {
+            let layer = paired_layer(cache.positions, d.kv_dim);
+            l * layer..(l + 1) * layer
+        } else {
+            at..at + d.kv_dim
+        };
+        let (true, Some(kq), Some(vrow), Some(ks), Some(vs)) = (
             pos < cache.positions,
             cache.keys.get_mut(at..at + d.kv_dim),
-            cache.values.get_mut(at..at + d.kv_dim),
+            cache.values.get_mut(vrange),
             cache.key_scales.get_mut(layer_codes.clone()),
             cache.value_scales.get_mut(layer_codes),
         ) else {
@@ -410,20 +418,31 @@ impl IntScratch<'_> {
         for (o, &h) in self.k.iter_mut().zip(kh.iter()) {
             *o = h as i32;
         }
-        let (mut kqs, mut vqs) = (kq.chunks_exact_mut(hd), vq.chunks_exact_mut(hd));
+        let mut kqs = kq.chunks_exact_mut(hd);
         let ks = ks.iter_mut().skip(pos).step_by(cache.positions);
         let vs = vs.iter_mut().skip(pos).step_by(cache.positions);
-        for ((((k, q), s), &sh), (v, (vq, vs))) in self
+        let mut vbuf = [T::default(); 2 * MAX_PAIRS];
+        let vq = vbuf.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
+        let kv2 = d.kv_dim + d.kv_dim % 2;
+        for (h, ((((k, q), s), &sh), (v, vs))) in self
             .k
             .chunks_exact(hd)
             .zip(kqs.by_ref())
             .zip(ks)
             .zip(sk.iter())
-            .zip(self.v.chunks_exact(hd).zip(vqs.by_ref().zip(vs)))
+            .zip(self.v.chunks_exact(hd).zip(vs))
+            .enumerate()
         {
             // The key's i16 form is its Q16 value · 2^−sh.
             *s = quantize_head(k, sh as i32, q);
             *vs = quantize_head(v, 0, vq);
+            for (i, &x) in vq.iter().enumerate() {
+                let d = h * hd + i;
+                let at = if paired { paired_value(pos, d, kv2) } else { d };
+                if let Some(o) = vrow.get_mut(at) {
+                    *o = x;
+                }
+            }
         }
         let q = Query {
             heads: qh,
@@ -526,6 +545,61 @@ fn code_mant(c: u8) -> i32 {
 #[inline(always)]
 fn code_exp(c: u8) -> i32 {
     (c >> 3) as i32
+}
+
+/// Values of one layer of the int8 cache's values: positions rounded up to
+/// even, times `kv_dim` rounded up to even ([`paired_value`]).
+#[inline]
+fn paired_layer(positions: usize, kv_dim: usize) -> usize {
+    (positions + positions % 2) * (kv_dim + kv_dim % 2)
+}
+
+/// Where value `d` of position `p` sits in a layer of the int8 cache's
+/// values (`kv2` = `kv_dim` rounded up to even): in blocks of two positions
+/// (`2·kv2` bytes), value pair by value pair, the two positions' values
+/// `2i`, `2i + 1` at bytes `4i .. 4i + 4` as `(a_2i, a_2i+1, b_2i, b_2i+1)`:
+/// [`kernels_int::mix_pairs_i8`]'s layout, so that the value mix
+/// multiply-adds two keys per DSP instruction.
+#[inline(always)]
+fn paired_value(p: usize, d: usize, kv2: usize) -> usize {
+    (p / 2) * 2 * kv2 + (d / 2) * 4 + (p % 2) * 2 + d % 2
+}
+
+/// The int8 cache's value-mix weights for keys in pairs, from the softmax's
+/// `e_j` and the value scale codes: `w_j = (e_j · mant_j) >> (base − exp_j)`
+/// (below `2^15` by the choice of `base`), two keys a word in `out` (low half
+/// the earlier), the first key in the high half when `odd` (its block's first
+/// position is before the span, weight 0). Returns the words written.
+#[inline(never)]
+fn weight_pairs(e: &[i32], codes: &[u8], odd: bool, base: i32, out: &mut [i32]) -> usize {
+    let w = |e: i32, c: u8| (e * code_mant(c)) >> (base - code_exp(c)).clamp(0, 31);
+    let mut outs = out.iter_mut();
+    let (mut e, mut codes) = (e, codes);
+    let mut words = 0;
+    if odd {
+        if let (Some(o), Some((&e0, er)), Some((&c0, cr))) =
+            (outs.next(), e.split_first(), codes.split_first())
+        {
+            *o = w(e0, c0) << 16;
+            (e, codes) = (er, cr);
+            words = 1;
+        }
+    }
+    let (mut ep, mut cp) = (e.chunks_exact(2), codes.chunks_exact(2));
+    // The pairs first in the zip: when they run out, no output is taken.
+    for ((e2, c2), o) in ep.by_ref().zip(cp.by_ref()).zip(outs.by_ref()) {
+        if let (Some(&[e0, e1]), Some(&[c0, c1])) = (e2.first_chunk::<2>(), c2.first_chunk::<2>()) {
+            *o = w(e0, c0) | (w(e1, c1) << 16);
+            words += 1;
+        }
+    }
+    if let (Some(o), Some(&e0), Some(&c0)) =
+        (outs.next(), ep.remainder().first(), cp.remainder().first())
+    {
+        *o = w(e0, c0);
+        words += 1;
+    }
+    words
 }
 
 /// Quantizes one kv head of the cache, `x` in units of `2^unit` Q16 LSB,
@@ -709,17 +783,25 @@ fn attend<'a, T: CacheElem, B: ScoreBiasFixed>(
     let first = span.layer * positions + span.start;
     let heads = cfg.n_kv_heads();
     let layer_codes = span.layer * heads * positions..(span.layer + 1) * heads * positions;
-    let (Some(att), Some(keys), Some(values), Some(ks), Some(vs)) = (
-        att.get_mut(..n),
+    // int8 values: in blocks of two positions from the span's first block
+    // ([`paired_value`]); int16: one row per position.
+    let paired = T::BITS == 7;
+    let kv2 = kv + kv % 2;
+    let vrange = if paired {
+        let layer = paired_layer(positions, kv);
+        span.layer * layer + (span.start / 2) * 2 * kv2..(span.layer + 1) * layer
+    } else {
+        first * kv..(first + n) * kv
+    };
+    let got = att.len();
+    let (Some((att, wbuf)), Some(keys), Some(values), Some(ks), Some(vs)) = (
+        att.split_at_mut_checked(n),
         cache.keys.get(first * kv..(first + n) * kv),
-        cache.values.get(first * kv..(first + n) * kv),
+        cache.values.get(vrange),
         cache.key_scales.get(layer_codes.clone()),
         cache.value_scales.get(layer_codes),
     ) else {
-        return Err(Error::BufferTooSmall {
-            needed: n,
-            got: att.len(),
-        });
+        return Err(Error::BufferTooSmall { needed: n, got });
     };
     // The scale codes of kv head `kh` at keys `start..=pos`.
     let codes_of = |all: &'a [u8], kh: usize| {
@@ -800,33 +882,44 @@ fn attend<'a, T: CacheElem, B: ScoreBiasFixed>(
         let sum = exp_row(att, max).max(1);
         // Σ_j w_j ≤ S·2^(4 − t) and |v| < 2^B: t keeps Σ_j |w_j·v_j| < 2^31.
         let t = (64 - sum.leading_zeros() as i32 + 4 + bits - 31).max(0);
-        weights_from_exps(att, vc, ev, t);
         let mut acc = [0i32; 2 * MAX_PAIRS];
         let acc = acc.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
-        // The int8 cache on the Arm targets with the kernels, heads of 4·b:
-        // the kernel's sums, four values a call, in registers.
-        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-        let done = hd % 4 == 0
-            && T::as_i8(values).is_some_and(|v8| {
-                let all = acc.chunks_exact_mut(4).enumerate().all(|(b, a4)| {
-                    a4.first_chunk_mut::<4>().is_some_and(|a4| {
-                        crate::num::kernels_m4::mix_i8x4(att, v8, kv, offset + 4 * b, a4)
-                    })
-                });
-                if !all {
-                    acc.fill(0);
+        match T::as_i8(values) {
+            Some(v8) if paired => {
+                // Weights below 2^15 (e_j·mant_j < 2^20, t ≥ 5), two keys a
+                // word, and the mix over blocks of two keys.
+                let words = weight_pairs(att, vc, span.start % 2 == 1, ev + t.max(5), wbuf);
+                let w = wbuf.get(..words).unwrap_or_default();
+                // The DSP kernel, four values a call, heads of 4·b.
+                #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+                let done = hd % 4 == 0 && {
+                    let all = acc.chunks_exact_mut(4).enumerate().all(|(b, a4)| {
+                        a4.first_chunk_mut::<4>().is_some_and(|a4| {
+                            let at = 2 * (offset + 4 * b);
+                            crate::num::kernels_m4::mix_pairs_i8x4(w, v8, 2 * kv2, at, a4)
+                        })
+                    });
+                    if !all {
+                        acc.fill(0);
+                    }
+                    all
+                };
+                #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+                let done = false;
+                if !done {
+                    kernels_int::mix_pairs_i8(acc, w, v8, 2 * kv2, offset);
                 }
-                all
-            });
-        #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
-        let done = false;
-        if !done {
-            for (&w, v) in att.iter().zip(values.chunks_exact(kv)) {
-                let v = v.get(offset..offset + hd).unwrap_or_default();
-                T::axpy(acc, w, v);
+            }
+            _ => {
+                weights_from_exps(att, vc, ev, t);
+                for (&w, v) in att.iter().zip(values.chunks_exact(kv)) {
+                    let v = v.get(offset..offset + hd).unwrap_or_default();
+                    T::axpy(acc, w, v);
+                }
             }
         }
         // Q16 = acc · (1/S) · 2^(ev + t − 3 − B).
+        let t = if paired { t.max(5) } else { t };
         let inv = Scale::ratio(1, sum);
         let sh = inv.e + ev + t - 3 - bits;
         for (o, &a) in o.iter_mut().zip(acc.iter()) {
@@ -904,7 +997,9 @@ mod tests {
         let cfg = AttnConfig::new(8, 4, 8).unwrap();
         let (hd, kv, n) = (8, 32, 100);
         let mut keys = vec![0i8; n * kv];
-        let mut values = vec![0i8; n * kv];
+        // Values in the int8 cache's blocks of two positions.
+        let mut values = vec![0i8; paired_layer(n, kv)];
+        let mut vrow = vec![0i8; hd];
         let mut ksc = vec![0u8; n * 4];
         let mut vsc = vec![0u8; n * 4];
         let mut kf = vec![0f64; n * kv];
@@ -922,11 +1017,11 @@ mod tests {
                 }
                 row.iter_mut()
                     .for_each(|v| *v = (rng.centered_unit() * 2.0 * 65536.0) as i32);
-                let vs = quantize_head(&row, 0, &mut values[r * kv + h * hd..][..hd]);
+                let vs = quantize_head(&row, 0, &mut vrow);
                 vsc[h * n + r] = vs;
                 for d in 0..hd {
-                    vf[r * kv + h * hd + d] =
-                        values[r * kv + h * hd + d] as f64 * code_scale(vs, 7) / 65536.0;
+                    values[paired_value(r, h * hd + d, kv)] = vrow[d];
+                    vf[r * kv + h * hd + d] = vrow[d] as f64 * code_scale(vs, 7) / 65536.0;
                 }
             }
         }
@@ -946,35 +1041,43 @@ mod tests {
             heads: &qh,
             shifts: &shifts,
         };
-        let mut att = vec![0i32; n];
+        let mut att = vec![0i32; 2 * n];
         let mut out = vec![0i32; 64];
-        let span = Span {
-            layer: 0,
-            pos: n - 1,
-            start: 0,
-        };
-        attend(&cfg, &cache, span, &query, &NoBias, &mut att, &mut out).unwrap();
-        for h in 0..8 {
-            let kh = h / 2;
-            let s: Vec<f64> = (0..n)
-                .map(|j| {
-                    (0..hd)
-                        .map(|d| {
-                            qh[h * hd + d] as f64 * 2f64.powi(sq - 16) * kf[j * kv + kh * hd + d]
-                        })
-                        .sum::<f64>()
-                })
-                .collect();
-            let m = s.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-            let z: f64 = e.iter().sum();
-            for d in 0..hd {
-                let want: f64 = (0..n).map(|j| e[j] / z * vf[j * kv + kh * hd + d]).sum();
-                let got = out[h * hd + d] as f64 / 65536.0;
-                assert!(
-                    (got - want).abs() < 2e-3,
-                    "head {h} dim {d}: {got} vs {want}"
-                );
+        // Whole cache; spans from odd and even first keys (a first key in
+        // the second slot of its block), odd and even lengths, one key.
+        for (start, pos) in [(0, n - 1), (3, n - 2), (1, 50), (6, 71), (7, 7), (0, 0)] {
+            let span = Span {
+                layer: 0,
+                pos,
+                start,
+            };
+            attend(&cfg, &cache, span, &query, &NoBias, &mut att, &mut out).unwrap();
+            for h in 0..8 {
+                let kh = h / 2;
+                let s: Vec<f64> = (start..=pos)
+                    .map(|j| {
+                        (0..hd)
+                            .map(|d| {
+                                qh[h * hd + d] as f64
+                                    * 2f64.powi(sq - 16)
+                                    * kf[j * kv + kh * hd + d]
+                            })
+                            .sum::<f64>()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for d in 0..hd {
+                    let want: f64 = (start..=pos)
+                        .map(|j| e[j - start] / z * vf[j * kv + kh * hd + d])
+                        .sum();
+                    let got = out[h * hd + d] as f64 / 65536.0;
+                    assert!(
+                        (got - want).abs() < 2e-3,
+                        "keys {start}..={pos}, head {h} dim {d}: {got} vs {want}"
+                    );
+                }
             }
         }
     }

@@ -300,15 +300,25 @@ impl<'a> Model<'a> {
         let head_scales = rows
             .saturating_mul(d.kv_dim / d.head_dim.max(1))
             .div_ceil(4);
+        // The integer step's int8 values sit in pairs of positions (rounded
+        // up to even) of pairs of values (`kv_dim` rounded up to even): see
+        // `integer::paired_value`.
+        let paired = d
+            .n_layers
+            .saturating_mul(context.saturating_add(context % 2))
+            .saturating_mul(d.kv_dim.saturating_add(d.kv_dim % 2));
         let (cache_f32, cache_i8, cache_i16) = match kv {
             KvFormat::F32 => (rows.saturating_mul(d.kv_dim), 0, 0),
-            KvFormat::Q8 if integer => (head_scales, rows.saturating_mul(d.kv_dim), 0),
+            KvFormat::Q8 if integer => (head_scales, paired, 0),
             KvFormat::Q8 => (rows, rows.saturating_mul(d.kv_dim), 0),
             KvFormat::Q16 => (head_scales, 0, rows.saturating_mul(d.kv_dim)),
         };
         let a = self.attn_config();
         // `attn` computes query heads that share a kv head two at a time.
-        let att_rows = if (a.n_heads() / a.n_kv_heads()) % 2 == 0 {
+        // (The integer step's int8 cache packs its value-mix weights in the
+        // second row.)
+        let att_rows = if (a.n_heads() / a.n_kv_heads()) % 2 == 0 || (integer && kv == KvFormat::Q8)
+        {
             2
         } else {
             1

@@ -101,6 +101,79 @@ pub fn axpy_i8(acc: &mut [i32], w: i32, v: &[i8]) {
     }
 }
 
+/// The value mix of a head of int8 values stored in pairs of keys: block `k`
+/// (at `blocks[k·stride ..]`) holds two keys `a`, `b` value pair by value
+/// pair, values `2p` and `2p + 1` of both at bytes `4p .. 4p + 4` as
+/// `(a_2p, a_2p+1, b_2p, b_2p+1)`; `w[k]` holds their weights as `i16` (low
+/// half `a`'s). `acc[i] += w_a·a_(first+i) + w_b·b_(first+i)` (wrapping) for
+/// every block. The layout lets the DSP kernel
+/// ([`crate::num::kernels_m4::mix_pairs_i8x4`]) multiply-add two keys per
+/// `smlad`; blocks cut short are skipped (no panic path).
+#[inline]
+pub fn mix_pairs_i8(acc: &mut [i32], w: &[i32], blocks: &[i8], stride: usize, first: usize) {
+    let mut first = first;
+    let mut acc = acc;
+    // Eight values at a time from an even value: the accumulators stay in
+    // registers over the blocks.
+    while first % 2 == 0 && acc.len() >= 8 {
+        let Some((a8, rest)) = core::mem::take(&mut acc).split_first_chunk_mut::<8>() else {
+            return;
+        };
+        mix_pairs_8(a8, w, blocks, stride, first);
+        (acc, first) = (rest, first + 8);
+    }
+    for (k, &wp) in w.iter().enumerate() {
+        let (wa, wb) = (wp as i16 as i32, wp >> 16);
+        let Some(b) = k.checked_mul(stride).and_then(|at| blocks.get(at..)) else {
+            return;
+        };
+        for (i, a) in acc.iter_mut().enumerate() {
+            let d = first + i;
+            let at = (d / 2) * 4 + d % 2;
+            if let (Some(&va), Some(&vb)) = (b.get(at), b.get(at + 2)) {
+                *a = a
+                    .wrapping_add(wa.wrapping_mul(va as i32))
+                    .wrapping_add(wb.wrapping_mul(vb as i32));
+            }
+        }
+    }
+}
+
+/// [`mix_pairs_i8`] for eight values from an even value `first`, the
+/// accumulators in registers (written out: a loop over the four value pairs
+/// keeps them in memory on the M3).
+#[inline(always)]
+fn mix_pairs_8(acc: &mut [i32; 8], w: &[i32], blocks: &[i8], stride: usize, first: usize) {
+    let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7] = *acc;
+    let (Some(blocks), Some(stride)) = (
+        blocks.get(2 * first..),
+        core::num::NonZeroUsize::new(stride),
+    ) else {
+        return;
+    };
+    let mac = |s: i32, wa: i32, va: i8, wb: i32, vb: i8| {
+        s.wrapping_add(wa.wrapping_mul(va as i32))
+            .wrapping_add(wb.wrapping_mul(vb as i32))
+    };
+    for (&wp, b) in w.iter().zip(blocks.chunks(stride.get())) {
+        let Some(&[a0, a1, b0, b1, a2, a3, b2, b3, a4, a5, b4, b5, a6, a7, b6, b7]) =
+            b.first_chunk::<16>()
+        else {
+            break;
+        };
+        let (wa, wb) = (wp as i16 as i32, wp >> 16);
+        s0 = mac(s0, wa, a0, wb, b0);
+        s1 = mac(s1, wa, a1, wb, b1);
+        s2 = mac(s2, wa, a2, wb, b2);
+        s3 = mac(s3, wa, a3, wb, b3);
+        s4 = mac(s4, wa, a4, wb, b4);
+        s5 = mac(s5, wa, a5, wb, b5);
+        s6 = mac(s6, wa, a6, wb, b6);
+        s7 = mac(s7, wa, a7, wb, b7);
+    }
+    *acc = [s0, s1, s2, s3, s4, s5, s6, s7];
+}
+
 /// `Σ q[i]·k[i]` of an `i16` query head and an int16 key head, in `i64`.
 #[inline(always)]
 pub fn dot_i16_i16(q: &[i16], k: &[i16]) -> i64 {

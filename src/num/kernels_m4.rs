@@ -797,51 +797,62 @@ pub fn dots_i8x8<const ADD: bool>(
     true
 }
 
-/// The integer step's value mix over four int8 values of each value head:
-/// `acc[i] += w[j] · v_j[i]` (wrapping, as `kernels_int::axpy_i8`) for every
-/// key `j` (`v_j` the four int8 values at `rows[j·stride + offset ..]`),
-/// bit-identical to the portable loop (integer sums do not depend on their
-/// order). The four accumulators stay in registers; per key: the weight, one
-/// word of values, four `sxtb … ror` and four `mla`: 13 instructions with the
-/// loop. A head of `4·b` values takes `b` calls.
+/// The integer step's value mix over four int8 values of each value head, the
+/// values stored in pairs of keys (`kernels_int::mix_pairs_i8`'s layout): for
+/// every block `k` of two keys, `w[k]` holds their two weights as `i16` (low
+/// half the first key's) and the eight bytes at `blocks[k·stride + offset ..]`
+/// hold values `(a0, a1, b0, b1, a2, a3, b2, b3)` of the two keys `a`, `b`;
+/// `acc[i] += w_a·a_i + w_b·b_i` (wrapping), bit-identical to
+/// `kernels_int::mix_pairs_i8` (integer sums do not depend on their order).
+/// Per block: the weight pair, two words of values, each `sxtb16` twice into
+/// the key pairs of one value and two `smlad`: 14 instructions with the loop
+/// for two keys, against 26 for `mla` per key and value. A head of `4·b`
+/// values takes `b` calls.
 ///
-/// Returns `false` (nothing done) when `rows` does not hold every key.
+/// Returns `false` (nothing done) when `blocks` does not hold every block.
 #[inline(always)]
-pub fn mix_i8x4(w: &[i32], rows: &[i8], stride: usize, offset: usize, acc: &mut [i32; 4]) -> bool {
+pub fn mix_pairs_i8x4(
+    w: &[i32],
+    blocks: &[i8],
+    stride: usize,
+    offset: usize,
+    acc: &mut [i32; 4],
+) -> bool {
     let n = w.len();
     if n == 0 {
         return true;
     }
-    if !int8_rows_fit(rows, n, stride, offset, 4) {
+    if !int8_rows_fit(blocks, n, stride, offset, 8) {
         return false;
     }
-    // SAFETY: the assembly reads `n` weights from `w` (`n = w.len()`), for
-    // `j < n` the word at `rows[j·stride + offset ..]` (four bytes, in bounds
-    // by `int8_rows_fit`; unaligned word loads allowed as in [`dots_i8x8`]),
-    // and loads and stores the four accumulators of `acc` (an exclusive
-    // `[i32; 4]`). Every register it touches is an operand; the flags are
-    // clobbered; no stack.
+    // SAFETY: the assembly reads `n` weight pairs from `w` (`n = w.len()`),
+    // for `k < n` the two words at `blocks[k·stride + offset ..]` (eight
+    // bytes, in bounds by `int8_rows_fit`; unaligned word loads allowed as in
+    // [`dots_i8x8`]), and loads and stores the four accumulators of `acc` (an
+    // exclusive `[i32; 4]`). Every register it touches is an operand; the
+    // flags are clobbered; no stack.
     unsafe {
         asm!(
             "ldm {a}, {{r0, r1, r2, r3}}",
             "2:",
             "ldr r10, [{wp}], #4",
             "ldr r11, [{vp}]",
+            ".inst.w 0xFA2FFC8B", // sxtb16 r12, r11         (a0, b0)
+            ".inst.w 0xFB2C000A", // smlad r0, r12, r10, r0
+            ".inst.w 0xFA2FFC9B", // sxtb16 r12, r11, ror #8 (a1, b1)
+            ".inst.w 0xFB2C110A", // smlad r1, r12, r10, r1
+            "ldr r11, [{vp}, #4]",
+            ".inst.w 0xFA2FFC8B", // sxtb16 r12, r11         (a2, b2)
+            ".inst.w 0xFB2C220A", // smlad r2, r12, r10, r2
+            ".inst.w 0xFA2FFC9B", // sxtb16 r12, r11, ror #8 (a3, b3)
+            ".inst.w 0xFB2C330A", // smlad r3, r12, r10, r3
             "add {vp}, {vp}, {stride}",
-            "sxtb r12, r11",
-            "mla r0, r10, r12, r0",
-            "sxtb r12, r11, ror #8",
-            "mla r1, r10, r12, r1",
-            "sxtb r12, r11, ror #16",
-            "mla r2, r10, r12, r2",
-            "sxtb r12, r11, ror #24",
-            "mla r3, r10, r12, r3",
             "subs {n}, {n}, #1",
             "bne 2b",
             "stm {a}, {{r0, r1, r2, r3}}",
             a = in(reg) acc.as_mut_ptr(),
             wp = inout(reg) w.as_ptr() => _,
-            vp = inout(reg) rows.as_ptr().wrapping_add(offset) => _,
+            vp = inout(reg) blocks.as_ptr().wrapping_add(offset) => _,
             stride = in(reg) stride,
             n = inout(reg) n => _,
             out("r0") _,

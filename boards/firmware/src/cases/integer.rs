@@ -71,12 +71,15 @@ fn reference(
 }
 
 /// The attention's int8 head kernels of the DSP targets (`kernels_m4::dots_i8x8`,
-/// `mix_i8x4`) against the portable head kernels, on the spot (the cores
+/// `mix_pairs_i8x4`) against the portable head kernels, on the spot (the cores
 /// without them have nothing to write, so the stream does not carry these):
-/// 13 keys of a 24-wide cache row, a head of 16 at offset 8, extreme values.
+/// 13 keys of a 24-wide cache row, a head of 16 at offset 8, extreme values;
+/// the same bytes read as 7 blocks of two keys (stride 40), a head of 8 at
+/// value 4, weight pairs with both signs and the `i16` extremes.
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 fn attention_kernels() -> Result<(), Failure> {
-    use microformer::num::kernels_m4::{dots_i8x8, mix_i8x4};
+    use microformer::num::kernels_int::mix_pairs_i8;
+    use microformer::num::kernels_m4::{dots_i8x8, mix_pairs_i8x4};
     // Its own generator: the stream's values must not depend on the core.
     let rng = &mut XorShift32(0xa77e_0d05);
     const KEYS: usize = 13;
@@ -97,7 +100,13 @@ fn attention_kernels() -> Result<(), Failure> {
             rng.next_u32() as i16
         }
     });
-    let w: [i32; KEYS] = core::array::from_fn(|_| (rng.next_u32() as i32) >> 6);
+    const BLOCKS: usize = 7;
+    const BSTRIDE: usize = 40;
+    let w: [i32; BLOCKS] = core::array::from_fn(|i| match i {
+        0 => 0x7fff_8000u32 as i32,
+        1 => 0x8000_7fffu32 as i32,
+        _ => rng.next_u32() as i32,
+    });
     // Garbage first: the first block's sums overwrite it, the second's add.
     let mut sums = [0x5a5a_5a5ai32; KEYS];
     for (b, qb) in q.chunks_exact(8).enumerate() {
@@ -116,20 +125,7 @@ fn attention_kernels() -> Result<(), Failure> {
             });
         }
     }
-    let mut acc = [0i32; 16];
-    for (b, a4) in acc.chunks_exact_mut(4).enumerate() {
-        let done = a4
-            .first_chunk_mut::<4>()
-            .is_some_and(|a4| mix_i8x4(&w, &rows, STRIDE, OFFSET + 4 * b, a4));
-        if !done {
-            return Err(Failure::Property {
-                label: "mix_i8x4 ran",
-                index: b as u32,
-            });
-        }
-    }
-    let mut want_acc = [0i32; 16];
-    for (j, (&s, &wj)) in sums.iter().zip(&w).enumerate() {
+    for (j, &s) in sums.iter().enumerate() {
         let k = &rows[j * STRIDE + OFFSET..j * STRIDE + OFFSET + 16];
         identical_bits(
             "dots_i8x8 = dot_i16_i8",
@@ -137,10 +133,25 @@ fn attention_kernels() -> Result<(), Failure> {
             s as u32,
             dot_i16_i8(&q, k) as u32,
         )?;
-        axpy_i8(&mut want_acc, wj, k);
     }
+    // Garbage first: the kernel adds to what is there.
+    let mut acc = [0x1234_5678i32; 8];
+    const FIRST: usize = 4;
+    for (b, a4) in acc.chunks_exact_mut(4).enumerate() {
+        let done = a4
+            .first_chunk_mut::<4>()
+            .is_some_and(|a4| mix_pairs_i8x4(&w, &rows, BSTRIDE, 2 * (FIRST + 4 * b), a4));
+        if !done {
+            return Err(Failure::Property {
+                label: "mix_pairs_i8x4 ran",
+                index: b as u32,
+            });
+        }
+    }
+    let mut want_acc = [0x1234_5678i32; 8];
+    mix_pairs_i8(&mut want_acc, &w, &rows, BSTRIDE, FIRST);
     for (i, (&g, &v)) in acc.iter().zip(&want_acc).enumerate() {
-        identical_bits("mix_i8x4 = axpy_i8", i, g as u32, v as u32)?;
+        identical_bits("mix_pairs_i8x4 = mix_pairs_i8", i, g as u32, v as u32)?;
     }
     Ok(())
 }
