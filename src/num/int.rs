@@ -392,31 +392,57 @@ const fn exp2_table() -> [u16; EXP2_SEGMENTS + 1] {
 /// `log2(e)` with 30 fractional bits.
 const LOG2E_Q30: u64 = 1_549_082_005;
 
+/// `4·LOG2E_Q30 − 2^32`: `⌊a·LOG2E_Q30 / 2^30⌋ = a + ⌊a·LOG2E_K / 2^32⌋`
+/// exactly (`a·LOG2E_Q30·4 = a·2^32 + a·LOG2E_K`), one high-word multiply.
+const LOG2E_K: u32 = (4 * LOG2E_Q30 - (1 << 32)) as u32;
+
+/// [`EXP2_NEG`] packed for the interpolation of segment `k`: `(T[k] << 8) |
+/// (T[k] − T[k+1])` (the steps are below 89, so they fit the low byte that
+/// `T[k] << 8` leaves clear). 1 024 bytes.
+static EXP2_LERP: [u32; EXP2_SEGMENTS] = {
+    let mut t = [0u32; EXP2_SEGMENTS];
+    let mut k = 0;
+    while k < EXP2_SEGMENTS {
+        let (a, b) = (EXP2_NEG[k] as u32, EXP2_NEG[k + 1] as u32);
+        assert!(a >= b && a - b < 256);
+        t[k] = (a << 8) | (a - b);
+        k += 1;
+    }
+    t
+};
+
 /// `e^z` for `z ≤ 0` in Q16 (`z` Q16, result Q16 in `0..=65536`): `2^(z·log2 e)`,
 /// the fraction of the binade from [`EXP2_NEG`] with linear interpolation.
 /// Positive `z` is treated as 0.
+///
+/// With `u = ⌊|z|·log2(e)⌋` (Q16), `n = u >> 16`, segment `k` and position
+/// `f` (bits 8–15 and 0–7 of `u`): `v = T[k]·2^8 − (T[k] − T[k+1])·f`
+/// (Q23, interpolated), rounded to Q16 with the binade's shift `7 + n`. The
+/// softmax calls it once per score, so it is written for the loop: one
+/// high-word multiply for `u` ([`LOG2E_K`]), one word of [`EXP2_LERP`] for
+/// the segment (`v = P − d·(f + 1)` with `P = T[k]·2^8 + d`), the rounding as
+/// `((v >> (sh − 1)) + 1) >> 1`.
 #[inline]
 pub fn exp_q16(z: i32) -> u32 {
     if z >= 0 {
         return 1 << 16;
     }
-    // u = −z·log2(e), Q16.
-    let u = ((z.unsigned_abs() as u64 * LOG2E_Q30) >> 30) as u32;
+    let a = z.unsigned_abs();
+    // u = ⌊a·log2(e)⌋ in Q16 (a ≤ 2^31: u < 2^32).
+    let u = a + ((a as u64 * LOG2E_K as u64) >> 32) as u32;
     let n = u >> 16;
     if n >= 17 {
         return 0;
     }
-    let f = u & 0xffff;
-    let idx = (f >> 8) as usize;
-    let frac = f & 0xff;
-    let (a, b) = match (EXP2_NEG.get(idx), EXP2_NEG.get(idx + 1)) {
-        (Some(&a), Some(&b)) => (a as u32, b as u32),
-        _ => return 0,
+    let idx = ((u >> 8) & 0xff) as usize;
+    let frac = u & 0xff;
+    let Some(&p) = EXP2_LERP.get(idx) else {
+        return 0;
     };
-    // Q15 → Q23 interpolated, then to Q16 with the binade's shift, rounded.
-    let v = (a << 8) - (a - b) * frac; // Q23
-    let sh = 7 + n;
-    (v + (1 << (sh - 1))) >> sh
+    // Q23: T[k]·2^8 − (T[k] − T[k+1])·frac, from the packed word.
+    let v = p - (p & 0xff) * (frac + 1);
+    // To Q16 with the binade's shift, rounded: (v + 2^(sh−1)) >> sh.
+    ((v >> (6 + n)) + 1) >> 1
 }
 
 /// Steps per unit of [`SIGMOID`]'s input.
@@ -574,6 +600,32 @@ mod tests {
                 r * r <= n && (r + 1).checked_mul(r + 1).is_none_or(|s| s > n),
                 "{n}"
             );
+        }
+    }
+
+    /// `exp_q16`'s packed table, high-word multiply and rounding give the
+    /// integers of its definition, `u = ⌊|z|·LOG2E_Q30 / 2^30⌋`,
+    /// `v = (T[k] << 8) − (T[k] − T[k+1])·f`, `(v + 2^(6+n)) >> (7 + n)`: for
+    /// every `z` down to −2^20 (past the last binade) and on a stride to
+    /// `i32::MIN`.
+    #[test]
+    fn exp_is_its_definition() {
+        let def = |z: i32| -> u32 {
+            if z >= 0 {
+                return 1 << 16;
+            }
+            let u = ((z.unsigned_abs() as u64 * LOG2E_Q30) >> 30) as u32;
+            let n = u >> 16;
+            if n >= 17 {
+                return 0;
+            }
+            let (k, f) = (((u >> 8) & 0xff) as usize, u & 0xff);
+            let (a, b) = (EXP2_NEG[k] as u32, EXP2_NEG[k + 1] as u32);
+            let v = (a << 8) - (a - b) * f;
+            (v + (1 << (6 + n))) >> (7 + n)
+        };
+        for z in (-(1 << 20)..=1).chain((i32::MIN..0).step_by(997)) {
+            assert_eq!(exp_q16(z), def(z), "{z}");
         }
     }
 
