@@ -156,6 +156,39 @@ fn attention_kernels() -> Result<(), Failure> {
     Ok(())
 }
 
+/// The inputs of the Q8 kernels' on-the-spot cases, by `fill`: random (0),
+/// all-extreme (1: `i8::MIN` × `i16::MIN`, the largest sums), mixed (2).
+#[cfg(any(
+    all(target_arch = "arm", target_abi = "eabihf"),
+    all(
+        target_arch = "arm",
+        target_os = "none",
+        target_abi = "eabi",
+        target_endian = "little",
+        target_has_atomic = "32"
+    )
+))]
+fn fill_kernel_inputs(rng: &mut XorShift32, fill: usize, w: &mut [i8], x: &mut [i16]) {
+    for (i, v) in w.iter_mut().enumerate() {
+        *v = match fill {
+            0 => rng.next_u32() as i8,
+            1 => i8::MIN,
+            _ if i % 3 == 0 => i8::MIN,
+            _ if i % 3 == 1 => i8::MAX,
+            _ => rng.next_u32() as i8,
+        };
+    }
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = match fill {
+            0 => rng.next_u32() as i16,
+            1 => i16::MIN,
+            _ if i % 5 == 0 => i16::MIN,
+            _ if i % 5 == 1 => i16::MAX,
+            _ => rng.next_u32() as i16,
+        };
+    }
+}
+
 /// The DSP targets' four-row kernel of the Q8 product
 /// (`kernels_m4::dots4_rows_i8_i16`, the rows of one group) against the plain
 /// dot product, on the spot: random, all-extreme (`i8::MIN` × `i16::MIN`, the
@@ -170,24 +203,7 @@ fn dsp_rows_kernel() -> Result<(), Failure> {
     let mut w = [0i8; 4 * N + 3];
     let mut x = [0i16; N];
     for fill in 0..3usize {
-        for (i, v) in w.iter_mut().enumerate() {
-            *v = match fill {
-                0 => rng.next_u32() as i8,
-                1 => i8::MIN,
-                _ if i % 3 == 0 => i8::MIN,
-                _ if i % 3 == 1 => i8::MAX,
-                _ => rng.next_u32() as i8,
-            };
-        }
-        for (i, v) in x.iter_mut().enumerate() {
-            *v = match fill {
-                0 => rng.next_u32() as i16,
-                1 => i16::MIN,
-                _ if i % 5 == 0 => i16::MIN,
-                _ if i % 5 == 1 => i16::MAX,
-                _ => rng.next_u32() as i16,
-            };
-        }
+        fill_kernel_inputs(rng, fill, &mut w, &mut x);
         for (c, (n, off)) in [
             (4usize, 0usize),
             (8, 1),
@@ -300,24 +316,7 @@ fn m3_kernel() -> Result<(), Failure> {
     let mut w = [0i8; 4 * N];
     let mut x = [0i16; N];
     for fill in 0..3usize {
-        for (i, v) in w.iter_mut().enumerate() {
-            *v = match fill {
-                0 => rng.next_u32() as i8,
-                1 => i8::MIN,
-                _ if i % 3 == 0 => i8::MIN,
-                _ if i % 3 == 1 => i8::MAX,
-                _ => rng.next_u32() as i8,
-            };
-        }
-        for (i, v) in x.iter_mut().enumerate() {
-            *v = match fill {
-                0 => rng.next_u32() as i16,
-                1 => i16::MIN,
-                _ if i % 5 == 0 => i16::MIN,
-                _ if i % 5 == 1 => i16::MAX,
-                _ => rng.next_u32() as i16,
-            };
-        }
+        fill_kernel_inputs(rng, fill, &mut w, &mut x);
         let case = 10 * fill;
         // Whole rows of stride N; then from an odd offset, ending exactly at
         // the fourth row's last whole group.
