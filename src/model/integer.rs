@@ -24,8 +24,9 @@
 //!   own Q15 path ([`crate::pos::rope::RopeTable::row_q15`], once per position, then
 //!   [`crate::pos::rope::RopeRowQ15::rotate_heads`]), the score scale
 //!   `1/√head_dim` folded into q first; k and v stored in the cache (int8 or
-//!   int16, [`crate::num::kernels_int::CacheElem`]), one byte of scale per kv
-//!   head of a row (a 3-bit mantissa and a 5-bit exponent, [`quantize_head`]);
+//!   int16, [`crate::num::kernels_int::CacheElem`]), one byte of scale for a
+//!   row's keys and one for its values (a 3-bit mantissa and a 5-bit
+//!   exponent, [`head_code`]);
 //! - scores `q16·k` (per key one multiply by the scale's mantissa and one
 //!   shift), the fixed-point score bias of ALiBi or T5
 //!   ([`ScoreBiasFixed`]); softmax with [`exp_q16`] on the max-subtracted
@@ -54,8 +55,8 @@ use crate::pos::{NoBias, Position, ScoreBiasFixed};
 use crate::Error;
 
 /// The integer step's KV cache: int8 or int16 rows `[layer][position][kv_dim]`
-/// and one scale code per kv head of a row ([`quantize_head`]), laid out
-/// `[layer][kv head][position]` so that a head's codes are one run.
+/// and one scale code a row for its keys and one for its values
+/// ([`head_code`]), laid out `[layer][position]`.
 #[derive(Debug)]
 pub(super) struct IntCache<'s, T> {
     pub(super) keys: &'s mut [T],
@@ -388,13 +389,6 @@ impl IntScratch<'_> {
             .and_then(|r| r.checked_add(pos))
             .ok_or(Error::InconsistentDimensions)?;
         let at = row * d.kv_dim;
-        let heads = d
-            .kv_dim
-            .checked_div(d.head_dim)
-            .ok_or(Error::InconsistentDimensions)?;
-        // The scale codes are `[layer][kv head][position]`: a head's codes
-        // are one contiguous run for the attention.
-        let layer_codes = l * heads * cache.positions..(l + 1) * heads * cache.positions;
         // The values: the layer's blocks of position pairs (int8), or the row.
         let paired = T::BITS == 7;
         let vrange = if paired {
@@ -403,12 +397,13 @@ impl IntScratch<'_> {
         } else {
             at..at + d.kv_dim
         };
+        // The scale codes are `[layer][position]`, one a row.
         let (true, Some(kq), Some(vrow), Some(ks), Some(vs)) = (
             pos < cache.positions,
             cache.keys.get_mut(at..at + d.kv_dim),
             cache.values.get_mut(vrange),
-            cache.key_scales.get_mut(layer_codes.clone()),
-            cache.value_scales.get_mut(layer_codes),
+            cache.key_scales.get_mut(row),
+            cache.value_scales.get_mut(row),
         ) else {
             return Err(Error::PositionOutOfRange {
                 position: pos,
@@ -418,24 +413,31 @@ impl IntScratch<'_> {
         for (o, &h) in self.k.iter_mut().zip(kh.iter()) {
             *o = h as i32;
         }
-        let mut kqs = kq.chunks_exact_mut(hd);
-        let ks = ks.iter_mut().skip(pos).step_by(cache.positions);
-        let vs = vs.iter_mut().skip(pos).step_by(cache.positions);
         let mut vbuf = [T::default(); 2 * MAX_PAIRS];
         let vq = vbuf.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
         let kv2 = d.kv_dim + d.kv_dim % 2;
-        for (h, ((((k, q), s), &sh), (v, vs))) in self
+        // One scale code for the row's keys and one for its values: the
+        // smallest that covers every kv head (keys in their heads' units).
+        *ks = self
             .k
             .chunks_exact(hd)
-            .zip(kqs.by_ref())
-            .zip(ks)
             .zip(sk.iter())
-            .zip(self.v.chunks_exact(hd).zip(vs))
+            .fold(0, |c, (k, &sh)| c.max(head_code::<T>(k, sh as i32)));
+        *vs = self
+            .v
+            .chunks_exact(hd)
+            .fold(0, |c, v| c.max(head_code::<T>(v, 0)));
+        let (kcode, vcode) = (*ks, *vs);
+        for (h, ((k, q), (&sh, v))) in self
+            .k
+            .chunks_exact(hd)
+            .zip(kq.chunks_exact_mut(hd))
+            .zip(sk.iter().zip(self.v.chunks_exact(hd)))
             .enumerate()
         {
             // The key's i16 form is its Q16 value · 2^−sh.
-            *s = quantize_head(k, sh as i32, q);
-            *vs = quantize_head(v, 0, vq);
+            quantize_at(k, sh as i32, kcode, q);
+            quantize_at(v, 0, vcode, vq);
             for (i, &x) in vq.iter().enumerate() {
                 let d = h * hd + i;
                 let at = if paired { paired_value(pos, d, kv2) } else { d };
@@ -535,13 +537,13 @@ fn mul_scale(v: i32, s: Scale) -> i32 {
     }
 }
 
-/// The mantissa `8..=15` of a cache scale code (see [`quantize_head`]).
+/// The mantissa `8..=15` of a cache scale code (see [`head_code`]).
 #[inline(always)]
 fn code_mant(c: u8) -> i32 {
     8 + (c & 7) as i32
 }
 
-/// The exponent `0..=31` of a cache scale code (see [`quantize_head`]).
+/// The exponent `0..=31` of a cache scale code (see [`head_code`]).
 #[inline(always)]
 fn code_exp(c: u8) -> i32 {
     (c >> 3) as i32
@@ -602,23 +604,24 @@ fn weight_pairs(e: &[i32], codes: &[u8], odd: bool, base: i32, out: &mut [i32]) 
     words
 }
 
-/// Quantizes one kv head of the cache, `x` in units of `2^unit` Q16 LSB,
-/// into `q` (int8 or int16, `|q| ≤ Q = 2^B − 1`, `B = T::BITS`) and returns
-/// its scale as a one-byte code `c`: the scale is
-/// `(8 + (c & 7)) · 2^((c >> 3) − 3 − B)` Q16 LSB, a 3-bit mantissa and a
-/// 5-bit exponent, the smallest such scale `s` with `Q·s ≥ max|x|`. So the
-/// largest value of the head maps to at least `Q·8/9` (it keeps all but at
-/// most 0.17 of a bit of the group scale `max|x|/Q`), and the attention
-/// applies the scale with one small multiply and one shift per key.
-/// `q = round(x / s)` (half away from zero), by integer division.
+/// The scale code of one kv head of the cache, `x` in units of `2^unit` Q16
+/// LSB, for values of `B = T::BITS` bits (`|q| ≤ Q = 2^B − 1`): the scale of
+/// code `c` is `(8 + (c & 7)) · 2^((c >> 3) − 3 − B)` Q16 LSB, a 3-bit
+/// mantissa and a 5-bit exponent, and the head's code is the smallest whose
+/// `Q·s ≥ max|x|`. So the head's largest value maps to at least `Q·8/9` (all
+/// but at most 0.17 of a bit of the group scale `max|x|/Q`), and the
+/// attention applies a scale with one small multiply and one shift per key.
+///
+/// A row of the cache keeps one code for its keys and one for its values,
+/// the largest of its heads' codes (codes order as their scales do): the
+/// smallest code that covers every head (see [`quantize_at`]).
 ///
 /// Range: 32 binades, from `2^−B` Q16 LSB (any head with `max|x| ≥ 1` LSB
 /// fits above it) to `15·2^(28 − B)` (`Q·s > 2^31`: every `i32` fits); a
 /// head of zeros has code 0.
-fn quantize_head<T: Quantum>(x: &[i32], unit: i32, q: &mut [T]) -> u8 {
+fn head_code<T: Quantum>(x: &[i32], unit: i32) -> u8 {
     let max = x.iter().fold(0u32, |m, v| m.max(v.unsigned_abs()));
     if max == 0 {
-        q.fill(T::default());
         return 0;
     }
     let bits = T::BITS as i32;
@@ -653,9 +656,17 @@ fn quantize_head<T: Quantum>(x: &[i32], unit: i32, q: &mut [T]) -> u8 {
     } else if e > 31 {
         (e, m) = (31, 7);
     }
+    ((e as u8) << 3) | m as u8
+}
+
+/// `x` (in units of `2^unit` Q16 LSB) quantized into `q` at the scale of
+/// code `code`: `q = round(x / s)` (half away from zero, by integer
+/// division), saturated at `±Q`.
+fn quantize_at<T: Quantum>(x: &[i32], unit: i32, code: u8, q: &mut [T]) {
+    let qmax = (1u32 << T::BITS) - 1;
     // The scale in units of x: (8 + m)·2^g.
-    let g = e - 3 - bits - unit;
-    let mant = 8 + m;
+    let g = code_exp(code) - 3 - T::BITS as i32 - unit;
+    let mant = code_mant(code) as u32;
     for (o, &v) in q.iter_mut().zip(x) {
         let a = v.unsigned_abs();
         let r = if g >= 0 {
@@ -673,7 +684,6 @@ fn quantize_head<T: Quantum>(x: &[i32], unit: i32, q: &mut [T]) -> u8 {
         let r = r.min(qmax) as i32;
         *o = T::from_i32(if v < 0 { -r } else { r });
     }
-    ((e as u8) << 3) | m as u8
 }
 
 /// The scores from the dot products in place: key `j`'s
@@ -754,7 +764,7 @@ struct Span {
 /// Attention of every query head over keys `start..=pos` of the layer, into
 /// `out` (Q16, `[n_heads][head_dim]`).
 ///
-/// With `s = (8 + m)·2^(e − 3 − B)` a cache scale ([`quantize_head`]) and
+/// With `s = (8 + m)·2^(e − 3 − B)` a cache scale ([`head_code`]) and
 /// `q = q_i16·2^sq` (Q16, the score scale folded in), per head:
 ///
 /// ```text
@@ -767,9 +777,9 @@ struct Span {
 /// with `t ≥ 0` the smallest shift that keeps `Σ_j |w_j·v_j| < 2^31`. The
 /// normalization `1/S` is applied once per output value, not per key.
 #[allow(clippy::too_many_arguments)]
-fn attend<'a, T: CacheElem, B: ScoreBiasFixed>(
+fn attend<T: CacheElem, B: ScoreBiasFixed>(
     cfg: &crate::attn::AttnConfig,
-    cache: &'a IntCache<'_, T>,
+    cache: &IntCache<'_, T>,
     span: Span,
     query: &Query<'_>,
     bias: &B,
@@ -781,8 +791,6 @@ fn attend<'a, T: CacheElem, B: ScoreBiasFixed>(
     let n = span.pos + 1 - span.start;
     let positions = cache.positions;
     let first = span.layer * positions + span.start;
-    let heads = cfg.n_kv_heads();
-    let layer_codes = span.layer * heads * positions..(span.layer + 1) * heads * positions;
     // int8 values: in blocks of two positions from the span's first block
     // ([`paired_value`]); int16: one row per position.
     let paired = T::BITS == 7;
@@ -794,37 +802,28 @@ fn attend<'a, T: CacheElem, B: ScoreBiasFixed>(
         first * kv..(first + n) * kv
     };
     let got = att.len();
-    let (Some((att, wbuf)), Some(keys), Some(values), Some(ks), Some(vs)) = (
+    let (Some((att, wbuf)), Some(keys), Some(values), Some(kc), Some(vc)) = (
         att.split_at_mut_checked(n),
         cache.keys.get(first * kv..(first + n) * kv),
         cache.values.get(vrange),
-        cache.key_scales.get(layer_codes.clone()),
-        cache.value_scales.get(layer_codes),
+        // The rows' scale codes (one a row, every kv head's).
+        cache.key_scales.get(first..first + n),
+        cache.value_scales.get(first..first + n),
     ) else {
         return Err(Error::BufferTooSmall { needed: n, got });
-    };
-    // The scale codes of kv head `kh` at keys `start..=pos`.
-    let codes_of = |all: &'a [u8], kh: usize| {
-        let at = kh * positions + span.start;
-        all.get(at..at + n).ok_or(Error::InconsistentDimensions)
     };
     let bits = T::BITS as i32;
     // A dot product times a mantissa fits i32 for int8 keys and heads of up
     // to 32: |q| ≤ 2^14.5 (two bits of headroom, RoPE's √2), |k| ≤ 127.
     let small = T::BITS == 7 && hd <= 32;
-    let (mut seen, mut ek, mut ev) = (None, 0, 0);
+    // The largest key and value exponents of the span (the largest code has
+    // the largest exponent), once for all heads.
+    let ek = code_exp(kc.iter().fold(0, |m, &c| m.max(c)));
+    let ev = code_exp(vc.iter().fold(0, |m, &c| m.max(c)));
     let qs = query.heads.chunks_exact(hd).zip(query.shifts);
     for (h, ((q, &sq), o)) in qs.zip(out.chunks_exact_mut(hd)).enumerate() {
         let kh = cfg.kv_head(h);
         let offset = kh * hd;
-        let (kc, vc) = (codes_of(ks, kh)?, codes_of(vs, kh)?);
-        // The largest key and value exponents of the kv head (the largest
-        // code has the largest exponent), once for the query heads sharing it.
-        if seen != Some(kh) {
-            seen = Some(kh);
-            ek = code_exp(kc.iter().fold(0, |m, &c| m.max(c)));
-            ev = code_exp(vc.iter().fold(0, |m, &c| m.max(c)));
-        }
         // score_j = dot_j · mant_j · 2^(e_j − r) in Q16.
         let r = 19 + bits - sq as i32;
         // Narrow: every shift `r − exp_j` is in 0..=31.
@@ -944,11 +943,13 @@ mod tests {
         code_mant(c) as f64 * 2f64.powi(code_exp(c) - 3 - bits)
     }
 
-    /// `quantize_head` against its definition: every value within half a
-    /// step, `|q| ≤ Q`, and the scale the smallest code whose `Q·s` covers
-    /// the head, for int8 and int16, keys in units of `2^unit`.
+    /// `head_code` and `quantize_at` against their definitions: the code the
+    /// smallest whose `Q·s` covers the head, and at it and at every larger
+    /// code (a row's code serves heads of smaller values) each value within
+    /// half a step with `|q| ≤ Q`, for int8 and int16, keys in units of
+    /// `2^unit`.
     #[test]
-    fn quantize_head_follows_its_definition() {
+    fn cache_quantization_follows_its_definition() {
         fn check<T: Quantum + Into<i32>>(rng: &mut XorShift32, unit: i32) {
             let bits = T::BITS as i32;
             let qmax = ((1i64 << bits) - 1) as f64;
@@ -959,7 +960,7 @@ mod tests {
                     .map(|_| ((rng.centered_unit() as f64) * mag as f64) as i32)
                     .collect();
                 let mut q = vec![T::default(); 8];
-                let c = quantize_head(&x, unit, &mut q);
+                let c = head_code::<T>(&x, unit);
                 let max = x.iter().map(|v| v.unsigned_abs()).max().unwrap() as f64;
                 if max == 0.0 {
                     assert_eq!(c, 0);
@@ -974,11 +975,15 @@ mod tests {
                         "code {c}"
                     );
                 }
-                for (&v, &q) in x.iter().zip(&q) {
-                    let q: i32 = q.into();
-                    assert!(q.unsigned_abs() as f64 <= qmax);
-                    let err = (q as f64 * s - v as f64).abs();
-                    assert!(err <= s / 2.0 + 1e-9, "{v}: {q}·{s} (code {c})");
+                for c in [c, c + 1, c.saturating_add(9), c.saturating_add(40)] {
+                    quantize_at(&x, unit, c, &mut q);
+                    let s = code_scale(c, bits) * 2f64.powi(-unit);
+                    for (&v, &q) in x.iter().zip(&q) {
+                        let q: i32 = q.into();
+                        assert!(q.unsigned_abs() as f64 <= qmax);
+                        let err = (q as f64 * s - v as f64).abs();
+                        assert!(err <= s / 2.0 + 1e-9, "{v}: {q}·{s} (code {c})");
+                    }
                 }
             }
         }
@@ -1000,28 +1005,30 @@ mod tests {
         // Values in the int8 cache's blocks of two positions.
         let mut values = vec![0i8; paired_layer(n, kv)];
         let mut vrow = vec![0i8; hd];
-        let mut ksc = vec![0u8; n * 4];
-        let mut vsc = vec![0u8; n * 4];
+        let mut ksc = vec![0u8; n];
+        let mut vsc = vec![0u8; n];
         let mut kf = vec![0f64; n * kv];
         let mut vf = vec![0f64; n * kv];
+        // Heads of unlike magnitudes, as one code a row serves them.
+        let mags = [3.0, 0.4, 1.5, 0.1];
         for r in 0..n {
+            let mut row = |m: f64| -> Vec<i32> {
+                (0..kv)
+                    .map(|d| (rng.centered_unit() as f64 * m * mags[d / hd] * 65536.0) as i32)
+                    .collect()
+            };
+            let (krow, vrow32) = (row(1.0), row(0.7));
+            let code = |x: &[i32]| x.chunks(hd).fold(0, |c, h| c.max(head_code::<i8>(h, 0)));
+            let (kc, vc) = (code(&krow), code(&vrow32));
+            (ksc[r], vsc[r]) = (kc, vc);
             for h in 0..4 {
-                let mut row: Vec<i32> = (0..hd)
-                    .map(|_| (rng.centered_unit() * 3.0 * 65536.0) as i32)
-                    .collect();
-                let ks = quantize_head(&row, 0, &mut keys[r * kv + h * hd..][..hd]);
-                ksc[h * n + r] = ks;
+                let at = r * kv + h * hd;
+                quantize_at(&krow[h * hd..][..hd], 0, kc, &mut keys[at..][..hd]);
+                quantize_at(&vrow32[h * hd..][..hd], 0, vc, &mut vrow);
                 for d in 0..hd {
-                    kf[r * kv + h * hd + d] =
-                        keys[r * kv + h * hd + d] as f64 * code_scale(ks, 7) / 65536.0;
-                }
-                row.iter_mut()
-                    .for_each(|v| *v = (rng.centered_unit() * 2.0 * 65536.0) as i32);
-                let vs = quantize_head(&row, 0, &mut vrow);
-                vsc[h * n + r] = vs;
-                for d in 0..hd {
+                    kf[at + d] = keys[at + d] as f64 * code_scale(kc, 7) / 65536.0;
                     values[paired_value(r, h * hd + d, kv)] = vrow[d];
-                    vf[r * kv + h * hd + d] = vrow[d] as f64 * code_scale(vs, 7) / 65536.0;
+                    vf[at + d] = vrow[d] as f64 * code_scale(vc, 7) / 65536.0;
                 }
             }
         }

@@ -24,10 +24,10 @@ pub enum KvFormat {
     F32,
     /// int8 keys and values with one f32 scale per row ([`crate::attn::KvCacheQ8`]):
     /// about a quarter of the bytes, at the cost of quantizing every cached row.
-    /// In the integer step ([`Arith::Integer`]): int8 with one block-float
-    /// scale per kv head of a row.
+    /// In the integer step ([`Arith::Integer`]): int8 with a one-byte
+    /// block-float scale for a row's keys and one for its values.
     Q8,
-    /// int16 keys and values with one block-float scale per kv head of a row:
+    /// int16 keys and values with a one-byte block-float scale a row:
     /// the integer step's precise cache (half the f32 cache's bytes). The
     /// float step has no int16 cache ([`Error::InvalidParameter`]).
     Q16,
@@ -295,11 +295,9 @@ impl<'a> Model<'a> {
         let d = self.dims();
         let rows = d.n_layers.saturating_mul(context);
         let integer = arith == Arith::Integer;
-        // The integer cache keeps one byte of scale per kv head of a row, in
-        // f32-sized slots.
-        let head_scales = rows
-            .saturating_mul(d.kv_dim / d.head_dim.max(1))
-            .div_ceil(4);
+        // The integer cache keeps one byte of scale a row (for its keys, and
+        // one for its values), in f32-sized slots.
+        let head_scales = rows.div_ceil(4);
         // The integer step's int8 values sit in pairs of positions (rounded
         // up to even) of pairs of values (`kv_dim` rounded up to even): see
         // `integer::paired_value`.
