@@ -42,8 +42,10 @@ pub struct ArenaLayout {
     pub q8_scales: usize,
     /// The int8 values of a quantized activation (widest Q8 input).
     pub q8_values: usize,
-    /// The integer step's Q16 logits (`vocab_size`; 0 for the float step).
-    pub logits_fixed: usize,
+    /// The integer step's small scratch, in words: the position's Q15 RoPE
+    /// row (`head_dim / 2` rounded up) and the shifts of its `i16` query and
+    /// key heads (`n_heads + n_kv_heads` bytes; 0 for the float step).
+    pub int_aux: usize,
     /// The integer step's `i16` query and key and its int16 quantized input
     /// (`q_dim + kv_dim +` the widest Q8 input; 0 for the float step).
     pub heads: usize,
@@ -69,7 +71,7 @@ pub(crate) struct Carved<'s> {
     pub q8_values: &'s mut [i8],
     pub keys_i8: &'s mut [i8],
     pub values_i8: &'s mut [i8],
-    pub logits_fixed: &'s mut [i32],
+    pub int_aux: &'s mut [u32],
     pub heads: &'s mut [i16],
     pub keys_i16: &'s mut [i16],
     pub values_i16: &'s mut [i16],
@@ -100,8 +102,8 @@ impl ArenaLayout {
             .fold(0usize, |a, &n| a.saturating_add(n.saturating_mul(4)))
             .saturating_add(self.q8_values)
             .saturating_add(self.cache_i8.saturating_mul(2))
-            .saturating_add(if self.logits_fixed > 0 { 3 } else { 0 })
-            .saturating_add(self.logits_fixed.saturating_mul(4))
+            .saturating_add(if self.int_aux > 0 { 3 } else { 0 })
+            .saturating_add(self.int_aux.saturating_mul(4))
             .saturating_add(self.heads.saturating_mul(2))
             .saturating_add(self.cache_i16.saturating_mul(4))
     }
@@ -128,7 +130,7 @@ impl ArenaLayout {
             q8_values: carve(&mut rest, self.q8_values)?,
             keys_i8: carve(&mut rest, self.cache_i8)?,
             values_i8: carve(&mut rest, self.cache_i8)?,
-            logits_fixed: carve(&mut rest, self.logits_fixed)?,
+            int_aux: carve(&mut rest, self.int_aux)?,
             heads: carve(&mut rest, self.heads)?,
             keys_i16: carve(&mut rest, self.cache_i16)?,
             values_i16: carve(&mut rest, self.cache_i16)?,

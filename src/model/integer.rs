@@ -67,7 +67,7 @@ pub(super) struct IntCache<'s, T> {
 }
 
 /// The integer step's buffers: the float session's arena reinterpreted (every
-/// buffer is 4-byte values), plus the Q16 logits and the `i16` heads.
+/// buffer is 4-byte values), plus the `i16` heads and the small scratch.
 #[derive(Debug)]
 pub(super) struct IntScratch<'a> {
     pub(super) x: &'a mut [i32],
@@ -79,9 +79,12 @@ pub(super) struct IntScratch<'a> {
     pub(super) k: &'a mut [i32],
     pub(super) v: &'a mut [i32],
     pub(super) att: &'a mut [i32],
-    pub(super) logits: &'a mut [i32],
     pub(super) heads: &'a mut [i16],
     pub(super) xq: &'a mut [i16],
+    /// The position's Q15 RoPE row (`head_dim / 2` rounded up words).
+    pub(super) rope: &'a mut [u32],
+    /// The shifts of the `i16` query heads, then the key heads'.
+    pub(super) shifts: &'a mut [u8],
     pub(super) xs: &'a mut [i32],
 }
 
@@ -106,18 +109,8 @@ pub(super) fn check_model(m: &Model<'_>) -> Result<(), Error> {
             return Err(Error::IntegerUnsupported);
         }
     }
-    if m.dims.head_dim > 2 * MAX_PAIRS || m.attn.n_heads() > MAX_HEADS {
-        return Err(Error::IntegerUnsupported);
-    }
     Ok(())
 }
-
-/// Most heads the integer step handles (a stack array of shifts).
-const MAX_HEADS: usize = 256;
-
-/// Most rotary pairs a head may have in the integer step (a stack row of Q15
-/// cos and sin).
-const MAX_PAIRS: usize = 128;
 
 /// The quantized input of the next products: which values it holds and how
 /// it was made, so that matrices reading the same input share it.
@@ -245,7 +238,8 @@ fn to_i16(v: &[i32], out: &mut [i16]) -> u32 {
     sh
 }
 
-/// One integer forward pass for `token` at `pos`; the Q16 logits in `s.logits`.
+/// One integer forward pass for `token` at `pos`; the Q16 logits at the start
+/// of `s.att` (dead after the last layer's attention).
 #[inline(never)]
 pub(super) fn forward<T: CacheElem>(
     m: &Model<'_>,
@@ -256,9 +250,9 @@ pub(super) fn forward<T: CacheElem>(
 ) -> Result<(), Error> {
     s.embed(m, token, pos)?;
     // The position's RoPE row in Q15, packed once for every layer's q and k.
-    let mut rope_buf = [0u32; MAX_PAIRS];
+    let rope_buf = core::mem::take(&mut s.rope);
     let rope = match &m.position {
-        Position::Rope { table, layout } => Some((table.row_q15(pos, &mut rope_buf)?, *layout)),
+        Position::Rope { table, layout } => Some((table.row_q15(pos, rope_buf)?, *layout)),
         _ => None,
     };
     for l in 0..m.dims.n_layers {
@@ -270,9 +264,13 @@ pub(super) fn forward<T: CacheElem>(
     let t = s.xb.get_mut(..d.dim).ok_or(Error::InconsistentDimensions)?;
     let inv = rms_fold(s.x, m.final_norm.weight, m.norm.eps, t);
     let mut input = fresh(Some(inv));
-    matvec(&m.output, s.logits, t, &mut input, s.xq, s.xs)?;
+    let logits = s
+        .att
+        .get_mut(..d.vocab_size)
+        .ok_or(Error::InconsistentDimensions)?;
+    matvec(&m.output, logits, t, &mut input, s.xq, s.xs)?;
     if let Some(b) = m.output_bias {
-        add_bias(s.logits, b);
+        add_bias(logits, b);
     }
     Ok(())
 }
@@ -362,8 +360,10 @@ impl IntScratch<'_> {
             .get_mut(..d.q_dim + d.kv_dim)
             .ok_or(Error::InconsistentDimensions)?;
         let hd = d.head_dim;
-        let mut sq = [0u8; MAX_HEADS];
-        let mut sk = [0u8; MAX_HEADS];
+        let (sq, sk) = self
+            .shifts
+            .split_at_mut_checked(m.attn.n_heads())
+            .ok_or(Error::InconsistentDimensions)?;
         // The score scale (`1/√head_dim`) folded into q: scores are then the
         // dot products shifted by the key scales alone.
         let scale = Scale::from_f32(m.attn.scale());
@@ -374,8 +374,8 @@ impl IntScratch<'_> {
             let (qh, kh) = qk
                 .split_at_mut_checked(d.q_dim)
                 .ok_or(Error::InconsistentDimensions)?;
-            heads_to_i16(self.q, qh, hd, &mut sq);
-            heads_to_i16(self.k, kh, hd, &mut sk);
+            heads_to_i16(self.q, qh, hd, sq);
+            heads_to_i16(self.k, kh, hd, sk);
         }
         if let Some((row, layout)) = rope {
             row.rotate_heads(layout, hd, qk)?;
@@ -413,8 +413,6 @@ impl IntScratch<'_> {
         for (o, &h) in self.k.iter_mut().zip(kh.iter()) {
             *o = h as i32;
         }
-        let mut vbuf = [T::default(); 2 * MAX_PAIRS];
-        let vq = vbuf.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
         let kv2 = d.kv_dim + d.kv_dim % 2;
         // One scale code for the row's keys and one for its values: the
         // smallest that covers every kv head (keys in their heads' units).
@@ -427,7 +425,7 @@ impl IntScratch<'_> {
             .v
             .chunks_exact(hd)
             .fold(0, |c, v| c.max(head_code::<T>(v, 0)));
-        let (kcode, vcode) = (*ks, *vs);
+        let (kcode, vz) = (*ks, Quantizer::new::<T>(0, *vs));
         for (h, ((k, q), (&sh, v))) in self
             .k
             .chunks_exact(hd)
@@ -437,18 +435,17 @@ impl IntScratch<'_> {
         {
             // The key's i16 form is its Q16 value · 2^−sh.
             quantize_at(k, sh as i32, kcode, q);
-            quantize_at(v, 0, vcode, vq);
-            for (i, &x) in vq.iter().enumerate() {
+            for (i, &x) in v.iter().enumerate() {
                 let d = h * hd + i;
                 let at = if paired { paired_value(pos, d, kv2) } else { d };
                 if let Some(o) = vrow.get_mut(at) {
-                    *o = x;
+                    *o = T::from_i32(vz.quantize(x));
                 }
             }
         }
         let q = Query {
             heads: qh,
-            shifts: &sq,
+            shifts: sq,
         };
         let out = self
             .xb
@@ -660,14 +657,37 @@ fn head_code<T: Quantum>(x: &[i32], unit: i32) -> u8 {
 }
 
 /// `x` (in units of `2^unit` Q16 LSB) quantized into `q` at the scale of
-/// code `code`: `q = round(x / s)` (half away from zero, by integer
-/// division), saturated at `±Q`.
+/// code `code` ([`Quantizer`]).
 fn quantize_at<T: Quantum>(x: &[i32], unit: i32, code: u8, q: &mut [T]) {
-    let qmax = (1u32 << T::BITS) - 1;
-    // The scale in units of x: (8 + m)·2^g.
-    let g = code_exp(code) - 3 - T::BITS as i32 - unit;
-    let mant = code_mant(code) as u32;
+    let z = Quantizer::new::<T>(unit, code);
     for (o, &v) in q.iter_mut().zip(x) {
+        *o = T::from_i32(z.quantize(v));
+    }
+}
+
+/// Values in units of `2^unit` Q16 LSB quantized at the scale `s` of a cache
+/// code ([`head_code`]): `q = round(x / s)` (half away from zero, by integer
+/// division), saturated at `±Q`.
+#[derive(Debug, Clone, Copy)]
+struct Quantizer {
+    /// The scale in units of x is `mant·2^g`.
+    g: i32,
+    mant: u32,
+    qmax: u32,
+}
+
+impl Quantizer {
+    fn new<T: Quantum>(unit: i32, code: u8) -> Self {
+        Quantizer {
+            g: code_exp(code) - 3 - T::BITS as i32 - unit,
+            mant: code_mant(code) as u32,
+            qmax: (1u32 << T::BITS) - 1,
+        }
+    }
+
+    #[inline]
+    fn quantize(&self, v: i32) -> i32 {
+        let (g, mant) = (self.g, self.mant);
         let a = v.unsigned_abs();
         let r = if g >= 0 {
             let den = mant << g.min(27);
@@ -679,10 +699,14 @@ fn quantize_at<T: Quantum>(x: &[i32], unit: i32, code: u8, q: &mut [T]) {
         } else {
             // a·2^−g ≥ 2^32 (only when the exponent was clamped at 31):
             // beyond Q·mant, so the value saturates.
-            qmax
+            self.qmax
         };
-        let r = r.min(qmax) as i32;
-        *o = T::from_i32(if v < 0 { -r } else { r });
+        let r = r.min(self.qmax) as i32;
+        if v < 0 {
+            -r
+        } else {
+            r
+        }
     }
 }
 
@@ -881,8 +905,9 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         let sum = exp_row(att, max).max(1);
         // Σ_j w_j ≤ S·2^(4 − t) and |v| < 2^B: t keeps Σ_j |w_j·v_j| < 2^31.
         let t = (64 - sum.leading_zeros() as i32 + 4 + bits - 31).max(0);
-        let mut acc = [0i32; 2 * MAX_PAIRS];
-        let acc = acc.get_mut(..hd).ok_or(Error::IntegerUnsupported)?;
+        // The head's output accumulates the mix, then is scaled in place.
+        let acc = o;
+        acc.fill(0);
         match T::as_i8(values) {
             Some(v8) if paired => {
                 // Weights below 2^15 (e_j·mant_j < 2^20, t ≥ 5), two keys a
@@ -921,9 +946,9 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         let t = if paired { t.max(5) } else { t };
         let inv = Scale::ratio(1, sum);
         let sh = inv.e + ev + t - 3 - bits;
-        for (o, &a) in o.iter_mut().zip(acc.iter()) {
-            let p = a as i64 * inv.m as i64;
-            *o = if sh < 0 {
+        for a in acc.iter_mut() {
+            let p = *a as i64 * inv.m as i64;
+            *a = if sh < 0 {
                 round_to_i32(p, (-sh).min(62) as u32)
             } else {
                 sat_i32(shift_i64(p, sh))

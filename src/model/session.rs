@@ -82,7 +82,7 @@ struct Scratch<'s> {
     logits: &'s mut [f32],
     quant: Quantized<'s>,
     /// The integer step's Q16 logits (empty for the float step).
-    logits_fixed: &'s mut [i32],
+    int_aux: &'s mut [u32],
     /// The integer step's `i16` query and key (empty for the float step).
     heads: &'s mut [i16],
 }
@@ -183,7 +183,7 @@ impl<'s> Session<'s> {
             q8_values,
             keys_i8,
             values_i8,
-            logits_fixed,
+            int_aux,
             heads,
             keys_i16,
             values_i16,
@@ -235,7 +235,7 @@ impl<'s> Session<'s> {
                     scales: q8_scales,
                     group: 0,
                 },
-                logits_fixed,
+                int_aux,
                 heads,
             },
             cache,
@@ -299,7 +299,8 @@ impl<'s> Session<'s> {
             // The f32 logits of the Q16 ones (exact below 2^8 in magnitude,
             // rounded to 24 bits above).
             let s = &mut self.s;
-            for (o, &l) in s.logits.iter_mut().zip(s.logits_fixed.iter()) {
+            let fixed: &[i32] = bytemuck::must_cast_slice(&*s.att);
+            for (o, &l) in s.logits.iter_mut().zip(fixed) {
                 *o = l as f32 * (1.0 / 65536.0);
             }
         }
@@ -315,7 +316,7 @@ impl<'s> Session<'s> {
             return Err(Error::IntegerUnsupported);
         }
         self.advance(token)?;
-        Ok(bytemuck::must_cast_slice(self.s.logits_fixed))
+        Ok(self.logits_fixed())
     }
 
     /// Checks `token` and the context, runs one forward pass at
@@ -333,12 +334,14 @@ impl<'s> Session<'s> {
                 context: self.context,
             });
         }
-        let qkv = m.dims.q_dim + m.dims.kv_dim;
+        let (qkv, pairs) = (m.dims.q_dim + m.dims.kv_dim, m.dims.head_dim.div_ceil(2));
         let s = &mut self.s;
         let integer = match &mut self.cache {
-            Cache::Int8(c) => integer::forward(m, c, &mut s.integer(qkv), token, pos).map(|_| true),
+            Cache::Int8(c) => {
+                integer::forward(m, c, &mut s.integer(qkv, pairs), token, pos).map(|_| true)
+            }
             Cache::Int16(c) => {
-                integer::forward(m, c, &mut s.integer(qkv), token, pos).map(|_| true)
+                integer::forward(m, c, &mut s.integer(qkv, pairs), token, pos).map(|_| true)
             }
             // The cache format is chosen once per step: the layers are compiled
             // for each.
@@ -349,8 +352,17 @@ impl<'s> Session<'s> {
     }
 
     /// The Q16 logits of the last integer step (empty for a float session).
+    /// The integer step leaves them at the start of the attention scores'
+    /// buffer, which is dead after the last layer's attention.
     pub fn logits_fixed(&self) -> &[I16F16] {
-        bytemuck::must_cast_slice(self.s.logits_fixed)
+        match self.arith() {
+            Arith::Integer => self
+                .s
+                .att
+                .get(..self.model.vocab_size())
+                .map_or(&[], bytemuck::must_cast_slice),
+            Arith::Float => &[],
+        }
     }
 }
 
@@ -401,8 +413,9 @@ fn forward(
 
 impl Scratch<'_> {
     /// The buffers as the integer step's (every buffer reinterpreted as `i32`).
-    fn integer(&mut self, qkv: usize) -> IntScratch<'_> {
+    fn integer(&mut self, qkv: usize, pairs: usize) -> IntScratch<'_> {
         let (heads, xq) = self.heads.split_at_mut(qkv.min(self.heads.len()));
+        let (rope, shifts) = self.int_aux.split_at_mut(pairs.min(self.int_aux.len()));
         IntScratch {
             x: bytemuck::must_cast_slice_mut(&mut *self.x),
             xb: bytemuck::must_cast_slice_mut(&mut *self.xb),
@@ -413,9 +426,10 @@ impl Scratch<'_> {
             k: bytemuck::must_cast_slice_mut(&mut *self.k),
             v: bytemuck::must_cast_slice_mut(&mut *self.v),
             att: bytemuck::must_cast_slice_mut(&mut *self.att),
-            logits: &mut *self.logits_fixed,
             heads,
             xq,
+            rope,
+            shifts: bytemuck::must_cast_slice_mut(shifts),
             xs: bytemuck::must_cast_slice_mut(&mut *self.quant.scales),
         }
     }

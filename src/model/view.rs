@@ -311,15 +311,17 @@ impl<'a> Model<'a> {
             KvFormat::Q8 => (rows, rows.saturating_mul(d.kv_dim), 0),
             KvFormat::Q16 => (head_scales, 0, rows.saturating_mul(d.kv_dim)),
         };
+        // `attn` computes query heads that share a kv head two at a time, in
+        // two rows. The integer step scores one head at a time; with the int8
+        // cache its value-mix weights go two keys a word after the scores
+        // (`integer::weight_pairs`: at most `context / 2 + 1` words); its Q16
+        // logits land at the start of the buffer after the last layer.
         let a = self.attn_config();
-        // `attn` computes query heads that share a kv head two at a time.
-        // (The integer step's int8 cache packs its value-mix weights in the
-        // second row.)
-        let att_rows = if (a.n_heads() / a.n_kv_heads()) % 2 == 0 || (integer && kv == KvFormat::Q8)
-        {
-            2
-        } else {
-            1
+        let att = match (integer, kv) {
+            (true, KvFormat::Q8) => context.saturating_add(context / 2 + 1).max(d.vocab_size),
+            (true, _) => context.max(d.vocab_size),
+            _ if (a.n_heads() / a.n_kv_heads()) % 2 == 0 => context.saturating_mul(2),
+            _ => context,
         };
         let (q8_values, q8_scales) = self.q8_input();
         ArenaLayout {
@@ -332,7 +334,7 @@ impl<'a> Model<'a> {
             q: d.q_dim,
             k: d.kv_dim,
             v: d.kv_dim,
-            att: context.saturating_mul(att_rows),
+            att,
             logits: d.vocab_size,
             cache_f32,
             cache_i8,
@@ -340,7 +342,12 @@ impl<'a> Model<'a> {
             q8_scales,
             // The integer step quantizes its inputs to int16, in `heads`.
             q8_values: if integer { 0 } else { q8_values },
-            logits_fixed: if integer { d.vocab_size } else { 0 },
+            int_aux: if integer {
+                (d.head_dim.div_ceil(2))
+                    .saturating_add((a.n_heads().saturating_add(a.n_kv_heads())).div_ceil(4))
+            } else {
+                0
+            },
             heads: if integer {
                 d.q_dim.saturating_add(d.kv_dim).saturating_add(q8_values)
             } else {
