@@ -137,17 +137,19 @@ pub struct Buffers<'m> {
     pub index: &'m mut [u32],
     /// Top-p scratch: `vocab` entries (none for greedy or plain sampling).
     pub probs: &'m mut [ProbIndex],
-    /// Prompt tokens and the encoder's scratch: `2 · max_encoded_len(prompt bytes)`
-    /// (or the number of prompt ids).
+    /// Prompt tokens: [`tokenizer::max_encoded_len`]`(prompt bytes)` (none for a
+    /// prompt of ids). The encoder's merge scratch, as many again, comes from
+    /// the second half of this buffer when it is twice that long, else from
+    /// the start of `arena` (before the session opens there).
     pub tokens: &'m mut [u32],
 }
 
 /// Everything a [`Generator`] needs in RAM, sized at compile time: the session
 /// arena (`ARENA` bytes at the start of the block, so 4-byte aligned), the
 /// tokenizer index (`2 · VOCAB` entries: [`tokenizer::INDEX_BYTES_PER_TOKEN`]
-/// bytes a token), the prompt's tokens and the encoder's scratch (`PROMPT`
-/// each: [`tokenizer::max_encoded_len`] of the prompt's length) and the top-p
-/// scratch (`VOCAB` [`ProbIndex`]).
+/// bytes a token), the prompt's tokens (`PROMPT`: [`tokenizer::max_encoded_len`]
+/// of the prompt's length; the encoder's scratch is the arena, before the
+/// session opens there) and the top-p scratch (`VOCAB` [`ProbIndex`]).
 ///
 /// All zeros, a `static` of it lands in `.bss` and costs no flash (on
 /// cortex-m-rt, declare it `static mut` at the top of the `#[entry]` function,
@@ -157,7 +159,7 @@ pub struct Buffers<'m> {
 pub struct Memory<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> {
     arena: [u8; ARENA],
     index: [[u32; VOCAB]; 2],
-    tokens: [[u32; PROMPT]; 2],
+    tokens: [u32; PROMPT],
     probs: [ProbIndex; VOCAB],
 }
 
@@ -167,7 +169,7 @@ impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Memory<ARENA, 
         Self {
             arena: [0; ARENA],
             index: [[0; VOCAB]; 2],
-            tokens: [[0; PROMPT]; 2],
+            tokens: [0; PROMPT],
             probs: [ProbIndex {
                 prob: 0.0,
                 index: 0,
@@ -187,7 +189,7 @@ impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Memory<ARENA, 
             arena: &mut self.arena,
             index: self.index.as_flattened_mut(),
             probs: &mut self.probs,
-            tokens: self.tokens.as_flattened_mut(),
+            tokens: &mut self.tokens,
         }
     }
 }
@@ -203,8 +205,9 @@ impl<const ARENA: usize, const VOCAB: usize, const PROMPT: usize> Default
 /// Sizes of [`Buffers`] for `model` at its own context, a KV cache of format
 /// `kv`, arithmetic `arith` and a prompt of up to `prompt_bytes` bytes: `[arena bytes, index
 /// entries, top-p entries, token entries]`, the arena with 3 bytes to spare for
-/// a start that is not 4-byte aligned. What a build script puts in [`Memory`]'s
-/// parameters.
+/// a start that is not 4-byte aligned (and room for the encoder's scratch,
+/// which it lends before the session opens). What a build script puts in
+/// [`Memory`]'s parameters.
 pub fn buffer_sizes(
     model: &Model<'_>,
     prompt_bytes: usize,
@@ -212,11 +215,13 @@ pub fn buffer_sizes(
     arith: Arith,
 ) -> [usize; 4] {
     let vocab = model.vocab_size();
+    let prompt = tokenizer::max_encoded_len(prompt_bytes);
+    let arena = model.arena_bytes_for(model.max_context(), kv, arith);
     [
-        model.arena_bytes_for(model.max_context(), kv, arith) + 3,
+        arena.max(prompt.saturating_mul(4)).saturating_add(3),
         2 * vocab,
         vocab,
-        2 * tokenizer::max_encoded_len(prompt_bytes),
+        prompt,
     ]
 }
 
@@ -248,8 +253,8 @@ impl<'m> Generator<'m> {
     /// Opens a session of `model` in `buf`, builds the tokenizer index (when the
     /// image has a tokenizer), encodes the prompt and checks it.
     ///
-    /// Errors: the tokenizer index or the token buffer too small
-    /// ([`Error::BufferTooSmall`]); a text prompt without a tokenizer in the
+    /// Errors: the tokenizer index, the token buffer or the encoder's scratch
+    /// (see [`Buffers::tokens`]) too small ([`Error::BufferTooSmall`]); a text prompt without a tokenizer in the
     /// image ([`Error::MissingTensor`]); a malformed tokenizer; the arena too
     /// small for the context ([`Error::BufferTooSmall`], from [`Session::open`]);
     /// a bad sampler setting; then [`Loop::start`]'s.
@@ -279,20 +284,30 @@ impl<'m> Generator<'m> {
             }
             None => None,
         };
-        let half = tokens.len() / 2;
-        let (prompt, merge) = tokens.split_at_mut(half);
         let prompt: &'m [u32] = match (options.prompt, &tokenizer) {
             (Prompt::Ids(ids), _) => ids,
             (Prompt::Text(text), Some(t)) => {
-                let n = t.encode(text.as_bytes(), true, false, prompt, merge)?;
-                let prompt: &'m [u32] = prompt;
+                // The encoder's merge scratch: the token buffer's second half
+                // when it has room, else the arena, dead until the session
+                // opens.
+                let need = tokenizer::max_encoded_len(text.len());
+                let n = match tokens.split_at_mut_checked(need) {
+                    Some((out, merge)) if merge.len() >= need => {
+                        t.encode(text.as_bytes(), true, false, out, merge)?
+                    }
+                    _ => {
+                        let (_, merge, _) = bytemuck::pod_align_to_mut::<u8, u32>(arena);
+                        t.encode(text.as_bytes(), true, false, tokens, merge)?
+                    }
+                };
+                let prompt: &'m [u32] = tokens;
                 prompt.get(..n).ok_or(Error::InvalidParameter)?
             }
             (Prompt::Text(""), None) => {
-                let slot = prompt.first_mut().ok_or(Error::BufferTooSmall {
-                    needed: 2,
-                    got: 2 * half,
-                })?;
+                let got = tokens.len();
+                let slot = tokens
+                    .first_mut()
+                    .ok_or(Error::BufferTooSmall { needed: 1, got })?;
                 *slot = model.header().bos_id;
                 core::slice::from_ref(slot)
             }
