@@ -604,9 +604,15 @@ impl<'a> Tokenizer<'a> {
             if let Some(slot) = toks.get_mut(idx) {
                 *slot = id;
             }
-            toks.copy_within(idx + 2..len, idx + 1);
-            if idx + 2 < len - 1 {
-                pairs.copy_within(idx + 2..len - 1, idx + 1);
+            // (Each tail by `get_mut` and not empty: its shift needs no
+            // bounds check that could panic.)
+            for tail in [toks.get_mut(idx + 1..len), pairs.get_mut(idx + 1..len - 1)]
+                .into_iter()
+                .flatten()
+            {
+                if !tail.is_empty() {
+                    tail.copy_within(1.., 0);
+                }
             }
             len -= 1;
             if idx + 1 < len {

@@ -360,6 +360,9 @@ impl IntScratch<'_> {
             .get_mut(..d.q_dim + d.kv_dim)
             .ok_or(Error::InconsistentDimensions)?;
         let hd = d.head_dim;
+        if hd == 0 {
+            return Err(Error::InconsistentDimensions);
+        }
         let (sq, sk) = self
             .shifts
             .split_at_mut_checked(m.attn.n_heads())
@@ -426,11 +429,14 @@ impl IntScratch<'_> {
             .chunks_exact(hd)
             .fold(0, |c, v| c.max(head_code::<T>(v, 0)));
         let (kcode, vz) = (*ks, Quantizer::new::<T>(0, *vs));
-        for (h, ((k, q), (&sh, v))) in self
+        // (`by_ref`: the plain zip, which needs no division for its length.)
+        let mut kqs = kq.chunks_exact_mut(hd);
+        for (h, (((k, q), &sh), v)) in self
             .k
             .chunks_exact(hd)
-            .zip(kq.chunks_exact_mut(hd))
-            .zip(sk.iter().zip(self.v.chunks_exact(hd)))
+            .zip(kqs.by_ref())
+            .zip(sk.iter())
+            .zip(self.v.chunks_exact(hd))
             .enumerate()
         {
             // The key's i16 form is its Q16 value · 2^−sh.
@@ -690,8 +696,9 @@ impl Quantizer {
         let (g, mant) = (self.g, self.mant);
         let a = v.unsigned_abs();
         let r = if g >= 0 {
+            // mant·2^g with mant in 8..=15 and g ≤ 27: below 2^31, never 0.
             let den = mant << g.min(27);
-            (a + den / 2) / den
+            (a + den / 2).checked_div(den).unwrap_or(self.qmax)
         } else if a == 0 {
             0
         } else if a.leading_zeros() as i32 > -g {
