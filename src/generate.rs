@@ -7,13 +7,18 @@
 //! ```text
 //! token = prompt[0]
 //! for pos in 0..steps:
-//!     logits = session.step(token)                 // position pos
+//!     logits = session.step(token)                 // position pos (*)
 //!     next = prompt[pos + 1]   if pos < n_prompt - 1
 //!            sampler.sample(logits)   otherwise
 //!     if next == stop: break                       // run.c: BOS (1) delimits sequences
 //!     emit(token, next)                            // run.c: decode(token, next), print
 //!     token = next
 //! ```
+//!
+//! (*) An integer session ([`crate::model::Arith::Integer`]) runs
+//! [`Session::step_fixed`] for a forced token or a greedy sampler: the argmax
+//! of its Q16 logits ([`crate::sampler::sample_argmax_fixed`]) needs no float,
+//! so an FPU-less core generates greedily without soft float.
 //!
 //! `steps` counts positions (forward passes), as run.c's `-n`: `0`, or more than
 //! the session's context, means the whole context (run.c clips to `seq_len`).
@@ -33,8 +38,8 @@
 //! ([`Error::TokenOutOfRange`]); then whatever [`Session::step`] and
 //! [`Sampler::sample`] report.
 
-use crate::model::Session;
-use crate::sampler::{ProbIndex, Sampler};
+use crate::model::{Arith, Session};
+use crate::sampler::{sample_argmax_fixed, ProbIndex, Sampler};
 use crate::Error;
 
 /// What a [`generate`] call did.
@@ -143,12 +148,22 @@ impl<'p> Loop<'p> {
         sampler: &mut Sampler,
         scratch: &mut [ProbIndex],
     ) -> Result<Option<(u32, u32)>, Error> {
-        session.step(self.token)?;
         let pos = self.done.positions;
+        let forced = self.forced.get(pos).copied();
+        // An integer session needs no f32 logits for a forced or greedy
+        // token: its Q16 logits give the same argmax without a float.
+        let fixed =
+            if session.arith() == Arith::Integer && (forced.is_some() || sampler.is_greedy()) {
+                Some(session.step_fixed(self.token)?)
+            } else {
+                session.step(self.token)?;
+                None
+            };
         self.done.positions += 1;
-        let next = match self.forced.get(pos) {
-            Some(&t) => t,
-            None => sampler.sample(session.logits_mut(), scratch)?,
+        let next = match (forced, fixed) {
+            (Some(t), _) => t,
+            (None, Some(logits)) => sample_argmax_fixed(logits)?,
+            (None, None) => sampler.sample(session.logits_mut(), scratch)?,
         };
         if Some(next) == self.stop {
             self.done.stopped = true;

@@ -127,6 +127,24 @@ fn index_u32(i: usize) -> Result<u32, Error> {
 ///
 /// [`Error::ZeroDimension`] for an empty slice.
 pub fn sample_argmax(values: &[f32]) -> Result<u32, Error> {
+    first_max(values)
+}
+
+/// [`sample_argmax`] over the integer step's Q16 logits
+/// ([`crate::model::Session::step_fixed`]): no float instruction, so an
+/// FPU-less core samples greedily without soft float. It picks the token
+/// [`sample_argmax`] picks from their f32 conversion except where two logits
+/// of magnitude above 2^8 differ by less than the f32 step there (the
+/// conversion would tie them; this picks the larger).
+///
+/// [`Error::ZeroDimension`] for an empty slice.
+pub fn sample_argmax_fixed(values: &[fixed::types::I16F16]) -> Result<u32, Error> {
+    first_max(values)
+}
+
+/// Index of the first maximum by strict `>`.
+#[inline]
+fn first_max<T: PartialOrd + Copy>(values: &[T]) -> Result<u32, Error> {
     let (&first, rest) = values.split_first().ok_or(Error::ZeroDimension)?;
     let mut max_i = 0usize;
     let mut max_p = first;
@@ -299,7 +317,14 @@ impl Sampler {
     /// Whether [`Sampler::sample`] uses top-p (temperature > 0 and `0 < topp < 1`), the
     /// only path that needs `scratch`.
     pub fn uses_topp(&self) -> bool {
-        self.temperature != 0.0 && self.topp > 0.0 && self.topp < 1.0
+        !self.is_greedy() && self.topp > 0.0 && self.topp < 1.0
+    }
+
+    /// Whether the sampler takes the argmax (temperature 0): it needs the
+    /// logits' order only, so an integer session's Q16 logits do
+    /// ([`sample_argmax_fixed`]).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
     }
 
     /// Samples the next token from `logits` (run.c's `sample`).

@@ -2,7 +2,8 @@
 //! straightforward (allocating, stable-sorting) transcription of run.c's samplers.
 
 use microformer::sampler::{
-    random_f32, random_u32, sample_argmax, sample_mult, sample_topp, softmax, ProbIndex, Sampler,
+    random_f32, random_u32, sample_argmax, sample_argmax_fixed, sample_mult, sample_topp, softmax,
+    ProbIndex, Sampler,
 };
 use microformer::Error;
 use microformer_testkit::Lcg64;
@@ -109,6 +110,32 @@ fn argmax_takes_the_first_maximum() {
         let first = v.iter().position(|&x| x == max).unwrap();
         assert_eq!(sample_argmax(&v), Ok(first as u32));
     }
+}
+
+/// The integer session's greedy pick: the first maximum of the Q16 logits,
+/// the token `sample_argmax` picks from their f32 conversion (`l / 2^16`,
+/// exact below 2^8 in magnitude), with ties and the extremes; above 2^8 it
+/// tells apart logits the conversion ties.
+#[test]
+fn argmax_of_fixed_logits_is_the_float_argmax() {
+    use fixed::types::I16F16;
+    let conv =
+        |v: &[I16F16]| -> Vec<f32> { v.iter().map(|l| l.to_bits() as f32 / 65536.0).collect() };
+    let mut g = Gen(Lcg64(9));
+    for n in 1..300 {
+        // Logits within ±2^8 on a coarse grid, so that ties are common.
+        let v: Vec<I16F16> = (0..n)
+            .map(|_| I16F16::from_bits(((g.below(1 << 10) as i32) - 512) << 15))
+            .collect();
+        assert_eq!(sample_argmax_fixed(&v), sample_argmax(&conv(&v)), "{n}");
+    }
+    let ext = [I16F16::MIN, I16F16::MAX, I16F16::MAX, I16F16::ZERO];
+    assert_eq!(sample_argmax_fixed(&ext), Ok(1));
+    // 2^24 and 2^24 + 1 LSB (logits 256 and 256 + 2^-16) are one f32.
+    let big = [I16F16::from_bits(1 << 24), I16F16::from_bits((1 << 24) + 1)];
+    assert_eq!(sample_argmax(&conv(&big)), Ok(0));
+    assert_eq!(sample_argmax_fixed(&big), Ok(1));
+    assert_eq!(sample_argmax_fixed(&[]), Err(Error::ZeroDimension));
 }
 
 #[test]
