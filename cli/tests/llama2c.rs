@@ -226,6 +226,74 @@ fn prompt_ids_equal_the_encoded_prompt() {
     assert!(by_text.text().starts_with("I was flying over"));
 }
 
+/// `lm::Generator` encodes a text prompt with its merge scratch in the token
+/// buffer's second half when that holds it, else in the arena (dead until
+/// the session opens): both give run.c's ids for "I was flying over"
+/// (greedy, 100 positions); an arena too small for the scratch is a typed
+/// error, not a panic.
+#[test]
+fn generator_prompt_scratch_in_the_tokens_or_the_arena() {
+    use microformer::lm::{buffer_sizes, Buffers, Generator, Options, Prompt};
+    use microformer::model::{Arith, KvFormat};
+    use microformer::tokenizer::max_encoded_len;
+    if !have([REFERENCE, AIDREAMS, AIDREAMS_TOK]) {
+        return;
+    }
+    let r = reference();
+    let case = &r["cases"][2];
+    let dir = TmpDir::new("generator-scratch");
+    let img = convert(&dir, case);
+    let bytes = std::fs::read(&img).unwrap();
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let model = Model::new(Image::parse(buf.bytes()).unwrap()).unwrap();
+    let generate = |prompt: &str, tokens: usize, arena: usize| {
+        let [_, index, probs, _] = buffer_sizes(&model, prompt.len(), KvFormat::F32, Arith::Float);
+        let (mut arena, mut index) = (vec![0u8; arena], vec![0u32; index]);
+        let mut probs = vec![Default::default(); probs];
+        let mut tokens = vec![0u32; tokens];
+        let buffers = Buffers {
+            arena: &mut arena,
+            index: &mut index,
+            probs: &mut probs,
+            tokens: &mut tokens,
+        };
+        let options = Options {
+            prompt: Prompt::Text(prompt),
+            steps: 100,
+            temperature: 0.0,
+            ..Options::DEFAULT
+        };
+        let mut g = Generator::new(&model, buffers, &options)?;
+        let mut ids = Vec::new();
+        while let Some(t) = g.next_token()? {
+            ids.push(t.id);
+        }
+        Ok::<_, microformer::Error>(ids)
+    };
+    let prompt = "I was flying over";
+    let [arena, .., need] = buffer_sizes(&model, prompt.len(), KvFormat::F32, Arith::Float);
+    assert_eq!(need, max_encoded_len(prompt.len()));
+    let want = u32s(&case["ids"]);
+    assert_eq!(
+        generate(prompt, 2 * need, arena).unwrap(),
+        want,
+        "scratch in the tokens"
+    );
+    assert_eq!(
+        generate(prompt, need, arena).unwrap(),
+        want,
+        "scratch in the arena"
+    );
+    // A prompt whose scratch is larger than the arena.
+    let long = "a".repeat(arena);
+    let need = max_encoded_len(long.len());
+    assert!(4 * need > arena);
+    assert!(matches!(
+        generate(&long, need, arena),
+        Err(microformer::Error::BufferTooSmall { .. })
+    ));
+}
+
 /// `--kv q8`: `logits` gives exactly the library's int8-KV-cache logits, which
 /// are not the f32 cache's; `run` takes it too.
 #[test]
