@@ -756,6 +756,16 @@ fn wide_score(dot: i64, c: u8, r: i32) -> i32 {
 /// registers.
 #[inline(never)]
 fn exp_row(att: &mut [i32], max: i32) -> u64 {
+    // Each e_j ≤ 2^16: below 2^16 keys the sum fits a u32 (one add a key).
+    if att.len() < 1 << 16 {
+        let mut sum = 0u32;
+        for a in att.iter_mut() {
+            let e = exp_q16(a.saturating_sub(max));
+            sum += e;
+            *a = e as i32;
+        }
+        return sum as u64;
+    }
     let mut sum = 0u64;
     for a in att.iter_mut() {
         let e = exp_q16(a.saturating_sub(max));
