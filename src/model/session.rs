@@ -334,7 +334,7 @@ impl<'s> Session<'s> {
                 context: self.context,
             });
         }
-        let (qkv, pairs) = (m.dims.q_dim + m.dims.kv_dim, m.dims.head_dim.div_ceil(2));
+        let (qkv, pairs) = (m.dims.q_dim + m.dims.kv_dim, m.dims.rope_words());
         let s = &mut self.s;
         let integer = match &mut self.cache {
             Cache::Int8(c) => {

@@ -72,6 +72,14 @@ pub struct Dims {
     pub seq_len: usize,
 }
 
+impl Dims {
+    /// Words of the integer step's Q15 RoPE row: a head's rotary pairs at
+    /// most (`head_dim / 2`, rounded up).
+    pub(super) const fn rope_words(&self) -> usize {
+        self.head_dim.div_ceil(2)
+    }
+}
+
 /// The block's norm: its kind and epsilon.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Norm {
@@ -343,7 +351,7 @@ impl<'a> Model<'a> {
             // The integer step quantizes its inputs to int16, in `heads`.
             q8_values: if integer { 0 } else { q8_values },
             int_aux: if integer {
-                (d.head_dim.div_ceil(2))
+                d.rope_words()
                     .saturating_add((a.n_heads().saturating_add(a.n_kv_heads())).div_ceil(4))
             } else {
                 0
