@@ -243,7 +243,7 @@ mod tests {
             })
             .collect();
         let srcs: Vec<TensorSource<'_>> = data.iter().map(|v| TensorSource::F32(v)).collect();
-        let len = image::image_len(&srcs);
+        let len = image::image_len(&h, &srcs);
         let mut out = AlignedBytes::zeroed(len);
         assert_eq!(image::write(&h, &srcs, out.bytes_mut()), Ok(len));
         out

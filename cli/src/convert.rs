@@ -15,7 +15,9 @@
 //! is not given); `--rope-scaling linear:F | dynamic:F | yarn:F` applies a RoPE
 //! scaling rule to a model directory trained without one
 //! ([`microformer_convert::hf::extend`]); `--quant q8` stores the matrices as Q8_0 (`runq.c`'s quantizer),
-//! `--quant f16` as IEEE binary16.
+//! `--quant f16` as IEEE binary16; `--block-scales` adds the Q8 scales'
+//! block-float form for the integer step
+//! ([`microformer_convert::block_scales`]).
 //!
 //! After writing a `q8` or `f16` image the converter measures what the storage
 //! costs (unless `--no-check`): it builds the f32 image too, lets it generate
@@ -78,6 +80,13 @@ pub struct ConvertArgs {
     /// LongRoPE choose their frequencies for this length.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub context: Option<u64>,
+    /// Store the Q8 scales in block-float form too, for the integer step
+    /// (`arith=integer`): per group the f32 scale's mantissa aligned to its row's
+    /// largest exponent (2 bytes), per row that exponent (1 byte). The integer step
+    /// then reads them instead of decoding every scale at every token: same
+    /// results, fewer instructions. Needs --quant q8.
+    #[arg(long)]
+    pub block_scales: bool,
     /// Skip the agreement check of a q8/f16 image against the f32 one.
     #[arg(long)]
     pub no_check: bool,
@@ -105,6 +114,9 @@ fn to_storage(quant: QuantArg, group: Option<usize>) -> Storage {
 pub fn run(args: &ConvertArgs) -> Result<()> {
     let context = to_usize(args.context, "--context")?;
     let group = to_usize(args.group_size, "--group-size")?;
+    if args.block_scales && args.quant != QuantArg::Q8 {
+        bail!("--block-scales needs --quant q8");
+    }
     if let Some(g) = group {
         if args.quant != QuantArg::Q8 {
             bail!("--group-size needs --quant q8");
@@ -161,6 +173,13 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         }
     };
     let (bytes, header, what, warnings) = convert(args.quant, tokenizer)?;
+    let bytes = if args.block_scales {
+        microformer_convert::block_scales::with_block_scales(&bytes).map_err(|e| {
+            CliError::runtime(format!("cannot add the block scales to the image: {e}"))
+        })?
+    } else {
+        bytes
+    };
     for w in &warnings {
         eprintln!("microformer: warning: {w}");
     }

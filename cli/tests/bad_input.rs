@@ -809,6 +809,11 @@ fn cases() -> Vec<Case> {
             "--group-size",
         ),
         (
+            "convert --block-scales without q8",
+            &["convert", "rope", "-o", "out.mfi", "--block-scales"],
+            "--block-scales needs --quant q8",
+        ),
+        (
             "convert -o a directory",
             &["convert", "rope", "-o", "adir"],
             "cannot write adir",

@@ -14,12 +14,16 @@
 //!   GPT-J, GPT-NeoX and Phi families ([`hf::convert()`]), and the typed reader of
 //!   `config.json` that `microformer tables` shares ([`hf::config`]).
 //!
+//! - [`block_scales`]: an image's Q8 scales in block-float form too, for the
+//!   integer step ([`block_scales::with_block_scales`]).
+//!
 //! Every failure is a typed error ([`Error`], [`llama2c::Llama2cError`],
 //! [`microformer::Error`]), never a panic.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod aligned;
+pub mod block_scales;
 pub mod error;
 mod files;
 pub mod hf;

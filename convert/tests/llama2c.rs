@@ -904,6 +904,7 @@ fn per_tensor_groups_are_runq_c_bit_for_bit() {
                 values,
                 scales,
                 group: 4,
+                ..
             } = image.tensor(K::WDown, 1).unwrap()
             else {
                 panic!("w_down not Q8 in groups of 4")
@@ -1307,6 +1308,7 @@ fn image_tensor<'i>(image: &Image<'i>, w: Weight, l: usize) -> Tensor<'i> {
             values,
             scales,
             group,
+            ..
         } => Tensor::Q8 {
             values,
             scales,
@@ -1737,6 +1739,7 @@ fn v2_dequantized_to_f32_equals_runq_dequantize() {
         values: iv,
         scales: is,
         group,
+        ..
     } = image.tensor(TensorKind::WGate, 2).unwrap()
     else {
         panic!()

@@ -140,7 +140,7 @@ fn generate(model: &Model<'_>, salt: usize) {
 /// Makes an image from a header and one source per slot: what the seed
 /// generator builds its tiny images of every family with.
 pub fn build(header: &image::Header, tensors: &[image::TensorSource<'_>]) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; image::image_len(tensors)];
+    let mut out = vec![0u8; image::image_len(header, tensors)];
     let n = image::write(header, tensors, &mut out).ok()?;
     out.truncate(n);
     Some(out)

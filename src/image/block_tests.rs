@@ -234,7 +234,7 @@ fn gpt_image_round_trip() {
         })
         .collect();
     let srcs: Vec<TensorSource<'_>> = data.iter().map(|v| TensorSource::F32(v)).collect();
-    let len = image_len(&srcs);
+    let len = image_len(&h, &srcs);
     let mut buf = AlignedBytes::zeroed(len);
     let out = buf.bytes_mut();
     assert_eq!(write(&h, &srcs, out), Ok(len));
@@ -289,7 +289,7 @@ fn inconsistent_blocks_are_rejected() {
     assert_eq!(bad(&|h| h.block.embed_scale = -1.0), inconsistent);
     assert_eq!(bad(&|h| h.block.attn_scale = f32::NAN), inconsistent);
     assert_eq!(bad(&|h| h.block.embed_scale = f32::INFINITY), inconsistent);
-    assert_eq!(bad(&|h| h.flags |= 1 << 8), Err(Error::Malformed));
+    assert_eq!(bad(&|h| h.flags |= 1 << 9), Err(Error::Malformed));
     // T5 bucketing only with the T5 hook, and only a bucketing pos::t5 accepts
     let t5 = |nb: u16, md: u16| {
         move |h: &mut Header| {

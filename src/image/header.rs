@@ -32,8 +32,18 @@ pub const FLAG_OUTPUT_BIAS: u32 = 1 << 6;
 /// Header flag: the token embedding is normalised before layer 0 (`EmbedNorm`,
 /// plus `EmbedNormBias` for a biased LayerNorm: BLOOM's `word_embeddings_layernorm`).
 pub const FLAG_EMBED_NORM: u32 = 1 << 7;
+/// Header flag: every Q8 tensor carries, after its f32 scales, the integer
+/// step's block-float form of them ([`BlockScales`](super::BlockScales)): one
+/// `u16` per group, its scale's 15-bit mantissa aligned to the largest exponent
+/// of its row, then one byte per row, that exponent. They are derived from the
+/// f32 scales (the writer computes them, [`Image::parse`](super::Image::parse)
+/// checks them), so the integer step gives the same bits with or without them;
+/// with them it reads what it would otherwise decode from every scale of every
+/// row at every token.
+pub const FLAG_Q8_BLOCK_SCALES: u32 = 1 << 8;
 /// Every flag this version knows; others are rejected.
 const KNOWN_FLAGS: u32 = FLAG_TIED_EMBEDDINGS
+    | FLAG_Q8_BLOCK_SCALES
     | FLAG_ROPE_INTERLEAVED
     | FLAG_QKV_BIAS
     | FLAG_TOKENIZER

@@ -39,6 +39,11 @@
 //! ([`TensorKind::quantizable`]); norms, biases and tables stay `F32`. An unknown
 //! dtype value is [`Error::Malformed`].
 //!
+//! With [`FLAG_Q8_BLOCK_SCALES`] every Q8 tensor's f32 scales are followed by
+//! their block-float form for the integer step ([`BlockScales`]: one `u16`
+//! mantissa a group, then one exponent byte a row), derived from them by the
+//! writer and checked against them by [`Image::parse`] ([`Error::BadTensor`]).
+//!
 //! A Q8 tensor's group is its record's last word (`TensorRecord::group`), or the
 //! header's `group_size` when that word is 0. Every group is a multiple of 4 of at
 //! most 4096 that divides the tensor's row length, so one model may store, say,
@@ -64,11 +69,12 @@ pub use block::{Block, FfnKind, NormKind, PositionHook, Residual, T5Params};
 pub use checksum::{checksum, CHECKSUM_SIZE};
 pub use header::{
     valid_group, Arch, Header, FLAG_EMBED_NORM, FLAG_MLP_BIAS, FLAG_OUTPUT_BIAS, FLAG_O_BIAS,
-    FLAG_QKV_BIAS, FLAG_ROPE_INTERLEAVED, FLAG_TIED_EMBEDDINGS, FLAG_TOKENIZER, HEADER_SIZE, MAGIC,
-    VERSION,
+    FLAG_Q8_BLOCK_SCALES, FLAG_QKV_BIAS, FLAG_ROPE_INTERLEAVED, FLAG_TIED_EMBEDDINGS,
+    FLAG_TOKENIZER, HEADER_SIZE, MAGIC, VERSION,
 };
 pub use tensor::{
-    has_tensor, slots, DType, TensorData, TensorKind, TensorRecord, ALIGN, RECORD_SIZE,
+    block_scale_bytes, has_tensor, slots, BlockScales, DType, TensorData, TensorKind, TensorRecord,
+    ALIGN, RECORD_SIZE,
 };
 pub use writer::{image_len, write, TensorSource};
 
@@ -213,12 +219,18 @@ impl<'a> Image<'a> {
             }
             DType::Q8 => {
                 let g = h.q8_group(r.group) as usize;
+                let block = if h.has(FLAG_Q8_BLOCK_SCALES) && g != 0 {
+                    block_scale_bytes(n / g, r.rows as usize)
+                } else {
+                    0
+                };
                 r.kind.quantizable()
                     && g != 0
                     && (r.cols as usize) % g == 0
                     && r.len as usize == n
                     && in_bounds(r.offset, n)
-                    && in_bounds(r.scale_offset, 4 * (n / g))
+                    && in_bounds(r.scale_offset, 4 * (n / g) + block)
+                    && (block == 0 || self.block_scales_agree(r, g))
             }
         };
         // Binary16 weights must be finite: the kernels widen them with
@@ -243,6 +255,24 @@ impl<'a> Image<'a> {
             });
         }
         Ok(())
+    }
+
+    /// Whether a Q8 record's block scales are those of its f32 scales (its
+    /// bounds checked before).
+    fn block_scales_agree(&self, r: &TensorRecord, g: usize) -> bool {
+        match self.data(r) {
+            Ok(TensorData::Q8 {
+                scales,
+                block: Some(b),
+                ..
+            }) => crate::num::kernels_int::is_block_scales(
+                scales,
+                (r.cols as usize) / g,
+                b.mantissas,
+                b.tops,
+            ),
+            _ => false,
+        }
     }
 
     /// The validated header.
@@ -305,11 +335,25 @@ impl<'a> Image<'a> {
                 if g == 0 {
                     return Err(Error::BadTensor);
                 }
+                let ns = n / g;
+                let block = if self.header.has(FLAG_Q8_BLOCK_SCALES) {
+                    let at = r.scale_offset as usize + 4 * ns;
+                    let bytes = slice(at as u32, block_scale_bytes(ns, r.rows as usize))?;
+                    let (mantissas, tops) = bytes.split_at(2 * ns);
+                    Some(BlockScales {
+                        mantissas: bytemuck::try_cast_slice(mantissas)
+                            .map_err(|_| Error::Misaligned)?,
+                        tops,
+                    })
+                } else {
+                    None
+                };
                 TensorData::Q8 {
                     values: bytemuck::cast_slice(slice(r.offset, n)?),
-                    scales: bytemuck::try_cast_slice(slice(r.scale_offset, 4 * (n / g))?)
+                    scales: bytemuck::try_cast_slice(slice(r.scale_offset, 4 * ns)?)
                         .map_err(|_| Error::Misaligned)?,
                     group: g,
+                    block,
                 }
             }
         })

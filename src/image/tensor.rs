@@ -393,6 +393,28 @@ pub fn slots(h: &Header) -> impl Iterator<Item = (TensorKind, u16)> + '_ {
     globals.chain(layers)
 }
 
+/// A Q8 tensor's scales in the integer step's block-float form
+/// ([`crate::num::kernels_int::block_scales`]): per row, the largest exponent
+/// field `E` of its f32 scales, and per group its 15-bit mantissa shifted right
+/// by `E − e` (0 for a zero scale or one 15 binades below the largest), so that
+/// the group's scale, truncated, is `mantissa · 2^(E − 141)`.
+///
+/// Stored after the f32 scales: `2 · groups` bytes of little-endian `u16`,
+/// then one byte per row, then zero padding to 4 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockScales<'a> {
+    /// One aligned mantissa per group (below 2^15), row-major.
+    pub mantissas: &'a [u16],
+    /// One exponent field per row.
+    pub tops: &'a [u8],
+}
+
+/// Bytes of a tensor's [`BlockScales`] (`groups` mantissas, `rows` exponents),
+/// before padding.
+pub const fn block_scale_bytes(groups: usize, rows: usize) -> usize {
+    2 * groups + rows
+}
+
 /// A tensor's data, borrowed from the image.
 #[derive(Debug, Clone, Copy)]
 pub enum TensorData<'a> {
@@ -406,6 +428,9 @@ pub enum TensorData<'a> {
         scales: &'a [f32],
         /// Values per scale.
         group: usize,
+        /// The scales' block-float form, in an image with
+        /// [`FLAG_Q8_BLOCK_SCALES`](super::FLAG_Q8_BLOCK_SCALES).
+        block: Option<BlockScales<'a>>,
     },
     /// Raw bytes.
     U8(&'a [u8]),

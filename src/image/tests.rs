@@ -53,7 +53,7 @@ fn build(h: &Header) -> AlignedBytes {
             }
         })
         .collect();
-    let len = image_len(&srcs);
+    let len = image_len(h, &srcs);
     let mut buf = AlignedBytes::zeroed(len);
     assert_eq!(write(h, &srcs, buf.bytes_mut()), Ok(len));
     buf
@@ -85,6 +85,7 @@ fn round_trip() {
             values,
             scales,
             group,
+            ..
         } => {
             assert_eq!((values.len(), scales.len(), group), (64, 16, 4));
             assert_eq!(values[3], 9);
@@ -224,7 +225,7 @@ fn build_with(h: &Header, make: impl Fn(TensorKind, u16, usize, usize) -> Owned)
         })
         .collect();
     let srcs: Vec<TensorSource> = owned.iter().map(Owned::source).collect();
-    let len = image_len(&srcs);
+    let len = image_len(h, &srcs);
     let mut buf = AlignedBytes::zeroed(len);
     assert_eq!(write(h, &srcs, buf.bytes_mut()), Ok(len));
     buf
@@ -294,7 +295,7 @@ fn f16_matrices() {
         })
         .collect();
     let srcs: Vec<TensorSource> = owned.iter().map(Owned::source).collect();
-    let mut out = vec![0u8; image_len(&srcs)];
+    let mut out = vec![0u8; image_len(&h, &srcs)];
     assert_eq!(write(&h, &srcs, &mut out).unwrap_err(), Error::BadTensor);
     // A non-finite binary16 weight (∞, NaN) is refused when the image is opened.
     for bad in [0x7c00u16, 0xfc00, 0x7e00] {
@@ -329,6 +330,7 @@ fn per_tensor_q8_groups() {
                 values,
                 scales,
                 group: g,
+                ..
             } = img.tensor(kind, layer).unwrap()
             else {
                 panic!("{kind:?} not Q8")
@@ -413,4 +415,76 @@ fn per_tensor_q8_groups() {
             "group {g} for {kind:?}"
         );
     }
+}
+
+/// With `FLAG_Q8_BLOCK_SCALES` every Q8 tensor carries its scales' block-float
+/// form after them, equal to `kernels_int::block_scales` of its f32 scales;
+/// a changed mantissa or row exponent (checksum resealed) is `BadTensor`, a
+/// header that claims the tables without room for them is rejected, and the
+/// image without the flag is the same but for them.
+#[test]
+fn q8_block_scales() {
+    let plain = header();
+    let h = Header {
+        flags: plain.flags | FLAG_Q8_BLOCK_SCALES,
+        ..plain
+    };
+    let buf = build(&h);
+    let without = build(&plain);
+    let (rows, cols) = h.expected_shape(TensorKind::Wq);
+    // Two bytes a group and one a row, padded, per Q8 tensor (one a layer).
+    let per_tensor = (2 * rows * cols / 4 + rows).next_multiple_of(ALIGN);
+    assert_eq!(
+        buf.bytes().len(),
+        without.bytes().len() + h.n_layers as usize * per_tensor
+    );
+    let img = Image::parse(buf.bytes()).unwrap();
+    for layer in 0..h.n_layers as usize {
+        let TensorData::Q8 {
+            scales,
+            block: Some(b),
+            ..
+        } = img.tensor(TensorKind::Wq, layer).unwrap()
+        else {
+            panic!("no block scales");
+        };
+        let (mut mw, mut tops) = (vec![0u16; scales.len()], vec![0u8; rows]);
+        crate::num::kernels_int::block_scales(scales, cols / 4, &mut mw, &mut tops).unwrap();
+        assert_eq!((b.mantissas, b.tops), (&mw[..], &tops[..]));
+        assert!(tops.iter().all(|&t| t != 0) && mw.iter().all(|&m| m < 1 << 15));
+    }
+    let TensorData::Q8 { block: None, .. } = Image::parse(without.bytes())
+        .unwrap()
+        .tensor(TensorKind::Wq, 0)
+        .unwrap()
+    else {
+        panic!("block scales without the flag");
+    };
+    // Tampered tables.
+    let r = img.record(TensorKind::Wq, 1).unwrap();
+    let at = r.scale_offset as usize + 4 * (rows * cols / 4);
+    for (off, delta) in [
+        (0usize, 1u8),
+        (2 * 5 + 1, 0x80),
+        (2 * rows * cols / 4 + 2, 1),
+    ] {
+        let mut bad = AlignedBytes::zeroed(buf.bytes().len());
+        bad.bytes_mut().copy_from_slice(buf.bytes());
+        bad.bytes_mut()[at + off] ^= delta;
+        reseal(&mut bad);
+        assert_eq!(Image::parse(bad.bytes()).unwrap_err(), Error::BadTensor);
+    }
+    // The flag set on an image written without the tables.
+    let mut claimed = AlignedBytes::zeroed(without.bytes().len());
+    claimed.bytes_mut().copy_from_slice(without.bytes());
+    claimed.bytes_mut()[..HEADER_SIZE].copy_from_slice(
+        &Header {
+            n_tensors: slots(&h).count() as u32,
+            image_len: without.bytes().len() as u32,
+            ..h
+        }
+        .to_bytes(),
+    );
+    reseal(&mut claimed);
+    assert!(Image::parse(claimed.bytes()).is_err());
 }

@@ -3,8 +3,10 @@
 //! [`image_len`].
 
 use super::checksum::{checksum, CHECKSUM_SIZE};
-use super::header::{valid_group, Header, HEADER_SIZE};
-use super::tensor::{slots, DType, TensorKind, TensorRecord, ALIGN, RECORD_SIZE};
+use super::header::{valid_group, Header, FLAG_Q8_BLOCK_SCALES, HEADER_SIZE};
+use super::tensor::{
+    block_scale_bytes, slots, DType, TensorKind, TensorRecord, ALIGN, RECORD_SIZE,
+};
 use crate::Error;
 
 /// A tensor handed to [`write()`].
@@ -46,13 +48,17 @@ impl TensorSource<'_> {
         }
     }
 
-    /// Data bytes this tensor takes in an image, alignment padding included.
-    fn padded_bytes(&self) -> usize {
+    /// Data bytes this tensor takes in an image, alignment padding included;
+    /// `block_rows`: the rows of a Q8 tensor's [`super::BlockScales`], when
+    /// the image carries them.
+    fn padded_bytes(&self, block_rows: Option<usize>) -> usize {
         let raw = match self {
             TensorSource::F32(v) => 4 * v.len(),
             TensorSource::Q8 { values, scales }
             | TensorSource::Q8Grouped { values, scales, .. } => {
-                values.len().next_multiple_of(ALIGN) + 4 * scales.len()
+                values.len().next_multiple_of(ALIGN)
+                    + 4 * scales.len()
+                    + block_rows.map_or(0, |rows| block_scale_bytes(scales.len(), rows))
             }
             TensorSource::U8(b) => b.len(),
             TensorSource::F16(v) => 2 * v.len(),
@@ -61,11 +67,25 @@ impl TensorSource<'_> {
     }
 }
 
-/// Bytes an image of these tensors takes.
-pub fn image_len(tensors: &[TensorSource<'_>]) -> usize {
+/// The rows of tensor `kind`'s block scales in an image with this header
+/// (`None` without [`FLAG_Q8_BLOCK_SCALES`]).
+fn block_rows(h: &Header, kind: TensorKind) -> Option<usize> {
+    h.has(FLAG_Q8_BLOCK_SCALES)
+        .then(|| h.expected_shape(kind).0)
+}
+
+/// Bytes an image of these tensors takes under `header` (whose
+/// [`FLAG_Q8_BLOCK_SCALES`] adds the Q8 tensors' block scales). The tensors
+/// are in the canonical order of [`slots`] (extra ones count as tensors
+/// without block scales; [`write()`] rejects them).
+pub fn image_len(header: &Header, tensors: &[TensorSource<'_>]) -> usize {
+    let mut kinds = slots(header).map(|(k, _)| k);
     HEADER_SIZE
         + tensors.len() * RECORD_SIZE
-        + tensors.iter().map(|t| t.padded_bytes()).sum::<usize>()
+        + tensors
+            .iter()
+            .map(|t| t.padded_bytes(kinds.next().and_then(|k| block_rows(header, k))))
+            .sum::<usize>()
         + CHECKSUM_SIZE
 }
 
@@ -82,7 +102,7 @@ pub fn write(
 ) -> Result<usize, Error> {
     let mut h = *header;
     h.n_tensors = tensors.len() as u32;
-    let len = image_len(tensors);
+    let len = image_len(&h, tensors);
     h.image_len = u32::try_from(len).map_err(|_| Error::InconsistentDimensions)?;
     h.validate()?;
     if out.len() < len {
@@ -175,11 +195,14 @@ pub fn write(
                 for (j, x) in scales.iter().enumerate() {
                     out[s_at + 4 * j..s_at + 4 * j + 4].copy_from_slice(&x.to_le_bytes());
                 }
+                if h.has(FLAG_Q8_BLOCK_SCALES) {
+                    write_block_scales(scales, rows, &mut out[s_at + 4 * scales.len()..])?;
+                }
             }
         }
         let at = HEADER_SIZE + i * RECORD_SIZE;
         out[at..at + RECORD_SIZE].copy_from_slice(&rec.to_bytes());
-        data_at += t.padded_bytes();
+        data_at += t.padded_bytes(block_rows(&h, kind));
     }
     if count != tensors.len() {
         return Err(Error::MissingTensor);
@@ -189,4 +212,27 @@ pub fn write(
     let sum = checksum(&out[..body]);
     out[body..len].copy_from_slice(&sum.to_le_bytes());
     Ok(len)
+}
+
+/// Writes the [`super::BlockScales`] of a Q8 tensor's `scales` (`rows` rows)
+/// at the start of `out`: the mantissas as little-endian `u16`, then the
+/// rows' exponent bytes ([`crate::num::kernels_int::block_row`]).
+fn write_block_scales(scales: &[f32], rows: usize, out: &mut [u8]) -> Result<(), Error> {
+    let gpr = scales.len().checked_div(rows).ok_or(Error::BadTensor)?;
+    if gpr == 0 || out.len() < block_scale_bytes(scales.len(), rows) {
+        return Err(Error::BadTensor);
+    }
+    let (mant, tops) = out.split_at_mut(2 * scales.len());
+    for ((srow, mrow), t) in scales
+        .chunks_exact(gpr)
+        .zip(mant.chunks_exact_mut(2 * gpr))
+        .zip(tops.iter_mut())
+    {
+        let (top, ms) = crate::num::kernels_int::block_row(srow);
+        *t = top;
+        for (m, v) in mrow.chunks_exact_mut(2).zip(ms) {
+            m.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(())
 }

@@ -101,7 +101,7 @@ fn write_image(h: &Header, t: &Tensors) -> Vec<u32> {
             _ => TensorSource::F32(&t[&(k as u16, l)]),
         })
         .collect();
-    let len = image::image_len(&srcs);
+    let len = image::image_len(h, &srcs);
     let mut words = vec![0u32; len / 4];
     let n = image::write(h, &srcs, bytemuck::cast_slice_mut(&mut words)).unwrap();
     assert_eq!(n, len);

@@ -8,7 +8,9 @@
 //! (`round(32767·x/max|x|)`, the image's groups) with the group's scale
 //! `max|x|/32767` kept as a [`Scale`] (15-bit mantissa and an exponent); a
 //! weight group's f32 scale is read from the image as bits and decoded with
-//! integer instructions. The products ([`kernels_int::matvec_q8`]) align both
+//! integer instructions, or read already decoded from an image that stores
+//! them ([`crate::image::FLAG_Q8_BLOCK_SCALES`]). The products
+//! ([`kernels_int::matvec_q8`], [`kernels_block::matvec_q8_block`]) align both
 //! kinds of scale to one exponent (per output row, per input vector), so that
 //! per output:
 //!
@@ -49,6 +51,7 @@ use crate::num::int::{
     exp_q16, fixed_from_f32, group_scale_of, isqrt_u64, quantize_group_to, round_to_i32, sat_i32,
     shift_i64, sigmoid_q15, Quantum, Scale, ACT_FRAC,
 };
+use crate::num::kernels_block;
 use crate::num::kernels_int::{self, CacheElem};
 use crate::pos::rope::{RopeLayout, RopeRowQ15};
 use crate::pos::{NoBias, Position, ScoreBiasFixed};
@@ -139,6 +142,7 @@ fn matvec(
         values,
         scales,
         group,
+        block,
         rows,
         cols,
     } = *w
@@ -171,7 +175,19 @@ fn matvec(
         input.exp = kernels_int::align_scales(xs);
         input.group = group;
     }
-    kernels_int::matvec_q8(out, values, scales, xq, xs, input.exp, group)
+    match block {
+        Some(b) => kernels_block::matvec_q8_block(
+            out,
+            values,
+            b.mantissas,
+            b.tops,
+            xq,
+            xs,
+            input.exp,
+            group,
+        ),
+        None => kernels_int::matvec_q8(out, values, scales, xq, xs, input.exp, group),
+    }
 }
 
 /// A quantized input about to be made from a vector (none shared yet).
@@ -286,6 +302,7 @@ impl IntScratch<'_> {
                 group,
                 rows,
                 cols,
+                ..
             } if row < rows && cols == self.x.len() && group > 0 => {
                 let gpr = cols / group;
                 let (Some(v), Some(sc)) = (
@@ -1160,12 +1177,38 @@ mod tests {
                 values: &wq,
                 scales: &ws,
                 group,
+                block: None,
                 rows,
                 cols: n,
             };
             let (mut xq, mut xs) = (vec![0i16; n], vec![0i32; n / group]);
             let mut got = vec![0i32; rows];
             matvec(&m, &mut got, &t, &mut fresh(Some(inv)), &mut xq, &mut xs).unwrap();
+            // The scales in block-float form give the same bits.
+            let (mut mw, mut tops) = (vec![0u16; ws.len()], vec![0u8; rows]);
+            kernels_int::block_scales(&ws, n / group, &mut mw, &mut tops).unwrap();
+            let mb = Matrix::Q8 {
+                values: &wq,
+                scales: &ws,
+                group,
+                block: Some(crate::image::BlockScales {
+                    mantissas: &mw,
+                    tops: &tops,
+                }),
+                rows,
+                cols: n,
+            };
+            let mut by_block = vec![0i32; rows];
+            matvec(
+                &mb,
+                &mut by_block,
+                &t,
+                &mut fresh(Some(inv)),
+                &mut xq,
+                &mut xs,
+            )
+            .unwrap();
+            assert_eq!(by_block, got);
             let mut input = fresh(Some(inv));
             let mut again = vec![0i32; rows];
             matvec(&m, &mut again, &t, &mut input, &mut xq, &mut xs).unwrap();

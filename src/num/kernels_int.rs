@@ -40,7 +40,7 @@ const fn exp_field(bits: u32) -> u32 {
 /// The 15-bit mantissa of an f32 scale, aligned to the exponent field `top`
 /// (`top ≥` its own; 0 for a zero scale or when it shifts out).
 #[inline(always)]
-const fn aligned_mantissa(bits: u32, top: u32) -> i32 {
+pub const fn aligned_mantissa(bits: u32, top: u32) -> i32 {
     let e = exp_field(bits);
     let d = top.wrapping_sub(e);
     if e == 0 || d >= 15 {
@@ -68,6 +68,72 @@ pub fn align_scales(packed: &mut [i32]) -> i32 {
         *p = if s.m == 0 || d >= 15 { 0 } else { s.m >> d };
     }
     e
+}
+
+/// One row of a Q8 matrix's f32 scales in block-float form, as the image
+/// stores them ([`crate::image::BlockScales`]): the row's largest exponent
+/// field ([`row_top`]) and each scale's [`aligned_mantissa`] at it. Exactly
+/// the integers [`matvec_q8`] derives from the f32 scales, so the product
+/// gives the same bits from either.
+pub fn block_row(srow: &[f32]) -> (u8, impl Iterator<Item = u16> + '_) {
+    let top = row_top(srow);
+    // Exponent fields are 8 bits and aligned mantissas 15.
+    let mantissas = srow
+        .iter()
+        .map(move |s| aligned_mantissa(s.to_bits(), top) as u16);
+    (top as u8, mantissas)
+}
+
+/// [`block_row`] over a matrix's scales (`gpr` a row) into `mantissas` (one a
+/// scale) and `tops` (one a row).
+///
+/// Errors: `gpr == 0` ([`Error::ZeroDimension`]); `scales.len()` not a
+/// multiple of `gpr`, or output slices of other lengths than `scales.len()`
+/// and `scales.len() / gpr` ([`Error::LengthMismatch`]).
+pub fn block_scales(
+    scales: &[f32],
+    gpr: usize,
+    mantissas: &mut [u16],
+    tops: &mut [u8],
+) -> Result<(), Error> {
+    let rows = scales.len().checked_div(gpr).ok_or(Error::ZeroDimension)?;
+    if rows * gpr != scales.len() || mantissas.len() != scales.len() || tops.len() != rows {
+        return Err(Error::LengthMismatch {
+            expected: scales.len(),
+            got: mantissas.len(),
+        });
+    }
+    for ((srow, mrow), t) in scales
+        .chunks_exact(gpr)
+        .zip(mantissas.chunks_exact_mut(gpr))
+        .zip(tops.iter_mut())
+    {
+        let (top, ms) = block_row(srow);
+        *t = top;
+        for (m, v) in mrow.iter_mut().zip(ms) {
+            *m = v;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `mantissas` and `tops` are the [`block_scales`] of `scales`
+/// (`gpr` a row): what [`crate::image::Image::parse`] checks.
+pub fn is_block_scales(scales: &[f32], gpr: usize, mantissas: &[u16], tops: &[u8]) -> bool {
+    let Some(rows) = scales.len().checked_div(gpr) else {
+        return false;
+    };
+    rows * gpr == scales.len()
+        && mantissas.len() == scales.len()
+        && tops.len() == rows
+        && scales
+            .chunks_exact(gpr)
+            .zip(mantissas.chunks_exact(gpr))
+            .zip(tops)
+            .all(|((srow, mrow), &t)| {
+                let (top, ms) = block_row(srow);
+                top == t && ms.eq(mrow.iter().copied())
+            })
 }
 
 /// `Σ w[i]·x[i]` of an int8 weight group and an int16 input group in `i32`
@@ -237,7 +303,7 @@ impl CacheElem for i16 {
 /// (groups of up to 2^16 values).
 #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
 #[inline(always)]
-fn dots4(w: [&[i8]; 4], x: &[i16]) -> [i32; 4] {
+pub(crate) fn dots4(w: [&[i8]; 4], x: &[i16]) -> [i32; 4] {
     let mut a = [0i32; 4];
     let n = x.len();
     let (Some(w0), Some(w1), Some(w2), Some(w3)) =
@@ -279,7 +345,7 @@ fn dots4(w: [&[i8]; 4], x: &[i16]) -> [i32; 4] {
 
 /// The row's result from its accumulator (see the module documentation).
 #[inline(always)]
-fn finish(acc: i64, top: u32, x_exp: i32) -> i32 {
+pub(crate) fn finish(acc: i64, top: u32, x_exp: i32) -> i32 {
     if top == 0 {
         return 0;
     }
@@ -298,7 +364,7 @@ fn finish(acc: i64, top: u32, x_exp: i32) -> i32 {
 
 /// The largest exponent field of a row's scales.
 #[inline(always)]
-fn row_top(srow: &[f32]) -> u32 {
+pub fn row_top(srow: &[f32]) -> u32 {
     srow.iter()
         .map(|s| exp_field(s.to_bits()))
         .fold(0, |a, e| if e > a { e } else { a })

@@ -505,6 +505,67 @@ pub fn row_g4_i8_i16(w: &[i8], ws: &[f32], x: &[i16], xm: &[i32], t: u32) -> Opt
     Some(((u64::from(hi) << 32) | u64::from(lo)) as i64)
 }
 
+/// [`row_g4_i8_i16`] for weight scales already in block-float form (an
+/// image's [`crate::image::BlockScales`]): `mw` holds the row's aligned
+/// mantissas, so a group's scale is one `ldrh`, and
+///
+/// ```text
+/// acc = Σ_g dot(w[g], x[g]) · (mw[g] · xm[g])        i64 (wrapping)
+/// ```
+///
+/// exactly as there. Per group: the dot product (as there), `ldrh` of the
+/// mantissa, `ldr` of `xm`, `mul`, `smlal` and the loop: 15 instructions.
+/// `None` when the lengths disagree.
+#[inline(always)]
+pub fn row_g4_block(w: &[i8], mw: &[u16], x: &[i16], xm: &[i32]) -> Option<i64> {
+    let groups = mw.len();
+    if groups == 0 || xm.len() != groups || x.len() != 4 * groups || w.len() < 4 * groups {
+        return None;
+    }
+    let end = x.as_ptr().wrapping_add(x.len());
+    let (lo, hi): (u32, u32);
+    // SAFETY: the assembly reads the `4·groups` int16 of `x` (two words a
+    // group, `x` advancing to `end`), the first `4·groups` int8 of `w` (one
+    // word a group; unaligned word loads are allowed on ARMv7E-M/ARMv8-M
+    // Mainline with `CCR.UNALIGN_TRP` clear, the reset value), the `groups`
+    // halfwords of `mw` and words of `xm` (lengths checked above), and writes
+    // nothing in memory. Every register it touches is an operand; the flags
+    // are clobbered; no stack.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr r10, [r0], #4",
+            "ldr r11, [r0], #4",
+            ".inst.w 0xEACA4E0B", // pkhbt lr, r10, r11, lsl #16   (x0, x2)
+            ".inst.w 0xEACB4B2A", // pkhtb r11, r11, r10, asr #16  (x1, x3)
+            "ldr r10, [r1], #4",
+            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10               (w0, w2)
+            ".inst.w 0xFB2CFE0E", // smuad lr, r12, lr
+            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8       (w1, w3)
+            ".inst.w 0xFB2CEE0B", // smlad lr, r12, r11, lr        dot
+            "ldrh r10, [r2], #2", // mw
+            "ldr r11, [r3], #4",
+            "mul r10, r10, r11",
+            "smlal r8, r9, lr, r10",
+            "cmp r0, r5",
+            "bne 2b",
+            inout("r0") x.as_ptr() => _,
+            inout("r1") w.as_ptr() => _,
+            inout("r2") mw.as_ptr() => _,
+            inout("r3") xm.as_ptr() => _,
+            in("r5") end,
+            inout("r8") 0u32 => lo,
+            inout("r9") 0u32 => hi,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack, readonly),
+        );
+    }
+    Some(((u64::from(hi) << 32) | u64::from(lo)) as i64)
+}
+
 /// Clobber list of the attention kernels: S0–S28.
 macro_rules! attn_asm {
     ($($body:tt)*) => {

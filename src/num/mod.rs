@@ -14,6 +14,8 @@
 //! - [`int`]: integer-only fixed point for the integer step (f32 bits decoded,
 //!   block-float scales, int8 quantization, `e^x` and the logistic by table).
 //! - [`kernels_int`]: the integer step's int8 kernels (portable Rust).
+//! - [`kernels_block`]: its Q8 product for scales an image stores in
+//!   block-float form.
 //! - `kernels_m4` (hard-float Arm only): the matrix-vector inner kernels in
 //!   inline assembly (`vldm` + `vmla.f32`, and `vcvtb`/`vcvtt` for binary16
 //!   weights; `sxtb16` + `smlad` for the integer step) and the f32 and int8
@@ -27,6 +29,7 @@ pub mod fixed;
 pub mod fp16;
 pub mod int;
 pub mod kernels;
+pub mod kernels_block;
 pub mod kernels_int;
 #[cfg(all(
     target_arch = "arm",

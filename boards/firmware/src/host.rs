@@ -206,6 +206,13 @@ pub fn convert_llama2c(
     }
 }
 
+/// `image` with its Q8 scales in block-float form too (`microformer convert
+/// --block-scales`), for the integer step.
+pub fn with_block_scales(image: &[u8]) -> Result<Vec<u8>, BuildError> {
+    microformer_convert::block_scales::with_block_scales(image)
+        .map_err(|e| format!("cannot add the block scales to the image: {e}"))
+}
+
 /// The repository's root (this crate is `boards/firmware`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -656,6 +663,15 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                     arith: Arith::Integer,
                     ..t("TINY_INT_KV8_GREEDY", true, 0.0, KvFormat::Q8)?
                 },
+                // The same from the image's block scales.
+                {
+                    let t = t("TINY_INT_BLOCK_KV8_GREEDY", true, 0.0, KvFormat::Q8)?;
+                    GenerateTest {
+                        arith: Arith::Integer,
+                        image: with_block_scales(&t.image)?,
+                        ..t
+                    }
+                },
                 GenerateTest {
                     arith: Arith::Integer,
                     ..t("TINY_INT_KV16_TOPP", true, 1.0, KvFormat::Q16)?
@@ -703,9 +719,14 @@ fn generate_tests(models: TestModels) -> Result<Vec<GenerateTest>, BuildError> {
                 // biases with the int16 cache (a prompt, top-p sampling on its logits), T5's
                 // past the training length and the sinusoidal table's hooks on the images
                 // above (one copy in flash each).
-                GenerateTest {
-                    arith: Arith::Integer,
-                    ..own("OWN_ROPE_INT_KV8_GREEDY", "rope", true, 64, KvFormat::Q8)?
+                {
+                    // From the image's block scales.
+                    let t = own("OWN_ROPE_INT_KV8_GREEDY", "rope", true, 64, KvFormat::Q8)?;
+                    GenerateTest {
+                        arith: Arith::Integer,
+                        image: with_block_scales(&t.image)?,
+                        ..t
+                    }
                 },
                 GenerateTest {
                     steps: 40,

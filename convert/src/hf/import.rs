@@ -304,7 +304,7 @@ pub fn convert(dir: &Path, opts: &Options, on_tensor: OnTensor<'_>) -> Result<(V
         );
     }
     let sources: Vec<TensorSource<'_>> = tensors.iter().map(Owned::source).collect();
-    let len = image::image_len(&sources);
+    let len = image::image_len(&header, &sources);
     let mut out = vec![0u8; len];
     let n = image::write(&header, &sources, &mut out)
         .map_err(|e| Error::input(format!("cannot write the image: {e}")))?;

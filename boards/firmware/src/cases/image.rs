@@ -91,7 +91,7 @@ pub(super) fn image(out: &mut Out<'_>) -> Result<(), Failure> {
         n == image::slots(&HEADER).count(),
     )?;
     let sources = &sources[..n];
-    let len = image::image_len(sources);
+    let len = image::image_len(&HEADER, sources);
     out.usize("image length", len);
     ensure("image fits the buffer", len, len < CAPACITY)?;
 
@@ -128,6 +128,7 @@ pub(super) fn image(out: &mut Out<'_>) -> Result<(), Failure> {
                 values,
                 scales,
                 group,
+                ..
             } => ensure(
                 "Q8 Wq",
                 0,

@@ -2,14 +2,16 @@
 //! Q8 matrix-vector product (int8 weights × int16 inputs, block-float
 //! scales) — the DSP kernel on the Cortex-M4/M33 (`smlad`), the portable
 //! loop elsewhere — checked on the spot against the module's formula
-//! evaluated group by group with the plain dot product, and written to the
+//! evaluated group by group with the plain dot product, and from the scales
+//! in block-float form (`kernels_block`, equal to it), and written to the
 //! stream, which the host's portable run must equal bit for bit; the head
 //! kernels, the int16 quantizer, `e^x` and the logistic by table, the
 //! integer square root.
 
 use microformer::num::int::{exp_q16, isqrt_u64, quantize_group_to, sigmoid_q15, Scale};
+use microformer::num::kernels_block::matvec_q8_block;
 use microformer::num::kernels_int::{
-    align_scales, axpy_i16, axpy_i8, dot_i16_i16, dot_i16_i8, dot_i8_i16, matvec_q8,
+    align_scales, axpy_i16, axpy_i8, block_scales, dot_i16_i16, dot_i16_i8, dot_i8_i16, matvec_q8,
 };
 use microformer_testkit::XorShift32;
 
@@ -405,6 +407,35 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
             )?;
         }
         out.i32s("integer matvec", &got);
+        // The same product from the scales in block-float form (an image
+        // with `FLAG_Q8_BLOCK_SCALES`): the same bits.
+        let mut mw = [0u16; ROWS * COLS / 4];
+        let mut tops = [0u8; ROWS];
+        let mw = &mut mw[..ROWS * gpr];
+        lib("block_scales", block_scales(ws, gpr, mw, &mut tops))?;
+        let mut by_block = [0i32; ROWS];
+        lib(
+            "matvec_q8_block",
+            matvec_q8_block(
+                &mut by_block,
+                &w[..ROWS * cols],
+                mw,
+                &tops,
+                &xq[..cols],
+                xs,
+                x_exp,
+                group,
+            ),
+        )?;
+        for (i, (&b, &g)) in by_block.iter().zip(&got).enumerate() {
+            identical_bits(
+                "integer matvec from block scales = from f32 scales",
+                group * 100 + i,
+                b as u32,
+                g as u32,
+            )?;
+        }
+        out.i32s("integer matvec block", &by_block);
     }
 
     // Head kernels, quantizer, tables, square root.
