@@ -14,7 +14,7 @@
 //! - Runs: aidreams260K (128 steps) and stories260K (200 and 512 steps), f32, q8 and f16, on
 //!   the Cortex-M4F and the Cortex-M33, and q8 on the Cortex-M3; each image converted by the
 //!   host tool (`microformer convert`, Q8_0 with export.py's group size) and embedded in
-//!   flash. `--quant Q` keeps the rows of one storage format. The q8 rows run once more with
+//!   flash (the integer rows' with `--block-scales`). `--quant Q` keeps the rows of one storage format. The q8 rows run once more with
 //!   the int8 KV cache (`kv=q8`, the arena sized for it: DESIGN.md's footprint configuration).
 //!   The firmware's arena covers the image's whole context.
 //! - Kernels (`bench=kernels` on the firmware's command line): instructions per RoPE-rotated
@@ -40,7 +40,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::elf::{self, Section};
-use crate::firmware::{build_firmware_for, convert, Arith, Kv, Quant, Settings};
+use crate::firmware::{build_firmware_for, convert_for, Arith, Kv, Quant, Settings};
 use crate::install::ensure_tools;
 use crate::qemu::run_qemu;
 use crate::qemu_boards::{QemuBoard, M0_ON_AN385, M3, M33, M4F};
@@ -262,11 +262,17 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     let mut rows = Vec::new();
     let mut kernels: Vec<CoreKernels> = Vec::new();
     for (board, model, quant, kv, arith) in plan(args.quick, args.quant) {
-        let image = work.join(format!("bench-{}-{}.mfi", model.name, quant.as_str()));
-        convert(
+        let image = work.join(format!(
+            "bench-{}-{}-{}.mfi",
+            model.name,
+            quant.as_str(),
+            arith.as_str()
+        ));
+        convert_for(
             &models.join(model.file),
             model.tokenizer.map(|t| models.join(t)).as_deref(),
             quant,
+            arith,
             &image,
         )?;
         let elf = build_firmware_for(board, &image, kv, arith, None)?;

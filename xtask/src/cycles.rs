@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
-use crate::firmware::{build_firmware_for, convert, Arith, Kv, Quant, Settings};
+use crate::firmware::{build_firmware_for, convert_for, Arith, Kv, Quant, Settings};
 use crate::install::ensure_tools;
 use crate::qemu_boards::{QemuBoard, M33, M4F};
 use crate::util::{models_dir, root, secs, to_stderr, work_dir};
@@ -1315,8 +1315,13 @@ pub fn cycles(args: CyclesArgs) -> Result<(), String> {
     let n = args.steps;
     let mut rows = Vec::new();
     for (board, quant, kv, arith) in plan() {
-        let image = work.join(format!("cycles-{}-{}.mfi", model.name, quant.as_str()));
-        convert(&model.path, None, quant, &image)?;
+        let image = work.join(format!(
+            "cycles-{}-{}-{}.mfi",
+            model.name,
+            quant.as_str(),
+            arith.as_str()
+        ));
+        convert_for(&model.path, None, quant, arith, &image)?;
         let image_bytes = std::fs::metadata(&image)
             .map_err(|e| format!("{}: {e}", image.display()))?
             .len();

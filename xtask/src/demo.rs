@@ -32,7 +32,7 @@ use serde::Deserialize;
 
 use crate::firmware::{
     build_example, build_firmware, build_firmware_for, build_firmware_with_text, convert,
-    host_text, parse_id_list, Arith, Kv, Quant, Settings,
+    convert_for, host_text, parse_id_list, Arith, Kv, Quant, Settings,
 };
 use crate::install::ensure_tools;
 use crate::perplexity;
@@ -266,8 +266,18 @@ pub fn demo(args: DemoArgs) -> Result<(), String> {
     let o = args.options()?;
     let start = Instant::now();
     ensure_tools()?;
-    let image = work_dir()?.join(format!("demo-{}.mfi", o.quant.as_str()));
-    convert(&o.model, o.tokenizer.as_deref(), o.quant, &image)?;
+    let image = work_dir()?.join(format!(
+        "demo-{}-{}.mfi",
+        o.quant.as_str(),
+        o.settings.arith.as_str()
+    ));
+    convert_for(
+        &o.model,
+        o.tokenizer.as_deref(),
+        o.quant,
+        o.settings.arith,
+        &image,
+    )?;
     let elf = build_firmware_for(o.board, &image, o.settings.kv, o.settings.arith, None)?;
     run_qemu(o.board, &elf, &o.settings.cmdline(), true, true)?;
     eprintln!("xtask: demo done ({})", secs(start.elapsed()));

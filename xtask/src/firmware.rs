@@ -171,6 +171,19 @@ pub fn convert(
     quant: Quant,
     out: &Path,
 ) -> Result<(), String> {
+    convert_for(model, tokenizer, quant, Arith::Float, out)
+}
+
+/// [`convert`] for a step of arithmetic `arith`: a Q8 image for the integer step
+/// carries its scales in block-float form too (`--block-scales`), which that step
+/// reads instead of decoding them.
+pub fn convert_for(
+    model: &Path,
+    tokenizer: Option<&Path>,
+    quant: Quant,
+    arith: Arith,
+    out: &Path,
+) -> Result<(), String> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root())
         .args(["run", "--quiet", "-p", "microformer-cli", "--", "convert"])
@@ -179,6 +192,9 @@ pub fn convert(
         .arg(out)
         .args(["--quant", quant.as_str()])
         .stdout(to_stderr());
+    if quant == Quant::Q8 && arith == Arith::Integer {
+        cmd.arg("--block-scales");
+    }
     if let Some(t) = tokenizer {
         cmd.arg("--tokenizer").arg(t);
     }
