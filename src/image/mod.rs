@@ -339,7 +339,8 @@ impl<'a> Image<'a> {
                 let block = if self.header.has(FLAG_Q8_BLOCK_SCALES) {
                     let at = r.scale_offset as usize + 4 * ns;
                     let bytes = slice(at as u32, block_scale_bytes(ns, r.rows as usize))?;
-                    let (mantissas, tops) = bytes.split_at(2 * ns);
+                    let (mantissas, tops) =
+                        bytes.split_at_checked(2 * ns).ok_or(Error::BadTensor)?;
                     Some(BlockScales {
                         mantissas: bytemuck::try_cast_slice(mantissas)
                             .map_err(|_| Error::Misaligned)?,

@@ -738,10 +738,20 @@ impl Quantizer {
 /// `(dot_j · mant_j) >> (r − exp_j)` (its scale code's mantissa and exponent)
 /// when `narrow` (the product fits `i32` and every shift is to the right),
 /// else the same in `i64`, shifted either way and saturated. Returns the
-/// largest score (`i32::MIN` for none). The DSP targets' second half of the
-/// scores (the portable loops of [`attend`] fuse it with the dot product; the
-/// on-target generation tests check the two give the same bits).
-#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+/// largest score (`i32::MIN` for none). The second half of the scores on the
+/// DSP targets and the M3, whose kernels compute the dot products (the
+/// portable loops of [`attend`] fuse it with the dot product; the on-target
+/// generation tests check the two give the same bits).
+#[cfg(any(
+    all(target_arch = "arm", target_abi = "eabihf"),
+    all(
+        target_arch = "arm",
+        target_os = "none",
+        target_abi = "eabi",
+        target_endian = "little",
+        target_has_atomic = "32"
+    )
+))]
 #[inline(never)]
 fn scores_from_dots(att: &mut [i32], codes: &[u8], r: i32, narrow: bool) -> i32 {
     let keys = att.iter_mut().zip(codes);
@@ -910,7 +920,32 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
                 }
                 all
             });
-        #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+        // On ARMv7-M without it (the M3), the dot products by
+        // `kernels_m3::key_dots_i16_i8`, then the same scaling.
+        #[cfg(all(
+            target_arch = "arm",
+            target_os = "none",
+            target_abi = "eabi",
+            target_endian = "little",
+            target_has_atomic = "32"
+        ))]
+        let done = T::as_i8(keys).is_some_and(|k8| {
+            let all = crate::num::kernels_m3::key_dots_i16_i8(q, k8, kv, offset, att);
+            if all {
+                max = scores_from_dots(att, kc, r, narrow);
+            }
+            all
+        });
+        #[cfg(not(any(
+            all(target_arch = "arm", target_abi = "eabihf"),
+            all(
+                target_arch = "arm",
+                target_os = "none",
+                target_abi = "eabi",
+                target_endian = "little",
+                target_has_atomic = "32"
+            )
+        )))]
         let done = false;
         let rows = att.iter_mut().zip(keys.chunks_exact(kv)).zip(kc);
         // The portable loops (the M3 and M0 run them), the regime chosen once

@@ -1,7 +1,9 @@
 //! The integer step's int8 × int16 group dot products on ARMv7-M without the
 //! DSP extension (Cortex-M3; also taken by the other soft-float `none-eabi`
 //! Arm targets, see the gate below): [`dots4_i8_i16`], four weight rows at a
-//! time, `ldrsb` + `mla` into accumulators held in registers.
+//! time, `ldrsb` + `mla` into accumulators held in registers; and the
+//! attention's key dot products over the int8 cache ([`key_dots_i16_i8`]:
+//! `ldrsh` + `ldrsb` + `mla`, four values a loop step).
 //!
 //! # Why `unsafe`
 //!
@@ -220,4 +222,92 @@ pub fn dots4_i8_i16<const K: usize>(w: &[i8], n: usize, x: &[i16], out: &mut [[i
         }
     }
     groups
+}
+
+/// The attention's key dot products on ARMv7-M: for key `j < out.len()`,
+/// `out[j] = Σ_i q[i]·keys[j·stride + offset + i]` over the `q.len()` values of
+/// an `i16` query head and an int8 key head, wrapping in `i32`: bit-identical
+/// to [`crate::num::kernels_int::dot_i16_i8`] (a wrapping sum does not depend
+/// on its order).
+///
+/// Per four values: `ldrsh`, `ldrsb`, `mla` each and the loop's `subs`,
+/// `bne` (3.5 instructions a multiply-add against 6 for the compiled loop);
+/// per key the pointers' reset and one `str`.
+///
+/// `false` (nothing done) unless `q.len()` is a non-zero multiple of 4 below
+/// 2^16 and the keys hold every head read.
+#[inline(always)]
+pub fn key_dots_i16_i8(
+    q: &[i16],
+    keys: &[i8],
+    stride: usize,
+    offset: usize,
+    out: &mut [i32],
+) -> bool {
+    let hd = q.len();
+    let n = out.len();
+    if hd == 0 || hd % 4 != 0 || hd >= 1 << 16 {
+        return false;
+    }
+    if n == 0 {
+        return true;
+    }
+    let last = (n - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(offset))
+        .and_then(|v| v.checked_add(hd));
+    if last.is_none_or(|l| l > keys.len()) {
+        return false;
+    }
+    let out_end = out.as_mut_ptr().wrapping_add(n);
+    // SAFETY: key `j < n` is read at `keys[j·stride + offset ..][..hd]`, inside
+    // `keys` because `(n − 1)·stride + offset + hd ≤ keys.len()` (checked
+    // above), in bytes (`ldrsb`); `q` at `q[..hd]` in halfwords (`ldrsh`, the
+    // 2-byte alignment of `i16`), once per key. The inner loop runs `hd / 4`
+    // steps of four values; the outer one stores one word per key at `out[j]`
+    // (an exclusive slice of `n` `i32`, advancing r3 to `out_end`) and writes
+    // no other memory. Every register it touches is an operand (r6 and r7
+    // untouched); the flags are clobbered; no stack.
+    unsafe {
+        asm!(
+            "2:",
+            "mov r9, r0",
+            "mov r10, r1",
+            "mov r11, r5",
+            "movs r8, #0",
+            "3:",
+            "ldrsh r12, [r9], #2",
+            "ldrsb lr, [r10], #1",
+            "mla r8, r12, lr, r8",
+            "ldrsh r12, [r9], #2",
+            "ldrsb lr, [r10], #1",
+            "mla r8, r12, lr, r8",
+            "ldrsh r12, [r9], #2",
+            "ldrsb lr, [r10], #1",
+            "mla r8, r12, lr, r8",
+            "ldrsh r12, [r9], #2",
+            "ldrsb lr, [r10], #1",
+            "mla r8, r12, lr, r8",
+            "subs r11, r11, #1",
+            "bne 3b",
+            "str r8, [r3], #4",
+            "add r1, r1, r2",
+            "cmp r3, r4",
+            "bne 2b",
+            in("r0") q.as_ptr(),
+            inout("r1") keys.as_ptr().wrapping_add(offset) => _,
+            in("r2") stride,
+            inout("r3") out.as_mut_ptr() => _,
+            in("r4") out_end,
+            in("r5") hd / 4,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        );
+    }
+    true
 }

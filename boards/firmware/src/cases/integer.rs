@@ -332,6 +332,71 @@ fn m3_kernel() -> Result<(), Failure> {
         m3_dots::<2>(&w[1..1 + end], N - 1, &x[1..], case + 5)?;
         let end = 3 * (N - 1) + 64 * 4;
         m3_dots::<16>(&w[7..7 + end], N - 1, &x[2..], case + 6)?;
+        m3_key_dots(&w, &x, case + 7)?;
+    }
+    Ok(())
+}
+
+/// `kernels_m3::key_dots_i16_i8` (the attention's key dot products) against
+/// `dot_i16_i8` key by key: heads of 4, 8, 16 and 64 values, key strides of
+/// one head and of several, offsets inside the row, the last key ending at
+/// the slice's end; the word after the keys is not written; a head of 6
+/// values and keys past the slice are refused.
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_abi = "eabi",
+    target_endian = "little",
+    target_has_atomic = "32"
+))]
+fn m3_key_dots(keys: &[i8], x: &[i16], case: usize) -> Result<(), Failure> {
+    use microformer::num::kernels_m3::key_dots_i16_i8;
+    const MAX: usize = 40;
+    for (j, &(hd, stride, offset)) in [
+        (4, 4, 0),
+        (8, 32, 8),
+        (16, 64, 48),
+        (64, 70, 5),
+        (16, 16, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let q = &x[j..j + hd];
+        let n = ((keys.len() - offset - hd) / stride + 1).min(MAX - 1);
+        let keys = &keys[..(n - 1) * stride + offset + hd];
+        let mut out = [0x5a5a_5a5a_i32; MAX];
+        if !key_dots_i16_i8(q, keys, stride, offset, &mut out[..n]) {
+            return Err(Failure::Property {
+                label: "key_dots_i16_i8 refused a layout",
+                index: (case * 100 + j) as u32,
+            });
+        }
+        for (i, &v) in out[..n].iter().enumerate() {
+            let at = i * stride + offset;
+            let want = dot_i16_i8(q, &keys[at..at + hd]);
+            identical_bits(
+                "key_dots_i16_i8 = dot_i16_i8",
+                case * 10_000 + j * 100 + i,
+                v as u32,
+                want as u32,
+            )?;
+        }
+        if out[n] != 0x5a5a_5a5a {
+            return Err(Failure::Property {
+                label: "key_dots_i16_i8 wrote past its keys",
+                index: (case * 100 + j) as u32,
+            });
+        }
+        let mut more = [0i32; MAX];
+        if key_dots_i16_i8(&x[..6], keys, stride, offset, &mut more[..2])
+            || key_dots_i16_i8(q, keys, stride, offset, &mut more[..n + 1])
+        {
+            return Err(Failure::Property {
+                label: "key_dots_i16_i8 took a bad layout",
+                index: (case * 100 + j) as u32,
+            });
+        }
     }
     Ok(())
 }
