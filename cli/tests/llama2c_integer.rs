@@ -179,3 +179,51 @@ fn integer_step_follows_run_c() {
     }
     assert!(failed.is_empty(), "top-1 agreement below 98 %: {failed:?}");
 }
+
+/// The same Q8 image with its scales in block-float form too (`convert
+/// --block-scales`) gives the integer step's Q16 logits bit for bit, with
+/// both KV caches, over 96 positions of the plain image's greedy tokens: the
+/// block product reads what the step otherwise decodes.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "model steps: run with --release")]
+fn block_scales_give_the_same_logits() {
+    let Some(_) = reference_files!(["aidreams260K.bin", "stories260K.bin"]) else {
+        return;
+    };
+    for name in ["aidreams260K.bin", "stories260K.bin"] {
+        let qb = image(name, None, Storage::Q8 { group_size: None });
+        let bb = AlignedBytes::new(
+            &microformer_convert::block_scales::with_block_scales(qb.bytes()).unwrap(),
+        );
+        assert!(bb.bytes().len() > qb.bytes().len());
+        let (plain, block) = (
+            Model::from_bytes(qb.bytes()).unwrap(),
+            Model::from_bytes(bb.bytes()).unwrap(),
+        );
+        for kv in [KvFormat::Q16, KvFormat::Q8] {
+            let n = 96;
+            let (mut pa, mut ba) = (Vec::new(), Vec::new());
+            let mut ps = session(&plain, &mut pa, n, kv, Arith::Integer);
+            let mut bs = session(&block, &mut ba, n, kv, Arith::Integer);
+            let mut t = plain.header().bos_id;
+            for pos in 0..n {
+                let a: Vec<i32> = ps
+                    .step_fixed(t)
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                let b: Vec<i32> = bs
+                    .step_fixed(t)
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                assert_eq!(a, b, "{name} {kv:?} position {pos}");
+                t = (0..a.len())
+                    .max_by_key(|&i| (a[i], std::cmp::Reverse(i)))
+                    .unwrap() as u32;
+            }
+        }
+    }
+}
