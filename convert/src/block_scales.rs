@@ -79,6 +79,10 @@ mod tests {
         crate::llama2c::convert(&b, &opts).unwrap().image
     }
 
+    fn kind_rows(h: &image::Header, kind: image::TensorKind) -> usize {
+        h.expected_shape(kind).0
+    }
+
     /// That image rewritten:
     /// the rewritten image parses, carries the block scales of every Q8
     /// tensor (those of its f32 scales), and every tensor's data is the
@@ -105,20 +109,21 @@ mod tests {
                         values: v0,
                         scales: s0,
                         group: g0,
-                        block: None,
                     },
                     TensorData::Q8 {
                         values: v1,
                         scales: s1,
                         group: g1,
-                        block: Some(blk),
                     },
                 ) => {
                     assert_eq!((v0, s0, g0), (v1, s1, g1));
-                    let rows = blk.tops.len();
+                    let rows = kind_rows(old.header(), kind);
+                    assert!(old.block_scales_after(s0, rows).is_none());
+                    let blk = new.block_scales_after(s1, rows).unwrap();
+                    assert_eq!(blk.tops.len(), rows);
                     assert!(microformer::num::kernels_int::is_block_scales(
-                        s0,
-                        s0.len() / rows,
+                        s1,
+                        s1.len() / rows,
                         blk.mantissas,
                         blk.tops
                     ));

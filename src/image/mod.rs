@@ -259,20 +259,50 @@ impl<'a> Image<'a> {
 
     /// Whether a Q8 record's block scales are those of its f32 scales (its
     /// bounds checked before).
+    /// (Reads the scales itself rather than through [`Image::data`], which
+    /// stays as the per-token tensor lookups compile it.)
     fn block_scales_agree(&self, r: &TensorRecord, g: usize) -> bool {
-        match self.data(r) {
-            Ok(TensorData::Q8 {
-                scales,
-                block: Some(b),
-                ..
-            }) => crate::num::kernels_int::is_block_scales(
-                scales,
-                (r.cols as usize) / g,
-                b.mantissas,
-                b.tops,
-            ),
-            _ => false,
+        let groups = r.rows as usize * r.cols as usize / g;
+        let at = r.scale_offset as usize;
+        let Some(Ok(scales)) = self
+            .bytes
+            .get(at..at + 4 * groups)
+            .map(bytemuck::try_cast_slice::<u8, f32>)
+        else {
+            return false;
+        };
+        self.block_scales_after(scales, r.rows as usize)
+            .is_some_and(|b| {
+                crate::num::kernels_int::is_block_scales(
+                    scales,
+                    (r.cols as usize) / g,
+                    b.mantissas,
+                    b.tops,
+                )
+            })
+    }
+
+    /// The [`BlockScales`] of the Q8 tensor of `rows` rows whose f32 `scales`
+    /// this image holds (a [`TensorData::Q8`]'s, as [`Image::tensor`] returns
+    /// them), when the image stores them ([`FLAG_Q8_BLOCK_SCALES`]): they
+    /// follow the f32 scales. `None` without the flag, or for scales that are
+    /// not this image's. A lookup by address, so that the tensor views stay as
+    /// small as without the tables.
+    pub fn block_scales_after(&self, scales: &[f32], rows: usize) -> Option<BlockScales<'a>> {
+        if !self.header.has(FLAG_Q8_BLOCK_SCALES) {
+            return None;
         }
+        let off = (scales.as_ptr() as usize).checked_sub(self.bytes.as_ptr() as usize)?;
+        let at = off.checked_add(4 * scales.len())?;
+        let bytes = self
+            .bytes
+            .get(at..)?
+            .get(..block_scale_bytes(scales.len(), rows))?;
+        let (mantissas, tops) = bytes.split_at_checked(2 * scales.len())?;
+        Some(BlockScales {
+            mantissas: bytemuck::try_cast_slice(mantissas).ok()?,
+            tops,
+        })
     }
 
     /// The validated header.
@@ -335,26 +365,11 @@ impl<'a> Image<'a> {
                 if g == 0 {
                     return Err(Error::BadTensor);
                 }
-                let ns = n / g;
-                let block = if self.header.has(FLAG_Q8_BLOCK_SCALES) {
-                    let at = r.scale_offset as usize + 4 * ns;
-                    let bytes = slice(at as u32, block_scale_bytes(ns, r.rows as usize))?;
-                    let (mantissas, tops) =
-                        bytes.split_at_checked(2 * ns).ok_or(Error::BadTensor)?;
-                    Some(BlockScales {
-                        mantissas: bytemuck::try_cast_slice(mantissas)
-                            .map_err(|_| Error::Misaligned)?,
-                        tops,
-                    })
-                } else {
-                    None
-                };
                 TensorData::Q8 {
                     values: bytemuck::cast_slice(slice(r.offset, n)?),
-                    scales: bytemuck::try_cast_slice(slice(r.scale_offset, 4 * ns)?)
+                    scales: bytemuck::try_cast_slice(slice(r.scale_offset, 4 * (n / g))?)
                         .map_err(|_| Error::Misaligned)?,
                     group: g,
-                    block,
                 }
             }
         })

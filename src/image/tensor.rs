@@ -428,9 +428,6 @@ pub enum TensorData<'a> {
         scales: &'a [f32],
         /// Values per scale.
         group: usize,
-        /// The scales' block-float form, in an image with
-        /// [`FLAG_Q8_BLOCK_SCALES`](super::FLAG_Q8_BLOCK_SCALES).
-        block: Option<BlockScales<'a>>,
     },
     /// Raw bytes.
     U8(&'a [u8]),

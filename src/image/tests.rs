@@ -440,26 +440,26 @@ fn q8_block_scales() {
     );
     let img = Image::parse(buf.bytes()).unwrap();
     for layer in 0..h.n_layers as usize {
-        let TensorData::Q8 {
-            scales,
-            block: Some(b),
-            ..
-        } = img.tensor(TensorKind::Wq, layer).unwrap()
-        else {
-            panic!("no block scales");
+        let TensorData::Q8 { scales, .. } = img.tensor(TensorKind::Wq, layer).unwrap() else {
+            panic!("not Q8");
         };
+        let b = img
+            .block_scales_after(scales, rows)
+            .expect("no block scales");
         let (mut mw, mut tops) = (vec![0u16; scales.len()], vec![0u8; rows]);
         crate::num::kernels_int::block_scales(scales, cols / 4, &mut mw, &mut tops).unwrap();
         assert_eq!((b.mantissas, b.tops), (&mw[..], &tops[..]));
         assert!(tops.iter().all(|&t| t != 0) && mw.iter().all(|&m| m < 1 << 15));
+        // Scales from elsewhere are not the image's.
+        assert!(img
+            .block_scales_after(&mw.iter().map(|&m| m as f32).collect::<Vec<_>>(), rows)
+            .is_none());
     }
-    let TensorData::Q8 { block: None, .. } = Image::parse(without.bytes())
-        .unwrap()
-        .tensor(TensorKind::Wq, 0)
-        .unwrap()
-    else {
-        panic!("block scales without the flag");
+    let plain_img = Image::parse(without.bytes()).unwrap();
+    let TensorData::Q8 { scales, .. } = plain_img.tensor(TensorKind::Wq, 0).unwrap() else {
+        panic!("not Q8");
     };
+    assert!(plain_img.block_scales_after(scales, rows).is_none());
     // Tampered tables.
     let r = img.record(TensorKind::Wq, 1).unwrap();
     let at = r.scale_offset as usize + 4 * (rows * cols / 4);

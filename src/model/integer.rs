@@ -46,7 +46,7 @@
 
 use super::view::Model;
 use super::weights::{LayerWeights, Matrix};
-use crate::image::{FfnKind, NormKind, Residual};
+use crate::image::{BlockScales, FfnKind, NormKind, Residual};
 use crate::num::int::{
     exp_q16, fixed_from_f32, group_scale_of, isqrt_u64, quantize_group_to, round_to_i32, sat_i32,
     shift_i64, sigmoid_q15, Quantum, Scale, ACT_FRAC,
@@ -128,10 +128,30 @@ struct Input {
     exp: i32,
 }
 
+/// [`matvec`] with `W`'s block scales when the image stores them
+/// ([`crate::image::Image::block_scales_after`]).
+fn product(
+    m: &Model<'_>,
+    w: &Matrix<'_>,
+    out: &mut [i32],
+    x: &[i32],
+    input: &mut Input,
+    xq: &mut [i16],
+    xs: &mut [i32],
+) -> Result<(), Error> {
+    let block = match *w {
+        Matrix::Q8 { scales, rows, .. } => m.image.block_scales_after(scales, rows),
+        _ => None,
+    };
+    matvec(w, block, out, x, input, xq, xs)
+}
+
 /// `out = W·x` for the Q16 input `x` (`x.len() == cols`), quantizing `x` into
-/// `xq`/`xs` with `W`'s group unless `input` already holds it.
+/// `xq`/`xs` with `W`'s group unless `input` already holds it; `block`: `W`'s
+/// scales in block-float form, if the image stores them.
 fn matvec(
     w: &Matrix<'_>,
+    block: Option<BlockScales<'_>>,
     out: &mut [i32],
     x: &[i32],
     input: &mut Input,
@@ -142,7 +162,6 @@ fn matvec(
         values,
         scales,
         group,
-        block,
         rows,
         cols,
     } = *w
@@ -284,7 +303,7 @@ pub(super) fn forward<T: CacheElem>(
         .att
         .get_mut(..d.vocab_size)
         .ok_or(Error::InconsistentDimensions)?;
-    matvec(&m.output, logits, t, &mut input, s.xq, s.xs)?;
+    product(m, &m.output, logits, t, &mut input, s.xq, s.xs)?;
     if let Some(b) = m.output_bias {
         add_bias(logits, b);
     }
@@ -363,9 +382,9 @@ impl IntScratch<'_> {
             .ok_or(Error::InconsistentDimensions)?;
         let inv = rms_fold(self.x, w.attn_norm.weight, m.norm.eps, t);
         let mut input = fresh(Some(inv));
-        matvec(&w.wq, self.q, t, &mut input, self.xq, self.xs)?;
-        matvec(&w.wk, self.k, t, &mut input, self.xq, self.xs)?;
-        matvec(&w.wv, self.v, t, &mut input, self.xq, self.xs)?;
+        product(m, &w.wq, self.q, t, &mut input, self.xq, self.xs)?;
+        product(m, &w.wk, self.k, t, &mut input, self.xq, self.xs)?;
+        product(m, &w.wv, self.v, t, &mut input, self.xq, self.xs)?;
         if let Some([bq, bk, bv]) = w.qkv_bias {
             add_bias(self.q, bq);
             add_bias(self.k, bk);
@@ -489,7 +508,7 @@ impl IntScratch<'_> {
             .get(..d.q_dim)
             .ok_or(Error::InconsistentDimensions)?;
         let mut input = fresh(None);
-        matvec(&w.wo, self.xb2, att, &mut input, self.xq, self.xs)?;
+        product(m, &w.wo, self.xb2, att, &mut input, self.xq, self.xs)?;
         if let Some(b) = w.o_bias {
             add_bias(self.xb2, b);
         }
@@ -510,8 +529,8 @@ impl IntScratch<'_> {
             .ok_or(Error::InconsistentDimensions)?;
         let inv = rms_fold(self.x, norm.weight, m.norm.eps, t);
         let mut input = fresh(Some(inv));
-        matvec(gate, self.hb, t, &mut input, self.xq, self.xs)?;
-        matvec(&w.w_up, self.hb2, t, &mut input, self.xq, self.xs)?;
+        product(m, gate, self.hb, t, &mut input, self.xq, self.xs)?;
+        product(m, &w.w_up, self.hb2, t, &mut input, self.xq, self.xs)?;
         if let Some(b) = w.b_gate {
             add_bias(self.hb, b);
         }
@@ -524,7 +543,9 @@ impl IntScratch<'_> {
             *h = round_to_i32(g * u as i64, ACT_FRAC);
         }
         let mut input = fresh(None);
-        matvec(&w.w_down, self.xb2, self.hb, &mut input, self.xq, self.xs)?;
+        product(
+            m, &w.w_down, self.xb2, self.hb, &mut input, self.xq, self.xs,
+        )?;
         if let Some(b) = w.b_down {
             add_bias(self.xb2, b);
         }
@@ -1212,41 +1233,35 @@ mod tests {
                 values: &wq,
                 scales: &ws,
                 group,
-                block: None,
                 rows,
                 cols: n,
             };
             let (mut xq, mut xs) = (vec![0i16; n], vec![0i32; n / group]);
             let mut got = vec![0i32; rows];
-            matvec(&m, &mut got, &t, &mut fresh(Some(inv)), &mut xq, &mut xs).unwrap();
-            // The scales in block-float form give the same bits.
-            let (mut mw, mut tops) = (vec![0u16; ws.len()], vec![0u8; rows]);
-            kernels_int::block_scales(&ws, n / group, &mut mw, &mut tops).unwrap();
-            let mb = Matrix::Q8 {
-                values: &wq,
-                scales: &ws,
-                group,
-                block: Some(crate::image::BlockScales {
-                    mantissas: &mw,
-                    tops: &tops,
-                }),
-                rows,
-                cols: n,
-            };
-            let mut by_block = vec![0i32; rows];
             matvec(
-                &mb,
-                &mut by_block,
+                &m,
+                None,
+                &mut got,
                 &t,
                 &mut fresh(Some(inv)),
                 &mut xq,
                 &mut xs,
             )
             .unwrap();
+            // The scales in block-float form give the same bits.
+            let (mut mw, mut tops) = (vec![0u16; ws.len()], vec![0u8; rows]);
+            kernels_int::block_scales(&ws, n / group, &mut mw, &mut tops).unwrap();
+            let block = Some(crate::image::BlockScales {
+                mantissas: &mw,
+                tops: &tops,
+            });
+            let mut by_block = vec![0i32; rows];
+            let mut input = fresh(Some(inv));
+            matvec(&m, block, &mut by_block, &t, &mut input, &mut xq, &mut xs).unwrap();
             assert_eq!(by_block, got);
             let mut input = fresh(Some(inv));
             let mut again = vec![0i32; rows];
-            matvec(&m, &mut again, &t, &mut input, &mut xq, &mut xs).unwrap();
+            matvec(&m, None, &mut again, &t, &mut input, &mut xq, &mut xs).unwrap();
             assert_eq!(again, got);
             // The int16 input is the normed vector to within half its step (plus
             // the Q16 rounding of x and the scales' 2^-13).

@@ -1,6 +1,6 @@
 //! Typed views of the image's weights and the kernels that apply them.
 
-use crate::image::{BlockScales, Image, TensorData, TensorKind};
+use crate::image::{Image, TensorData, TensorKind};
 use crate::num::{fp16, q8};
 use crate::Error;
 
@@ -24,9 +24,6 @@ pub enum Matrix<'a> {
         scales: &'a [f32],
         /// Values per scale (divides `cols`).
         group: usize,
-        /// The scales in block-float form for the integer step, when the
-        /// image stores them (`rows · cols / group` mantissas, `rows` tops).
-        block: Option<BlockScales<'a>>,
         /// Output width.
         rows: usize,
         /// Input width.
@@ -71,19 +68,15 @@ impl<'a> Matrix<'a> {
                 values,
                 scales,
                 group,
-                block,
             } if group != 0
                 && cols % group == 0
                 && values.len() == rows * cols
-                && scales.len() == rows * cols / group
-                && block
-                    .is_none_or(|b| b.mantissas.len() == scales.len() && b.tops.len() == rows) =>
+                && scales.len() == rows * cols / group =>
             {
                 Ok(Matrix::Q8 {
                     values,
                     scales,
                     group,
-                    block,
                     rows,
                     cols,
                 })
