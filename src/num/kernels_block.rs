@@ -368,7 +368,7 @@ mod dsp {
 ))]
 mod m3 {
     use super::{finish, rows_one_by_one};
-    use crate::num::kernels_m3::dots4_i8_i16;
+    use crate::num::kernels_m3::{dots4_blocks_i8_i16, dots4_i8_i16};
 
     /// Groups whose dot products one call computes (a stack buffer of
     /// 768 bytes): llama2.c's `w2` (43 groups of 4 a row) in one call.
@@ -404,26 +404,31 @@ mod m3 {
         if n4 == 0 || g4 == 0 {
             return false;
         }
+        if gpr == 1 {
+            // Rows of one group (a small model's usual product): the dots of
+            // every four-row block into `out` in one call, then each row's one
+            // mantissa applied in place; the last rows one by one.
+            let Some(&x) = xm.first() else {
+                return false;
+            };
+            let done = dots4_blocks_i8_i16::<K>(w, xq, out);
+            let (Some((head, rest)), Some((mh, mt)), Some((th, tt)), Some(wt)) = (
+                out.split_at_mut_checked(done),
+                mw.split_at_checked(done),
+                tops.split_at_checked(done),
+                w.get(done * n..),
+            ) else {
+                return false;
+            };
+            for ((o, &m), &t) in head.iter_mut().zip(mh).zip(th) {
+                *o = finish(*o as i64 * (i32::from(m) * x) as i64, u32::from(t), x_exp);
+            }
+            return rows_one_by_one(rest, wt, mt, tt, xq, xm, x_exp, group);
+        }
         let mut outs = out.chunks_exact_mut(4);
         let mut wrows = w.chunks_exact(n4);
         let mut mrows = mw.chunks_exact(g4);
         let mut trows = tops.chunks_exact(4);
-        if gpr == 1 {
-            // Rows of one group (a small model's usual product): each row's
-            // one mantissa beside its dot, no chunk loop.
-            let Some(&x) = xm.first() else {
-                return false;
-            };
-            for (((o, w4), m4), t4) in (&mut outs).zip(&mut wrows).zip(&mut mrows).zip(&mut trows) {
-                let mut d = [[0i32; 4]; 1];
-                if dots4_i8_i16::<K>(w4, n, xq, &mut d) != 1 {
-                    return false;
-                }
-                for (((o, &d), &m), &t) in o.iter_mut().zip(&d[0]).zip(m4).zip(t4) {
-                    *o = finish(d as i64 * (i32::from(m) * x) as i64, u32::from(t), x_exp);
-                }
-            }
-        }
         let mut buf = [[0i32; 4]; CHUNK];
         for (((o, w4), m4), t4) in (&mut outs).zip(&mut wrows).zip(&mut mrows).zip(&mut trows) {
             let (Some((m0, m)), Some(t)) = (m4.split_at_checked(gpr), t4.first_chunk::<4>()) else {

@@ -224,6 +224,95 @@ pub fn dots4_i8_i16<const K: usize>(w: &[i8], n: usize, x: &[i16], out: &mut [[i
     groups
 }
 
+/// Rows of one group (`n = 4·K` values each, a small model's usual product):
+/// `out[r] = Σ_k w[r·n + k]·x[k]` for every row `r` of four-row blocks,
+/// exact in `i32`, bit-identical to
+/// [`crate::num::kernels_int::dot_i8_i16`] row by row.
+///
+/// The loop of [`dots4_i8_i16`] with the row blocks inside the assembly: after
+/// a block's four sums are stored (`stmia`), the pointers move to the next
+/// block in four instructions (rows 0 and 2 from the end of row 0, `x` back to
+/// its start), where a call per block cost about 35.
+///
+/// Returns the number of rows computed, a multiple of four: the most that
+/// `out` and `w` hold; 0 when `K` is 0 or above 64, or `x` is shorter than a
+/// row.
+#[inline(always)]
+pub fn dots4_blocks_i8_i16<const K: usize>(w: &[i8], x: &[i16], out: &mut [i32]) -> usize {
+    let n = 4 * K;
+    if K == 0 || K > 64 || x.len() < n {
+        return 0;
+    }
+    let blocks = (out.len() / 4).min(w.len() / (4 * n));
+    if blocks == 0 || blocks >= 1 << 24 {
+        return 0;
+    }
+    // SAFETY: block `b < blocks`, row `r < 4` is read at
+    // `w[(4b + r)·n ..][..n]`, inside `w` because `4n·blocks ≤ w.len()`
+    // (checked above), in bytes (`ldrsb`, no alignment); `x` at `x[..n]`
+    // (`n ≤ x.len()`) in halfwords (`ldrsh`, the 2-byte alignment of `i16`),
+    // once per block: r0 moves back `2n` bytes after each. Within a block the
+    // column loop is [`dots4_i8_i16`]'s for one group (r1 row 0, r2 row 2,
+    // r3 = n the offset of rows 1 and 3); after it r1 is at row 1, so
+    // `r1 + 3n` is the next block's row 0 and `+ 2n` its row 2. `out` is an
+    // exclusive slice of at least `4·blocks` `i32` (4-byte aligned): the
+    // assembly stores four words per block there (`stmia`, advancing r5) and
+    // writes no other memory. Every register it touches is an operand (r6
+    // and r7 untouched); the flags are clobbered; no stack.
+    unsafe {
+        if K == 1 {
+            dots4_asm!(x, w, n, blocks, out;
+                "2:",
+                first_step!(),
+                "stmia r5!, {{r8, r9, r10, r11}}",
+                "add r1, r1, r3, lsl #1",
+                "add r1, r1, r3",
+                "add r2, r1, r3, lsl #1",
+                "sub r0, r0, r3, lsl #1",
+                "subs r4, r4, #1",
+                "bne 2b",
+            );
+        } else if K == 16 {
+            // Rows of 64 (llama2.c's default group, and a 64-wide model's
+            // every square product): the column loop unrolled, no counting.
+            dots4_asm!(x, w, n, blocks, out;
+                "2:",
+                first_step!(),
+                step!(), step!(), step!(), step!(), step!(),
+                step!(), step!(), step!(), step!(), step!(),
+                step!(), step!(), step!(), step!(), step!(),
+                "stmia r5!, {{r8, r9, r10, r11}}",
+                "add r1, r1, r3, lsl #1",
+                "add r1, r1, r3",
+                "add r2, r1, r3, lsl #1",
+                "sub r0, r0, r3, lsl #1",
+                "subs r4, r4, #1",
+                "bne 2b",
+            );
+        } else {
+            dots4_asm!(x, w, n, blocks | ((K - 2) << 24), out;
+                "2:",
+                first_step!(),
+                "3:",
+                step!(),
+                "subs r4, r4, #0x1000000",
+                "bcs 3b",
+                "stmia r5!, {{r8, r9, r10, r11}}",
+                "add r1, r1, r3, lsl #1",
+                "add r1, r1, r3",
+                "add r2, r1, r3, lsl #1",
+                "sub r0, r0, r3, lsl #1",
+                "sub r4, r4, #1",
+                "lsls r12, r4, #8",
+                "add r4, r4, #{rewind}",
+                "bne 2b",
+                rewind = const (K - 1) << 24,
+            );
+        }
+    }
+    4 * blocks
+}
+
 /// The attention's key dot products on ARMv7-M: for key `j < out.len()`,
 /// `out[j] = Σ_i q[i]·keys[j·stride + offset + i]` over the `q.len()` values of
 /// an `i16` query head and an int8 key head, wrapping in `i32`: bit-identical
