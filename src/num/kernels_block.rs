@@ -357,8 +357,10 @@ mod dsp {
 }
 
 /// The product on soft-float ARMv7-M (Cortex-M3): the group dot products of
-/// four rows at a time from [`crate::num::kernels_m3::dots4_i8_i16`], the
-/// stored scales applied in Rust.
+/// four rows at a time from [`crate::num::kernels_m3::dots4_i8_i16`] and the
+/// stored scales applied by [`crate::num::kernels_m3::scaled2`]; rows of one
+/// group by [`crate::num::kernels_m3::dots4_blocks_i8_i16`], their one
+/// mantissa applied in Rust.
 #[cfg(all(
     target_arch = "arm",
     target_os = "none",
@@ -368,21 +370,11 @@ mod dsp {
 ))]
 mod m3 {
     use super::{finish, rows_one_by_one};
-    use crate::num::kernels_m3::{dots4_blocks_i8_i16, dots4_i8_i16};
+    use crate::num::kernels_m3::{dots4_blocks_i8_i16, dots4_i8_i16, scaled2};
 
     /// Groups whose dot products one call computes (a stack buffer of
     /// 768 bytes): llama2.c's `w2` (43 groups of 4 a row) in one call.
     const CHUNK: usize = 48;
-
-    /// `acc + Σ_g dots[g][R]·(mw[g]·xm[g])` for row `R` of the four.
-    #[inline(always)]
-    fn scaled<const R: usize>(acc: i64, dots: &[[i32; 4]], mw: &[u16], xm: &[i32]) -> i64 {
-        let mut acc = acc;
-        for ((d, &m), &x) in dots.iter().zip(mw).zip(xm) {
-            acc += d[R] as i64 * (i32::from(m) * x) as i64;
-        }
-        acc
-    }
 
     /// Groups of `4·K`, four rows a call of [`dots4_i8_i16`] ([`CHUNK`]
     /// groups a call), the last rows by [`rows_one_by_one`]. `false` when
@@ -455,10 +447,13 @@ mod m3 {
                 }
                 let xs = xm.get(g0..).unwrap_or_default();
                 let m = |r| <[u16]>::get(r, g0..).unwrap_or_default();
-                acc[0] = scaled::<0>(acc[0], buf, m(m0), xs);
-                acc[1] = scaled::<1>(acc[1], buf, m(m1), xs);
-                acc[2] = scaled::<2>(acc[2], buf, m(m2), xs);
-                acc[3] = scaled::<3>(acc[3], buf, m(m3), xs);
+                let (Some([a0, a1]), Some([a2, a3])) = (
+                    scaled2(buf, 0, m(m0), m(m1), xs, [acc[0], acc[1]]),
+                    scaled2(buf, 2, m(m2), m(m3), xs, [acc[2], acc[3]]),
+                ) else {
+                    return false;
+                };
+                acc = [a0, a1, a2, a3];
                 g0 += chunk;
             }
             for ((o, &a), &t) in o.iter_mut().zip(&acc).zip(t) {

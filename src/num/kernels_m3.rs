@@ -1,9 +1,13 @@
 //! The integer step's int8 × int16 group dot products on ARMv7-M without the
 //! DSP extension (Cortex-M3; also taken by the other soft-float `none-eabi`
 //! Arm targets, see the gate below): [`dots4_i8_i16`], four weight rows at a
-//! time, `ldrsb` + `mla` into accumulators held in registers; and the
-//! attention's key dot products over the int8 cache ([`key_dots_i16_i8`]:
-//! `ldrsh` + `ldrsb` + `mla`, four values a loop step).
+//! time, `ldrsb` + `mla` into accumulators held in registers, and
+//! [`dots4_blocks_i8_i16`], the same loop over every four-row block of a
+//! matrix whose rows are one group; [`scaled2`], two rows' group scales
+//! applied to those dots with `smlal` into 64-bit sums held in registers;
+//! and the attention's key dot products over the int8 cache
+//! ([`key_dots_i16_i8`]: `ldrsh` + `ldrsb` + `mla`, four values a loop
+//! step).
 //!
 //! # Why `unsafe`
 //!
@@ -311,6 +315,80 @@ pub fn dots4_blocks_i8_i16<const K: usize>(w: &[i8], x: &[i16], out: &mut [i32])
         }
     }
     4 * blocks
+}
+
+/// Two rows' group scales applied to their group dot products:
+/// `acc[i] + Σ_g dots[g][lane + i] · (m_i[g] · xm[g])` for `i` in 0, 1
+/// (`m_0 = ma`, `m_1 = mb`), the products `m·xm` wrapping in `i32` and the
+/// sums exact in `i64`: what the Q8 block product computes in Rust after
+/// [`dots4_i8_i16`] (`kernels_block`'s `scaled`), bit for bit.
+///
+/// Per group: one `ldr` of `xm`, one `ldrh` and one `mul` per row, the two
+/// dots by `ldr`, two `smlal`, and the loop's `subs`, `bne`: 11 instructions
+/// for two rows, where the compiled loops take 16 to 18 (their 64-bit sums
+/// kept in memory).
+///
+/// `None` (nothing done) when `lane` is above 2 or `ma`, `mb` or `xm` is
+/// shorter than `dots`.
+#[inline(always)]
+pub fn scaled2(
+    dots: &[[i32; 4]],
+    lane: usize,
+    ma: &[u16],
+    mb: &[u16],
+    xm: &[i32],
+    acc: [i64; 2],
+) -> Option<[i64; 2]> {
+    let n = dots.len();
+    if lane > 2 || ma.len() < n || mb.len() < n || xm.len() < n {
+        return None;
+    }
+    if n == 0 {
+        return Some(acc);
+    }
+    let [a, b] = acc;
+    let (mut alo, mut ahi, mut blo, mut bhi) =
+        (a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32);
+    // SAFETY: for `g < n`, the assembly reads `dots[g][lane]` and
+    // `dots[g][lane + 1]` (r0 starts at `dots[0][lane]`, `lane + 1 ≤ 3`, and
+    // advances 16 bytes a group), `xm[g]` (r1, 4 bytes a group), `ma[g]` (r2,
+    // 2 bytes a group) and `mb[g]` (at r2 + r3, r3 the distance from `ma` to
+    // `mb` in bytes, wrapping): all inside their slices, which hold at least
+    // `n` elements (checked above), at their types' alignment. It writes no
+    // memory. Every register it touches is an operand (r6 and r7 untouched);
+    // the flags are clobbered; no stack. `n ≥ 1`, so the count-down loop
+    // ends after `n` groups.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr r11, [r1], #4",
+            "ldrh r12, [r2, r3]",
+            "ldrh lr, [r2], #2",
+            "mul lr, lr, r11",
+            "mul r12, r12, r11",
+            "ldr r11, [r0, #4]",
+            "smlal r9, r10, r11, r12",
+            "ldr r11, [r0], #16",
+            "smlal r5, r8, r11, lr",
+            "subs r4, r4, #1",
+            "bne 2b",
+            inout("r0") dots.as_ptr().cast::<i32>().wrapping_add(lane) => _,
+            inout("r1") xm.as_ptr() => _,
+            inout("r2") ma.as_ptr() => _,
+            in("r3") (mb.as_ptr() as usize).wrapping_sub(ma.as_ptr() as usize),
+            inout("r4") n => _,
+            inout("r5") alo,
+            inout("r8") ahi,
+            inout("r9") blo,
+            inout("r10") bhi,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack, readonly),
+        );
+    }
+    let join = |lo: u32, hi: u32| ((u64::from(hi) << 32) | u64::from(lo)) as i64;
+    Some([join(alo, ahi), join(blo, bhi)])
 }
 
 /// The attention's key dot products on ARMv7-M: for key `j < out.len()`,
