@@ -220,7 +220,7 @@ fn portable(
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 mod dsp {
     use super::{finish, rows_one_by_one, scaled};
-    use crate::num::kernels_m4::{dots2_i8_i16, dots4_rows_i8_i16, row_g4_block};
+    use crate::num::kernels_m4::{dots2_i8_i16, dots4_blocks_i8_i16, row_g4_block};
 
     /// Groups of 4 (llama2.c's `w2`, rows of 172), one row a call of
     /// [`row_g4_block`]. `false` when nothing was done.
@@ -254,8 +254,9 @@ mod dsp {
     /// Groups whose dot products one call computes (a stack buffer).
     const CHUNK: usize = 32;
 
-    /// Groups of `4·K`: rows of one group four a call of
-    /// [`dots4_rows_i8_i16`] (then two a call of [`dots2_i8_i16`]); longer
+    /// Groups of `4·K`: rows of one group by [`dots4_blocks_i8_i16`], every
+    /// four-row block in one call (the last rows two a call of
+    /// [`dots2_i8_i16`]); longer
     /// rows two at a time, [`CHUNK`] groups a call of [`dots2_i8_i16`].
     /// `false` when nothing was done.
     pub(super) fn matvec<const K: usize>(
@@ -284,24 +285,21 @@ mod dsp {
             let Some(&x) = xm.first() else {
                 return false;
             };
-            let mut outs = out.chunks_exact_mut(4);
-            let mut wrows = w.chunks_exact(n4);
-            let mut mrows = mw.chunks_exact(4);
-            let mut trows = tops.chunks_exact(4);
-            for (((o, w4), m4), t4) in (&mut outs).zip(&mut wrows).zip(&mut mrows).zip(&mut trows) {
-                let Some(d) = dots4_rows_i8_i16(w4, xq) else {
-                    return false;
-                };
-                for (((o, &d), &m), &t) in o.iter_mut().zip(&d).zip(m4).zip(t4) {
-                    *o = finish(d as i64 * (i32::from(m) * x) as i64, u32::from(t), x_exp);
-                }
+            // The dots of every four-row block into `out` in one call, then
+            // each row's one mantissa applied in place.
+            let done = dots4_blocks_i8_i16(w, xq, out);
+            let (Some((head, rest)), Some((mh, mt)), Some((th, tt)), Some(wt)) = (
+                out.split_at_mut_checked(done),
+                mw.split_at_checked(done),
+                tops.split_at_checked(done),
+                w.get(done * n..),
+            ) else {
+                return false;
+            };
+            for ((o, &m), &t) in head.iter_mut().zip(mh).zip(th) {
+                *o = finish(*o as i64 * (i32::from(m) * x) as i64, u32::from(t), x_exp);
             }
-            (out, w, mw, tops) = (
-                outs.into_remainder(),
-                wrows.remainder(),
-                mrows.remainder(),
-                trows.remainder(),
-            );
+            (out, w, mw, tops) = (rest, wt, mt, tt);
         }
         let mut buf = [[0i32; 2]; CHUNK];
         let mut outs = out.chunks_exact_mut(2);

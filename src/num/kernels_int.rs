@@ -581,7 +581,7 @@ fn last_rows(
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 mod dsp {
     use super::{aligned_mantissa, finish, last_rows, one_scale_rows, row_top};
-    use crate::num::kernels_m4::{dots2_i8_i16, dots4_rows_i8_i16, row_g4_i8_i16};
+    use crate::num::kernels_m4::{dots2_i8_i16, dots4_blocks_i8_i16, row_g4_i8_i16};
 
     /// `out = W·x` for groups of 4 (lengths checked by the caller), one row
     /// at a time by [`row_g4_i8_i16`] (the scales applied in its loop); a row
@@ -624,10 +624,10 @@ mod dsp {
     const CHUNK: usize = 32;
 
     /// [`matvec`] for rows of one group (`xq.len() == 4·K`, the usual case
-    /// of a small model's products: its width is one group): four rows a
-    /// call of [`dots4_rows_i8_i16`], then two a call of [`dots2_i8_i16`],
-    /// each row's one scale (its own largest exponent) applied on the spot,
-    /// without [`matvec`]'s chunk loop.
+    /// of a small model's products: its width is one group): every four-row
+    /// block in one call of [`dots4_blocks_i8_i16`], then two rows a call of
+    /// [`dots2_i8_i16`], each row's one scale (its own largest exponent)
+    /// applied on the spot, without [`matvec`]'s chunk loop.
     fn one_group<const K: usize>(
         out: &mut [i32],
         w: &[i8],
@@ -637,27 +637,32 @@ mod dsp {
         x_exp: i32,
     ) -> bool {
         let n = xq.len();
-        let (Some(&m), Some(n2), Some(n4)) = (xm.first(), n.checked_mul(2), n.checked_mul(4))
-        else {
+        let (Some(&m), Some(n2)) = (xm.first(), n.checked_mul(2)) else {
             return false;
         };
         if n == 0 {
             return false;
         }
-        let mut outs4 = out.chunks_exact_mut(4);
-        let mut wrows4 = w.chunks_exact(n4);
-        let mut srows4 = ws.chunks_exact(4);
-        for ((o, w4), s4) in (&mut outs4).zip(&mut wrows4).zip(&mut srows4) {
-            let Some(d) = dots4_rows_i8_i16(w4, xq) else {
-                return false;
-            };
-            one_scale_rows(o, s4, &d, m, x_exp);
+        // The dots of every four-row block into `out` in one call, then each
+        // row's one scale applied in place.
+        let done = dots4_blocks_i8_i16(w, xq, out);
+        let (Some((head, out)), Some((sh, ws)), Some(w)) = (
+            out.split_at_mut_checked(done),
+            ws.split_at_checked(done),
+            w.get(done * n..),
+        ) else {
+            return false;
+        };
+        for (o, s) in head.iter_mut().zip(sh) {
+            let d = *o;
+            one_scale_rows(
+                core::slice::from_mut(o),
+                core::slice::from_ref(s),
+                &[d],
+                m,
+                x_exp,
+            );
         }
-        let (out, w, ws) = (
-            outs4.into_remainder(),
-            wrows4.remainder(),
-            srows4.remainder(),
-        );
         let mut outs = out.chunks_exact_mut(2);
         let mut wrows = w.chunks_exact(n2);
         let mut srows = ws.chunks_exact(2);

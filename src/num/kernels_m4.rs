@@ -424,6 +424,140 @@ pub fn dots4_rows_i8_i16(w: &[i8], x: &[i16]) -> Option<[i32; 4]> {
     Some([a0, a1, a2, a3])
 }
 
+/// Four columns of [`dots4_blocks_i8_i16`]'s four rows: `x` paired once
+/// (r0, advancing), each row's four weights (rows 1 and 2 at the register
+/// offsets `n` and `2·n` from row 0 in r1, row 3 after one `add`; r1
+/// advancing) in two `sxtb16` and two `smlad` into r4, r5, r8, r3.
+macro_rules! blocks_step {
+    () => {
+        concat!(
+            "ldr r10, [r0], #4\n",
+            "ldr r11, [r0], #4\n",
+            ".inst.w 0xEACA4E0B\n", // pkhbt lr, r10, r11, lsl #16   (x0, x2)
+            ".inst.w 0xEACB4B2A\n", // pkhtb r11, r11, r10, asr #16  (x1, x3)
+            "ldr r10, [r1, r2]\n",  // row 1
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10               (w0, w2)
+            ".inst.w 0xFB2C440E\n", // smlad r4, r12, lr, r4
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8       (w1, w3)
+            ".inst.w 0xFB2C440B\n", // smlad r4, r12, r11, r4
+            "ldr r10, [r1, r2, lsl #1]\n", // row 2
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
+            ".inst.w 0xFB2C550E\n", // smlad r5, r12, lr, r5
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C550B\n", // smlad r5, r12, r11, r5
+            "add r10, r1, r2, lsl #1\n",
+            "ldr r10, [r10, r2]\n", // row 3
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
+            ".inst.w 0xFB2C880E\n", // smlad r8, r12, lr, r8
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C880B\n", // smlad r8, r12, r11, r8
+            "ldr r10, [r1], #4\n",  // row 0
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
+            ".inst.w 0xFB2C330E\n", // smlad r3, r12, lr, r3
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C330B\n", // smlad r3, r12, r11, r3
+        )
+    };
+}
+
+/// [`dots4_blocks_i8_i16`]'s assembly around its column loop `$columns`:
+/// the output pointer and its end kept in two stack words, and between
+/// blocks the sums stored, `x` moved back, the rows moved on and the sums
+/// cleared.
+macro_rules! blocks_asm {
+    ($x:expr, $w:expr, $n:expr, $end:expr, $out:expr, $out_end:expr; $($columns:tt)*) => {
+        asm!(
+            "sub sp, sp, #8",
+            "strd r3, r4, [sp]",
+            "2:",
+            "movs r3, #0",
+            "movs r4, #0",
+            "movs r5, #0",
+            "mov.w r8, #0",
+            $($columns)*
+            "ldr r12, [sp]",
+            "stmia r12!, {{r3, r4, r5, r8}}",
+            "str r12, [sp]",
+            "sub r0, r0, r2, lsl #1",
+            "add r1, r1, r2, lsl #1",
+            "add r1, r1, r2",
+            "ldr lr, [sp, #4]",
+            "cmp r12, lr",
+            "bne 2b",
+            "add sp, sp, #8",
+            inout("r0") $x.as_ptr() => _,
+            inout("r1") $w.as_ptr() => _,
+            in("r2") $n,
+            inout("r3") $out.as_mut_ptr() => _,
+            inout("r4") $out_end => _,
+            out("r5") _,
+            out("r8") _,
+            in("r9") $end,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        )
+    };
+}
+
+/// [`dots4_rows_i8_i16`] over every four-row block of `w` (rows of
+/// `n = x.len()` values), the blocks inside the assembly: block `b`'s four
+/// sums go to `out[4b .. 4b + 4]`, bit-identical to
+/// [`crate::num::kernels_int::dot_i8_i16`] row by row. Between blocks the
+/// loop stores the sums (`stmia` through the output pointer, kept with its end
+/// in two stack words: the twelve registers hold the column loop), moves `x`
+/// back and the rows on, and clears the sums: 13 instructions, where a call
+/// per block and its Rust loop cost about 80. Rows of 64 (llama2.c's default
+/// group, and a 64-wide model's square products) have the column loop
+/// unrolled.
+///
+/// Returns the number of rows computed, a multiple of four: the most that
+/// `out` and `w` hold; 0 unless `x.len()` is a non-zero multiple of 4.
+#[inline(always)]
+pub fn dots4_blocks_i8_i16(w: &[i8], x: &[i16], out: &mut [i32]) -> usize {
+    let n = x.len();
+    if n == 0 || n % 4 != 0 {
+        return 0;
+    }
+    let blocks = (out.len() / 4).min(w.len() / n / 4);
+    if blocks == 0 {
+        return 0;
+    }
+    let end = x.as_ptr().wrapping_add(n);
+    let out_end = out.as_mut_ptr().wrapping_add(4 * blocks);
+    // SAFETY: block `b < blocks` reads the `n` int16 of `x` (two words per
+    // four columns, r0 advancing to `end`, then moved back `2n` bytes) and,
+    // per four columns, one word of each row `w[(4b + r)·n ..]` for `r < 4`
+    // (the row pointer advances 4 bytes a step, `n/4` steps, then `3n` to the
+    // next block's row 0; `4n·blocks ≤ w.len()`, checked above; unaligned
+    // word loads are allowed on ARMv7E-M/ARMv8-M Mainline with
+    // `CCR.UNALIGN_TRP` clear, the reset value). It writes four words per
+    // block at `out[4b ..]` (an exclusive slice of at least `4·blocks` `i32`,
+    // `stmia` at their 4-byte alignment) and two words of its own below the
+    // stack pointer, which it moves down 8 bytes (keeping its 8-byte
+    // alignment) and restores. Every register it touches is an operand; the
+    // flags are clobbered.
+    unsafe {
+        if n == 64 {
+            blocks_asm!(x, w, n, end, out, out_end;
+                blocks_step!(), blocks_step!(), blocks_step!(), blocks_step!(),
+                blocks_step!(), blocks_step!(), blocks_step!(), blocks_step!(),
+                blocks_step!(), blocks_step!(), blocks_step!(), blocks_step!(),
+                blocks_step!(), blocks_step!(), blocks_step!(), blocks_step!(),
+            );
+        } else {
+            blocks_asm!(x, w, n, end, out, out_end;
+                "3:",
+                blocks_step!(),
+                "cmp r0, r9",
+                "bne 3b",
+            );
+        }
+    }
+    4 * blocks
+}
+
 /// One row of the integer step's Q8 product in groups of four, the group
 /// scales applied in the loop, on the DSP extension: with `mw[g]` the
 /// weight scale `ws[g]`'s 15-bit mantissa aligned to the row's largest

@@ -252,6 +252,197 @@ fn dsp_rows_kernel() -> Result<(), Failure> {
     Ok(())
 }
 
+/// Every row `kernel` (a four-row-block product of rows of `n`) computed from
+/// `w` against `x`: each against `dot_i8_i16`, the count returned (the whole
+/// blocks that `out` and `w` hold), and the words past it untouched.
+#[cfg(any(
+    all(target_arch = "arm", target_abi = "eabihf"),
+    all(
+        target_arch = "arm",
+        target_os = "none",
+        target_abi = "eabi",
+        target_endian = "little",
+        target_has_atomic = "32"
+    )
+))]
+fn blocks_case(
+    label: &'static str,
+    kernel: impl Fn(&[i8], &[i16], &mut [i32]) -> usize,
+    w: &[i8],
+    n: usize,
+    x: &[i16],
+    rows: usize,
+    case: usize,
+) -> Result<(), Failure> {
+    const MAX: usize = 16;
+    let mut out = [0x5a5a_5a5a_i32; MAX];
+    let done = kernel(w, &x[..n], &mut out[..rows]);
+    let want_rows = (rows / 4).min(w.len() / n / 4) * 4;
+    if done != want_rows {
+        return Err(Failure::Property {
+            label,
+            index: case as u32,
+        });
+    }
+    for (r, &v) in out[..done].iter().enumerate() {
+        let want = dot_i8_i16(&w[r * n..(r + 1) * n], &x[..n]);
+        identical_bits(label, case * 100 + r, v as u32, want as u32)?;
+    }
+    if out[done..].iter().any(|&v| v != 0x5a5a_5a5a) {
+        return Err(Failure::Property {
+            label,
+            index: (case * 100 + 99) as u32,
+        });
+    }
+    Ok(())
+}
+
+/// The DSP targets' block kernel of rows of one group
+/// (`kernels_m4::dots4_blocks_i8_i16`, every four-row block in one call;
+/// rows of 64 unrolled) against the plain dot product: several blocks and a
+/// remainder it must leave, rows from an odd offset, widths 4 to 172, a
+/// weight slice that ends inside a block, and widths it must refuse.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+fn dsp_blocks_kernel() -> Result<(), Failure> {
+    use microformer::num::kernels_m4::dots4_blocks_i8_i16;
+    let rng = &mut XorShift32(0x0b10_c4d5);
+    const N: usize = 172;
+    let mut w = [0i8; 9 * N + 3];
+    let mut x = [0i16; N];
+    let label = "dots4_blocks_i8_i16 = dot_i8_i16";
+    for fill in 0..3usize {
+        fill_kernel_inputs(rng, fill, &mut w, &mut x);
+        for (c, (n, rows, off)) in [
+            (4usize, 11usize, 0usize),
+            (8, 9, 1),
+            (32, 12, 3),
+            (64, 11, 0),
+            (64, 16, 2),
+            (172, 9, 3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let end = (off + rows * n).min(w.len());
+            blocks_case(
+                label,
+                dots4_blocks_i8_i16,
+                &w[off..end],
+                n,
+                &x,
+                rows,
+                fill * 10 + c,
+            )?;
+        }
+        // Weights for one block and a half: one block.
+        blocks_case(
+            label,
+            dots4_blocks_i8_i16,
+            &w[..6 * 64],
+            64,
+            &x,
+            12,
+            fill * 10 + 7,
+        )?;
+    }
+    let mut out = [0i32; 8];
+    if dots4_blocks_i8_i16(&w[..8 * 6], &x[..6], &mut out) != 0
+        || dots4_blocks_i8_i16(&w[..0], &x[..0], &mut out) != 0
+    {
+        return Err(Failure::Property {
+            label: "dots4_blocks_i8_i16 refuses bad widths",
+            index: 0,
+        });
+    }
+    Ok(())
+}
+
+/// The M3's block kernel of rows of one group
+/// (`kernels_m3::dots4_blocks_i8_i16::<K>`) for `K` = 1, 2, 16 (unrolled) and
+/// 43, and its group-scale pass (`kernels_m3::scaled2`) against the Rust
+/// formula, on the spot.
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_abi = "eabi",
+    target_endian = "little",
+    target_has_atomic = "32"
+))]
+fn m3_blocks_kernel() -> Result<(), Failure> {
+    use microformer::num::kernels_m3::{dots4_blocks_i8_i16, scaled2};
+    let rng = &mut XorShift32(0x3b10_c4d5);
+    const N: usize = 172;
+    let mut w = [0i8; 9 * N + 3];
+    let mut x = [0i16; N];
+    let label = "m3 dots4_blocks_i8_i16 = dot_i8_i16";
+    for fill in 0..3usize {
+        fill_kernel_inputs(rng, fill, &mut w, &mut x);
+        let c = fill * 10;
+        blocks_case(label, dots4_blocks_i8_i16::<1>, &w, 4, &x, 11, c)?;
+        blocks_case(label, dots4_blocks_i8_i16::<2>, &w[1..], 8, &x, 9, c + 1)?;
+        blocks_case(label, dots4_blocks_i8_i16::<16>, &w, 64, &x, 11, c + 2)?;
+        blocks_case(label, dots4_blocks_i8_i16::<16>, &w[3..], 64, &x, 16, c + 3)?;
+        blocks_case(
+            label,
+            dots4_blocks_i8_i16::<16>,
+            &w[..6 * 64],
+            64,
+            &x,
+            12,
+            c + 4,
+        )?;
+        blocks_case(label, dots4_blocks_i8_i16::<43>, &w[2..], 172, &x, 9, c + 5)?;
+    }
+    // scaled2: 43 groups of dots (all four lanes), mantissas up to 2^16 − 1,
+    // input mantissas up to 2^15, sums that leave 32 bits.
+    let mut dots = [[0i32; 4]; 43];
+    for d in dots.iter_mut().flatten() {
+        *d = (rng.next_u32() as i32) >> 7;
+    }
+    let (mut ma, mut mb, mut xm) = ([0u16; 43], [0u16; 43], [0i32; 43]);
+    for g in 0..43 {
+        ma[g] = rng.next_u32() as u16;
+        mb[g] = if g == 5 { 0 } else { rng.next_u32() as u16 };
+        xm[g] = (rng.next_u32() >> 17) as i32;
+    }
+    let start = [0x1234_5678_9abc_i64, -0x7654_3210_fedc];
+    for lane in [0usize, 1, 2] {
+        let Some(got) = scaled2(&dots, lane, &ma, &mb, &xm, start) else {
+            return Err(Failure::Property {
+                label: "scaled2 ran",
+                index: lane as u32,
+            });
+        };
+        for (i, m) in [&ma, &mb].into_iter().enumerate() {
+            let mut want = start[i];
+            for g in 0..43 {
+                want += dots[g][lane + i] as i64 * (i32::from(m[g]) * xm[g]) as i64;
+            }
+            identical_bits(
+                "scaled2 = the Rust sum (low word)",
+                lane * 10 + i,
+                got[i] as u32,
+                want as u32,
+            )?;
+            identical_bits(
+                "scaled2 = the Rust sum (high word)",
+                lane * 10 + i,
+                (got[i] >> 32) as u32,
+                (want >> 32) as u32,
+            )?;
+        }
+    }
+    if scaled2(&dots, 3, &ma, &mb, &xm, start).is_some()
+        || scaled2(&dots, 0, &ma[..42], &mb, &xm, start).is_some()
+    {
+        return Err(Failure::Property {
+            label: "scaled2 refuses bad lengths",
+            index: 0,
+        });
+    }
+    Ok(())
+}
+
 /// One size of the M3 kernel: the group dot products of four rows of stride
 /// `n` from `w` against `x`, every group and row bit for bit against
 /// `dot_i8_i16`, and the groups past the count untouched.
@@ -522,6 +713,8 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
     attention_kernels()?;
     #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
     dsp_rows_kernel()?;
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    dsp_blocks_kernel()?;
     #[cfg(all(
         target_arch = "arm",
         target_os = "none",
@@ -530,6 +723,14 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
         target_has_atomic = "32"
     ))]
     m3_kernel()?;
+    #[cfg(all(
+        target_arch = "arm",
+        target_os = "none",
+        target_abi = "eabi",
+        target_endian = "little",
+        target_has_atomic = "32"
+    ))]
+    m3_blocks_kernel()?;
     let x: [i32; 16] = core::array::from_fn(|i| (rng.next_u32() as i32) >> (i % 12));
     let mut q16 = [0i16; 16];
     let max = quantize_group_to(&x, &mut q16);
