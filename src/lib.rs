@@ -32,13 +32,15 @@
 //! | [`num`] | numerics: `const fn` f64 maths for tables, Q15 fixed point, Q8_0, binary16, `expf`, the f32 kernels, the integer step's fixed point and kernels |
 //! | [`error`] | the one error type, [`Error`] |
 //!
-//! The crate denies `unsafe` code except in two modules of kernels in inline
-//! assembly, whose results are bit-identical to the portable kernels: the
-//! Cortex-M4F/M33 one (`num::kernels_m4`, compiled for hard-float Arm targets
-//! only: the f32 and binary16 matrix-vector kernels, the f32 attention's
-//! score and value-mix loops, the integer step's int8 × int16 group dot
-//! products, int8-cache attention and Q15 RoPE) and the soft-float ARMv7-M
-//! one (`num::kernels_m3`: the integer step's group dot products).
+//! The crate denies `unsafe` code except in three modules of kernels in
+//! inline assembly, whose results are bit-identical to the portable kernels:
+//! the Cortex-M4F/M33 one (`num::kernels_m4`, compiled for hard-float Arm
+//! targets only: the f32 and binary16 matrix-vector kernels, the f32
+//! attention's score and value-mix loops, the integer step's int8 × int16
+//! group dot products, int8-cache attention and Q15 RoPE), the soft-float
+//! ARMv7-M one (`num::kernels_m3`: the integer step's group dot products and
+//! scales, its attention key dots) and the ARMv6-M one (`num::kernels_m0`:
+//! the integer step's group dot products).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -323,6 +323,12 @@ pub fn quantize_group_to<T: Quantum>(x: &[i32], q: &mut [T]) -> u32 {
     // `max >> k` keeps the top bits of `max ≥ 1`, so `.max(1)` changes
     // nothing; it tells the compiler the divisor is not zero (no panic path).
     let den = (max >> k).max(1);
+    // ARMv6-M has no divide instruction: one library division per value
+    // costs it about 400 instructions, the reciprocal about 20.
+    if cfg!(all(target_arch = "arm", not(target_has_atomic = "32"))) {
+        quantize_by_reciprocal(x, q, k, den);
+        return max;
+    }
     let half = den / 2;
     for (o, &v) in q.iter_mut().zip(x) {
         let a = v.unsigned_abs() >> k;
@@ -330,6 +336,36 @@ pub fn quantize_group_to<T: Quantum>(x: &[i32], q: &mut [T]) -> u32 {
         *o = T::from_i32(if v < 0 { -m } else { m });
     }
     max
+}
+
+/// [`quantize_group_to`]'s values `⌊(Q·a + ⌊den/2⌋) / den⌋` (`a = |x| >> k ≤
+/// den < 2^s`, `s = 31 − T::BITS`) from one division per group: with
+/// `R = ⌊Q·2^s / den⌋`, `m₀ = ⌊a·R / 2^s⌋` falls short of the quotient by
+/// at most 2 (`a·R/2^s` is within 1 of `Q·a/den`, and `⌊den/2⌋/den < 1`),
+/// and the remainder `Q·a + ⌊den/2⌋ − m₀·den` corrects it. Every value fits
+/// `u32`: `Q·2^s < 2^31`. The same integers as the division (a test compares
+/// them); the step takes it where division is a library call.
+#[inline]
+fn quantize_by_reciprocal<T: Quantum>(x: &[i32], q: &mut [T], k: u32, den: u32) {
+    let qmax = (1u32 << T::BITS) - 1;
+    let s = 31 - T::BITS;
+    let den = den.max(1);
+    let r = (qmax << s) / den;
+    let half = den / 2;
+    for (o, &v) in q.iter_mut().zip(x) {
+        let a = (v.unsigned_abs() >> k).min(den);
+        let mut m = (a * r) >> s;
+        let mut rem = (qmax * a + half).wrapping_sub(m * den);
+        if rem >= den {
+            m += 1;
+            rem -= den;
+        }
+        if rem >= den {
+            m += 1;
+        }
+        let m = m as i32;
+        *o = T::from_i32(if v < 0 { -m } else { m });
+    }
 }
 
 /// The scale of a group [`quantize_group_to`] quantized to `T` and returned
@@ -492,6 +528,52 @@ pub fn sigmoid_q15(x: i32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The division-free quantizer (ARMv6-M's) gives the division's integers,
+    /// for int8 and int16, on random groups at every magnitude, groups of one
+    /// value repeated, and the extremes (`i32::MIN`, ±1).
+    #[test]
+    fn quantize_by_reciprocal_is_the_division() {
+        fn by_division<T: Quantum>(x: &[i32], q: &mut [T], k: u32, den: u32) {
+            let qmax = (1u32 << T::BITS) - 1;
+            for (o, &v) in q.iter_mut().zip(x) {
+                let m = ((qmax * (v.unsigned_abs() >> k) + den / 2) / den) as i32;
+                *o = T::from_i32(if v < 0 { -m } else { m });
+            }
+        }
+        fn check<T: Quantum + PartialEq + core::fmt::Debug>(x: &[i32]) {
+            let max = x.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+            if max == 0 {
+                return;
+            }
+            let k = (32 - max.leading_zeros()).saturating_sub(32 - T::BITS - 1);
+            let den = max >> k;
+            let (mut got, mut want) = (vec![T::default(); x.len()], vec![T::default(); x.len()]);
+            quantize_by_reciprocal(x, &mut got, k, den);
+            by_division(x, &mut want, k, den);
+            assert_eq!(got, want, "{x:?}");
+        }
+        let mut rng = microformer_testkit::XorShift32(71);
+        for i in 0..40_000u32 {
+            let shift = i % 32;
+            let x: Vec<i32> = (0..16).map(|_| (rng.next_u32() as i32) >> shift).collect();
+            check::<i16>(&x);
+            check::<i8>(&x);
+            let one = [x[0], -x[0], x[0] / 2, x[0] / 3, 1, -1, 0];
+            check::<i16>(&one);
+            check::<i8>(&one);
+        }
+        for x in [
+            &[i32::MIN, i32::MAX, 1, -1][..],
+            &[i32::MIN, 0, -(1 << 30)][..],
+            &[1, -1, 0][..],
+            &[3, 2, 1, -2][..],
+            &[65535, 32768, 32767, -1][..],
+        ] {
+            check::<i16>(x);
+            check::<i8>(x);
+        }
+    }
 
     /// Every 257th f32 bit pattern (16.7 million, every exponent and sign) at
     /// the integer step's fractions: exactly `round(v·2^frac)` (half away from

@@ -94,6 +94,15 @@ pub fn matvec_q8_block(
             return Ok(());
         }
     }
+    #[cfg(all(
+        target_arch = "arm",
+        target_os = "none",
+        target_endian = "little",
+        not(target_has_atomic = "32")
+    ))]
+    if m0::matvec(out, w, mw, tops, xq, xm, x_exp, group) {
+        return Ok(());
+    }
     #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
     let done = portable(out, w, mw, tops, xq, xm, x_exp, group);
     #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
@@ -455,6 +464,93 @@ mod m3 {
                 g0 += chunk;
             }
             for ((o, &a), &t) in o.iter_mut().zip(&acc).zip(t) {
+                *o = finish(a, u32::from(t), x_exp);
+            }
+        }
+        rows_one_by_one(
+            outs.into_remainder(),
+            wrows.remainder(),
+            mrows.remainder(),
+            trows.remainder(),
+            xq,
+            xm,
+            x_exp,
+            group,
+        )
+    }
+}
+
+/// The product on ARMv6-M (Cortex-M0/M0+): the group dot products of four
+/// rows at a time from [`crate::num::kernels_m0::dots4_i8_i16`], the stored
+/// scales applied with [`crate::num::kernels_int::mul_wide`] (ARMv6-M has no
+/// 32 × 32 → 64-bit multiply; the compiler's `__aeabi_lmul` multiplies 64 by
+/// 64 bits in a call).
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_endian = "little",
+    not(target_has_atomic = "32")
+))]
+mod m0 {
+    use super::{finish, rows_one_by_one};
+    use crate::num::kernels_int::mul_wide;
+    use crate::num::kernels_m0::dots4_i8_i16;
+
+    /// Groups whose dot products one call computes (a stack buffer of
+    /// 768 bytes): llama2.c's `w2` (43 groups of 4 a row) in one call.
+    const CHUNK: usize = 48;
+
+    /// Groups of `group`, four rows a call of [`dots4_i8_i16`] ([`CHUNK`]
+    /// groups a call), the last rows by [`rows_one_by_one`]. `false` when
+    /// nothing was done.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn matvec(
+        out: &mut [i32],
+        w: &[i8],
+        mw: &[u16],
+        tops: &[u8],
+        xq: &[i16],
+        xm: &[i32],
+        x_exp: i32,
+        group: usize,
+    ) -> bool {
+        let (n, gpr) = (xq.len(), xm.len());
+        let (Some(n4), Some(g4)) = (n.checked_mul(4), gpr.checked_mul(4)) else {
+            return false;
+        };
+        if n4 == 0 || g4 == 0 || group == 0 || group % 4 != 0 || group > 512 {
+            return false;
+        }
+        let mut outs = out.chunks_exact_mut(4);
+        let mut wrows = w.chunks_exact(n4);
+        let mut mrows = mw.chunks_exact(g4);
+        let mut trows = tops.chunks_exact(4);
+        let mut buf = [[0i32; 4]; CHUNK];
+        for (((o, w4), m4), t4) in (&mut outs).zip(&mut wrows).zip(&mut mrows).zip(&mut trows) {
+            let mut acc = [0i64; 4];
+            let mut g0 = 0;
+            while g0 < gpr {
+                let at = g0 * group;
+                let chunk = (gpr - g0).min(CHUNK);
+                let (Some(wa), Some(x), Some(buf)) =
+                    (w4.get(at..), xq.get(at..), buf.get_mut(..chunk))
+                else {
+                    return false;
+                };
+                if dots4_i8_i16(wa, n, group, x, buf) != chunk {
+                    return false;
+                }
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let m = m4.get(r * gpr + g0..).unwrap_or_default();
+                    let xs = xm.get(g0..).unwrap_or_default();
+                    for ((d, &m), &x) in buf.iter().zip(m).zip(xs) {
+                        let d = d.get(r).copied().unwrap_or(0);
+                        *a = a.wrapping_add(mul_wide(d, i32::from(m).wrapping_mul(x)));
+                    }
+                }
+                g0 += chunk;
+            }
+            for ((o, &a), &t) in o.iter_mut().zip(&acc).zip(t4) {
                 *o = finish(a, u32::from(t), x_exp);
             }
         }

@@ -21,7 +21,9 @@
 //!   weights; `sxtb16` + `smlad` for the integer step) and the f32 and int8
 //!   attention's score and value-mix loops, Q15 RoPE (`smlsd`, `smladx`).
 //! - `kernels_m3` (soft-float ARMv7-M): the integer step's group dot products
-//!   (`ldrsb`, `mla`). These two are the crate's only `unsafe` code.
+//!   (`ldrsb`, `mla`) and group scales (`smlal`).
+//! - `kernels_m0` (ARMv6-M): the integer step's group dot products (`ldrsb`,
+//!   `muls`). These three are the crate's only `unsafe` code.
 
 pub mod exp;
 pub mod exp_glibc;
@@ -31,6 +33,13 @@ pub mod int;
 pub mod kernels;
 pub mod kernels_block;
 pub mod kernels_int;
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_endian = "little",
+    not(target_has_atomic = "32")
+))]
+pub mod kernels_m0;
 #[cfg(all(
     target_arch = "arm",
     target_os = "none",
