@@ -48,8 +48,8 @@ use super::view::Model;
 use super::weights::{LayerWeights, Matrix};
 use crate::image::{BlockScales, FfnKind, NormKind, Residual};
 use crate::num::int::{
-    exp_q16, fixed_from_f32, group_scale_of, isqrt_u64, quantize_group_to, round_to_i32, sat_i32,
-    shift_i64, sigmoid_q15, Quantum, Scale, ACT_FRAC,
+    exp_q16, fixed_from_f32, group_scale_of, isqrt_u64, mul_i64, mul_u64, quantize_group_to,
+    round_to_i32, sat_i32, shift_i64, sigmoid_q15, Quantum, Scale, ACT_FRAC,
 };
 use crate::num::kernels_block;
 use crate::num::kernels_int::{self, CacheElem};
@@ -224,15 +224,15 @@ fn rms_fold(x: &[i32], w: &[f32], eps: f32, t: &mut [i32]) -> Scale {
     let n = x.len() as u64;
     let mut ss = 0u64;
     for &v in x {
-        let a = v.unsigned_abs() as u64;
-        ss = ss.saturating_add(a * a);
+        let a = v.unsigned_abs();
+        ss = ss.saturating_add(mul_u64(a, a));
     }
     // eps in Q32 (the units of ss), times n.
     let eps = fixed_from_f32(eps, 32).max(0) as u64;
     let r = isqrt_u64(ss.saturating_add(eps.saturating_mul(n)));
     for ((o, &v), &g) in t.iter_mut().zip(x).zip(w) {
-        let g = fixed_from_f32(g, 24) as i64;
-        *o = round_to_i32(v as i64 * g, 24);
+        let g = fixed_from_f32(g, 24);
+        *o = round_to_i32(mul_i64(v, g), 24);
     }
     // 1/rms = √n / √(ss + n·eps), both in Q16.
     Scale::ratio(isqrt_u64(n << 32), r.max(1))
@@ -338,7 +338,7 @@ impl IntScratch<'_> {
                 {
                     let s = Scale::from_f32(sw);
                     for (o, &q) in o.iter_mut().zip(q) {
-                        let p = q as i64 * s.m as i64;
+                        let p = mul_i64(q.into(), s.m);
                         *o = round_to_i32(shift_i64(p, s.e + ACT_FRAC as i32 + 1), 1);
                     }
                 }
@@ -539,8 +539,9 @@ impl IntScratch<'_> {
         }
         for (h, &u) in self.hb.iter_mut().zip(self.hb2.iter()) {
             // silu(h) = h·σ(h) (Q16·Q15), times u (Q16).
-            let g = (*h as i64 * sigmoid_q15(*h) as i64) >> 15;
-            *h = round_to_i32(g * u as i64, ACT_FRAC);
+            // |g| ≤ |h|: σ ≤ 1.
+            let g = (mul_i64(*h, sigmoid_q15(*h) as i32) >> 15) as i32;
+            *h = round_to_i32(mul_i64(g, u), ACT_FRAC);
         }
         let mut input = fresh(None);
         product(
@@ -568,7 +569,7 @@ struct Query<'q> {
 /// saturated.
 #[inline]
 fn mul_scale(v: i32, s: Scale) -> i32 {
-    let p = v as i64 * s.m as i64;
+    let p = mul_i64(v, s.m);
     if s.e >= 0 {
         sat_i32(shift_i64(p, s.e))
     } else if s.e > -63 {
@@ -1037,7 +1038,7 @@ fn attend<T: CacheElem, B: ScoreBiasFixed>(
         let inv = Scale::ratio(1, sum);
         let sh = inv.e + ev + t - 3 - bits;
         for a in acc.iter_mut() {
-            let p = *a as i64 * inv.m as i64;
+            let p = mul_i64(*a, inv.m);
             *a = if sh < 0 {
                 round_to_i32(p, (-sh).min(62) as u32)
             } else {

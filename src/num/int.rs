@@ -300,6 +300,59 @@ impl Quantum for i16 {
     }
 }
 
+/// ARMv6-M: no 32 × 32 → 64-bit multiply and no divide instruction.
+const ARMV6M: bool = cfg!(all(target_arch = "arm", not(target_has_atomic = "32")));
+
+/// `a · b` widened to `i64`: one `smull` on ARMv7-M and the host; on
+/// ARMv6-M, which has no such instruction (the compiler calls
+/// `__aeabi_lmul`, a 64 × 64-bit multiply), [`mul_i64_halves`].
+#[inline(always)]
+pub fn mul_i64(a: i32, b: i32) -> i64 {
+    if ARMV6M {
+        mul_i64_halves(a, b)
+    } else {
+        a as i64 * b as i64
+    }
+}
+
+/// `a · b` widened to `u64`, as [`mul_i64`] for unsigned values.
+#[inline(always)]
+pub fn mul_u64(a: u32, b: u32) -> u64 {
+    if ARMV6M {
+        mul_u64_halves(a, b)
+    } else {
+        a as u64 * b as u64
+    }
+}
+
+/// `a · b` as `i64` from four 16 × 16-bit products (ARMv6-M's `muls` gives
+/// the low 32 bits of a product): exact for every `a` and `b` (a test
+/// compares it with the `i64` product).
+#[inline(always)]
+pub fn mul_i64_halves(a: i32, b: i32) -> i64 {
+    let (ah, al) = (a >> 16, a & 0xffff);
+    let (bh, bl) = (b >> 16, b & 0xffff);
+    // |ah·bh| ≤ 2^30; |ah·bl|, |al·bh| < 2^31; al·bl < 2^32 (as u32).
+    let hh = ah * bh;
+    let mid = (ah * bl) as i64 + (al * bh) as i64;
+    let ll = (al as u32).wrapping_mul(bl as u32);
+    ((hh as i64) << 32)
+        .wrapping_add(mid << 16)
+        .wrapping_add(ll as i64)
+}
+
+/// `a · b` as `u64` from four 16 × 16-bit products, as
+/// [`mul_i64_halves`] for unsigned values.
+#[inline(always)]
+pub fn mul_u64_halves(a: u32, b: u32) -> u64 {
+    let (ah, al) = (a >> 16, a & 0xffff);
+    let (bh, bl) = (b >> 16, b & 0xffff);
+    let mid = u64::from(ah * bl) + u64::from(al * bh);
+    (u64::from(ah * bh) << 32)
+        .wrapping_add(mid << 16)
+        .wrapping_add(u64::from(al * bl))
+}
+
 /// Quantizes one group of fixed-point values as `runq.c` quantizes a group
 /// (`q = round(Q·x / max|x|)` with `Q = 2^T::BITS − 1`, half away from zero),
 /// and returns `max|x|` (0: the group is all zeros). The scale of the group is
@@ -325,7 +378,7 @@ pub fn quantize_group_to<T: Quantum>(x: &[i32], q: &mut [T]) -> u32 {
     let den = (max >> k).max(1);
     // ARMv6-M has no divide instruction: one library division per value
     // costs it about 400 instructions, the reciprocal about 20.
-    if cfg!(all(target_arch = "arm", not(target_has_atomic = "32"))) {
+    if ARMV6M {
         quantize_by_reciprocal(x, q, k, den);
         return max;
     }
@@ -465,7 +518,7 @@ pub fn exp_q16(z: i32) -> u32 {
     }
     let a = z.unsigned_abs();
     // u = ⌊a·log2(e)⌋ in Q16 (a ≤ 2^31: u < 2^32).
-    let u = a + ((a as u64 * LOG2E_K as u64) >> 32) as u32;
+    let u = a + (mul_u64(a, LOG2E_K) >> 32) as u32;
     let n = u >> 16;
     if n >= 17 {
         return 0;
@@ -528,6 +581,40 @@ pub fn sigmoid_q15(x: i32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 16-bit-halves products (ARMv6-M's) are the 64-bit products: the
+    /// extremes and random pairs at every magnitude.
+    #[test]
+    fn halves_products_are_the_products() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -65537,
+            -65536,
+            -65535,
+            -1,
+            0,
+            1,
+            65535,
+            65536,
+            i32::MAX,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(mul_i64_halves(a, b), a as i64 * b as i64, "{a} {b}");
+                let (ua, ub) = (a as u32, b as u32);
+                assert_eq!(mul_u64_halves(ua, ub), ua as u64 * ub as u64, "{ua} {ub}");
+            }
+        }
+        let mut rng = microformer_testkit::XorShift32(41);
+        for i in 0..200_000u32 {
+            let a = (rng.next_u32() as i32) >> (i % 32);
+            let b = (rng.next_u32() as i32) >> (i / 7 % 32);
+            assert_eq!(mul_i64_halves(a, b), a as i64 * b as i64, "{a} {b}");
+            let (ua, ub) = (rng.next_u32() >> (i % 32), rng.next_u32());
+            assert_eq!(mul_u64_halves(ua, ub), ua as u64 * ub as u64, "{ua} {ub}");
+        }
+    }
 
     /// The division-free quantizer (ARMv6-M's) gives the division's integers,
     /// for int8 and int16, on random groups at every magnitude, groups of one

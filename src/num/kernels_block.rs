@@ -482,7 +482,7 @@ mod m3 {
 
 /// The product on ARMv6-M (Cortex-M0/M0+): the group dot products of four
 /// rows at a time from [`crate::num::kernels_m0::dots4_i8_i16`], the stored
-/// scales applied with [`crate::num::kernels_int::mul_wide`] (ARMv6-M has no
+/// scales applied with [`crate::num::int::mul_i64`] (ARMv6-M has no
 /// 32 × 32 → 64-bit multiply; the compiler's `__aeabi_lmul` multiplies 64 by
 /// 64 bits in a call).
 #[cfg(all(
@@ -493,7 +493,7 @@ mod m3 {
 ))]
 mod m0 {
     use super::{finish, rows_one_by_one};
-    use crate::num::kernels_int::mul_wide;
+    use crate::num::int::mul_i64;
     use crate::num::kernels_m0::dots4_i8_i16;
 
     /// Groups whose dot products one call computes (a stack buffer of
@@ -545,7 +545,7 @@ mod m0 {
                     let xs = xm.get(g0..).unwrap_or_default();
                     for ((d, &m), &x) in buf.iter().zip(m).zip(xs) {
                         let d = d.get(r).copied().unwrap_or(0);
-                        *a = a.wrapping_add(mul_wide(d, i32::from(m).wrapping_mul(x)));
+                        *a = a.wrapping_add(mul_i64(d, i32::from(m).wrapping_mul(x)));
                     }
                 }
                 g0 += chunk;

@@ -343,23 +343,6 @@ pub(crate) fn dots4(w: [&[i8]; 4], x: &[i16]) -> [i32; 4] {
     a
 }
 
-/// `a · b` as `i64` from four 16 × 16-bit products, for ARMv6-M: it has no
-/// 32 × 32 → 64-bit multiply, and the compiler's `__aeabi_lmul` multiplies 64
-/// by 64 bits in a call. Exact for every `a` and `b` (a test compares it with
-/// the `i64` product).
-#[inline(always)]
-pub fn mul_wide(a: i32, b: i32) -> i64 {
-    let (ah, al) = (a >> 16, a & 0xffff);
-    let (bh, bl) = (b >> 16, b & 0xffff);
-    // |ah·bh| ≤ 2^30; |ah·bl|, |al·bh| < 2^31; al·bl < 2^32 (as u32).
-    let hh = ah * bh;
-    let mid = (ah * bl) as i64 + (al * bh) as i64;
-    let ll = (al as u32).wrapping_mul(bl as u32);
-    ((hh as i64) << 32)
-        .wrapping_add(mid << 16)
-        .wrapping_add(ll as i64)
-}
-
 /// The row's result from its accumulator (see the module documentation).
 #[inline(always)]
 pub(crate) fn finish(acc: i64, top: u32, x_exp: i32) -> i32 {
@@ -1048,35 +1031,6 @@ mod tests {
         assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 3], &[0; 4], &[0; 1], 0, 4).is_err());
         assert!(matvec_q8(&mut out, &[0; 6], &[0.0; 2], &[0; 4], &[0; 1], 0, 4).is_err());
         assert!(matvec_q8(&mut out, &[0; 8], &[0.0; 2], &[0; 4], &[0; 1], 0, 0).is_err());
-    }
-
-    /// `mul_wide` is the `i64` product: the extremes and random pairs.
-    #[test]
-    fn mul_wide_is_the_product() {
-        let edges = [
-            i32::MIN,
-            i32::MIN + 1,
-            -65537,
-            -65536,
-            -65535,
-            -1,
-            0,
-            1,
-            65535,
-            65536,
-            i32::MAX,
-        ];
-        for &a in &edges {
-            for &b in &edges {
-                assert_eq!(mul_wide(a, b), a as i64 * b as i64, "{a} {b}");
-            }
-        }
-        let mut rng = XorShift32(41);
-        for i in 0..200_000u32 {
-            let a = (rng.next_u32() as i32) >> (i % 32);
-            let b = (rng.next_u32() as i32) >> (i / 7 % 32);
-            assert_eq!(mul_wide(a, b), a as i64 * b as i64, "{a} {b}");
-        }
     }
 
     /// `finish`'s high-word path is the general rounding line, on random

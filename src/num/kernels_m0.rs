@@ -70,19 +70,26 @@ macro_rules! column {
 /// `bne`; per group the four sums stored (`str` through r7, 9 instructions)
 /// and the next group's end.
 ///
-/// Returns the number of groups computed: the most that `out`, `x` and the
-/// fourth row (`w.len() − 3n`) hold; 0 when `g` is 0, no multiple of 4 or
-/// above 512, or the stride would leave the slice.
+/// Computes `out.len()` groups and returns that number; 0 (nothing done)
+/// when `x` or the fourth row (`w.len() − 3n`) holds fewer, or `g` is 0, no
+/// multiple of 4 or above 512.
 #[inline(always)]
 pub fn dots4_i8_i16(w: &[i8], n: usize, g: usize, x: &[i16], out: &mut [[i32; 4]]) -> usize {
     if g == 0 || g % 4 != 0 || g > 512 {
         return 0;
     }
-    let Some(last) = n.checked_mul(3).and_then(|o| w.len().checked_sub(o)) else {
+    // `out.len()` groups, or none: checked by multiplication (ARMv6-M
+    // divides in a library call).
+    let groups = out.len();
+    let span = groups.checked_mul(g);
+    let Some(need) = n
+        .checked_mul(3)
+        .zip(span)
+        .and_then(|(o, s)| o.checked_add(s))
+    else {
         return 0;
     };
-    let groups = out.len().min(x.len() / g).min(last / g);
-    if groups == 0 {
+    if groups == 0 || span.is_none_or(|s| s > x.len()) || need > w.len() {
         return 0;
     }
     // Thumb-1 `asm!` takes operands in the low registers only: the group
