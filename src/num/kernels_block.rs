@@ -296,7 +296,7 @@ mod dsp {
             };
             // The dots of every four-row block into `out` in one call, then
             // each row's one mantissa applied in place.
-            let done = dots4_blocks_i8_i16(w, xq, out);
+            let done = dots4_blocks_i8_i16::<K>(w, xq, out);
             let (Some((head, rest)), Some((mh, mt)), Some((th, tt)), Some(wt)) = (
                 out.split_at_mut_checked(done),
                 mw.split_at_checked(done),
@@ -496,9 +496,10 @@ mod m0 {
     use crate::num::int::mul_i64;
     use crate::num::kernels_m0::dots4_i8_i16;
 
-    /// Groups whose dot products one call computes (a stack buffer of
-    /// 768 bytes): llama2.c's `w2` (43 groups of 4 a row) in one call.
-    const CHUNK: usize = 48;
+    /// Groups whose dot products one call computes (a stack buffer of 352
+    /// bytes, as the M0 parts have the least RAM: llama2.c's `w2`, 43 groups
+    /// of 4 a row, in two calls).
+    const CHUNK: usize = 22;
 
     /// Groups of `group`, four rows a call of [`dots4_i8_i16`] ([`CHUNK`]
     /// groups a call), the last rows by [`rows_one_by_one`]. `false` when

@@ -645,7 +645,7 @@ mod dsp {
         }
         // The dots of every four-row block into `out` in one call, then each
         // row's one scale applied in place.
-        let done = dots4_blocks_i8_i16(w, xq, out);
+        let done = dots4_blocks_i8_i16::<K>(w, xq, out);
         let (Some((head, out)), Some((sh, ws)), Some(w)) = (
             out.split_at_mut_checked(done),
             ws.split_at_checked(done),

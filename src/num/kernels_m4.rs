@@ -502,22 +502,26 @@ macro_rules! blocks_asm {
 }
 
 /// [`dots4_rows_i8_i16`] over every four-row block of `w` (rows of
-/// `n = x.len()` values), the blocks inside the assembly: block `b`'s four
+/// `n = 4·K` values, against `x[..n]`), the blocks inside the assembly: block `b`'s four
 /// sums go to `out[4b .. 4b + 4]`, bit-identical to
 /// [`crate::num::kernels_int::dot_i8_i16`] row by row. Between blocks the
 /// loop stores the sums (`stmia` through the output pointer, kept with its end
 /// in two stack words: the twelve registers hold the column loop), moves `x`
 /// back and the rows on, and clears the sums: 13 instructions, where a call
-/// per block and its Rust loop cost about 80. Rows of 64 (llama2.c's default
-/// group, and a 64-wide model's square products) have the column loop
-/// unrolled.
+/// per block and its Rust loop cost about 80. Rows of 64 (`K = 16`:
+/// llama2.c's default group, and a 64-wide model's square products) have the
+/// column loop unrolled (a `K` known at compile time: the other sizes do not
+/// carry its code).
 ///
 /// Returns the number of rows computed, a multiple of four: the most that
-/// `out` and `w` hold; 0 unless `x.len()` is a non-zero multiple of 4.
+/// `out` and `w` hold; 0 when `K` is 0 or `x` is shorter than a row.
 #[inline(always)]
-pub fn dots4_blocks_i8_i16(w: &[i8], x: &[i16], out: &mut [i32]) -> usize {
-    let n = x.len();
-    if n == 0 || n % 4 != 0 {
+pub fn dots4_blocks_i8_i16<const K: usize>(w: &[i8], x: &[i16], out: &mut [i32]) -> usize {
+    let n = 4 * K;
+    let Some(x) = x.get(..n) else {
+        return 0;
+    };
+    if n == 0 {
         return 0;
     }
     let blocks = (out.len() / 4).min(w.len() / n / 4);
@@ -539,7 +543,7 @@ pub fn dots4_blocks_i8_i16(w: &[i8], x: &[i16], out: &mut [i32]) -> usize {
     // alignment) and restores. Every register it touches is an operand; the
     // flags are clobbered.
     unsafe {
-        if n == 64 {
+        if K == 16 {
             blocks_asm!(x, w, n, end, out, out_end;
                 blocks_step!(), blocks_step!(), blocks_step!(), blocks_step!(),
                 blocks_step!(), blocks_step!(), blocks_step!(), blocks_step!(),

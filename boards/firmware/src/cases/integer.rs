@@ -301,7 +301,8 @@ fn blocks_case(
 /// (`kernels_m4::dots4_blocks_i8_i16`, every four-row block in one call;
 /// rows of 64 unrolled) against the plain dot product: several blocks and a
 /// remainder it must leave, rows from an odd offset, widths 4 to 172, a
-/// weight slice that ends inside a block, and widths it must refuse.
+/// weight slice that ends inside a block, and an input shorter than a row
+/// or `K = 0`, which it must refuse.
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 fn dsp_blocks_kernel() -> Result<(), Failure> {
     use microformer::num::kernels_m4::dots4_blocks_i8_i16;
@@ -312,42 +313,27 @@ fn dsp_blocks_kernel() -> Result<(), Failure> {
     let label = "dots4_blocks_i8_i16 = dot_i8_i16";
     for fill in 0..3usize {
         fill_kernel_inputs(rng, fill, &mut w, &mut x);
-        for (c, (n, rows, off)) in [
-            (4usize, 11usize, 0usize),
-            (8, 9, 1),
-            (32, 12, 3),
-            (64, 11, 0),
-            (64, 16, 2),
-            (172, 9, 3),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let end = (off + rows * n).min(w.len());
-            blocks_case(
-                label,
-                dots4_blocks_i8_i16,
-                &w[off..end],
-                n,
-                &x,
-                rows,
-                fill * 10 + c,
-            )?;
-        }
+        let c = fill * 10;
+        blocks_case(label, dots4_blocks_i8_i16::<1>, &w, 4, &x, 11, c)?;
+        blocks_case(label, dots4_blocks_i8_i16::<2>, &w[1..], 8, &x, 9, c + 1)?;
+        blocks_case(label, dots4_blocks_i8_i16::<8>, &w[3..], 32, &x, 12, c + 2)?;
+        blocks_case(label, dots4_blocks_i8_i16::<16>, &w, 64, &x, 11, c + 3)?;
+        blocks_case(label, dots4_blocks_i8_i16::<16>, &w[2..], 64, &x, 16, c + 4)?;
+        blocks_case(label, dots4_blocks_i8_i16::<43>, &w[3..], 172, &x, 9, c + 5)?;
         // Weights for one block and a half: one block.
         blocks_case(
             label,
-            dots4_blocks_i8_i16,
+            dots4_blocks_i8_i16::<16>,
             &w[..6 * 64],
             64,
             &x,
             12,
-            fill * 10 + 7,
+            c + 7,
         )?;
     }
     let mut out = [0i32; 8];
-    if dots4_blocks_i8_i16(&w[..8 * 6], &x[..6], &mut out) != 0
-        || dots4_blocks_i8_i16(&w[..0], &x[..0], &mut out) != 0
+    if dots4_blocks_i8_i16::<2>(&w[..8 * 6], &x[..6], &mut out) != 0
+        || dots4_blocks_i8_i16::<0>(&w, &x, &mut out) != 0
     {
         return Err(Failure::Property {
             label: "dots4_blocks_i8_i16 refuses bad widths",
