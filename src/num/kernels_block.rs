@@ -519,7 +519,7 @@ mod m0 {
         let (Some(n4), Some(g4)) = (n.checked_mul(4), gpr.checked_mul(4)) else {
             return false;
         };
-        if n4 == 0 || g4 == 0 || group == 0 || group % 4 != 0 || group > 512 {
+        if n4 == 0 || g4 == 0 || group == 0 || group % 4 != 0 || group > 256 {
             return false;
         }
         let mut outs = out.chunks_exact_mut(4);

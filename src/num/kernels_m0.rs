@@ -20,7 +20,7 @@
 //! # Bit-exactness
 //!
 //! Every product `w·x` (int8 × int16, |·| ≤ 2^22) and every sum is exact in
-//! `i32` for groups of up to 2^9 values (checked), so the sums are those of
+//! `i32` for groups of up to 2^8 values (checked), so the sums are those of
 //! [`crate::num::kernels_int::dot_i8_i16`] whatever their order.
 //!
 //! # Gate
@@ -72,10 +72,10 @@ macro_rules! column {
 ///
 /// Computes `out.len()` groups and returns that number; 0 (nothing done)
 /// when `x` or the fourth row (`w.len() − 3n`) holds fewer, or `g` is 0, no
-/// multiple of 4 or above 512.
+/// multiple of 4 or above 256 (a larger group could overflow `i32`).
 #[inline(always)]
 pub fn dots4_i8_i16(w: &[i8], n: usize, g: usize, x: &[i16], out: &mut [[i32; 4]]) -> usize {
-    if g == 0 || g % 4 != 0 || g > 512 {
+    if g == 0 || g % 4 != 0 || g > 256 {
         return 0;
     }
     // `out.len()` groups, or none: checked by multiplication (ARMv6-M

@@ -160,16 +160,7 @@ fn attention_kernels() -> Result<(), Failure> {
 
 /// The inputs of the Q8 kernels' on-the-spot cases, by `fill`: random (0),
 /// all-extreme (1: `i8::MIN` × `i16::MIN`, the largest sums), mixed (2).
-#[cfg(any(
-    all(target_arch = "arm", target_abi = "eabihf"),
-    all(
-        target_arch = "arm",
-        target_os = "none",
-        target_abi = "eabi",
-        target_endian = "little",
-        target_has_atomic = "32"
-    )
-))]
+#[cfg(all(target_arch = "arm", target_os = "none"))]
 fn fill_kernel_inputs(rng: &mut XorShift32, fill: usize, w: &mut [i8], x: &mut [i16]) {
     for (i, v) in w.iter_mut().enumerate() {
         *v = match fill {
@@ -424,6 +415,87 @@ fn m3_blocks_kernel() -> Result<(), Failure> {
         return Err(Failure::Property {
             label: "scaled2 refuses bad lengths",
             index: 0,
+        });
+    }
+    Ok(())
+}
+
+/// The ARMv6-M kernel of the Q8 product (`kernels_m0::dots4_i8_i16`: four
+/// rows a column, groups of `g`) against the plain dot product, on the spot
+/// (the other cores do not have it): random, all-extreme (`i8::MIN` ×
+/// `i16::MIN`, the largest sums) and mixed inputs; groups of 4, 8, 64 and
+/// 256 (the largest it takes), a row stride that is no multiple of the
+/// group, slices from odd offsets ending exactly at the last group, the
+/// groups past the count untouched, and the sizes it must refuse.
+#[cfg(all(
+    target_arch = "arm",
+    target_os = "none",
+    target_endian = "little",
+    not(target_has_atomic = "32")
+))]
+fn m0_kernel() -> Result<(), Failure> {
+    use microformer::num::kernels_m0::dots4_i8_i16;
+    let rng = &mut XorShift32(0x0a6d_0e55);
+    const N: usize = 516;
+    const MAX: usize = 40;
+    let mut w = [0i8; 4 * N];
+    let mut x = [0i16; N];
+    for fill in 0..3usize {
+        fill_kernel_inputs(rng, fill, &mut w, &mut x);
+        for (c, (off, n, g, groups)) in [
+            (0usize, N, 4usize, 129usize.min(MAX - 1)),
+            (1, N - 1, 8, 64),
+            (3, N - 1, 64, 8),
+            (0, N, 256, 2),
+            (2, 67, 4, 16),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let case = fill * 10 + c;
+            let groups = groups.min(MAX - 1);
+            let rows = &w[off..off + 3 * n + groups * g];
+            let mut sums = [[0x5a5a_5a5a_i32; 4]; MAX];
+            if dots4_i8_i16(rows, n, g, &x[..groups * g], &mut sums[..groups]) != groups {
+                return Err(Failure::Property {
+                    label: "m0 dots4_i8_i16 groups",
+                    index: case as u32,
+                });
+            }
+            for (gi, d) in sums[..groups].iter().enumerate() {
+                for (r, &v) in d.iter().enumerate() {
+                    let at = r * n + gi * g;
+                    let want = dot_i8_i16(&rows[at..at + g], &x[gi * g..(gi + 1) * g]);
+                    identical_bits(
+                        "m0 dots4_i8_i16 = dot_i8_i16",
+                        case * 10_000 + gi * 4 + r,
+                        v as u32,
+                        want as u32,
+                    )?;
+                }
+            }
+            if sums[groups..].iter().any(|d| *d != [0x5a5a_5a5a; 4]) {
+                return Err(Failure::Property {
+                    label: "m0 dots4_i8_i16 wrote past its groups",
+                    index: case as u32,
+                });
+            }
+        }
+    }
+    // Group sizes of 0, no multiple of 4, above 256; an input or a fourth row
+    // shorter than the groups asked: refused.
+    let mut sums = [[0i32; 4]; 2];
+    let refused = [
+        dots4_i8_i16(&w, 64, 0, &x, &mut sums),
+        dots4_i8_i16(&w, 64, 6, &x, &mut sums),
+        dots4_i8_i16(&w, 4 * 129, 260, &x, &mut sums[..1]),
+        dots4_i8_i16(&w, 64, 8, &x[..15], &mut sums),
+        dots4_i8_i16(&w[..3 * 64 + 15], 64, 8, &x, &mut sums),
+    ];
+    if let Some(i) = refused.iter().position(|&r| r != 0) {
+        return Err(Failure::Property {
+            label: "m0 dots4_i8_i16 refuses bad sizes",
+            index: i as u32,
         });
     }
     Ok(())
@@ -717,6 +789,13 @@ pub(super) fn kernels(out: &mut Out<'_>) -> Result<(), Failure> {
         target_has_atomic = "32"
     ))]
     m3_blocks_kernel()?;
+    #[cfg(all(
+        target_arch = "arm",
+        target_os = "none",
+        target_endian = "little",
+        not(target_has_atomic = "32")
+    ))]
+    m0_kernel()?;
     let x: [i32; 16] = core::array::from_fn(|i| (rng.next_u32() as i32) >> (i % 12));
     let mut q16 = [0i16; 16];
     let max = quantize_group_to(&x, &mut q16);
