@@ -105,6 +105,30 @@ macro_rules! step {
     };
 }
 
+/// A group's columns after its first four, for `K > 1`: four-column steps
+/// counted in the top byte of r4 (the steps left, less one; the borrow of
+/// the last `subs` ends the group, leaving the top byte at 0xff).
+macro_rules! rest_of_group {
+    () => {
+        concat!("3:\n", step!(), "subs r4, r4, #0x1000000\n", "bcs 3b\n",)
+    };
+}
+
+/// After a block of rows of one group: its four sums stored (`stmia`, r5
+/// advancing), r1 (at row 1 after the columns) moved on `3n` to the next
+/// block's row 0, r2 to its row 2, `x` (r0) back `2n` bytes to its start.
+macro_rules! next_block {
+    () => {
+        concat!(
+            "stmia r5!, {{r8, r9, r10, r11}}\n",
+            "add r1, r1, r3, lsl #1\n",
+            "add r1, r1, r3\n",
+            "add r2, r1, r3, lsl #1\n",
+            "sub r0, r0, r3, lsl #1\n",
+        )
+    };
+}
+
 /// `v >> s` as Arm's register-specified shift computes it: the amount is the
 /// low byte of `s`, and amounts of 32 to 255 give 0 (Rust's `>>` takes the
 /// amount modulo 32, or panics in a debug build). The Q8 product aligns a
@@ -209,12 +233,7 @@ pub fn dots4_i8_i16<const K: usize>(w: &[i8], n: usize, x: &[i16], out: &mut [[i
             dots4_asm!(x, w, n, groups | ((K - 2) << 24), out;
                 "2:",
                 first_step!(),
-                "3:",
-                step!(),
-                // Top byte: the steps left, less one; a borrow ends the group
-                // (the top byte is then 0xff).
-                "subs r4, r4, #0x1000000",
-                "bcs 3b",
+                rest_of_group!(),
                 "stmia r5!, {{r8, r9, r10, r11}}",
                 // One group fewer (Z: none left); the top byte back to K − 2.
                 "sub r4, r4, #1",
@@ -268,11 +287,7 @@ pub fn dots4_blocks_i8_i16<const K: usize>(w: &[i8], x: &[i16], out: &mut [i32])
             dots4_asm!(x, w, n, blocks, out;
                 "2:",
                 first_step!(),
-                "stmia r5!, {{r8, r9, r10, r11}}",
-                "add r1, r1, r3, lsl #1",
-                "add r1, r1, r3",
-                "add r2, r1, r3, lsl #1",
-                "sub r0, r0, r3, lsl #1",
+                next_block!(),
                 "subs r4, r4, #1",
                 "bne 2b",
             );
@@ -285,11 +300,7 @@ pub fn dots4_blocks_i8_i16<const K: usize>(w: &[i8], x: &[i16], out: &mut [i32])
                 step!(), step!(), step!(), step!(), step!(),
                 step!(), step!(), step!(), step!(), step!(),
                 step!(), step!(), step!(), step!(), step!(),
-                "stmia r5!, {{r8, r9, r10, r11}}",
-                "add r1, r1, r3, lsl #1",
-                "add r1, r1, r3",
-                "add r2, r1, r3, lsl #1",
-                "sub r0, r0, r3, lsl #1",
+                next_block!(),
                 "subs r4, r4, #1",
                 "bne 2b",
             );
@@ -297,15 +308,8 @@ pub fn dots4_blocks_i8_i16<const K: usize>(w: &[i8], x: &[i16], out: &mut [i32])
             dots4_asm!(x, w, n, blocks | ((K - 2) << 24), out;
                 "2:",
                 first_step!(),
-                "3:",
-                step!(),
-                "subs r4, r4, #0x1000000",
-                "bcs 3b",
-                "stmia r5!, {{r8, r9, r10, r11}}",
-                "add r1, r1, r3, lsl #1",
-                "add r1, r1, r3",
-                "add r2, r1, r3, lsl #1",
-                "sub r0, r0, r3, lsl #1",
+                rest_of_group!(),
+                next_block!(),
                 "sub r4, r4, #1",
                 "lsls r12, r4, #8",
                 "add r4, r4, #{rewind}",

@@ -345,6 +345,43 @@ pub fn dots2_i8_i16<const K: usize>(
     groups
 }
 
+/// Four columns of the four-row kernels ([`dots4_rows_i8_i16`],
+/// [`dots4_blocks_i8_i16`]): `x` paired once (r0, advancing), each row's
+/// four weights (rows 1 and 2 at the register offsets `n` and `2·n` from row
+/// 0 in r1, row 3 after one `add`; r1 advancing) in two `sxtb16` and two
+/// `smlad` into r4, r5, r8, r3.
+macro_rules! blocks_step {
+    () => {
+        concat!(
+            "ldr r10, [r0], #4\n",
+            "ldr r11, [r0], #4\n",
+            ".inst.w 0xEACA4E0B\n", // pkhbt lr, r10, r11, lsl #16   (x0, x2)
+            ".inst.w 0xEACB4B2A\n", // pkhtb r11, r11, r10, asr #16  (x1, x3)
+            "ldr r10, [r1, r2]\n",  // row 1
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10               (w0, w2)
+            ".inst.w 0xFB2C440E\n", // smlad r4, r12, lr, r4
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8       (w1, w3)
+            ".inst.w 0xFB2C440B\n", // smlad r4, r12, r11, r4
+            "ldr r10, [r1, r2, lsl #1]\n", // row 2
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
+            ".inst.w 0xFB2C550E\n", // smlad r5, r12, lr, r5
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C550B\n", // smlad r5, r12, r11, r5
+            "add r10, r1, r2, lsl #1\n",
+            "ldr r10, [r10, r2]\n", // row 3
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
+            ".inst.w 0xFB2C880E\n", // smlad r8, r12, lr, r8
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C880B\n", // smlad r8, r12, r11, r8
+            "ldr r10, [r1], #4\n",  // row 0
+            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
+            ".inst.w 0xFB2C330E\n", // smlad r3, r12, lr, r3
+            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
+            ".inst.w 0xFB2C330B\n", // smlad r3, r12, r11, r3
+        )
+    };
+}
+
 /// Four int8 weight rows against one int16 input on the DSP extension (Cortex-M4
 /// and M33), each row one dot product over all of `x`: row `r` is
 /// `w[r·n .. (r + 1)·n]` with `n = x.len()`, and `out[r] = Σ_i w[r·n + i]·x[i]`
@@ -379,31 +416,7 @@ pub fn dots4_rows_i8_i16(w: &[i8], x: &[i16]) -> Option<[i32; 4]> {
     unsafe {
         asm!(
             "2:",
-            "ldr r10, [r0], #4",
-            "ldr r11, [r0], #4",
-            ".inst.w 0xEACA4E0B", // pkhbt lr, r10, r11, lsl #16   (x0, x2)
-            ".inst.w 0xEACB4B2A", // pkhtb r11, r11, r10, asr #16  (x1, x3)
-            "ldr r10, [r1, r2]",  // row 1
-            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10               (w0, w2)
-            ".inst.w 0xFB2C440E", // smlad r4, r12, lr, r4
-            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8       (w1, w3)
-            ".inst.w 0xFB2C440B", // smlad r4, r12, r11, r4
-            "ldr r10, [r1, r2, lsl #1]", // row 2
-            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10
-            ".inst.w 0xFB2C550E", // smlad r5, r12, lr, r5
-            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8
-            ".inst.w 0xFB2C550B", // smlad r5, r12, r11, r5
-            "add r10, r1, r2, lsl #1",
-            "ldr r10, [r10, r2]", // row 3
-            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10
-            ".inst.w 0xFB2C880E", // smlad r8, r12, lr, r8
-            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8
-            ".inst.w 0xFB2C880B", // smlad r8, r12, r11, r8
-            "ldr r10, [r1], #4",  // row 0
-            ".inst.w 0xFA2FFC8A", // sxtb16 r12, r10
-            ".inst.w 0xFB2C330E", // smlad r3, r12, lr, r3
-            ".inst.w 0xFA2FFC9A", // sxtb16 r12, r10, ror #8
-            ".inst.w 0xFB2C330B", // smlad r3, r12, r11, r3
+            blocks_step!(),
             "cmp r0, r9",
             "bne 2b",
             inout("r0") x.as_ptr() => _,
@@ -422,42 +435,6 @@ pub fn dots4_rows_i8_i16(w: &[i8], x: &[i16]) -> Option<[i32; 4]> {
         );
     }
     Some([a0, a1, a2, a3])
-}
-
-/// Four columns of [`dots4_blocks_i8_i16`]'s four rows: `x` paired once
-/// (r0, advancing), each row's four weights (rows 1 and 2 at the register
-/// offsets `n` and `2·n` from row 0 in r1, row 3 after one `add`; r1
-/// advancing) in two `sxtb16` and two `smlad` into r4, r5, r8, r3.
-macro_rules! blocks_step {
-    () => {
-        concat!(
-            "ldr r10, [r0], #4\n",
-            "ldr r11, [r0], #4\n",
-            ".inst.w 0xEACA4E0B\n", // pkhbt lr, r10, r11, lsl #16   (x0, x2)
-            ".inst.w 0xEACB4B2A\n", // pkhtb r11, r11, r10, asr #16  (x1, x3)
-            "ldr r10, [r1, r2]\n",  // row 1
-            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10               (w0, w2)
-            ".inst.w 0xFB2C440E\n", // smlad r4, r12, lr, r4
-            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8       (w1, w3)
-            ".inst.w 0xFB2C440B\n", // smlad r4, r12, r11, r4
-            "ldr r10, [r1, r2, lsl #1]\n", // row 2
-            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
-            ".inst.w 0xFB2C550E\n", // smlad r5, r12, lr, r5
-            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
-            ".inst.w 0xFB2C550B\n", // smlad r5, r12, r11, r5
-            "add r10, r1, r2, lsl #1\n",
-            "ldr r10, [r10, r2]\n", // row 3
-            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
-            ".inst.w 0xFB2C880E\n", // smlad r8, r12, lr, r8
-            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
-            ".inst.w 0xFB2C880B\n", // smlad r8, r12, r11, r8
-            "ldr r10, [r1], #4\n",  // row 0
-            ".inst.w 0xFA2FFC8A\n", // sxtb16 r12, r10
-            ".inst.w 0xFB2C330E\n", // smlad r3, r12, lr, r3
-            ".inst.w 0xFA2FFC9A\n", // sxtb16 r12, r10, ror #8
-            ".inst.w 0xFB2C330B\n", // smlad r3, r12, r11, r3
-        )
-    };
 }
 
 /// [`dots4_blocks_i8_i16`]'s assembly around its column loop `$columns`:
